@@ -1,0 +1,98 @@
+"""ActivationCache: a read-only mapping from hook name to the activation recorded there.
+
+Keys are full hook names (``"blocks.1.attn.hook_pattern"``) or TransformerLens-style shorthand
+tuples: ``cache["pattern", 1]``, ``cache["resid_pre", 0]``, ``cache["scale", 1, "ln2"]``,
+``cache["embed"]``, ``cache["scale"]`` (the final LayerNorm). The cache holds detached tensors
+and no reference to the model.
+
+Example:
+    >>> import torch
+    >>> cache = ActivationCache({"blocks.0.attn.hook_pattern": torch.ones(1, 4, 3, 3)})
+    >>> cache["pattern", 0].shape
+    torch.Size([1, 4, 3, 3])
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+import torch
+from torch import Tensor
+
+_ATTN = {"q", "k", "v", "z", "rot_q", "rot_k", "attn_scores", "pattern", "result"}
+_MLP = {"pre", "post"}
+_BLOCK = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"}
+_TOP = {"embed": "hook_embed", "pos_embed": "hook_pos_embed"}
+
+
+def act_name(name: str, layer: int | None = None, sublayer: str | None = None) -> str:
+    """Full hook name from shorthand: ``act_name("pattern", 1) == "blocks.1.attn.hook_pattern"``."""
+    if name in _TOP and layer is None:
+        return _TOP[name]
+    if name in ("scale", "normalized"):
+        if layer is None:
+            return f"ln_final.hook_{name}"
+        return f"blocks.{layer}.{sublayer or 'ln1'}.hook_{name}"
+    if layer is None:
+        raise KeyError(f"shorthand {name!r} needs a layer, e.g. cache[{name!r}, 0]")
+    if name in _ATTN:
+        return f"blocks.{layer}.attn.hook_{name}"
+    if name in _MLP:
+        return f"blocks.{layer}.mlp.hook_{name}"
+    if name in _BLOCK:
+        return f"blocks.{layer}.hook_{name}"
+    known = sorted(_ATTN | _MLP | _BLOCK | set(_TOP) | {"scale", "normalized"})
+    raise KeyError(f"unknown shorthand {name!r}; known shorthands are {known}")
+
+
+class ActivationCache(Mapping[str, Tensor]):
+    """Read-only ``{hook name: activation}`` with shorthand keys (see the module docstring)."""
+
+    def __init__(self, activations: Mapping[str, Tensor]) -> None:
+        self._acts = MappingProxyType(dict(activations))
+
+    def _key(self, key: str | tuple) -> str:
+        if isinstance(key, tuple):
+            return act_name(*key)
+        if isinstance(key, str):
+            return key
+        raise TypeError(f"cache keys are hook names or (shorthand, layer) tuples, got {type(key).__name__}")
+
+    def __getitem__(self, key: str | tuple) -> Tensor:
+        name = self._key(key)
+        if name in self._acts:
+            return self._acts[name]
+        close = difflib.get_close_matches(name, list(self._acts), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else "it was not recorded"
+        extra = (
+            " (hook_result is only recorded when asked for: pass names_filter naming it)"
+            if name.endswith("hook_result")
+            else ""
+        )
+        raise KeyError(f"{name!r} is not in this cache; {hint}{extra}")
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self._key(key) in self._acts  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._acts)
+
+    def __len__(self) -> int:
+        return len(self._acts)
+
+    def __repr__(self) -> str:
+        return f"ActivationCache({len(self)} activations: {', '.join(list(self._acts)[:4])}, ...)"
+
+    def to(self, device: str | torch.device) -> ActivationCache:
+        """A copy with every tensor on ``device``."""
+        return ActivationCache({k: v.to(device) for k, v in self._acts.items()})
+
+    @property
+    def n_bytes(self) -> int:
+        """Memory held by the cached tensors."""
+        return sum(t.numel() * t.element_size() for t in self._acts.values())

@@ -1,0 +1,380 @@
+"""MiniGPT: a small GPT whose every activation can be seen, hooked and cached.
+
+Axis names: batch, pos (q_pos, k_pos), d_model, head, d_head, d_mlp, d_vocab, layer
+(see :mod:`model.layers`).
+
+Example:
+    >>> import torch
+    >>> from model import MiniGPT, ModelConfig
+    >>> model = MiniGPT(ModelConfig(), seed=0)
+    >>> tokens = model.to_tokens("hello world")
+    >>> logits, cache = model.run_with_cache(tokens)
+    >>> logits.shape, cache["pattern", 0].shape
+    (torch.Size([1, 12, 64]), torch.Size([1, 4, 12, 12]))
+    >>> def knock_out_head_0(z, hook):
+    ...     z[:, :, 0] = 0.0
+    >>> ablated = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_z", knock_out_head_0)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from model.cache import ActivationCache
+from model.config import ModelConfig
+from model.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
+from model.layers import Block, Embed, LayerNorm, PosEmbed
+from model.tokenizer import Tokenizer
+
+RETURN_TYPES = ("logits", "loss", "both", None)
+TokensLike = Int[Tensor, "batch pos"] | Int[Tensor, " pos"] | Sequence[int] | str
+
+
+class Unembed(nn.Module):
+    """``logits = x @ W_U + b_U``; with a tied embedding ``W_U`` is ``W_E.T`` and there is no ``b_U``."""
+
+    def __init__(self, cfg: ModelConfig, embed: Embed) -> None:
+        super().__init__()
+        self._embed = [embed]  # a list, so the tied embedding is not registered twice
+        if not cfg.tied_embed:
+            self.W_U = nn.Parameter(torch.randn(cfg.d_model, cfg.d_vocab) * cfg.init_std)
+            self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab)) if cfg.bias else None
+        else:
+            self.b_U = None
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+        if "W_U" in self._parameters:
+            return F.linear(x, self.W_U.T, self.b_U)
+        return F.linear(x, self._embed[0].W_E)
+
+
+class MiniGPT(nn.Module):
+    """A hookable decoder-only transformer (see :class:`~model.config.ModelConfig`).
+
+    Hook points (shapes in brackets)::
+
+        hook_embed, hook_pos_embed                              [batch, pos, d_model]
+        blocks.{l}.hook_resid_pre / hook_attn_out / hook_resid_mid / hook_mlp_out / hook_resid_post
+        blocks.{l}.ln1.hook_scale [batch, pos, 1]   blocks.{l}.ln1.hook_normalized [batch, pos, d_model]
+        blocks.{l}.attn.hook_q / hook_k / hook_v / hook_z       [batch, pos, head, d_head]
+        blocks.{l}.attn.hook_attn_scores / hook_pattern         [batch, head, q_pos, k_pos]
+        blocks.{l}.attn.hook_result                             [batch, pos, head, d_model]
+        blocks.{l}.ln2.hook_scale / hook_normalized, blocks.{l}.mlp.hook_pre / hook_post [batch, pos, d_mlp]
+        ln_final.hook_scale, ln_final.hook_normalized
+
+    ``model.hook_names`` lists the ones this config has (rotary adds ``attn.hook_rot_q/k``;
+    learned and sinusoidal positions have ``hook_pos_embed``; attention-only blocks have no
+    ``hook_resid_mid``/``hook_mlp_out``; only ``norm="pre"`` has ``ln_final``).
+    """
+
+    def __init__(self, cfg: ModelConfig | None = None, tokenizer: Tokenizer | None = None, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg if cfg is not None else ModelConfig()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+        if tokenizer is None and cfg.d_vocab == len(Tokenizer()):
+            tokenizer = Tokenizer()
+        if tokenizer is not None and len(tokenizer) != cfg.d_vocab:
+            raise ValueError(f"the tokenizer has {len(tokenizer)} symbols but cfg.d_vocab={cfg.d_vocab}")
+        self.tokenizer: Tokenizer | None = tokenizer  # None for vocabularies other than the 64 symbols
+        self.provenance: dict[str, Any] = {}  # how a loaded checkpoint was made (see model.checkpoint)
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.embed = Embed(cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = PosEmbed(cfg) if cfg.positional != "rotary" else None
+        if self.pos_embed is not None:
+            self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_final = LayerNorm(cfg) if cfg.norm == "pre" else None
+        self.unembed = Unembed(cfg, self.embed)
+        self._hook_owner = object()
+        self.hook_dict: dict[str, HookPoint] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name, module.owner = name, self._hook_owner
+                self.hook_dict[name] = module
+        self.hook_names: list[str] = list(self.hook_dict)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str | torch.device | None = None) -> MiniGPT:
+        """Load a shipped checkpoint by name (``"minigpt-text"``, ``"induction-2l"``) or a ``.safetensors`` path.
+
+        Example:
+            >>> model = MiniGPT.from_pretrained("induction-2l")
+            >>> model.cfg.attn_only
+            True
+        """
+        from model.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(name_or_path)
+        model = cls(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
+        model.load_state_dict(ckpt.state_dict)
+        model.provenance = dict(ckpt.provenance)
+        return model.to(device) if device is not None else model
+
+    def save_pretrained(self, path: str, provenance: dict[str, Any] | None = None) -> None:
+        """Write ``path`` (``.safetensors``) and the JSON beside it, atomically."""
+        from model.checkpoint import save_checkpoint
+
+        tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None
+        save_checkpoint(path, self.cfg, self.state_dict(), tokenizer, provenance or self.provenance)
+
+    @classmethod
+    def from_hf_gpt2(cls, model_or_state_dict: Any, config: Any = None) -> MiniGPT:
+        """A MiniGPT with the weights of a HuggingFace GPT-2 (``GPT2LMHeadModel`` or its state dict + ``GPT2Config``)."""
+        from model.convert import hf_gpt2_to_minigpt
+
+        cfg, state = hf_gpt2_to_minigpt(model_or_state_dict, config)
+        model = cls(cfg)
+        model.load_state_dict(state)
+        return model
+
+    def to_hf_gpt2_state_dict(self) -> dict[str, Tensor]:
+        """This model's weights in HuggingFace GPT-2 layout (``transformer.h.{l}.attn.c_attn.weight`` ...)."""
+        from model.convert import minigpt_to_hf_gpt2
+
+        return minigpt_to_hf_gpt2(self.cfg, self.state_dict())
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        return self.embed.W_E
+
+    @property
+    def W_pos(self) -> Float[Tensor, "pos d_model"] | None:
+        return None if self.pos_embed is None else self.pos_embed.W_pos
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        """Unembedding; the transpose of ``W_E`` when tied."""
+        return self.unembed.W_U if "W_U" in self.unembed._parameters else self.embed.W_E.T
+
+    @property
+    def b_U(self) -> Float[Tensor, " d_vocab"] | None:
+        return self.unembed.b_U
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.W_E.device
+
+    def parameter_inventory(self) -> pd.DataFrame:
+        """One row per parameter tensor: ``tensor, shape, count``; ``count`` sums to ``cfg.n_params``."""
+        rows = [(name, tuple(p.shape), p.numel()) for name, p in self.named_parameters()]
+        return pd.DataFrame(rows, columns=["tensor", "shape", "count"])
+
+    # ------------------------------------------------------------------ tokens
+    def to_tokens(self, text: str | Sequence[str], *, unknown: str = "error") -> Int[Tensor, "batch pos"]:
+        """``[1, pos]`` token ids of ``text`` with ``<bos>`` first (a list of equal-length texts gives ``[batch, pos]``)."""
+        tokenizer = self._require_tokenizer()
+        texts = [text] if isinstance(text, str) else list(text)
+        ids = [tokenizer.encode(t, bos=True, unknown=unknown) for t in texts]
+        if len({len(i) for i in ids}) > 1:
+            raise ValueError(f"texts encode to different lengths {[len(i) for i in ids]}; pass them one at a time or make them equal")
+        tokens = torch.tensor(ids, dtype=torch.long, device=self.device)
+        self.check_tokens(tokens)
+        return tokens
+
+    def to_string(self, tokens: Int[Tensor, "... pos"] | Sequence[int]) -> str | list[str]:
+        """Text of ``tokens`` (``[pos]`` or ``[1, pos]`` -> str, ``[batch, pos]`` -> list of str)."""
+        tokenizer = self._require_tokenizer()
+        t = torch.as_tensor(tokens)
+        if t.ndim == 2 and t.shape[0] != 1:
+            return [tokenizer.decode(row.tolist()) for row in t]
+        return tokenizer.decode(t.reshape(-1).tolist())
+
+    def _require_tokenizer(self) -> Tokenizer:
+        if self.tokenizer is None:
+            raise ValueError(
+                f"this model has no tokenizer (d_vocab={self.cfg.d_vocab} is not the 64-symbol character "
+                "vocabulary); pass token ids instead of text"
+            )
+        return self.tokenizer
+
+    def check_tokens(self, tokens: TokensLike) -> Int[Tensor, "batch pos"]:
+        """Validate tokens and return them as a ``[batch, pos]`` long tensor on the model's device."""
+        if isinstance(tokens, str):
+            return self.to_tokens(tokens)
+        if not isinstance(tokens, Tensor):
+            try:
+                tokens = torch.as_tensor(tokens)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise ValueError(f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}") from None
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()")
+        if tokens.ndim == 1:
+            tokens = tokens[None]
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must have shape [batch, pos] or [pos], got {tuple(tokens.shape)}")
+        batch, pos = tokens.shape
+        if batch == 0 or pos == 0:
+            raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); give at least one token")
+        if pos > self.cfg.n_ctx:
+            raise ValueError(
+                f"{pos} tokens is longer than the context n_ctx={self.cfg.n_ctx}; "
+                f"crop them, e.g. tokens[:, -{self.cfg.n_ctx}:]"
+            )
+        lo, hi = torch.aminmax(tokens)
+        if lo < 0 or hi >= self.cfg.d_vocab:
+            bad = tokens[(tokens < 0) | (tokens >= self.cfg.d_vocab)].unique().tolist()[:5]
+            raise ValueError(f"token ids {bad} are outside the vocabulary [0, {self.cfg.d_vocab})")
+        return tokens.to(device=self.device, dtype=torch.long)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        tokens: TokensLike,
+        return_type: str | None = "logits",
+        *,
+        loss_per_token: bool = False,
+    ) -> Any:
+        """Logits ``[batch, pos, d_vocab]``, the next-token loss, both (a tuple), or None.
+
+        The loss is the mean cross-entropy of predicting ``tokens[:, 1:]``; with
+        ``loss_per_token=True`` it is ``[batch, pos - 1]``.
+        """
+        if return_type not in RETURN_TYPES:
+            raise ValueError(f"return_type={return_type!r} is not one of {list(RETURN_TYPES)}")
+        tokens = self.check_tokens(tokens)
+        x = self.hook_embed(self.embed(tokens))
+        if self.pos_embed is not None:
+            x = x + self.hook_pos_embed(self.pos_embed(tokens))
+        for block in self.blocks:
+            x = block(x)
+        if self.ln_final is not None:
+            x = self.ln_final(x)
+        logits = self.unembed(x)
+        if return_type == "logits":
+            return logits
+        if return_type is None:
+            return None
+        loss = next_token_loss(logits, tokens, per_token=loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    # ------------------------------------------------------------------ hooks
+    def resolve_hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]]) -> dict[str, tuple[HookFn, ...]]:
+        """``{hook name: (fn, ...)}`` for ``[(name_or_predicate, fn)]``; unknown names -> KeyError with suggestions."""
+        return build_hooks(fwd_hooks, self.hook_names)
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = ()) -> Iterator[MiniGPT]:
+        """Hooks active for every forward of *this thread* inside the ``with`` block, and gone after it."""
+        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks)):
+            yield self
+
+    def run_with_hooks(self, tokens: TokensLike, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any) -> Any:
+        """``forward(tokens, **kwargs)`` with ``fwd_hooks = [(name_or_predicate, fn), ...]`` active."""
+        with self.hooks(fwd_hooks):
+            return self(tokens, **kwargs)
+
+    def run_with_cache(
+        self,
+        tokens: TokensLike,
+        names_filter: NameOrPredicate | Iterable[str] | None = None,
+        device: str | torch.device | None = None,
+        *,
+        fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        **kwargs: Any,
+    ) -> tuple[Any, ActivationCache]:
+        """``(forward output, ActivationCache)``.
+
+        ``names_filter``: None (every hook except ``attn.hook_result``, which is recorded only
+        when named), a name, a list of names, or a predicate. ``device`` moves the cache.
+        """
+        if names_filter is None:
+            names = [n for n in self.hook_names if not n.endswith("hook_result")]
+        else:
+            names = resolve_names(names_filter, self.hook_names)
+        store: dict[str, Tensor] = {}
+        cache_spec = (frozenset(names), store, None if device is None else torch.device(device))
+        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec):
+            out = self(tokens, **kwargs)
+        return out, ActivationCache({n: store[n] for n in self.hook_names if n in store})
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(
+        self,
+        text_or_tokens: TokensLike,
+        max_new_tokens: int = 32,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> str | Int[Tensor, "batch pos"]:
+        """Continue a prompt by sampling; ``temperature=0`` is greedy.
+
+        Returns the whole text (prompt + continuation, specials left out) for a str prompt,
+        else the token tensor. Beyond ``n_ctx`` tokens the model sees only the last ``n_ctx``.
+        """
+        is_text = isinstance(text_or_tokens, str)
+        tokens = self.check_tokens(text_or_tokens)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else torch.seed())
+        for _ in range(max_new_tokens):
+            logits = self(tokens[:, -self.cfg.n_ctx :])[:, -1]
+            probs = sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+            if temperature == 0:
+                nxt = probs.argmax(-1, keepdim=True)
+            else:
+                nxt = torch.multinomial(probs, 1, generator=generator)
+            tokens = torch.cat([tokens, nxt], dim=1)
+        if is_text:
+            return self._require_tokenizer().decode(tokens[0].tolist(), skip_special=True)
+        return tokens
+
+
+def next_token_loss(
+    logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"], *, per_token: bool = False
+) -> Tensor:
+    """Cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]`` (mean, or ``[batch, pos - 1]``)."""
+    if tokens.shape[1] < 2:
+        raise ValueError("the next-token loss needs at least 2 tokens per sequence")
+    logprobs = logits[:, :-1].log_softmax(-1)
+    nll = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]
+    return nll if per_token else nll.mean()
+
+
+def sampling_probs(
+    logits: Float[Tensor, "... d_vocab"], *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> Float[Tensor, "... d_vocab"]:
+    """Next-token probabilities after temperature, top-k and top-p (nucleus) filtering.
+
+    ``temperature=0`` puts all mass on the argmax. Tokens outside the top-k, or outside the
+    smallest set whose probability reaches ``top_p``, get probability 0.
+    """
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    logits = logits.float()
+    if temperature == 0:
+        return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(-1)
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = probs.sort(-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
+        drop = (before >= top_p).scatter(-1, order, before >= top_p)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+HookList = list[tuple[NameOrPredicate, Callable[[Tensor, HookPoint], Tensor | None]]]
