@@ -57,7 +57,9 @@ class ActivationCache(Mapping[str, Tensor]):
         if isinstance(key, tuple):
             return act_name(*key)
         if isinstance(key, str):
-            return key
+            if key in self._acts or key not in _ATTN | _MLP | _BLOCK | {*_TOP, "scale", "normalized"}:
+                return key
+            return act_name(key)  # shorthand: "embed", "scale" (ln_final); "pattern" says it needs a layer
         raise TypeError(f"cache keys are hook names or (shorthand, layer) tuples, got {type(key).__name__}")
 
     def __getitem__(self, key: str | tuple) -> Tensor:

@@ -74,6 +74,12 @@ class HookPoint(nn.Module):
         state = None if active is None else active.get(self.owner)
         return state is not None and self.name in state.wanted
 
+    def is_hooked(self) -> bool:
+        """Whether a hook function (not just a cache) of the current call is attached here."""
+        active = _ACTIVE.get()
+        state = None if active is None else active.get(self.owner)
+        return state is not None and self.name in state.hooks
+
     def layer(self) -> int:
         """Index of the block this hook point lives in (ValueError outside the blocks)."""
         match = re.match(r"blocks\.(\d+)\.", self.name)

@@ -83,14 +83,17 @@ class LayerNorm(nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
-        if self.hook_scale.is_active():
-            centred = x - x.mean(-1, keepdim=True)
-            scale = (centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
-            hooked = self.hook_scale(scale.clone())
-            if not torch.equal(hooked, scale):  # a hook changed the scale: apply it exactly
-                out = centred / hooked * self.w
-                return self.hook_normalized(out if self.b is None else out + self.b)
-        out = F.layer_norm(x, self.w.shape, self.w, self.b, self.eps)
+        if not self.hook_scale.is_active():
+            return self.hook_normalized(F.layer_norm(x, self.w.shape, self.w, self.b, self.eps))
+        out, _, rstd = torch.native_layer_norm(x, self.w.shape, self.w, self.b, self.eps)
+        scale = rstd.reciprocal()
+        if not self.hook_scale.is_hooked():  # only cached: the fused result stands
+            self.hook_scale(scale)
+            return self.hook_normalized(out)
+        hooked = self.hook_scale(scale.clone())
+        if not torch.equal(hooked, scale):  # a hook changed the scale: apply it exactly
+            out = (x - x.mean(-1, keepdim=True)) / hooked * self.w
+            out = out if self.b is None else out + self.b
         return self.hook_normalized(out)
 
 
@@ -124,7 +127,9 @@ class Attention(nn.Module):
             self.b_O = _zeros(d)
         else:
             self.b_Q = self.b_K = self.b_V = self.b_O = None
-        self.register_buffer("mask", torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool).tril(), persistent=False)
+        future = torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool).triu(1)
+        self.register_buffer("mask", torch.zeros(cfg.n_ctx, cfg.n_ctx).masked_fill(future, float("-inf")), persistent=False)
+        self.scale = 1 / math.sqrt(cfg.d_head)
         if cfg.positional == "rotary":
             cos, sin = rotary_tables(cfg)
             self.register_buffer("rot_cos", cos, persistent=False)
@@ -161,14 +166,16 @@ class Attention(nn.Module):
         if self.cfg.positional == "rotary":
             q, k = self.hook_rot_q(self.rotate(q)), self.hook_rot_k(self.rotate(k))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # batch head pos d_head
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.cfg.d_head)
-        scores = self.hook_attn_scores(scores.masked_fill(~self.mask[:pos, :pos], float("-inf")))
+        # scores = q . k / sqrt(d_head) + mask (0 on and below the diagonal, -inf above), in one kernel
+        scores = torch.baddbmm(self.mask[:pos, :pos], q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=self.scale)
+        scores = self.hook_attn_scores(scores.view(batch, -1, pos, pos))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z((pattern @ v).transpose(1, 2))  # batch pos head d_head
-        if self.hook_result.is_active():
-            result = torch.einsum("bphe,hed->bphd", z, self.W_O)
-            out = self.hook_result(result).sum(dim=2)
+        if self.hook_result.is_hooked():  # a hook may edit one head's write: sum the (hooked) heads
+            out = self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O)).sum(dim=2)
             return out if self.b_O is None else out + self.b_O
+        if self.hook_result.is_active():  # only cached: the fused output below stands, bit-identical
+            self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O))
         return F.linear(z.reshape(batch, pos, -1), self.W_O.flatten(0, 1).T, self.b_O)
 
 

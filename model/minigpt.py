@@ -209,6 +209,8 @@ class MiniGPT(nn.Module):
                 tokens = torch.as_tensor(tokens)
             except (TypeError, ValueError, RuntimeError) as err:
                 raise ValueError(f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}") from None
+        if tokens.numel() == 0:
+            raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); give at least one token")
         if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
             raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()")
         if tokens.ndim == 1:
@@ -321,7 +323,8 @@ class MiniGPT(nn.Module):
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
+        # seed=None draws the seed from the global RNG (torch.seed() would re-seed it, clobbering the user's seed)
+        generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
         for _ in range(max_new_tokens):
             logits = self(tokens[:, -self.cfg.n_ctx :])[:, -1]
             probs = sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)

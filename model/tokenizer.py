@@ -52,6 +52,16 @@ _TRANSLATE = str.maketrans(
 UNKNOWN_POLICIES = ("error", "replace", "drop")
 
 
+def _source_positions(text: str) -> list[int]:
+    """For each character of ``Tokenizer.normalize(text)``, its position in ``text``."""
+    where: list[int] = []
+    for i, raw in enumerate(text):
+        if raw == "\r" and text[i + 1 : i + 2] == "\n":
+            continue  # "\r\n" becomes the one "\n" that follows
+        where.extend([i] * len(raw.translate(_TRANSLATE).lower()))
+    return where
+
+
 class Tokenizer:
     """Character tokenizer over the 64 symbols in :data:`SYMBOLS` (see the module docstring)."""
 
@@ -83,8 +93,9 @@ class Tokenizer:
         return text.replace("\r\n", "\n").translate(_TRANSLATE).lower()
 
     def unknown_chars(self, text: str) -> list[tuple[int, str]]:
-        """``(position, character)`` for every character of normalised ``text`` with no symbol."""
-        return [(i, c) for i, c in enumerate(self.normalize(text)) if c not in self._ids or len(c) != 1]
+        """``(position in text, normalised character)`` for every character with no symbol."""
+        where = _source_positions(text)
+        return [(where[i], c) for i, c in enumerate(self.normalize(text)) if c not in self._ids or len(c) != 1]
 
     def encode(self, text: str, *, bos: bool = False, unknown: str = "error") -> list[int]:
         """Token ids of ``text`` (normalised first); ``bos=True`` puts ``<bos>`` in front."""
@@ -92,7 +103,7 @@ class Tokenizer:
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         if unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown={unknown!r} is not one of {list(UNKNOWN_POLICIES)}")
-        text = self.normalize(text)
+        original, text = text, self.normalize(text)
         ids = [self.bos_id] if bos else []
         bad: list[tuple[int, str]] = []
         for i, c in enumerate(text):
@@ -104,7 +115,8 @@ class Tokenizer:
             elif unknown == "error":
                 bad.append((i, c))
         if bad:
-            raise ValueError(self._unknown_message(bad))
+            where = _source_positions(original)  # report positions in the text as given
+            raise ValueError(self._unknown_message([(where[i], c) for i, c in bad]))
         return ids
 
     def decode(self, ids: Iterable[int], *, skip_special: bool = False) -> str:

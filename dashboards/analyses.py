@@ -1,0 +1,225 @@
+"""The one model or ``interp`` call behind each chart, cached per (model, prompt, settings).
+
+Each function takes the model as ``_model`` (not hashed by Streamlit) plus ``model_id``, a string that
+changes whenever the weights do, and prompts as tuples of token ids, so a rerun with the same inputs
+costs a dictionary lookup. The forward pass and its activation cache are shared
+(``st.cache_resource``: read-only, never copied); frames come back copied (``st.cache_data``), so no
+page can change what another one sees. No maths here beyond what ``model`` and ``interp`` return.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from interp.ablation import ablate
+from interp.attention import attention_pattern_frame, head_scores
+from interp.circuits import composition_scores, ov_circuit, qk_circuit
+from interp.dla import direct_logit_attribution, logit_lens
+from interp.export import contributions_to_csv
+from interp.metrics import LogitDiff, Loss
+from interp.patching import activation_patching
+from interp.residual import write_norms
+from interp.sweeps import head_sweep
+from model import MiniGPT
+from model.cache import ActivationCache
+from model.data import builtin_corpus, text_batch
+from model.minigpt import next_token_loss, sampling_probs
+
+Ids = tuple[int, ...]
+
+
+def tokens_of(ids: Ids) -> torch.Tensor:
+    """``[1, pos]`` tensor of a prompt's ids."""
+    return torch.tensor([ids], dtype=torch.long)
+
+
+def symbols(model: MiniGPT, ids: Ids) -> list[str]:
+    """The symbol of every token id (``<bos>`` included)."""
+    return [model.tokenizer.symbols[i] for i in ids]
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def forward(_model: MiniGPT, model_id: str, ids: Ids) -> tuple[torch.Tensor, ActivationCache]:
+    """Logits ``[1, pos, d_vocab]`` and the full activation cache (every hook, ``hook_result`` included)."""
+    with torch.no_grad():
+        return _model.run_with_cache(tokens_of(ids), names_filter=lambda name: True)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def next_token_distribution(
+    _model: MiniGPT,
+    model_id: str,
+    ids: Ids,
+    pos: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+) -> pd.DataFrame:
+    """Columns ``token_id, token, logit, softmax, prob`` for the prediction after ``pos``, highest logit first.
+
+    ``softmax`` is the plain softmax of the logits; ``prob`` is what sampling uses after temperature,
+    top-k and top-p (``model.minigpt.sampling_probs``).
+    """
+    logits = forward(_model, model_id, ids)[0][0, pos]
+    return pd.DataFrame(
+        {
+            "token_id": range(len(logits)),
+            "token": _model.tokenizer.symbols,
+            "logit": logits.tolist(),
+            "softmax": sampling_probs(logits).tolist(),
+            "prob": sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p).tolist(),
+        }
+    ).sort_values("logit", ascending=False, ignore_index=True)
+
+
+@st.cache_data(max_entries=32, show_spinner="Generating ...")
+def generate(
+    _model: MiniGPT,
+    model_id: str,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float,
+    seed: int,
+) -> str:
+    """The sampled continuation of ``prompt`` (the text after it), reproducible by ``seed``."""
+    text = _model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return text[len(_model.tokenizer.normalize(prompt)) :]
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def inventory(_model: MiniGPT, model_id: str) -> pd.DataFrame:
+    """``model.parameter_inventory()``: columns ``tensor, shape, count``."""
+    return _model.parameter_inventory()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def attention_patterns(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
+    """``interp.attention.attention_pattern_frame`` of every head, with ``layer, head`` columns in front."""
+    cache, tokens = forward(_model, model_id, ids)[1], tokens_of(ids)
+    frames = [
+        attention_pattern_frame(_model, cache, tokens, layer, head).assign(layer=layer, head=head)
+        for layer in range(_model.cfg.n_layers)
+        for head in range(_model.cfg.n_heads)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def attention_scores(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
+    """``interp.attention.head_scores`` on the prompt (one row per head, with its ``kind``)."""
+    return head_scores(_model, tokens_of(ids), forward(_model, model_id, ids)[1])
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def residual_writes(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
+    """``interp.residual.write_norms``: the norm of every component's write at every position."""
+    return write_norms(_model, forward(_model, model_id, ids)[1])
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def lens(_model: MiniGPT, model_id: str, ids: Ids, k: int) -> pd.DataFrame:
+    """``interp.dla.logit_lens`` with the next token as target and the top ``k`` guesses."""
+    return logit_lens(_model, forward(_model, model_id, ids)[1], tokens_of(ids), k=k)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def dla(_model: MiniGPT, model_id: str, ids: Ids, target: str | None, contrast: str | None, per: str) -> pd.DataFrame:
+    """``interp.dla.direct_logit_attribution`` at every position (``target=None``: the next token)."""
+    cache = forward(_model, model_id, ids)[1]
+    return direct_logit_attribution(_model, cache, tokens_of(ids), target=target, contrast=contrast, per=per)
+
+
+def dla_at(frame: pd.DataFrame, pos: int, top: int | None = None) -> tuple[pd.DataFrame, float]:
+    """The rows of one position (only the ``top`` largest by magnitude, when given) and the sum of all of them."""
+    here = frame[frame["pos"] == pos]
+    total = float(here["contribution"].sum())
+    if top is not None:
+        here = here.loc[here["contribution"].abs().nlargest(top).index]
+    return here, total
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def dla_csv(_model: MiniGPT, model_id: str, ids: Ids, target: str | None, contrast: str | None, per: str) -> bytes:
+    """The CSV that ``interp.export.contributions_to_csv`` writes for :func:`dla`'s frame, as bytes to download."""
+    frame = dla(_model, model_id, ids, target, contrast, per)
+    with tempfile.TemporaryDirectory(prefix="minigpt-dla-") as tmp:
+        return contributions_to_csv(frame, Path(tmp) / "contributions.csv").read_bytes()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Sampling a reference batch from the built-in corpus ...")
+def reference_batch(n_ctx: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """``size`` random windows of the built-in corpus's validation split: the inputs mean/resample ablations use."""
+    return text_batch(builtin_corpus().val, size, n_ctx, torch.Generator().manual_seed(seed))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def ablation_effect(
+    _model: MiniGPT, model_id: str, ids: Ids, heads: tuple, mlps: tuple, neurons: str, method: str, pos: int
+) -> tuple[pd.DataFrame, float | None, float | None, list[str]]:
+    """``interp.ablation.ablate``: next-token probabilities at ``pos`` before and after, both losses, and what was done.
+
+    The frame has columns ``token_id, token, prob_clean, prob_ablated``.
+    """
+    logits = forward(_model, model_id, ids)[0]
+    reference = None if method == "zero" else reference_batch(_model.cfg.n_ctx)
+    result = ablate(
+        _model, tokens_of(ids), heads=list(heads) or None, mlps=list(mlps) or None, neurons=neurons or None,
+        method=method, reference=reference,
+    )  # fmt: skip
+    clean = next_token_loss(logits, tokens_of(ids)).item() if len(ids) > 1 else None
+    frame = pd.DataFrame(
+        {
+            "token_id": range(logits.shape[-1]),
+            "token": _model.tokenizer.symbols,
+            "prob_clean": sampling_probs(logits[0, pos]).tolist(),
+            "prob_ablated": sampling_probs(result.logits[0, pos]).tolist(),
+        }
+    )
+    return frame, clean, result.loss, [str(spec) for spec in result.ablations]
+
+
+@st.cache_data(max_entries=32, show_spinner="Ablating every head ...")
+def sweep(_model: MiniGPT, model_id: str, ids: Ids, method: str) -> pd.DataFrame:
+    """``interp.sweeps.head_sweep`` on the loss: columns ``layer, head, metric_clean, metric_ablated, delta``."""
+    reference = None if method == "zero" else reference_batch(_model.cfg.n_ctx)
+    return head_sweep(_model, tokens_of(ids), method=method, metric="loss", reference=reference, progress=False)
+
+
+@st.cache_data(max_entries=32, show_spinner="Patching ...")
+def patching(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, grid: str) -> tuple[pd.DataFrame, str]:
+    """``interp.patching.activation_patching`` from ``clean`` into ``corrupted``, and the metric in words.
+
+    The metric is the last position's logit difference between the clean and the corrupted top guesses;
+    when both runs guess the same token, the next-token loss.
+    """
+    answer = int(next_token_distribution(_model, model_id, clean, len(clean) - 1)["token_id"].iloc[0])
+    wrong = int(next_token_distribution(_model, model_id, corrupted, len(corrupted) - 1)["token_id"].iloc[0])
+    if answer == wrong:
+        metric, words = Loss(), "next-token loss (both prompts have the same top guess)"
+    else:
+        names = [repr(_model.tokenizer.symbols[i]) for i in (answer, wrong)]
+        metric = LogitDiff(answer=answer, wrong=wrong)
+        words = f"logit of {names[0]} (clean top guess) minus logit of {names[1]} (corrupted top guess), last position"
+    frame = activation_patching(_model, tokens_of(clean), tokens_of(corrupted), metric, grid=grid, progress=False)
+    return frame, words
+
+
+@st.cache_data(max_entries=8, show_spinner="Scoring composition ...")
+def composition(_model: MiniGPT, model_id: str) -> pd.DataFrame:
+    """``interp.circuits.composition_scores``: every Q/K/V composition score with its random baseline."""
+    return composition_scores(_model)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) -> pd.DataFrame:
+    """The full QK or OV circuit of one head as a token x token frame (``interp.circuits``; 64 x 64 is small)."""
+    full = (qk_circuit if kind == "QK" else ov_circuit)(_model, layer, head).full()
+    names = list(_model.tokenizer.symbols)
+    return pd.DataFrame(full.numpy(), index=names, columns=names)

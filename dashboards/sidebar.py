@@ -1,0 +1,99 @@
+"""The sidebar: checkpoint picker, prompt box and the prompt's token strip.
+
+It runs on every rerun before the page, and leaves a :class:`~dashboards.state.Selection` in
+``st.session_state["selection"]``. A checkpoint that fails to load shows ``st.error`` and falls
+back to the default one, so every page keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboards import plots, state
+from model import MiniGPT
+
+SOURCE_PATH = "a .safetensors path"
+SOURCE_UPLOAD = "an uploaded file"
+
+
+def _default_model() -> tuple[MiniGPT, str, str]:
+    """The shipped default, or (before any checkpoint is shipped) the random model, with its id and label."""
+    names = state.shipped_names()
+    if names:
+        path = state.CHECKPOINT_DIR / f"{names[0]}.safetensors"
+        stamp = state.file_stamp(path)
+        return state.load_checkpoint(names[0], stamp), f"shipped:{names[0]}:{stamp}", names[0]
+    return state.random_model(0), "random:0", state.RANDOM_LABEL
+
+
+def _load_choice(choice: str) -> tuple[MiniGPT, str, str]:
+    """Load what the picker names; raises ValueError/FileNotFoundError/... with a reason."""
+    if choice == state.RANDOM_LABEL:
+        return state.random_model(0), "random:0", choice
+    if choice == SOURCE_PATH:
+        raw = st.session_state.get("checkpoint_path", "").strip()
+        if not raw:
+            raise ValueError("type the path of a .safetensors file written by save_pretrained")
+        path = Path(raw).expanduser()
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{raw!r} does not end in .safetensors; give the weights file, not its .json")
+        if not path.is_file():
+            raise FileNotFoundError(f"no file at {str(path)!r}; check the path (it is read on the server)")
+        stamp = state.file_stamp(path)
+        return state.load_checkpoint(str(path.resolve()), stamp), f"path:{path.resolve()}:{stamp}", path.name
+    if choice == SOURCE_UPLOAD:
+        uploads = st.session_state.get("checkpoint_upload") or []
+        if not uploads:
+            raise ValueError("choose a .safetensors file (and the .json beside it) to upload")
+        files = [(u.name, u.getvalue()) for u in uploads]
+        digest = state.check_upload(files)
+        return state.load_upload(digest, tuple(files)), f"upload:{digest}", uploads[0].name
+    stamp = state.file_stamp(state.CHECKPOINT_DIR / f"{choice}.safetensors")
+    return state.load_checkpoint(choice, stamp), f"shipped:{choice}:{stamp}", choice
+
+
+def _checkpoint_picker() -> tuple[MiniGPT, str, str, str | None]:
+    options = [*state.shipped_names(), state.RANDOM_LABEL, SOURCE_PATH, SOURCE_UPLOAD]
+    choice = st.selectbox("Checkpoint", options, key="checkpoint_choice", help="Shipped checkpoints load by name.")
+    if choice == SOURCE_PATH:
+        st.text_input("Path to a .safetensors file", key="checkpoint_path", placeholder="runs/my-model.safetensors")
+    elif choice == SOURCE_UPLOAD:
+        st.file_uploader(
+            f"Upload a .safetensors file and its .json (at most {state.MAX_UPLOAD_BYTES // 2**20} MB)",
+            type=["safetensors", "json"],
+            accept_multiple_files=True,
+            key="checkpoint_upload",
+        )
+    try:
+        model, model_id, label = _load_choice(choice)
+        return model, model_id, label, None
+    except Exception as err:  # the UI boundary: any failure to load becomes a message, never a traceback
+        model, model_id, label = _default_model()
+        return model, model_id, label, f"Could not load {choice!r}: {err}. Showing {label!r} instead."
+
+
+def render() -> state.Selection:
+    """Draw the sidebar and store the selection in ``st.session_state["selection"]``."""
+    with st.sidebar:
+        st.header("MiniGPT Lens")
+        model, model_id, label, load_error = _checkpoint_picker()
+        if load_error:
+            st.error(load_error)
+        st.caption(f"Model: **{label}** · {model.cfg.n_params:,} parameters · context {model.cfg.n_ctx}")
+        prompt = st.text_area(
+            f"Prompt (at most {model.cfg.n_ctx - 1} characters)", value=state.DEFAULT_PROMPT, key="prompt", height=80
+        )
+        try:
+            token_ids, prompt_error = state.check_prompt(model, prompt), None
+        except ValueError as err:
+            token_ids, prompt_error = None, str(err)
+        if prompt_error:
+            st.error(f"{prompt_error}.")
+        else:
+            labels = [model.tokenizer.symbols[i] for i in token_ids]
+            st.html(plots.token_strip_html(labels))
+    sel = state.Selection(model, model_id, label, prompt, token_ids, prompt_error, load_error)
+    st.session_state["selection"] = sel
+    return sel

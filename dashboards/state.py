@@ -1,0 +1,199 @@
+"""What the dashboard is looking at: the model (loaded once per process) and the checked prompt.
+
+Models are cached with ``st.cache_resource``: one shared, read-only instance per checkpoint, safe
+across sessions because hooks live in a per-call context, never on the modules. Every check here
+turns bad input into a plain sentence (what was wrong, what to do) for ``st.error``.
+
+Example:
+    >>> from dashboards.state import check_prompt, random_model
+    >>> model = random_model(0)
+    >>> check_prompt(model, "hi")
+    (0, 22, 23)
+    >>> check_prompt(model, "")
+    Traceback (most recent call last):
+    ...
+    ValueError: the prompt is empty; type at least one character
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from model import MiniGPT, ModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_DIR = ROOT / "model" / "checkpoints"
+DEFAULT_CHECKPOINT = "minigpt-text"
+RANDOM_LABEL = "untrained (random weights, seed 0)"
+DEFAULT_PROMPT = "the value of the attribute is"
+MAX_UPLOAD_BYTES = 64 * 2**20  # the locked config is ~0.4 MB; GPT-2-small-sized files do not belong here
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The sidebar's choice, read by every page (``st.session_state["selection"]``)."""
+
+    model: MiniGPT
+    model_id: str  # a key that changes whenever the weights do (cache key for st.cache_data)
+    label: str  # what the sidebar shows as the model's name
+    prompt: str
+    token_ids: tuple[int, ...] | None  # <bos> + prompt, or None when the prompt is bad
+    prompt_error: str | None  # why the prompt cannot be run, with what to do
+    load_error: str | None = None  # why the chosen checkpoint could not be loaded (we fell back)
+
+
+def shipped_names() -> list[str]:
+    """Names of the checkpoints in ``model/checkpoints/`` (weights with their JSON beside), the default first."""
+    names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.json") if p.with_suffix(".safetensors").is_file())
+    return sorted(names, key=lambda n: n != DEFAULT_CHECKPOINT)
+
+
+def file_stamp(path: Path) -> str:
+    """Size and modification time, so an edited checkpoint file is loaded again."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the checkpoint ...")
+def load_checkpoint(name_or_path: str, stamp: str) -> MiniGPT:
+    """``MiniGPT.from_pretrained(name_or_path)`` in eval mode, once per (file, stamp)."""
+    del stamp  # part of the cache key only
+    return MiniGPT.from_pretrained(name_or_path).eval()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def random_model(seed: int) -> MiniGPT:
+    """The locked config with random weights: what the trained model looked like before training."""
+    return MiniGPT(ModelConfig(), seed=seed).eval()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the uploaded checkpoint ...")
+def load_upload(digest: str, _files: tuple[tuple[str, bytes], ...]) -> MiniGPT:
+    """Load uploaded ``(name, bytes)`` files (one ``.safetensors``, its ``.json``) through a temporary folder."""
+    del digest  # the cache key; _files is not hashed by Streamlit
+    weights = next(data for name, data in _files if name.endswith(".safetensors"))
+    with tempfile.TemporaryDirectory(prefix="minigpt-upload-") as tmp:
+        path = Path(tmp) / "uploaded.safetensors"
+        path.write_bytes(weights)
+        for name, data in _files:
+            if name.endswith(".json"):
+                path.with_suffix(".json").write_bytes(data)
+        return MiniGPT.from_pretrained(str(path)).eval()
+
+
+def check_upload(files: list[tuple[str, bytes]]) -> str:
+    """Check uploaded files before loading them; returns their digest, raises ValueError saying what to fix."""
+    weights = [(n, d) for n, d in files if n.lower().endswith(".safetensors")]
+    others = [n for n, _ in files if not n.lower().endswith((".safetensors", ".json"))]
+    if others or len(weights) != 1 or len(files) > 2:
+        raise ValueError(
+            "upload exactly one .safetensors file and, optionally, the .json written beside it; "
+            f"got {[n for n, _ in files]}"
+        )
+    total = sum(len(d) for _, d in files)
+    if total > MAX_UPLOAD_BYTES:
+        raise ValueError(
+            f"the upload is {total / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
+            "give its path under 'a .safetensors path' instead"
+        )
+    data = weights[0][1]
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if size <= 0 or size > len(data) - 8 or data[8:9] != b"{":
+        raise ValueError(f"{weights[0][0]} is not a safetensors file (its header is missing or cut short)")
+    for name, blob in files:
+        if name.lower().endswith(".json"):
+            try:
+                json.loads(blob)
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(
+                    f"{name} is not valid JSON ({err}); upload the .json written by save_pretrained"
+                ) from None
+    return hashlib.sha256(b"".join(d for _, d in sorted(files))).hexdigest()[:16]
+
+
+def check_prompt(model: MiniGPT, prompt: str) -> tuple[int, ...]:
+    """``<bos>`` + the prompt's token ids; ValueError (what was wrong, what to do) when it cannot be run."""
+    if model.tokenizer is None:
+        raise ValueError(
+            f"this checkpoint has no character tokenizer (d_vocab={model.cfg.d_vocab}); "
+            "pick a checkpoint trained with the 64-symbol tokenizer"
+        )
+    if not prompt:
+        raise ValueError("the prompt is empty; type at least one character")
+    unknown = model.tokenizer.unknown_chars(prompt)
+    if unknown:
+        shown = ", ".join(f"{c!r} at position {i}" for i, c in unknown[:5])
+        raise ValueError(
+            f"the prompt has {len(unknown)} character(s) the tokenizer does not know ({shown}); it knows lower-case "
+            "letters, digits, space, newline and .,;:!?'\"-()[]{}_=+*/<>| -- remove or replace them"
+        )
+    ids = model.tokenizer.encode(prompt, bos=True)
+    if len(ids) > model.cfg.n_ctx:
+        raise ValueError(
+            f"the prompt is {len(ids) - 1} characters but this model reads at most {model.cfg.n_ctx - 1} "
+            f"(n_ctx={model.cfg.n_ctx}, one position goes to <bos>); shorten it"
+        )
+    return tuple(ids)
+
+
+def default_corruption(prompt: str) -> str:
+    """The patching page's corrupted prompt when none is typed: the first letter of the longest word changed.
+
+    Example:
+        >>> default_corruption("the value of the attribute is")
+        'the value of the bttribute is'
+    """
+    words = [(len(w), -i, i) for i, w in enumerate(prompt.split(" ")) if w[:1].isalpha()]
+    if not words:
+        return prompt
+    index = max(words)[2]
+    parts = prompt.split(" ")
+    first = parts[index][0].lower()
+    parts[index] = ("a" if first == "z" else chr(ord(first) + 1)) + parts[index][1:]
+    return " ".join(parts)
+
+
+def selection() -> Selection:
+    """The current sidebar selection (the router sets it before any page runs)."""
+    return st.session_state["selection"]
+
+
+def require_tokens() -> Selection:
+    """The selection, or an ``st.error`` with the prompt's problem and a stop of this page's run."""
+    sel = selection()
+    if sel.token_ids is None:
+        st.error(f"Cannot analyse this prompt: {sel.prompt_error}.")
+        st.stop()
+    return sel
+
+
+def attempt(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``fn(*args, **kwargs)``, or None after an ``st.error`` saying why ``what`` could not be done.
+
+    The analyses raise ValueError/TypeError/KeyError/IndexError for input they cannot take (a target
+    that is not one character, a post-norm model, mismatched prompts); the page shows the reason and
+    carries on with its other sections.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        st.error(f"{what}: {message}")
+        return None
+
+
+def pick_position(where: Any, label: str, tokens: list[str], key: str) -> int:
+    """A position selectbox whose default is always the prompt's last position, even after the prompt changes."""
+    last = len(tokens) - 1
+    names = {-1: f"last ({last}: {tokens[last]!r})", **{i: f"{i}: {t!r}" for i, t in enumerate(tokens)}}
+    choice = where.selectbox(label, list(names), format_func=names.__getitem__, key=key)
+    return last if choice == -1 else choice

@@ -1,0 +1,49 @@
+"""Page "Attention": patterns of every head in every block, one head across blocks, and head scores."""
+
+import streamlit as st
+
+from dashboards import analyses, plots, state
+
+sel = state.require_tokens()
+model, cfg = sel.model, sel.model.cfg
+st.title("Attention")
+st.markdown(
+    "Each heatmap is one head's attention pattern: row = the query position reading, column = the key position "
+    "it reads from; each row sums to 1, and the causal mask leaves the upper triangle empty."
+)
+patterns = analyses.attention_patterns(model, sel.model_id, sel.token_ids)
+tokens = analyses.symbols(model, sel.token_ids)
+
+st.subheader("One head in every block")
+head = st.selectbox("Head", range(cfg.n_heads), format_func=lambda h: f"head {h}", key="attn_compare_head")
+st.plotly_chart(
+    plots.attention_heatmaps(
+        patterns[patterns["head"] == head], tokens, row="head", title=f"Head {head} in every block, side by side"
+    ),
+    key="attn_compare_chart",
+)
+
+st.subheader("Every head of the chosen blocks")
+layers = st.multiselect(
+    "Blocks", list(range(cfg.n_layers)), default=list(range(cfg.n_layers)), format_func=lambda x: f"block {x}",
+    key="attn_grid_layers",
+)  # fmt: skip
+if layers:
+    st.plotly_chart(
+        plots.attention_heatmaps(patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads"),
+        key="attn_grid_chart",
+    )
+else:
+    st.info("Choose at least one block to see its heads.")
+
+st.subheader("Head scores and classification")
+st.markdown(
+    "Each score is the mean attention a head pays to one kind of key: the **previous** token, an earlier copy of the "
+    "current token (**duplicate**), the token that followed such a copy (**induction**), the first token "
+    "(**first**, often a resting place), or itself (**current**); **entropy** is how spread out its attention is. "
+    "Scores that the prompt cannot define (no repeated token, say) are left blank."
+)
+scores = state.attempt("Head scores", analyses.attention_scores, model, sel.model_id, sel.token_ids)
+if scores is not None:
+    st.plotly_chart(plots.head_scores_heatmap(scores), key="head_scores_chart")
+    st.dataframe(scores, hide_index=True, key="head_scores_table")

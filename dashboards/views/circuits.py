@@ -1,0 +1,37 @@
+"""Page "Circuits": how heads compose across layers, and the QK / OV circuits of one head (weights only)."""
+
+import streamlit as st
+
+from dashboards import analyses, plots, state
+
+sel = state.selection()
+model, cfg = sel.model, sel.model.cfg
+st.title("Circuits")
+st.markdown(
+    "These views read the weights, not the prompt. A later head can read what an earlier head wrote through its "
+    "queries (Q), keys (K) or values (V); the composition score measures how much of the earlier head's output "
+    "lands in that input. Compare with the score of random matrices of the same shapes (the baseline)."
+)
+if cfg.n_layers < 2:
+    st.info("Composition needs at least two layers; this model has one.")
+else:
+    comp = state.attempt("Composition scores", analyses.composition, model, sel.model_id)
+    if comp is not None:
+        st.plotly_chart(plots.composition_heatmap(comp), key="composition_chart")
+
+st.subheader("QK and OV circuits of one head")
+st.markdown(
+    "**QK**: how much a query token wants to attend to a key token (token embeddings only). "
+    "**OV**: what attending to a token does to each output logit; a bright diagonal means the head copies."
+)
+c1, c2, c3 = st.columns(3)
+layer = c1.selectbox("Layer", range(cfg.n_layers), key="circuit_layer")
+head = c2.selectbox("Head", range(cfg.n_heads), key="circuit_head")
+kind = c3.radio("Circuit", ["QK", "OV"], horizontal=True, key="circuit_kind")
+axes = {"QK": ("query token", "key token"), "OV": ("attended token", "output logit")}[kind]
+matrix = state.attempt("Circuit", analyses.circuit, model, sel.model_id, kind, layer, head)
+if matrix is not None:
+    title = f"{kind} circuit of L{layer}H{head}"
+    st.plotly_chart(
+        plots.circuit_heatmap(matrix, title=title, row_title=axes[0], col_title=axes[1]), key="circuit_chart"
+    )

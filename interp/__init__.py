@@ -1,0 +1,1 @@
+"""Analyses: pure functions from (model, cache, tokens) to tidy pandas DataFrames."""

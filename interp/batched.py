@@ -1,0 +1,182 @@
+"""Run a model from the middle: many variants of one residual state, from a layer upwards, batched and chunked.
+
+Ablation sweeps and activation patching change one activation at a time. Nothing below that
+activation's layer changes, so each variant needs only the residual stream at that point
+(rebuilt from the clean cache) and the blocks above it. :func:`run_variants` stacks the variants
+of one layer into one batch ``[variant * batch, pos, d_model]``, runs it upwards in chunks of at
+most ``chunk_size`` sequences, and unembeds only what the metric reads (its positions and its
+vocabulary columns).
+
+Where a variant starts (``stage``), for block ``l``:
+
+==============  ==============================================  ===========================================
+stage           the state ``x`` given                           what runs
+==============  ==============================================  ===========================================
+``resid_pre``   ``blocks.l.hook_resid_pre``                     block ``l`` and everything above
+``attn_sum``    ``resid_pre + attn_out`` (before ``ln1`` when   block ``l``'s ``ln1`` (post-norm only), its
+                ``norm="post"``; equal to ``resid_mid`` else)   MLP half, then the blocks above
+``mlp_sum``     ``resid_mid + mlp_out`` (before ``ln2`` when    block ``l``'s ``ln2`` (post-norm only), then
+                ``norm="post"``; equal to ``resid_post`` else)  the blocks above
+==============  ==============================================  ===========================================
+
+Only public modules are used (``model.blocks[l]``, ``.ln1``, ``.ln2``, ``.mlp``, ``model.ln_final``,
+``model.W_U``); the tests check every path against the full forward with hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.metrics import Metric
+from model.minigpt import MiniGPT
+
+STAGES = ("resid_pre", "attn_sum", "mlp_sum")
+DEFAULT_CHUNK_BYTES = 256 * 2**20  # budget for the largest activation of one chunk
+
+
+def embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+    """``blocks.0.hook_resid_pre``: token embedding plus position embedding (none for rotary)."""
+    x = model.hook_embed(model.embed(tokens))
+    if model.pos_embed is not None:
+        x = x + model.hook_pos_embed(model.pos_embed(tokens))
+    return x
+
+
+def run_from(
+    model: MiniGPT, x: Float[Tensor, "batch pos d_model"], layer: int, stage: str = "resid_pre"
+) -> Float[Tensor, "batch pos d_model"]:
+    """The final residual (input of ``ln_final``) from the state ``x`` at ``stage`` of block ``layer``."""
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
+    if not 0 <= layer < model.cfg.n_layers:
+        raise IndexError(f"layer {layer} is out of range; this model has layers 0..{model.cfg.n_layers - 1}")
+    post = model.cfg.norm == "post"
+    if stage != "resid_pre":
+        block = model.blocks[layer]
+        if stage == "attn_sum":
+            x = block.ln1(x) if post else x  # resid_mid
+            if block.mlp is not None:
+                mlp_in = block.ln2(x) if block.ln2 is not None and not post else x
+                x = x + block.mlp(mlp_in)
+                stage = "mlp_sum"
+        if stage == "mlp_sum" and post:
+            x = block.ln2(x)  # resid_post
+        layer += 1
+    for block in model.blocks[layer:]:
+        x = block(x)
+    return x
+
+
+def read_logits(
+    model: MiniGPT, resid: Float[Tensor, "... pos d_model"], metric: Metric, n_pos: int
+) -> Float[Tensor, "... k_pos k_vocab"]:
+    """Logits at the positions and vocabulary columns ``metric`` reads, from the final residual."""
+    positions = metric.read_positions(n_pos)
+    if positions is not None:
+        resid = resid[..., positions, :]
+    if model.ln_final is not None:
+        resid = model.ln_final(resid)
+    W_U, b_U = model.W_U, model.b_U
+    if metric.columns is not None:
+        if max(metric.columns) >= model.cfg.d_vocab:
+            raise ValueError(
+                f"{metric} reads token ids {metric.columns}, outside the vocabulary of {model.cfg.d_vocab}"
+            )
+        cols = torch.tensor(metric.columns, device=W_U.device)
+        W_U, b_U = W_U.index_select(1, cols), None if b_U is None else b_U.index_select(0, cols)
+    return F.linear(resid, W_U.T, b_U)
+
+
+def cached_run(
+    model: MiniGPT, tokens: Int[Tensor, "batch pos"], names: Iterable[str], metric: Metric
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One forward: ``(metric value, {name: activation})``, unembedding only what the metric reads.
+
+    Gradients flow when called under ``torch.enable_grad()`` (the activations are then graph nodes).
+    """
+    store: dict[str, Tensor] = {}
+
+    def keep(act: Tensor, hook) -> None:
+        store[hook.name] = act
+
+    with model.hooks([(name, keep) for name in names]):
+        resid = run_from(model, embed(model, tokens), 0)
+    return metric.score(read_logits(model, resid, metric, tokens.shape[1]), tokens), store
+
+
+def default_chunk_size(model: MiniGPT, n_pos: int, metric: Metric, budget: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Sequences per chunk so that the widest activation of a chunk stays near ``budget`` bytes."""
+    cfg = model.cfg
+    width = max(4 * cfg.d_model, 0 if cfg.attn_only else cfg.d_ff, cfg.n_heads * n_pos)
+    k_pos = n_pos if metric.read_positions(n_pos) is None else len(metric.read_positions(n_pos))
+    k_vocab = cfg.d_vocab if metric.columns is None else len(metric.columns)
+    per_seq = 3 * model.W_E.element_size() * max(n_pos * width, k_pos * k_vocab)
+    return max(1, budget // per_seq)
+
+
+def check_chunk_size(chunk_size: int | None, model: MiniGPT, n_pos: int, metric: Metric) -> int:
+    if chunk_size is None:
+        return default_chunk_size(model, n_pos, metric)
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of sequences per pass (or None), got {chunk_size!r}")
+    return chunk_size
+
+
+def run_variants(
+    model: MiniGPT,
+    make: Callable[[int, int], Float[Tensor, "variant batch pos d_model"]],
+    n_variants: int,
+    layer: int,
+    stage: str,
+    metric: Metric,
+    tokens: Int[Tensor, "batch pos"],
+    chunk_size: int,
+    on_chunk: Callable[[int], object] | None = None,
+) -> Float[Tensor, " variant"]:
+    """Metric of each of ``n_variants`` states; ``make(start, stop)`` builds variants ``start..stop-1``.
+
+    Each chunk holds ``max(1, chunk_size // batch)`` variants, run as one batch from ``stage`` of
+    ``layer`` upwards; ``on_chunk(n)`` is called after each (e.g. a progress bar's update).
+    """
+    batch, n_pos = tokens.shape
+    per_chunk = max(1, chunk_size // batch)
+    values = []
+    for start in range(0, n_variants, per_chunk):
+        stop = min(n_variants, start + per_chunk)
+        states = make(start, stop)
+        resid = run_from(model, states.flatten(0, 1), layer, stage)
+        logits = read_logits(model, resid, metric, n_pos)
+        values.append(metric.score(logits.unflatten(0, (stop - start, batch)), tokens))
+        if on_chunk is not None:
+            on_chunk(stop - start)
+    return torch.cat(values) if values else torch.zeros(0)
+
+
+def position_mask(n_pos: int, positions: list[int] | None, like: Tensor) -> Tensor:
+    """``[pos]`` float mask with 1 at ``positions`` (all when None)."""
+    if positions is None:
+        return torch.ones(n_pos, dtype=like.dtype, device=like.device)
+    mask = torch.zeros(n_pos, dtype=like.dtype, device=like.device)
+    mask[positions] = 1
+    return mask
+
+
+def check_layers(model: MiniGPT, layers: Sequence[int] | None) -> list[int]:
+    """The layers to visit (all when None); IndexError names the valid range."""
+    n = model.cfg.n_layers
+    layers = list(range(n)) if layers is None else [layers] if isinstance(layers, int) else list(layers)
+    for layer in layers:
+        if not isinstance(layer, int) or not 0 <= layer < n:
+            raise IndexError(f"layer {layer!r} is out of range: the model has {n} layers (valid 0..{n - 1})")
+    return layers
+
+
+def progress_bar(total: int, progress: bool | None, desc: str) -> tqdm:
+    """A tqdm bar over variants; ``progress=None`` shows it only on a terminal."""
+    return tqdm(total=total, desc=desc, unit="variant", disable=None if progress is None else not progress, leave=False)

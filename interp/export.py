@@ -1,0 +1,142 @@
+"""CSV export of per-component contributions, written atomically.
+
+Column schema of a contributions CSV (the frame of :func:`interp.dla.direct_logit_attribution`);
+the required columns must be present, the optional ones are written when present, and any other
+column is kept after them:
+
+============  =========  ========  ==========================================================
+column        type       required  meaning
+============  =========  ========  ==========================================================
+batch         int        yes       sequence index in the batch
+pos           int        yes       token position
+target        int        yes       token id whose logit is attributed
+contrast      int        no        token id subtracted (logit difference); -1 for none
+component     str        yes       residual writer: embed, pos_embed, L{l}H{h}, L{l}.mlp, b_U ...
+layer         int        yes       block index; -1 outside the blocks
+head          int        yes       head index; -1 unless the row is a head
+neuron        int        no        MLP neuron index; -1 unless the row is a neuron
+kind          str        no        embed, pos_embed, layer, attn, head, attn_bias, mlp, neuron, ...
+contribution  float      yes       direct contribution to the logit (or logit difference)
+============  =========  ========  ==========================================================
+
+The write goes to a temporary file in the destination directory which then replaces the
+destination in one ``os.replace``: a reader never sees half a file, and a failure mid-write leaves
+any previous file untouched (and no temporary file behind).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from model import MiniGPT, ModelConfig
+    >>> from interp.dla import direct_logit_attribution
+    >>> model = MiniGPT(ModelConfig(), seed=0)
+    >>> df = direct_logit_attribution(model, None, model.to_tokens("hi"))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "dla.csv"
+    >>> _ = contributions_to_csv(df, path)
+    >>> read_contributions_csv(path).equals(df)
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA: dict[str, tuple[str, bool]] = {  # column: (dtype, required)
+    "batch": ("int64", True),
+    "pos": ("int64", True),
+    "target": ("int64", True),
+    "contrast": ("int64", False),
+    "component": ("str", True),
+    "layer": ("int64", True),
+    "head": ("int64", True),
+    "neuron": ("int64", False),
+    "kind": ("str", False),
+    "contribution": ("float64", True),
+}
+REQUIRED_COLUMNS = [name for name, (_, required) in SCHEMA.items() if required]
+
+
+def _check_columns(columns: list[str], where: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{where} lacks the required columns {missing} (required: {REQUIRED_COLUMNS}); "
+            "pass the frame of interp.dla.direct_logit_attribution"
+        )
+
+
+def _destination(path: str | os.PathLike) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist; create it first (mkdir -p)")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory; give a file name such as {str(path / 'contributions.csv')!r}")
+    return path
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write any frame to ``path`` as CSV (no index) through a temporary file and ``os.replace``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = write_csv_atomic(pd.DataFrame({"a": [1, 2]}), pathlib.Path(tempfile.mkdtemp()) / "a.csv")
+        >>> path.read_text()
+        'a\\n1\\n2\\n'
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    path = _destination(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            df.to_csv(handle, index=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def contributions_to_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a contributions frame to ``path`` atomically, schema columns first; returns the path.
+
+    Raises TypeError for a non-frame, ValueError when required columns are missing,
+    FileNotFoundError when the directory does not exist.
+
+    Example:
+        >>> contributions_to_csv(pd.DataFrame({"batch": [0]}), "out.csv")
+        Traceback (most recent call last):
+        ...
+        ValueError: the frame lacks the required columns ['pos', 'target', 'component', 'layer', 'head', \
+'contribution'] (required: ['batch', 'pos', 'target', 'component', 'layer', 'head', 'contribution']); \
+pass the frame of interp.dla.direct_logit_attribution
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    _check_columns(list(df.columns), "the frame")
+    ordered = [c for c in SCHEMA if c in df.columns] + [c for c in df.columns if c not in SCHEMA]
+    return write_csv_atomic(df[ordered], path)
+
+
+def read_contributions_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a contributions CSV back with the schema's dtypes (ints, strings, float64 contributions).
+
+    Example:
+        >>> read_contributions_csv("no/such/file.csv")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no contributions CSV at 'no/such/file.csv'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no contributions CSV at {str(path)!r}")
+    header = pd.read_csv(path, nrows=0).columns.tolist()
+    _check_columns(header, f"{str(path)!r}")
+    dtypes = {name: SCHEMA[name][0] for name in header if name in SCHEMA}
+    return pd.read_csv(path, dtype=dtypes)

@@ -1,0 +1,139 @@
+"""End to end in a real headless Chromium: `streamlit run dashboards/app.py`, a typed prompt, every page.
+
+Needs Debian's ``chromium`` (``make browser`` installs it) and the Python ``playwright`` package; it never
+downloads a browser. Screenshots of every page go to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+PAGES = {  # sidebar link text -> screenshot name
+    "Model & prediction": "prediction",
+    "Attention": "attention",
+    "Residual stream": "residual",
+    "Direct logit attribution": "logit_attribution",
+    "Ablation & patching": "ablation",
+    "Circuits": "circuits",
+}
+PROMPT = "the list of the names is the li"  # 31 characters: the longest prompt the locked config takes
+VIEWPORT = {"width": 1440, "height": 1000}
+WAIT_MS = 180_000  # generous: CI machines are shared
+
+
+def chromium_path() -> str:
+    """Debian's chromium, or a failure that says how to install it."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("the browser test needs Debian's chromium: run `make browser` (or `sudo apt-get install chromium`)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A `streamlit run dashboards/app.py` on a free localhost port, stopped after the module."""
+    port = free_port()
+    (ROOT / "runs").mkdir(exist_ok=True)
+    log = open(ROOT / "runs" / "browser-test-streamlit.log", "w")  # noqa: SIM115 (open for the server's lifetime)
+    cmd = [sys.executable, "-m", "streamlit", "run", "dashboards/app.py", "--server.headless", "true",
+           "--server.address", "localhost", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"streamlit did not start (exit code {proc.poll()}); see runs/browser-test-streamlit.log")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def wait_idle(page) -> None:
+    """Wait until the script run that the last action started has finished."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):  # the run may have finished before we looked
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=3_000)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=WAIT_MS)
+
+
+def save_screenshot(page, path: Path) -> None:
+    """The whole page: the main pane scrolls inside the window, so grow the window to its height first."""
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(int(height) + 120, 900), 7000)})
+    page.wait_for_timeout(800)  # let plotly re-lay out its charts
+    page.screenshot(path=str(path))
+    page.set_viewport_size(VIEWPORT)
+
+
+def test_every_page_renders_in_chromium(server):
+    """Typing a prompt and opening each page shows at least one plot and no exception; screenshots are saved."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "the browser test needs the playwright package: pip install playwright (never `playwright install`)"
+        )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(server, timeout=WAIT_MS)
+        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
+        wait_idle(page)
+        box = page.locator('[data-testid="stSidebar"] textarea').first
+        box.fill(PROMPT)
+        box.press("Control+Enter")
+        wait_idle(page)
+        chips = page.locator(".token-strip > span").count()
+        assert chips == len(PROMPT) + 1, (
+            f"the token strip shows {chips} tokens, not <bos> + {len(PROMPT)}: prompt not applied?"
+        )
+        for link, name in PAGES.items():
+            page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+            page.wait_for_selector(f'h1:has-text("{link}")', timeout=WAIT_MS)
+            wait_idle(page)
+            page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=WAIT_MS)
+            errors = page.locator('[data-testid="stException"]').all_inner_texts()
+            assert not errors, f"page {link!r} raised: {errors[0][:500]}"
+            n_plots = page.locator('[data-testid="stPlotlyChart"]').count()
+            assert n_plots >= 1, f"page {link!r} shows no plot; did its analysis fail?"
+            save_screenshot(page, SHOTS / f"{name}.png")
+        browser.close()
+    for name in PAGES.values():
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000, f"screenshot {name}.png is (nearly) empty"

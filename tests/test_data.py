@@ -1,0 +1,144 @@
+"""model.data: the built-in corpus, text files, the repeated-segments task and batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.data import (
+    builtin_corpus,
+    load_text_file,
+    normalise_text,
+    repeated_pair_batch,
+    repeated_segments_batch,
+    split_ids,
+    text_batch,
+    text_eval_batches,
+)
+from model.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return builtin_corpus()
+
+
+def test_builtin_corpus_is_the_pydoc_topics_text(corpus):
+    """The corpus is pydoc_data.topics, normalised, with only a few hundred characters dropped."""
+    from pydoc_data.topics import topics
+
+    raw_len = sum(len(v) for v in topics.values()) + len(topics) - 1
+    assert 400_000 < corpus.n_chars <= raw_len, f"{corpus.n_chars} chars: the topics were not all joined?"
+    assert 0 < sum(corpus.dropped.values()) < 0.01 * raw_len, f"dropped {corpus.dropped}: normalisation too strict?"
+    assert all(len(c) == 1 and c not in Tokenizer().symbols for c in corpus.dropped), "dropped a known symbol"
+    specials = torch.tensor(Tokenizer().special_ids)
+    assert not torch.isin(torch.cat([corpus.train, corpus.val]), specials).any(), "specials inside the corpus text"
+
+
+def test_builtin_corpus_split_is_fixed_ninety_ten_by_position(corpus):
+    """Train is the first 90% of the text and validation the last 10%, identically on every call."""
+    again = builtin_corpus()
+    assert torch.equal(corpus.train, again.train) and torch.equal(corpus.val, again.val), "corpus not deterministic"
+    assert abs(len(corpus.val) / corpus.n_chars - 0.1) < 1e-4, "validation split is not 10%"
+    from pydoc_data.topics import topics
+
+    text, _ = normalise_text("\n".join(topics[key] for key in sorted(topics)))
+    assert Tokenizer().decode(corpus.val.tolist()) == text[len(corpus.train) :], (
+        "validation is not the tail of the text"
+    )
+
+
+def test_normalise_text_counts_dropped_characters():
+    """Unknown characters are removed and counted; known look-alikes are mapped, not dropped."""
+    text, dropped = normalise_text("Ärger — “quoted” ~~")
+    assert text == 'rger - "quoted" ', f"normalised to {text!r}"
+    assert dropped == {"ä": 1, "~": 2}, f"dropped counts {dropped}"
+
+
+def test_load_text_file_drop_and_error(tmp_path):
+    """unknown='drop' removes and reports unknown characters; unknown='error' refuses naming them."""
+    path = tmp_path / "t.txt"
+    path.write_text("Hello ☃ world ☃! " * 5, encoding="utf-8")
+    data = load_text_file(path, unknown="drop")
+    assert data.dropped == {"☃": 10}, f"dropped {data.dropped}"
+    assert "☃" not in Tokenizer().decode(data.train.tolist() + data.val.tolist())
+    with pytest.raises(ValueError, match=r"'☃' x10.*unknown=\"drop\""):
+        load_text_file(path, unknown="error")
+
+
+def test_load_text_file_bad_inputs(tmp_path):
+    """A missing file, an empty file, a non-UTF-8 file and a bad policy each get a clear typed error."""
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_text_file(tmp_path / "nope.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="no usable text"):
+        load_text_file(empty)
+    binary = tmp_path / "b.txt"
+    binary.write_bytes(b"\xff\xfe\x00abc")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        load_text_file(binary)
+    with pytest.raises(ValueError, match="unknown="):
+        load_text_file(empty, unknown="replace")
+
+
+def test_split_ids_rejects_bad_fraction():
+    """val_fraction outside (0, 1) is refused."""
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_ids(torch.arange(10), 1.0)
+
+
+def test_text_batch_shape_bos_and_seed(corpus):
+    """Text batches are [batch, n_ctx] LongTensors starting with BOS, identical for equal seeds."""
+    a = text_batch(corpus.train, 8, 32, torch.Generator().manual_seed(3))
+    b = text_batch(corpus.train, 8, 32, torch.Generator().manual_seed(3))
+    assert a.shape == (8, 32) and a.dtype == torch.long
+    assert torch.equal(a, b), "same seed gave different batches"
+    assert (a[:, 0] == 0).all() and (a[:, 1:] > 2).all(), "rows must be BOS + text"
+
+
+def test_text_eval_batches_cover_every_character_once(corpus):
+    """The validation windows hold the split's characters in order, each exactly once."""
+    batches = text_eval_batches(corpus.val, 32, batch_size=100)
+    rows = torch.cat(batches)
+    assert (rows[:, 0] == 0).all(), "each window starts with BOS"
+    flat = rows[:, 1:].reshape(-1)
+    assert torch.equal(flat, corpus.val[: len(flat)]), "windows are not consecutive"
+    assert len(corpus.val) - len(flat) < 31, "more than one partial window left out"
+
+
+def test_repeated_segments_contains_a_repeat_at_varying_offsets():
+    """Every row is BOS + non-specials with a segment of length 4-15 repeated; offsets and gaps vary."""
+    batch = repeated_segments_batch(512, 32, torch.Generator().manual_seed(0))
+    assert batch.shape == (512, 32) and batch.dtype == torch.long
+    assert (batch[:, 0] == 0).all() and (batch[:, 1:] >= 3).all(), "BOS first, no specials after it"
+    gaps, starts = [], []
+    for row in batch.tolist():
+        found = None
+        for gap in range(4, 32):  # the longest run where row[p] == row[p - gap]
+            run = best = 0
+            for p in range(gap + 1, 32):
+                run = run + 1 if row[p] == row[p - gap] else 0
+                if run > best:
+                    best, end = run, p
+            if best >= 4 and (found is None or best > found[0]):
+                found = (best, gap, end - best + 1)
+        assert found is not None, f"no repeated segment of length >= 4 in {row}"
+        gaps.append(found[1])
+        starts.append(found[2])
+    assert len(set(gaps)) > 10 and len(set(starts)) > 10, "offsets barely vary: position would predict the copy"
+
+
+def test_repeated_segments_bad_lengths():
+    """Segments that cannot fit twice in n_ctx are refused."""
+    with pytest.raises(ValueError, match="2 \\* max_len"):
+        repeated_segments_batch(2, 20, torch.Generator(), max_len=10)
+
+
+def test_repeated_pair_batch_is_bos_r_r():
+    """repeated_pair_batch gives [BOS, r, r] with r non-special, deterministic per seed."""
+    batch = repeated_pair_batch(16, 15, torch.Generator().manual_seed(1))
+    assert batch.shape == (16, 31)
+    assert torch.equal(batch[:, 1:16], batch[:, 16:]), "second copy differs from the first"
+    assert (batch[:, 0] == 0).all() and (batch[:, 1:] >= 3).all()
+    assert torch.equal(batch, repeated_pair_batch(16, 15, torch.Generator().manual_seed(1))), "not seeded"

@@ -1,0 +1,99 @@
+"""Known answers on the shipped checkpoints: the analyses find the induction circuit and DLA is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.attention import head_scores
+from interp.circuits import composition_scores, copying_scores
+from interp.dla import direct_logit_attribution
+from model import MiniGPT
+from model.data import repeated_pair_batch
+
+SEG_LEN = 15  # BOS + r + r fills 31 of the 32 positions
+NON_SPECIAL = list(range(3, 64))  # the tokens induction-2l was trained to copy (specials never follow BOS)
+
+
+@pytest.fixture(scope="module")
+def induction_model() -> MiniGPT:
+    return MiniGPT.from_pretrained("induction-2l").eval()
+
+
+@pytest.fixture(scope="module")
+def text_model() -> MiniGPT:
+    return MiniGPT.from_pretrained("minigpt-text").eval()
+
+
+@pytest.fixture(scope="module")
+def repeated_tokens() -> torch.Tensor:
+    return repeated_pair_batch(64, SEG_LEN, torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def scores(induction_model, repeated_tokens):
+    return head_scores(induction_model, repeated_tokens).set_index("component")
+
+
+def test_layer0_head_is_a_previous_token_head(scores):
+    """On BOS + r + r, head_scores names L0H0 a previous-token head with score >= 0.7."""
+    l0 = scores.loc["L0H0"]
+    assert l0.previous_token >= 0.7, f"L0H0 previous_token {l0.previous_token:.3f}: checkpoint or formula wrong"
+    assert l0.kind == "previous_token", f"L0H0 classified as {l0.kind}"
+
+
+def test_layer1_head_is_an_induction_head(scores):
+    """On BOS + r + r, head_scores names L1H0 an induction head with score >= 0.7."""
+    l1 = scores.loc["L1H0"]
+    assert l1.induction >= 0.7, f"L1H0 induction {l1.induction:.3f}: offset of the induction key off by one?"
+    assert l1.kind == "induction", f"L1H0 classified as {l1.kind}"
+
+
+def test_previous_token_head_k_composes_with_induction_head(induction_model):
+    """K-composition L0H0 -> L1H0 is more than 1.5x its random baseline (and the largest ratio of the three)."""
+    df = composition_scores(induction_model).set_index("kind")
+    k = df.loc["K"]
+    assert k.ratio > 1.5, f"K-composition {k.score:.3f} vs baseline {k.baseline:.3f}: transposed QK in the K score?"
+
+
+def test_induction_head_copies(induction_model):
+    """The induction head's full OV circuit copies: attending to t raises logit t most for >= 70% of tokens."""
+    df = copying_scores(induction_model, token_ids=NON_SPECIAL).set_index("component")
+    score = df.copying_score["L1H0"]
+    assert score >= 0.7, f"L1H0 OV copying score {score:.3f} (chance {1 / 64:.3f}); W_U or W_O order wrong?"
+
+
+def test_induction_head_drives_the_repeated_half(induction_model, repeated_tokens):
+    """In the repeated half, L1H0 has the largest mean direct logit attribution to the correct next token."""
+    _, cache = induction_model.run_with_cache(repeated_tokens)
+    df = direct_logit_attribution(induction_model, cache, repeated_tokens, per="head")
+    second_half = df[(df.pos > SEG_LEN) & (df.pos < 2 * SEG_LEN)]
+    mean = second_half.groupby("component").contribution.mean()
+    assert mean.idxmax() == "L1H0", f"largest DLA on the repeated half is {mean.idxmax()}:\n{mean}"
+
+
+@pytest.mark.parametrize("per", ["head", "neuron"])
+def test_dla_sums_to_logits_on_minigpt_text(text_model, per):
+    """On minigpt-text, every row sums to the next-token logit (and to a logit difference) to 1e-4."""
+    tokens = text_model.to_tokens(["the quick brown fox jumps over", "import numpy as np; x = np.one"])
+    logits, cache = text_model.run_with_cache(tokens)
+    df = direct_logit_attribution(text_model, cache, tokens, per=per)
+    total = torch.tensor(df.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(tokens.shape)
+    target = torch.tensor(df.groupby(["batch", "pos"]).target.first().to_numpy()).reshape(tokens.shape)
+    expected = logits.gather(-1, target[..., None])[..., 0].double()
+    assert (total - expected).abs().max() < 1e-4, "DLA on the shipped text model does not sum to the logits"
+    diff = direct_logit_attribution(text_model, cache, tokens, target="e", contrast="t", per=per)
+    total = torch.tensor(diff.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(tokens.shape)
+    e, t = text_model.tokenizer.encode("et")
+    assert (total - (logits[..., e] - logits[..., t]).double()).abs().max() < 1e-4, "logit difference not exact"
+
+
+def test_dla_sums_to_logits_on_induction_2l(induction_model, repeated_tokens):
+    """On induction-2l (no LayerNorm, untied, b_U), the rows sum to the logits to 1e-4."""
+    logits, cache = induction_model.run_with_cache(repeated_tokens)
+    df = direct_logit_attribution(induction_model, cache, repeated_tokens, per="head")
+    total = torch.tensor(df.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(repeated_tokens.shape)
+    target = torch.tensor(df.groupby(["batch", "pos"]).target.first().to_numpy()).reshape(repeated_tokens.shape)
+    expected = logits.gather(-1, target[..., None])[..., 0].double()
+    assert (total - expected).abs().max() < 1e-4, "DLA does not sum to the logits without LayerNorm"
+    assert "b_U" in set(df.component) and "ln_final.b" not in set(df.component), "bias rows wrong for norm='none'"
