@@ -162,7 +162,7 @@ def memory_mib(setting: str, device: str) -> dict[str, float]:
             "--threads",
             "1",
         ]
-        done = subprocess.run(cmd + ["--device", device], capture_output=True, text=True, check=True)
+        done = subprocess.run([*cmd, "--device", device], capture_output=True, text=True, check=True)
         out[what] = float(done.stdout.strip().splitlines()[-1])
     return out
 

@@ -62,9 +62,8 @@ def run_train(args: argparse.Namespace) -> int:
     from model.train import PRESETS, train
 
     model_cfg, cfg = PRESETS[args.preset]
-    names = {"steps": "steps", "lr": "lr", "batch_size": "batch_size", "seed": "seed", "device": "device",
-             "text_file": "text_file", "unknown": "unknown", "eval_every": "eval_every", "ckpt_every": "ckpt_every"}  # fmt: skip
-    changes = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+    fields = ("steps", "lr", "batch_size", "seed", "device", "text_file", "unknown", "eval_every", "ckpt_every")
+    changes = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     cfg = cfg.replace(**changes)
     command = "minigpt " + shlex.join(args.argv)
     result = train(model_cfg, cfg, args.out, resume=args.resume, command=command, progress=not args.no_progress)

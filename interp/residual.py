@@ -161,14 +161,15 @@ def long_frame(
     ``labels`` has one row per component; ``per_position`` maps column names to ``[batch, pos]`` tensors.
     """
     n_comp, batch, pos = values.shape
-    columns: dict[str, np.ndarray] = {
+    columns: dict[str, object] = {
         "batch": np.repeat(np.arange(batch), pos * n_comp),
         "pos": np.tile(np.repeat(np.arange(pos), n_comp), batch),
     }
     for name, tensor in (per_position or {}).items():
         columns[name] = np.repeat(tensor.reshape(-1).cpu().numpy(), n_comp)
-    for name in labels.columns:
-        columns[name] = np.tile(labels[name].to_numpy(), batch * pos)
+    component_index = np.tile(np.arange(n_comp), batch * pos)
+    for name in labels.columns:  # ExtensionArray.take: no per-row Python objects for the string columns
+        columns[name] = labels[name].array.take(component_index)
     columns[value_name] = values.permute(1, 2, 0).reshape(-1).double().cpu().numpy()
     return pd.DataFrame(columns)
 

@@ -129,17 +129,13 @@ class Evaluator:
         model.eval()
         if self.data is None:
             return {"val_loss_repeated_segments": round(self.val_loss(model), 4), **induction_report(model)}
-        samples = (
-            [model.generate(p, max_new_tokens=80, temperature=0.8, seed=i) for i, p in enumerate(SAMPLE_PROMPTS)]
-            if model.tokenizer is not None
-            else []
-        )
+        samples = [  # task "text" always has the character tokenizer (model.train.load_data checks)
+            {"prompt": p, "temperature": 0.8, "seed": i, "text": model.generate(p, 80, temperature=0.8, seed=i)}
+            for i, p in enumerate(SAMPLE_PROMPTS)
+        ]
         return {
             "val_nats_per_char": round(self.val_loss(model), 4),
             "bigram_val_nats_per_char": round(bigram_baseline(self.data), 4),
             "val_chars": len(self.data.val),
-            "samples": [
-                {"prompt": p, "temperature": 0.8, "seed": i, "text": s}
-                for i, (p, s) in enumerate(zip(SAMPLE_PROMPTS, samples))
-            ],
+            "samples": samples,
         }

@@ -130,15 +130,15 @@ class Attention(nn.Module):
         future = torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool).triu(1)
         self.register_buffer("mask", torch.zeros(cfg.n_ctx, cfg.n_ctx).masked_fill(future, float("-inf")), persistent=False)
         self.scale = 1 / math.sqrt(cfg.d_head)
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_v = HookPoint()  # [batch, pos, head, d_head]
         if cfg.positional == "rotary":
             cos, sin = rotary_tables(cfg)
             self.register_buffer("rot_cos", cos, persistent=False)
             self.register_buffer("rot_sin", sin, persistent=False)
             self.hook_rot_q = HookPoint()  # [batch, pos, head, d_head]
             self.hook_rot_k = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_k = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_v = HookPoint()  # [batch, pos, head, d_head]
         self.hook_attn_scores = HookPoint()  # [batch, head, q_pos, k_pos]
         self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
@@ -219,14 +219,17 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # registered in forward order, so model.hook_names and caches list activations as they happen
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.ln1 = LayerNorm(cfg) if cfg.has_ln else None
         self.attn = Attention(cfg)
-        self.ln2 = LayerNorm(cfg) if cfg.has_ln and not cfg.attn_only else None
-        self.mlp = None if cfg.attn_only else MLP(cfg)
-        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
-        if self.mlp is not None:
+        self.ln2: LayerNorm | None = None
+        self.mlp: MLP | None = None
+        if not cfg.attn_only:
             self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+            self.ln2 = LayerNorm(cfg) if cfg.has_ln else None
+            self.mlp = MLP(cfg)
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
@@ -132,7 +133,7 @@ def write_loss_png(history: list[dict[str, Any]], path: str | Path, width: int =
     c.text(8, 8, "LOSS")
     for i, (label, color, pts) in enumerate(series):
         c.text(width - right - 90, top + 6 + 14 * i, label, color)
-        for (s0, v0), (s1, v1) in zip(pts, pts[1:]):
+        for (s0, v0), (s1, v1) in itertools.pairwise(pts):
             c.line(*to_px(s0, v0), *to_px(s1, v1), color)
         if len(pts) == 1:
             c.dot(*to_px(*pts[0]), color, r=3)

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -86,6 +87,7 @@ class MiniGPT(nn.Module):
             raise ValueError(f"the tokenizer has {len(tokenizer)} symbols but cfg.d_vocab={cfg.d_vocab}")
         self.tokenizer: Tokenizer | None = tokenizer  # None for vocabularies other than the 64 symbols
         self.provenance: dict[str, Any] = {}  # how a loaded checkpoint was made (see model.checkpoint)
+        self.max_cache_bytes: int = 4 * 2**30  # run_with_cache refuses larger caches (memory guard)
         if seed is not None:
             torch.manual_seed(seed)
         self.embed = Embed(cfg)
@@ -291,16 +293,47 @@ class MiniGPT(nn.Module):
 
         ``names_filter``: None (every hook except ``attn.hook_result``, which is recorded only
         when named), a name, a list of names, or a predicate. ``device`` moves the cache.
+        A cache larger than ``model.max_cache_bytes`` (default 4 GiB) is refused up front with a
+        ValueError; ``model.hook_shapes(batch, pos)`` tells what each activation costs.
         """
         if names_filter is None:
             names = [n for n in self.hook_names if not n.endswith("hook_result")]
         else:
             names = resolve_names(names_filter, self.hook_names)
+        tokens = self.check_tokens(tokens)
+        self._check_cache_size(names, tokens)
         store: dict[str, Tensor] = {}
         cache_spec = (frozenset(names), store, None if device is None else torch.device(device))
         with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec):
             out = self(tokens, **kwargs)
         return out, ActivationCache({n: store[n] for n in self.hook_names if n in store})
+
+    def hook_shapes(self, batch: int, pos: int) -> dict[str, tuple[int, ...]]:
+        """Shape of every hook's activation for a ``[batch, pos]`` input, without running the model."""
+        c = self.cfg
+        by_suffix = {
+            "hook_scale": (batch, pos, 1),
+            "hook_q": (batch, pos, c.n_heads, c.d_head),
+            "hook_attn_scores": (batch, c.n_heads, pos, pos),
+            "hook_result": (batch, pos, c.n_heads, c.d_model),
+            "hook_pre": (batch, pos, c.d_ff),
+        }
+        for same_as_q in ("hook_k", "hook_v", "hook_z", "hook_rot_q", "hook_rot_k"):
+            by_suffix[same_as_q] = by_suffix["hook_q"]
+        by_suffix["hook_pattern"] = by_suffix["hook_attn_scores"]
+        by_suffix["hook_post"] = by_suffix["hook_pre"]
+        return {n: by_suffix.get(n.rsplit(".", 1)[-1], (batch, pos, c.d_model)) for n in self.hook_names}
+
+    def _check_cache_size(self, names: Iterable[str], tokens: Tensor) -> None:
+        shapes = self.hook_shapes(*tokens.shape)
+        n_bytes = sum(math.prod(shapes[n]) for n in names) * self.W_E.element_size()
+        if n_bytes > self.max_cache_bytes:
+            biggest = sorted(names, key=lambda n: -math.prod(shapes[n]))[:3]
+            raise ValueError(
+                f"this cache would hold {n_bytes / 2**20:,.1f} MiB, over model.max_cache_bytes = "
+                f"{self.max_cache_bytes / 2**20:,.1f} MiB; record fewer activations with names_filter "
+                f"(largest: {', '.join(biggest)}), use a smaller batch, or raise model.max_cache_bytes"
+            )
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -23,7 +24,7 @@ def test_lr_schedule_warmup_then_cosine():
     cfg = TrainConfig(steps=100, lr=1e-2, warmup_steps=10, min_lr_ratio=0.1)
     lrs = [lr_at(s, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2), "warm-up is not linear to the peak"
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])), "the cosine part is not monotone"
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:])), "the cosine part is not monotone"
     assert lrs[-1] == pytest.approx(1e-3), "the schedule does not end at lr * min_lr_ratio"
     assert lrs[55] == pytest.approx(1e-3 + 0.9e-2 * 0.5 * (1 + math.cos(math.pi * 45 / 89))), "not a cosine"
 
@@ -46,7 +47,7 @@ def test_train_config_validation(changes, match):
 
 
 def test_presets_follow_the_issue_recipe():
-    """induction-2l is 1 head/layer, attention-only, no LayerNorm, untied, batch 128, lr 3e-3; text is the locked config."""
+    """induction-2l: 1 head/layer, attention-only, no LayerNorm, untied, batch 128, lr 3e-3; text: locked config."""
     cfg, tcfg = PRESETS["induction-2l"]
     assert (cfg.n_heads, cfg.n_layers, cfg.d_model, cfg.attn_only, cfg.norm, cfg.tied_embed) == (
         1,

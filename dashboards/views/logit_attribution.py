@@ -25,7 +25,8 @@ if frame is not None:
     here, total = analyses.dla_at(frame, pos, top=40 if per == "neuron" else None)
     what = plots.display_token(model.tokenizer.symbols[int(here["target"].iloc[0])])
     vs = f" minus logit of {plots.display_token(contrast)}" if contrast else ""
-    title = f"Logit of {what}{vs} after position {pos} ({plots.display_token(tokens[pos])}) = {total:.3f}, the sum of all contributions"
+    where = f"after position {pos} ({plots.display_token(tokens[pos])})"
+    title = f"Logit of {what}{vs} {where} = {total:.3f}, the sum of all contributions"
     st.plotly_chart(plots.dla_bar(here, title=title), key="dla_bar_chart")
     if per == "head":
         st.plotly_chart(

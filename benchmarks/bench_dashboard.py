@@ -1,0 +1,72 @@
+"""Dashboard re-render time after a prompt change, per page, on the shipped minigpt-text (locked config).
+
+Each page runs in a ``streamlit.testing.v1.AppTest`` session (the real script, widgets and caches, in
+this process). After a warm-up on two prompts, the prompt is changed to one the page has never seen
+(so every analysis is recomputed, nothing comes from the cache) and the script run is timed: that
+is the server time of the re-render, plus AppTest's own small bookkeeping. Target: <= 0.5 s.
+
+    python -m benchmarks.bench_dashboard [--rounds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import table
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
+WARMUP = ["the value of the attribute is", "a list of the arguments"]
+BUDGET_S = 0.5
+
+
+def fresh_prompts(n: int) -> list[str]:
+    """``n`` distinct prompts of 25-31 characters that no warm-up run has seen."""
+    words = ["the", "value", "list", "object", "name", "module", "class", "returns", "of", "is", "a", "if"]
+    return [" ".join(words[(i + j * 5) % len(words)] for j in range(7))[:31] for i in range(n)]
+
+
+def time_page(page: str, rounds: int) -> list[float]:
+    """Seconds of each script run that follows a prompt change on ``page``."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page(f"views/{page}.py").run()
+    for prompt in WARMUP:
+        at.text_area(key="prompt").input(prompt).run()
+    times = []
+    for prompt in fresh_prompts(rounds):
+        at.text_area(key="prompt").input(prompt)
+        start = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - start)
+        if at.exception:
+            raise RuntimeError(f"page {page} raised on {prompt!r}: {at.exception[0].message}")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=8, help="prompt changes timed per page")
+    args = parser.parse_args()
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    rows = []
+    for page in PAGES:
+        times = time_page(page, args.rounds)
+        ok = "yes" if max(times) <= BUDGET_S else "NO"
+        rows.append((page, f"{statistics.median(times):.3f}", f"{max(times):.3f}", ok))
+    print(
+        f"Re-render after a prompt change (minigpt-text, torch threads {torch.get_num_threads()}, {args.rounds} prompts)"
+    )
+    print(table(rows, ("page", "median s", "max s", f"max <= {BUDGET_S} s")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""The dashboard, page by page, through streamlit.testing.v1.AppTest: widgets changed, no exception, right elements."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from dashboards import state
+from model import MiniGPT, ModelConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
+LOCKED = ModelConfig()  # minigpt-text is the locked config
+
+
+def open_page(page: str | None = None) -> AppTest:
+    """A fresh session on ``page`` (a file under ``dashboards/views``), already run once."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    if page is not None:
+        at.switch_page(f"views/{page}.py").run()
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as the JSON the browser receives."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def array(value: list | dict) -> np.ndarray:
+    """A figure array as sent to the browser: a plain list, or plotly's base64 ``{dtype, bdata, shape}``."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
+    return np.asarray(value)
+
+
+def titles(at: AppTest) -> list[str]:
+    return [fig["layout"].get("title", {}).get("text", "") for fig in charts(at)]
+
+
+def assert_clean(at: AppTest, n_charts: int) -> None:
+    """No exception element and at least ``n_charts`` plots."""
+    assert not at.exception, f"the page raised: {at.exception[0].message if at.exception else ''}"
+    found = len(at.get("plotly_chart"))
+    assert found >= n_charts, f"expected at least {n_charts} plots, found {found}; did an analysis fail? {errors(at)}"
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def set_prompt(at: AppTest, text: str) -> AppTest:
+    return at.text_area(key="prompt").input(text).run()
+
+
+def test_prediction_page_controls_change_the_distribution():
+    """Model page opens on minigpt-text; temperature 0 is greedy, top-k=3 keeps three tokens; generation runs."""
+    at = open_page()
+    assert_clean(at, 2)
+    assert at.sidebar.selectbox(key="checkpoint_choice").value == "minigpt-text", "the app must open on minigpt-text"
+    assert at.text_area(key="prompt").value == state.DEFAULT_PROMPT
+    at.slider(key="pred_temperature").set_value(0.0).run()
+    sampled = charts(at)[1]["data"][2]["y"]
+    assert sampled[0] == 1.0 and sum(sampled[1:]) == 0.0, f"temperature 0 must be greedy, got {sampled[:4]}"
+    at.slider(key="pred_temperature").set_value(1.0).run()
+    at.number_input(key="pred_top_k").set_value(3).run()
+    sampled = charts(at)[1]["data"][2]["y"]
+    assert sum(p > 0 for p in sampled) == 3, f"top-k=3 must leave 3 tokens with mass, got {sampled[:5]}"
+    assert abs(sum(sampled) - 1) < 1e-5, "the sampling distribution must still sum to 1 after top-k"
+    at.button(key="gen_button").click().run()
+    assert_clean(at, 2)
+    text = at.code[0].value
+    assert text.startswith(state.DEFAULT_PROMPT) and len(text) > len(state.DEFAULT_PROMPT), f"no continuation: {text!r}"
+
+
+def test_attention_page_compares_one_head_across_blocks():
+    """Attention page: the head-h-in-every-block view follows the picker; no blocks is explained; scores per head."""
+    at = open_page("attention")
+    assert_clean(at, 3)
+    at.selectbox(key="attn_compare_head").set_value(2).run()
+    compare = charts(at)[0]
+    assert compare["layout"]["title"]["text"].startswith("Head 2"), "the comparison must follow the head picker"
+    assert len(compare["data"]) == LOCKED.n_layers, "one heatmap per block for the chosen head"
+    assert "query" in compare["data"][0]["hovertemplate"] and "key" in compare["data"][0]["hovertemplate"]
+    at.multiselect(key="attn_grid_layers").set_value([]).run()
+    assert any("Choose at least one block" in i.value for i in at.info), "an empty block choice must be explained"
+    assert len(at.dataframe[0].value) == LOCKED.n_layers * LOCKED.n_heads, "the head-score table needs one row per head"
+
+
+def test_residual_page_shows_writes_and_lens():
+    """Residual page: one stacked bar trace per component; the logit lens has one row per layer boundary."""
+    at = open_page("residual")
+    assert_clean(at, 2)
+    at.slider(key="lens_k").set_value(3).run()
+    bars, lens = charts(at)
+    names = {trace["name"] for trace in bars["data"]}
+    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= names, f"components missing from the stacked bars: {names}"
+    assert len(lens["data"][0]["y"]) == 3, "the locked config has 3 layer boundaries for the logit lens"
+    assert lens["data"][0]["customdata"][0][-1].split("top: ")[1].count(",") == 2, (
+        "the hover must list the top-3 guesses"
+    )
+
+
+def test_dla_page_total_matches_the_logit_difference():
+    """DLA page: with target and contrast, the title's total equals logit[target] - logit[contrast] of the model."""
+    at = open_page("logit_attribution")
+    assert_clean(at, 2)
+    at.text_input(key="dla_target").input("e").run()
+    at.text_input(key="dla_contrast").input("a").run()
+    assert_clean(at, 2)
+    total = float(re.search(r"= (-?[0-9.]+)", titles(at)[0]).group(1))
+    model = MiniGPT.from_pretrained("minigpt-text")
+    with torch.no_grad():
+        logits = model(model.to_tokens(state.DEFAULT_PROMPT))[0, -1]
+    e, a = model.tokenizer.encode("ea")
+    assert abs(total - (logits[e] - logits[a]).item()) < 2e-3, "the DLA bars must sum to the logit difference"
+    assert at.get("download_button"), "the CSV download button is missing"
+    at.text_input(key="dla_target").input("ab").run()
+    assert not at.exception and any("one character" in e for e in errors(at)), (
+        "a 2-character target needs a clear error"
+    )
+
+
+def test_ablation_page_ablates_sweeps_and_patches():
+    """Ablation page: ablating a head changes the loss, a bad neuron shows an error, sweep and patching still draw."""
+    at = open_page("ablation")
+    assert_clean(at, 3)
+    at.multiselect(key="abl_heads").set_value([(0, 1)]).run()
+    at.selectbox(key="abl_method").set_value("mean").run()
+    assert_clean(at, 3)
+    assert any("mean-ablate head L0H1" in m.value for m in at.markdown), "the ablation must say what it did"
+    clean, ablated = (float(m.value) for m in at.metric)
+    assert clean != ablated, "ablating L0H1 left the loss unchanged: were the hooks applied?"
+    at.text_input(key="abl_neurons").input("7.3").run()
+    assert not at.exception and any("out of range" in e for e in errors(at)), "a neuron in layer 7 needs a clear error"
+    assert len(at.get("plotly_chart")) >= 2, "the sweep and patching sections must keep working after a bad neuron"
+    at.text_input(key="abl_neurons").input("").run()
+    at.selectbox(key="patch_grid").set_value("heads").run()
+    assert_clean(at, 3)
+    assert titles(at)[-1].startswith("Patching heads"), "the patching grid must follow the picker"
+    at.text_input(key="patch_corrupted").input("too short").run()
+    assert any("same shape" in e for e in errors(at)), "prompts of different lengths need a clear error"
+
+
+def test_circuits_page_shows_the_chosen_head():
+    """Circuits page: composition heatmap with Q/K/V panels; the OV view follows layer, head and kind."""
+    at = open_page("circuits")
+    assert_clean(at, 2)
+    assert len(charts(at)[0]["data"]) == 3, "one composition panel per kind (Q, K, V)"
+    at.selectbox(key="circuit_layer").set_value(1).run()
+    at.selectbox(key="circuit_head").set_value(2).run()
+    at.radio(key="circuit_kind").set_value("OV").run()
+    assert_clean(at, 2)
+    assert titles(at)[1] == "OV circuit of L1H2"
+    assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "the OV circuit is d_vocab x d_vocab"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [("", "empty"), ("naïve", "'ï' at position 2"), ("x" * 40, "at most 31")],
+    ids=["empty", "unknown-char", "too-long"],
+)
+def test_bad_prompt_shows_a_reason_and_other_pages_keep_working(prompt, expected):
+    """A bad prompt gives st.error with the reason on prompt pages; the model and circuits pages still draw."""
+    at = open_page("attention")
+    set_prompt(at, prompt)
+    assert not at.exception, "a bad prompt must never raise"
+    assert any(expected in e for e in errors(at)), f"expected an error mentioning {expected!r}, got {errors(at)}"
+    assert len(at.get("plotly_chart")) == 0, "no attention plot can be drawn for a bad prompt"
+    at.switch_page("views/circuits.py").run()
+    assert_clean(at, 2)
+    at.switch_page("views/prediction.py").run()
+    assert_clean(at, 1)  # config and parameter inventory need no prompt
+
+
+def test_bad_checkpoint_path_falls_back_with_an_error(tmp_path):
+    """A missing, misnamed or corrupt checkpoint path shows why and keeps the default model running."""
+    garbage = tmp_path / "broken.safetensors"
+    garbage.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("a .safetensors path").run()
+    for path, reason in [
+        (str(tmp_path / "missing.safetensors"), "no file"),
+        (str(Path(APP)), "does not end in .safetensors"),
+        (str(garbage), "Could not load"),
+    ]:
+        at.sidebar.text_input(key="checkpoint_path").input(path).run()
+        assert not at.exception, f"loading {path} raised"
+        assert any(reason in e for e in errors(at)), f"expected {reason!r} for {path}, got {errors(at)}"
+        assert_clean(at, 3)
+
+
+def test_induction_checkpoint_heads_are_classified():
+    """induction-2l on a repeated segment: the table finds a previous-token head (L0) and an induction head (L1)."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    set_prompt(at, "qzxjvkwpbmgfhty" * 2)
+    assert_clean(at, 3)
+    table = at.dataframe[0].value
+    kinds = dict(zip(zip(table["layer"], table["head"], strict=True), table["kind"], strict=True))
+    assert "previous_token" in {k for (layer, _), k in kinds.items() if layer == 0}, (
+        f"no L0 previous-token head: {kinds}"
+    )
+    assert "induction" in {k for (layer, _), k in kinds.items() if layer == 1}, f"no L1 induction head: {kinds}"
+
+
+def test_check_prompt_reasons():
+    """check_prompt returns <bos> + ids, and names the problem for empty, unknown and too-long prompts."""
+    model = state.random_model(0)
+    assert state.check_prompt(model, "ab") == (model.tokenizer.bos_id, *model.tokenizer.encode("ab"))
+    for prompt, reason in [("", "empty"), ("€", "'€' at position 0"), ("a" * 32, "at most 31")]:
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            state.check_prompt(model, prompt)
+
+
+def test_check_upload_rejects_bad_files(monkeypatch):
+    """Uploads: wrong type, two weight files, oversize, a broken header and bad JSON are refused with a reason."""
+    header = b'{"__metadata__":{}}'
+    good = len(header).to_bytes(8, "little") + header
+    cases = [
+        ([("model.pt", b"x")], "exactly one .safetensors"),
+        ([("a.safetensors", good), ("b.safetensors", good)], "exactly one .safetensors"),
+        ([("a.safetensors", b"\x00" * 4)], "not a safetensors file"),
+        ([("a.safetensors", (10**6).to_bytes(8, "little") + b"{")], "not a safetensors file"),
+        ([("a.safetensors", good), ("a.json", b"{not json")], "not valid JSON"),
+    ]
+    for files, reason in cases:
+        with pytest.raises(ValueError, match=reason):
+            state.check_upload(files)
+    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 16)
+    with pytest.raises(ValueError, match="over the 0 MB limit"):
+        state.check_upload([("a.safetensors", good)])
+
+
+def test_uploaded_checkpoint_loads_the_same_weights():
+    """Uploading minigpt-text's two files gives a model with exactly the shipped weights."""
+    files = [
+        (f"minigpt-text{s}", (state.CHECKPOINT_DIR / f"minigpt-text{s}").read_bytes())
+        for s in (".safetensors", ".json")
+    ]
+    model = state.load_upload(state.check_upload(files), tuple(files))
+    shipped = MiniGPT.from_pretrained("minigpt-text")
+    for (name, a), (_, b) in zip(model.state_dict().items(), shipped.state_dict().items(), strict=True):
+        assert torch.equal(a, b), f"{name} differs after the upload round trip"

@@ -1,0 +1,185 @@
+"""dashboards.plots: every figure is valid plotly, shows the numbers it was given, and needs no Streamlit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from dashboards import plots
+from interp.attention import attention_pattern_frame, head_scores
+from interp.circuits import composition_scores
+from interp.dla import direct_logit_attribution, logit_lens
+from interp.residual import write_norms
+from tests.conftest import make_model
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "abcab cab"
+
+
+@pytest.fixture(scope="module")
+def run():
+    """A tiny seeded model, its tokens, cache and token symbols."""
+    model = make_model()
+    tokens = model.to_tokens(PROMPT)
+    _, cache = model.run_with_cache(tokens)
+    return model, tokens, cache, [model.tokenizer.symbols[i] for i in tokens[0].tolist()]
+
+
+def validated(fig: go.Figure) -> go.Figure:
+    """Check ``fig`` against plotly's full validation (the dashboard skips it for speed) and its colour scales."""
+    go.Figure(fig.to_dict())  # raises ValueError naming any invalid property
+    for trace in fig.to_dict()["data"]:
+        assert not isinstance(trace.get("colorscale", []), str), (
+            "named colour scales mean different things in plotly.js"
+        )
+    scale = fig.to_dict()["layout"].get("coloraxis", {}).get("colorscale", [])
+    assert not isinstance(scale, str), "named colour scales mean different things in plotly.js"
+    return fig
+
+
+def test_plots_module_does_not_import_streamlit():
+    """plots.py builds figures without Streamlit, so notebooks and tests can use it."""
+    code = "import sys, dashboards.plots; assert 'streamlit' not in sys.modules, 'plots.py pulled in streamlit'"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_token_strip_escapes_and_shows_blanks():
+    """The token strip has one chip per token, escapes HTML and makes blanks visible."""
+    html = plots.token_strip_html(["<bos>", " ", "\n", "a"])
+    assert html.count('<span style="display:inline-block') == 4, "one chip per token"
+    assert "&lt;bos&gt;" in html and "<bos>" not in html, "token text must be HTML-escaped"
+    assert "␣" in html and "⏎" in html, "space and newline must be visible"
+
+
+def test_attention_heatmaps_put_each_head_in_its_cell(run):
+    """Each (layer, head) heatmap holds exactly that head's pattern, masked (NaN) above the diagonal."""
+    model, tokens, cache, symbols = run
+    frame = pd.concat(
+        attention_pattern_frame(model, cache, tokens, layer, head).assign(layer=layer, head=head)
+        for layer in range(model.cfg.n_layers)
+        for head in range(model.cfg.n_heads)
+    )
+    fig = validated(plots.attention_heatmaps(frame, symbols))
+    assert len(fig.data) == model.cfg.n_layers * model.cfg.n_heads
+    by_axis = {(t.xaxis, t.yaxis): np.asarray(t.z, dtype=float) for t in fig.data}
+    z = by_axis[("x6", "y6")]  # row 2 (layer 1), column 2 (head 1) of a 2 x 4 grid
+    expected = cache["pattern", 1][0, 1].numpy()
+    lower = np.tril_indices(len(symbols))
+    np.testing.assert_allclose(z[lower], expected[lower], atol=1e-6, err_msg="heatmap cell shows the wrong head")
+    assert np.isnan(z[np.triu_indices(len(symbols), 1)]).all(), "the causal mask must be blank, not 0"
+    assert len(set(fig.data[0].x)) == len(symbols), "axis labels must be unique even for repeated tokens"
+    assert all(w in fig.data[0].hovertemplate for w in ("query", "key", "weight"))
+    row = validated(plots.attention_heatmaps(frame[frame["head"] == 0], symbols, row="head"))
+    assert len(row.data) == model.cfg.n_layers and {t.yaxis for t in row.data} == {"y", "y2"}, "head 0 side by side"
+
+
+def test_head_heatmap_is_centred_at_zero():
+    """A diverging layer x head map is symmetric around 0 and keeps the values in place."""
+    df = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "delta": [0.5, -2.0, 1.0, 0.0]})
+    fig = validated(plots.head_heatmap(df, "delta", title="t"))
+    trace = fig.data[0]
+    assert trace.zmid == 0 and trace.zmin == -2.0 and trace.zmax == 2.0, "colours must be centred at 0"
+    assert np.asarray(trace.z).tolist() == [[0.5, -2.0], [1.0, 0.0]]
+    assert list(trace.text[0]) == ["0.50", "-2.00"], "numbers belong in the cells"
+
+
+def test_next_token_figure_orders_by_logit(run):
+    """Logits, softmax and sampling bars share the same tokens, highest logit first."""
+    logits = torch.tensor([1.0, 3.0, 2.0, -1.0])
+    dist = pd.DataFrame(
+        {"token": ["a", "b", " ", "d"], "logit": logits, "softmax": logits.softmax(-1), "prob": [0, 1.0, 0, 0]}
+    )
+    fig = validated(plots.next_token_figure(dist, top_n=3))
+    assert list(fig.data[0].x) == ["b", "␣", "a"], "bars must be sorted by logit, blanks visible"
+    assert fig.data[1].y == pytest.approx(logits.softmax(-1)[[1, 2, 0]].tolist())
+
+
+def test_write_norms_bar_stacks_every_component(run):
+    """One stacked trace per component; each bar's height is that component's write norm at that position."""
+    model, _, cache, symbols = run
+    norms = write_norms(model, cache)
+    fig = validated(plots.write_norms_bar(norms, symbols))
+    assert fig.layout.barmode == "stack"
+    assert [t.name for t in fig.data] == list(dict.fromkeys(norms["component"])), "one trace per component, in order"
+    embed = fig.data[0]
+    assert embed.y == pytest.approx(norms[norms.component == "embed"]["norm"].tolist())
+
+
+def test_logit_lens_heatmap_shows_target_prob_and_top_k(run):
+    """Stage x position colours are the target probabilities; hover lists the top-k guesses."""
+    model, tokens, cache, symbols = run
+    lens = logit_lens(model, cache, tokens, k=4)
+    fig = validated(plots.logit_lens_heatmap(lens, symbols))
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (model.cfg.n_layers + 1, len(symbols))
+    row = lens[(lens.layer == 1) & (lens.pos == 2)].iloc[0]
+    assert z[1, 2] == pytest.approx(row.target_prob)
+    assert fig.data[0].customdata[1][2].split("top: ")[1].count(",") == 3, "hover must list k=4 guesses"
+
+
+def test_dla_bar_colours_by_sign(run):
+    """Positive contributions are red, negative blue, one bar per component."""
+    model, tokens, cache, _ = run
+    df = direct_logit_attribution(model, cache, tokens, per="head")
+    here = df[df.pos == 3]
+    fig = validated(plots.dla_bar(here, title="t"))
+    colours = dict(zip(fig.data[0].x, fig.data[0].marker.color, strict=True))
+    for component, value in zip(here.component, here.contribution, strict=True):
+        assert colours[component] == ("#d6604d" if value >= 0 else "#4393c3"), f"{component} has the wrong colour"
+
+
+def test_distributions_compare_keeps_top_tokens_of_both():
+    """The before/after chart shows the top tokens of either distribution."""
+    dist = pd.DataFrame(
+        {"token": list("abcd"), "prob_clean": [0.7, 0.2, 0.1, 0.0], "prob_ablated": [0.0, 0.1, 0.1, 0.8]}
+    )
+    fig = validated(plots.distributions_compare(dist, title="t", top_n=1))
+    assert set(fig.data[0].x) == {"a", "d"}, "the top token before and the top token after must both appear"
+
+
+def test_position_heatmap_labels_heads_and_positions(run):
+    """Patching grids by (layer, head, pos) get L{l}H{h} rows and one column per position, centred at 0."""
+    _, _, _, symbols = run
+    rows = [(a, h, p, (a + h - p) / 10) for a in range(2) for h in range(2) for p in range(len(symbols))]
+    df = pd.DataFrame(rows, columns=["layer", "head", "pos", "normalized"])
+    fig = validated(plots.position_heatmap(df, "normalized", symbols, title="t"))
+    assert list(fig.data[0].y) == ["L0H0", "L0H1", "L1H0", "L1H1"]
+    assert np.asarray(fig.data[0].z).shape == (4, len(symbols)) and fig.data[0].zmid == 0
+
+
+def test_composition_heatmap_has_three_kinds_around_the_baseline(run):
+    """Q, K and V panels; colour is score / baseline with 1 (the baseline) in the middle; cells show the score."""
+    model = run[0]
+    comp = composition_scores(model, n_draws=2)
+    fig = validated(plots.composition_heatmap(comp))
+    assert len(fig.data) == 3 and fig.layout.coloraxis.cmid == 1.0
+    k = comp[comp.kind == "K"]
+    assert fig.data[1].text[0][0] == f"{k.score.iloc[0]:.2f}", "the cells must show the composition score"
+
+
+def test_head_scores_heatmap_labels_kinds(run):
+    """Head-score rows name the head and its classification; numbers are in the cells."""
+    model, tokens, cache, _ = run
+    scores = head_scores(model, tokens, cache)
+    fig = validated(plots.head_scores_heatmap(scores))
+    assert list(fig.data[0].y) == [f"{c} · {k}" for c, k in zip(scores.component, scores.kind, strict=True)]
+    assert fig.data[0].text[0][0] == f"{scores.previous_token.iloc[0]:.2f}"
+
+
+def test_circuit_and_parameter_figures(run):
+    """The circuit map is symmetric around 0; the inventory's title total equals the summed counts."""
+    model = run[0]
+    matrix = pd.DataFrame([[1.0, -3.0], [0.5, 2.0]], index=["a", " "], columns=["a", " "])
+    fig = validated(plots.circuit_heatmap(matrix, title="t", row_title="q", col_title="k"))
+    assert (fig.data[0].zmin, fig.data[0].zmax, fig.data[0].zmid) == (-3.0, 3.0, 0.0)
+    inventory = model.parameter_inventory()
+    bar = validated(plots.parameter_bar(inventory))
+    assert f"{model.cfg.n_params:,} in all" in bar.layout.title.text, "the inventory total must match n_params"
+    assert sum(len(t.y) for t in bar.data) == len(inventory), "one bar per parameter tensor"
