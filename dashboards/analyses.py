@@ -31,6 +31,7 @@ from model.data import builtin_corpus, text_batch
 from model.minigpt import next_token_loss, sampling_probs
 
 Ids = tuple[int, ...]
+MAX_CIRCUIT_VOCAB = 512  # a d_vocab x d_vocab heatmap beyond this is neither readable nor cheap
 
 
 def tokens_of(ids: Ids) -> torch.Tensor:
@@ -91,6 +92,13 @@ def generate(
     """The sampled continuation of ``prompt`` (the text after it), reproducible by ``seed``."""
     text = _model.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     return text[len(_model.tokenizer.normalize(prompt)) :]
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def config_frame(_model: MiniGPT, model_id: str) -> pd.DataFrame:
+    """The model's config as a two-column table: ``field, value`` (values as text)."""
+    fields = _model.cfg.to_dict()
+    return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -220,6 +228,12 @@ def composition(_model: MiniGPT, model_id: str) -> pd.DataFrame:
 @st.cache_data(max_entries=32, show_spinner=False)
 def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) -> pd.DataFrame:
     """The full QK or OV circuit of one head as a token x token frame (``interp.circuits``; 64 x 64 is small)."""
+    n = _model.cfg.d_vocab
+    if n > MAX_CIRCUIT_VOCAB:
+        raise ValueError(
+            f"the full {kind} circuit would be {n} x {n}; the dashboard draws vocabularies of at most "
+            f"{MAX_CIRCUIT_VOCAB} tokens (use interp.circuits.{kind.lower()}_circuit(...).rows(...) in a notebook)"
+        )
     full = (qk_circuit if kind == "QK" else ov_circuit)(_model, layer, head).full()
-    names = list(_model.tokenizer.symbols)
+    names = list(_model.tokenizer.symbols) if _model.tokenizer is not None else [str(i) for i in range(n)]
     return pd.DataFrame(full.numpy(), index=names, columns=names)

@@ -58,6 +58,23 @@ def _figure(data: list[dict[str, Any]], layout: dict[str, Any], title: str, heig
     return go.Figure(data=data, layout=layout, _validate=False)
 
 
+def _pivot(
+    df: pd.DataFrame, rows: list[str], cols: list[str], value: str, col_order: list[tuple] | None = None
+) -> tuple[np.ndarray, list[tuple], list[tuple]]:
+    """``df[value]`` as a dense ``[row key, column key]`` array (NaN where no row), with the sorted keys.
+
+    ``col_order`` fixes the columns (keys as tuples), e.g. every position even where ``df`` has none.
+    A plain-Python pivot: ``DataFrame.pivot_table`` costs ~5 ms a call, too slow for a 0.5 s page.
+    """
+    row_keys = list(zip(*(df[c].tolist() for c in rows), strict=True))
+    col_keys = list(zip(*(df[c].tolist() for c in cols), strict=True))
+    row_order, col_order = sorted(set(row_keys)), col_order or sorted(set(col_keys))
+    row_at, col_at = {k: i for i, k in enumerate(row_order)}, {k: i for i, k in enumerate(col_order)}
+    z = np.full((len(row_order), len(col_order)), np.nan)
+    z[[row_at[k] for k in row_keys], [col_at[k] for k in col_keys]] = df[value].to_numpy(dtype=float)
+    return z, row_order, col_order
+
+
 def _cells(z: np.ndarray) -> np.ndarray:
     """Cell labels with two decimals; blank where the value is NaN."""
     return np.array([["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in np.atleast_2d(z)], dtype=object)
@@ -90,16 +107,18 @@ def _grid(titles: list[list[str]], hgap: float = 0.05, vgap: float = 0.12) -> tu
 
 def parameter_bar(inventory: pd.DataFrame) -> go.Figure:
     """Parameter count per tensor (``inventory`` columns ``tensor, shape, count``), coloured by module."""
-    df = inventory.assign(module=inventory["tensor"].str.rsplit(".", n=1).str[0], shape=inventory["shape"].astype(str))
-    data = [
-        {"type": "bar", "orientation": "h", "name": module, "y": part["tensor"].tolist(), "x": part["count"].tolist(),
-         "customdata": part[["shape"]].to_numpy(), "marker": {"color": QUALITATIVE[i % len(QUALITATIVE)]},
-         "hovertemplate": "%{y}<br>shape %{customdata[0]}<br>%{x:,} parameters<extra></extra>"}
-        for i, (module, part) in enumerate(df.groupby("module", sort=False))
-    ]  # fmt: skip
+    names = inventory["tensor"].tolist()
+    modules = [name.rsplit(".", 1)[0] for name in names]
+    colour = {m: QUALITATIVE[i % len(QUALITATIVE)] for i, m in enumerate(dict.fromkeys(modules))}
+    trace = {
+        "type": "bar", "orientation": "h", "y": names, "x": inventory["count"].tolist(),
+        "customdata": [[str(shape), module] for shape, module in zip(inventory["shape"], modules, strict=True)],
+        "marker": {"color": [colour[m] for m in modules]},
+        "hovertemplate": "%{y} (%{customdata[1]})<br>shape %{customdata[0]}<br>%{x:,} parameters<extra></extra>",
+    }  # fmt: skip
     layout = {"xaxis": {"title": {"text": "parameters"}}, "yaxis": {"autorange": "reversed", "tickfont": {"size": 10}}}
     total = int(inventory["count"].sum())
-    return _figure(data, layout, f"Parameter inventory: {total:,} in all", height=max(300, 16 * len(df) + 120))
+    return _figure([trace], layout, f"Parameter inventory: {total:,} in all", height=max(300, 15 * len(names) + 110))
 
 
 def next_token_figure(dist: pd.DataFrame, top_n: int = 15) -> go.Figure:
@@ -172,18 +191,17 @@ def attention_heatmaps(
 
 def head_heatmap(df: pd.DataFrame, value: str, *, title: str, diverging: bool = True, text: bool = True) -> go.Figure:
     """A layer x head heatmap of ``df[value]`` (columns ``layer, head, <value>``), centred at 0 when diverging."""
-    grid = df.pivot_table(index="layer", columns="head", values=value, aggfunc="sum").sort_index()
-    z = grid.to_numpy(dtype=float)
+    z, layers, heads = _pivot(df, ["layer"], ["head"], value)
     bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     scale = {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound, "zmax": bound} if diverging else {}
     trace = {
-        "type": "heatmap", "z": z, "x": [f"head {h}" for h in grid.columns], "y": [f"layer {i}" for i in grid.index],
+        "type": "heatmap", "z": z, "x": [f"head {h}" for (h,) in heads], "y": [f"layer {i}" for (i,) in layers],
         "colorscale": SEQUENTIAL, "colorbar": {"title": {"text": value}}, **scale,
         "hovertemplate": "%{y}, %{x}<br>" + value + " %{z:.4f}<extra></extra>",
     }  # fmt: skip
     if text:
         trace.update(text=_cells(z), texttemplate="%{text}")
-    return _figure([trace], {"yaxis": {"autorange": "reversed"}}, title, height=160 + 60 * len(grid.index))
+    return _figure([trace], {"yaxis": {"autorange": "reversed"}}, title, height=160 + 60 * len(layers))
 
 
 def head_scores_heatmap(scores: pd.DataFrame) -> go.Figure:
@@ -310,9 +328,8 @@ def position_heatmap(df: pd.DataFrame, value: str, tokens: Sequence[str], *, tit
     """
     labels, ticks = _token_axis(tokens)
     keys = ["layer", "head"] if "head" in df.columns else ["layer"]
-    grid = df.pivot_table(index=keys, columns="pos", values=value, aggfunc="sum").sort_index()
-    rows = [f"L{k[0]}H{k[1]}" if len(keys) == 2 else f"layer {k}" for k in grid.index]
-    z = grid.reindex(columns=range(len(tokens))).to_numpy(dtype=float)
+    z, row_keys, _ = _pivot(df, keys, ["pos"], value, col_order=[(p,) for p in range(len(tokens))])
+    rows = [f"L{k[0]}H{k[1]}" if len(keys) == 2 else f"layer {k[0]}" for k in row_keys]
     bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     trace = {
         "type": "heatmap", "z": z, "x": labels, "y": rows, "colorscale": DIVERGING, "zmid": 0.0,
@@ -320,7 +337,7 @@ def position_heatmap(df: pd.DataFrame, value: str, tokens: Sequence[str], *, tit
         "hovertemplate": "%{y} at %{x}<br>" + value + " %{z:.3f}<extra></extra>",
     }  # fmt: skip
     layout = {"xaxis": {**ticks, "title": {"text": "position"}}, "yaxis": {"autorange": "reversed", "type": "category"}}
-    return _figure([trace], layout, title, height=170 + max(60, 28 * len(rows)))
+    return _figure([trace], layout, title, height=170 + max(120, 34 * len(rows)))
 
 
 def composition_heatmap(comp: pd.DataFrame) -> go.Figure:
@@ -334,14 +351,13 @@ def composition_heatmap(comp: pd.DataFrame) -> go.Figure:
     data, baselines = [], []
     for (x, y), kind in zip(refs[0], kinds, strict=True):
         part = comp[comp["kind"] == kind]
-        src = part.pivot_table(index=["src_layer", "src_head"], columns=["dst_layer", "dst_head"], values="ratio")
-        score = part.pivot_table(index=["src_layer", "src_head"], columns=["dst_layer", "dst_head"], values="score")
+        ratio, src, dst = _pivot(part, ["src_layer", "src_head"], ["dst_layer", "dst_head"], "ratio")
+        score = _pivot(part, ["src_layer", "src_head"], ["dst_layer", "dst_head"], "score")[0]
         baselines.append(f"{kind} {part['baseline'].iloc[0]:.3f}" if len(part) else f"{kind} -")
         data.append(
-            {"type": "heatmap", "z": src.to_numpy(dtype=float), "text": _cells(score.to_numpy(dtype=float)),
-             "texttemplate": "%{text}", "x": [f"L{a}H{b}" for a, b in src.columns],
-             "y": [f"L{a}H{b}" for a, b in src.index],
-             "customdata": score.to_numpy(dtype=float), "coloraxis": "coloraxis", "xaxis": x, "yaxis": y,
+            {"type": "heatmap", "z": ratio, "text": _cells(score), "texttemplate": "%{text}",
+             "x": [f"L{a}H{b}" for a, b in dst], "y": [f"L{a}H{b}" for a, b in src], "customdata": score,
+             "coloraxis": "coloraxis", "xaxis": x, "yaxis": y,
              "hovertemplate": "%{y} -> %{x}<br>score %{customdata:.3f}<br>score / baseline %{z:.2f}<extra></extra>"}
         )  # fmt: skip
         layout["xaxis" + x[1:]].update(title={"text": "later head"}, type="category")

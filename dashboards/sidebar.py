@@ -13,29 +13,35 @@ import streamlit as st
 
 from dashboards import plots, state
 from model import MiniGPT
+from model.checkpoint import SHIPPED
 
 SOURCE_PATH = "a .safetensors path"
 SOURCE_UPLOAD = "an uploaded file"
 
 
-def _default_model() -> tuple[MiniGPT, str, str]:
-    """The shipped default, or (before any checkpoint is shipped) the random model, with its id and label."""
+Loaded = tuple[MiniGPT, str, str]  # model, model_id (cache key), label
+
+
+def _fallback() -> tuple[Loaded, str | None]:
+    """The shipped default (or the random model when none is shipped or it cannot be read), and why not."""
     names = state.shipped_names()
-    if names:
-        path = state.CHECKPOINT_DIR / f"{names[0]}.safetensors"
-        stamp = state.file_stamp(path)
-        return state.load_checkpoint(names[0], stamp), f"shipped:{names[0]}:{stamp}", names[0]
-    return state.random_model(0), "random:0", state.RANDOM_LABEL
+    if not names:
+        return (state.random_model(0), "random:0", state.RANDOM_LABEL), None
+    try:
+        stamp = state.file_stamp(state.CHECKPOINT_DIR / f"{names[0]}.safetensors")
+        return (state.load_checkpoint(names[0], stamp), f"shipped:{names[0]}:{stamp}", names[0]), None
+    except Exception as err:  # a damaged shipped file: say so, and still show something
+        return (state.random_model(0), "random:0", state.RANDOM_LABEL), f"Could not load {names[0]!r}: {err}."
 
 
-def _load_choice(choice: str) -> tuple[MiniGPT, str, str]:
-    """Load what the picker names; raises ValueError/FileNotFoundError/... with a reason."""
+def _load_choice(choice: str) -> Loaded | None:
+    """Load what the picker names (None while a path or upload is still to be given); errors carry a reason."""
     if choice == state.RANDOM_LABEL:
         return state.random_model(0), "random:0", choice
     if choice == SOURCE_PATH:
         raw = st.session_state.get("checkpoint_path", "").strip()
         if not raw:
-            raise ValueError("type the path of a .safetensors file written by save_pretrained")
+            return None
         path = Path(raw).expanduser()
         if path.suffix != ".safetensors":
             raise ValueError(f"{raw!r} does not end in .safetensors; give the weights file, not its .json")
@@ -44,19 +50,21 @@ def _load_choice(choice: str) -> tuple[MiniGPT, str, str]:
         stamp = state.file_stamp(path)
         return state.load_checkpoint(str(path.resolve()), stamp), f"path:{path.resolve()}:{stamp}", path.name
     if choice == SOURCE_UPLOAD:
-        uploads = st.session_state.get("checkpoint_upload") or []
-        if not uploads:
-            raise ValueError("choose a .safetensors file (and the .json beside it) to upload")
-        files = [(u.name, u.getvalue()) for u in uploads]
+        files = [(u.name, u.getvalue()) for u in st.session_state.get("checkpoint_upload") or []]
+        if not files:
+            return None
         digest = state.check_upload(files)
-        return state.load_upload(digest, tuple(files)), f"upload:{digest}", uploads[0].name
+        name = next(n for n, _ in files if n.lower().endswith(".safetensors"))
+        return state.load_upload(digest, tuple(files)), f"upload:{digest}", name
     stamp = state.file_stamp(state.CHECKPOINT_DIR / f"{choice}.safetensors")
     return state.load_checkpoint(choice, stamp), f"shipped:{choice}:{stamp}", choice
 
 
-def _checkpoint_picker() -> tuple[MiniGPT, str, str, str | None]:
+def _checkpoint_picker() -> tuple[Loaded, str | None]:
+    """The picker's widgets and the model they name, or the default plus the reason it is shown instead."""
     options = [*state.shipped_names(), state.RANDOM_LABEL, SOURCE_PATH, SOURCE_UPLOAD]
-    choice = st.selectbox("Checkpoint", options, key="checkpoint_choice", help="Shipped checkpoints load by name.")
+    about = "; ".join(f"{name}: {text}" for name, text in SHIPPED.items())
+    choice = st.selectbox("Checkpoint", options, key="checkpoint_choice", help=f"Shipped checkpoints: {about}.")
     if choice == SOURCE_PATH:
         st.text_input("Path to a .safetensors file", key="checkpoint_path", placeholder="runs/my-model.safetensors")
     elif choice == SOURCE_UPLOAD:
@@ -67,18 +75,22 @@ def _checkpoint_picker() -> tuple[MiniGPT, str, str, str | None]:
             key="checkpoint_upload",
         )
     try:
-        model, model_id, label = _load_choice(choice)
-        return model, model_id, label, None
+        loaded = _load_choice(choice)
     except Exception as err:  # the UI boundary: any failure to load becomes a message, never a traceback
-        model, model_id, label = _default_model()
-        return model, model_id, label, f"Could not load {choice!r}: {err}. Showing {label!r} instead."
+        loaded, reason = _fallback()
+        return loaded, f"Could not load {choice!r}: {err}. {reason or ''} Showing {loaded[2]!r} instead."
+    if loaded is None:
+        loaded, reason = _fallback()
+        st.info(f"Give a checkpoint above; until then this shows {loaded[2]!r}.")
+        return loaded, reason
+    return loaded, None
 
 
 def render() -> state.Selection:
     """Draw the sidebar and store the selection in ``st.session_state["selection"]``."""
     with st.sidebar:
         st.header("MiniGPT Lens")
-        model, model_id, label, load_error = _checkpoint_picker()
+        (model, model_id, label), load_error = _checkpoint_picker()
         if load_error:
             st.error(load_error)
         st.caption(f"Model: **{label}** · {model.cfg.n_params:,} parameters · context {model.cfg.n_ctx}")

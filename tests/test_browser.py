@@ -101,6 +101,36 @@ def save_screenshot(page, path: Path) -> None:
     page.set_viewport_size(VIEWPORT)
 
 
+def alerts(page) -> str:
+    return " ".join(page.locator('[data-testid="stAlert"]').all_inner_texts())
+
+
+def choose_checkpoint(page, option: str) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def check_uploads(page) -> None:
+    """A broken upload shows the reason and keeps the page drawing; the shipped pair uploads and loads."""
+    choose_checkpoint(page, "an uploaded file")
+    dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    dropzone.set_input_files(
+        [{"name": "broken.safetensors", "mimeType": "application/octet-stream", "buffer": b"0" * 64}]
+    )
+    wait_idle(page)
+    page.wait_for_selector('[data-testid="stAlert"]:has-text("not a safetensors file")', timeout=WAIT_MS)
+    assert page.locator('[data-testid="stException"]').count() == 0, "a broken upload must not raise"
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1, "the page must keep drawing after a bad upload"
+    choose_checkpoint(page, "minigpt-text")  # the uploader leaves the page, and with it the broken file
+    choose_checkpoint(page, "an uploaded file")
+    ckpt = ROOT / "model" / "checkpoints"
+    dropzone.set_input_files([str(ckpt / "minigpt-text.safetensors"), str(ckpt / "minigpt-text.json")])
+    wait_idle(page)
+    page.wait_for_selector('[data-testid="stSidebar"] :text("Model: minigpt-text.safetensors")', timeout=WAIT_MS)
+    assert "Could not load" not in alerts(page), f"the shipped pair failed to upload: {alerts(page)}"
+
+
 def test_every_page_renders_in_chromium(server):
     """Typing a prompt and opening each page shows at least one plot and no exception; screenshots are saved."""
     try:
@@ -134,6 +164,7 @@ def test_every_page_renders_in_chromium(server):
             n_plots = page.locator('[data-testid="stPlotlyChart"]').count()
             assert n_plots >= 1, f"page {link!r} shows no plot; did its analysis fail?"
             save_screenshot(page, SHOTS / f"{name}.png")
+        check_uploads(page)
         browser.close()
     for name in PAGES.values():
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, f"screenshot {name}.png is (nearly) empty"

@@ -19,6 +19,14 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
 LOCKED = ModelConfig()  # minigpt-text is the locked config
 
 
+@pytest.fixture(autouse=True, scope="module")
+def restore_torch_threads():
+    """The app sets torch to one thread (see dashboards/app.py); give the other test modules their setting back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def open_page(page: str | None = None) -> AppTest:
     """A fresh session on ``page`` (a file under ``dashboards/views``), already run once."""
     at = AppTest.from_file(APP, default_timeout=180)
@@ -209,6 +217,32 @@ def test_induction_checkpoint_heads_are_classified():
         f"no L0 previous-token head: {kinds}"
     )
     assert "induction" in {k for (layer, _), k in kinds.items() if layer == 1}, f"no L1 induction head: {kinds}"
+
+
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
+
+
+@pytest.mark.parametrize("kind", ["induction-2l", "random", "post-norm"])
+def test_every_page_works_on_other_models(kind, tmp_path):
+    """Each page renders without an exception on an attention-only, an untrained and a post-norm model.
+
+    Post-norm models have no exact DLA: that page must say so with st.error instead of raising.
+    """
+    at = open_page()
+    if kind == "post-norm":
+        path = tmp_path / "post.safetensors"
+        MiniGPT(LOCKED.replace(norm="post"), seed=0).save_pretrained(str(path))
+        at.sidebar.selectbox(key="checkpoint_choice").set_value("a .safetensors path").run()
+        at.sidebar.text_input(key="checkpoint_path").input(str(path)).run()
+    else:
+        at.sidebar.selectbox(key="checkpoint_choice").set_value(kind if kind != "random" else state.RANDOM_LABEL).run()
+    assert not errors(at), f"loading {kind} failed: {errors(at)}"
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        if kind == "post-norm" and page == "logit_attribution":
+            assert not at.exception and any("norm='post'" in e for e in errors(at)), "post-norm DLA must be refused"
+        else:
+            assert_clean(at, 1)
 
 
 def test_check_prompt_reasons():

@@ -182,4 +182,5 @@ def test_circuit_and_parameter_figures(run):
     inventory = model.parameter_inventory()
     bar = validated(plots.parameter_bar(inventory))
     assert f"{model.cfg.n_params:,} in all" in bar.layout.title.text, "the inventory total must match n_params"
-    assert sum(len(t.y) for t in bar.data) == len(inventory), "one bar per parameter tensor"
+    assert list(bar.data[0].y) == inventory.tensor.tolist(), "one bar per parameter tensor"
+    assert list(bar.data[0].x) == inventory["count"].tolist()

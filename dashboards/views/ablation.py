@@ -35,9 +35,8 @@ if effect is not None:
     if loss_clean is not None:
         l1, l2 = st.columns(2)
         l1.metric("Loss, clean (nats/char)", f"{loss_clean:.3f}")
-        l2.metric(
-            "Loss, ablated", f"{loss_ablated:.3f}", delta=f"{loss_ablated - loss_clean:+.3f}", delta_color="inverse"
-        )
+        change = f"{loss_ablated - loss_clean:+.3f}" if done else None
+        l2.metric("Loss, ablated", f"{loss_ablated:.3f}", delta=change, delta_color="inverse")
     st.plotly_chart(plots.distributions_compare(dist, title=f"Next token after position {pos}"), key="abl_dist_chart")
 
 st.subheader("Head sweep")
@@ -60,7 +59,7 @@ corrupted = typed or state.default_corruption(sel.prompt)
 grid = p2.selectbox("Patch", ["resid_pre", "attn_out", "mlp_out", "heads", "heads_by_pos"], key="patch_grid")
 corrupted_ids = state.attempt("Corrupted prompt", state.check_prompt, model, corrupted)
 if corrupted_ids is not None:
-    st.caption(f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`")
+    st.caption(f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`".replace("\n", "⏎"))
     result = state.attempt(
         "Activation patching", analyses.patching, model, sel.model_id, sel.token_ids, corrupted_ids, grid
     )

@@ -1,6 +1,5 @@
 """Page "Model & prediction": the config, the parameter inventory, logits -> softmax -> sampling, generation."""
 
-import pandas as pd
 import streamlit as st
 
 from dashboards import analyses, plots, state
@@ -13,12 +12,16 @@ left, right = st.columns([1, 2])
 with left:
     st.subheader("Config")
     st.dataframe(
-        pd.DataFrame({"field": list(cfg.to_dict()), "value": [str(v) for v in cfg.to_dict().values()]}),
+        analyses.config_frame(model, sel.model_id),
         hide_index=True,
         height=36 * (len(cfg.to_dict()) + 1) + 4,
         key="config_table",
     )
     st.caption(f"d_head = {cfg.d_head}; {cfg.n_params:,} parameters by the closed-form count.")
+    made, val = model.provenance, model.provenance.get("val_loss")
+    if made.get("command"):
+        loss = f"validation loss {val:.3f} {made.get('loss_unit', '')}" if isinstance(val, int | float) else "no loss"
+        st.caption(f"Trained by `{made['command']}` ({made.get('steps', '?')} steps, {loss}).")
 with right:
     st.plotly_chart(plots.parameter_bar(analyses.inventory(model, sel.model_id)), key="inventory_chart")
 

@@ -23,7 +23,6 @@ from interp.residual import accumulated_resid, residual_stack, write_norms
 from model import MiniGPT
 
 pio.renderers.default = "plotly_mimetype"  # figures travel inside the notebook as JSON (no plotly.js copy)
-torch.manual_seed(0)
 
 # %% [markdown]
 # ## Load a shipped checkpoint
@@ -156,8 +155,9 @@ attention_heatmaps(patterns, token_strs).show()
 # %% [markdown]
 # ## Hooks: intervene for one call
 #
-# A hook is `fn(activation, hook)`; returning a tensor replaces the activation. Hooks live only for
+# A hook is `fn(activation, hook)`: it may edit the activation in place, or return a replacement. Hooks live only for
 # the call that names them: the next plain forward is untouched.
+
 
 # %%
 def zero_head_0(z, hook):

@@ -76,9 +76,11 @@ prev_head = scores.loc[scores.previous_token.idxmax()]
 induction_head = scores.loc[scores.induction.idxmax()]
 print(f"previous-token head: {prev_head.component} (score {prev_head.previous_token:.2f})")
 print(f"induction head:      {induction_head.component} (score {induction_head.induction:.2f})")
-assert prev_head.layer == 0 and induction_head.layer == 1, "expected the previous-token head before the induction head"
-PREV = (int(prev_head.layer), int(prev_head.head))
-INDUCTION = (int(induction_head.layer), int(induction_head.head))
+PREV = (int(prev_head["layer"]), int(prev_head["head"]))
+INDUCTION = (int(induction_head["layer"]), int(induction_head["head"]))
+assert PREV[0] == 0 and INDUCTION[0] == 1, (
+    "expected the previous-token head in layer 0 and the induction head in layer 1"
+)
 
 # %% [markdown]
 # ## Their attention patterns on `BOS + r + r`
@@ -96,10 +98,14 @@ patterns = pd.concat(
         for layer, head in (PREV, INDUCTION)
     ]
 )
-attention_heatmaps(patterns, token_strs, row="head", title="BOS + r + r: previous-token head (left), induction head (right)").show()
+attention_heatmaps(
+    patterns, token_strs, row="head", title="BOS + r + r: previous-token head (left), induction head (right)"
+).show()
 
 # %%
-stripe = patterns[(patterns.layer == INDUCTION[0]) & (patterns.q_pos > SEG + 1) & (patterns.k_pos == patterns.q_pos - SEG + 1)]
+stripe = patterns[
+    (patterns.layer == INDUCTION[0]) & (patterns.q_pos > SEG + 1) & (patterns.k_pos == patterns.q_pos - SEG + 1)
+]
 print(f"induction head, mean attention to the token after the earlier copy: {stripe.weight.mean():.3f}")
 
 # %% [markdown]
@@ -113,11 +119,21 @@ print(f"induction head, mean attention to the token after the earlier copy: {str
 # %%
 reference = repeated_pair_batch(256, seg_len=SEG, generator=torch.Generator().manual_seed(1))
 rows = []
-for name, heads in [("none", []), ("previous-token head", [PREV]), ("induction head", [INDUCTION]), ("both", [PREV, INDUCTION])]:
+for name, heads in [
+    ("none", []),
+    ("previous-token head", [PREV]),
+    ("induction head", [INDUCTION]),
+    ("both", [PREV, INDUCTION]),
+]:
     for method in ("zero", "mean"):
         result = ablate(model, tokens, heads=heads, method=method, reference=reference)
         rows.append(
-            {"ablated": name, "method": method, "first copy": result.metric(first_copy), "second copy": result.metric(second_copy)}
+            {
+                "ablated": name,
+                "method": method,
+                "first copy": result.metric(first_copy),
+                "second copy": result.metric(second_copy),
+            }
         )
 ablations = pd.DataFrame(rows)
 ablations.round(3)
@@ -142,8 +158,14 @@ per_position = pd.concat(
         for name, heads in [("none", []), ("previous-token head", [PREV]), ("induction head", [INDUCTION])]
     ]
 )
-fig = px.line(per_position, x="position", y="loss", color="ablated", markers=True,
-              title="Loss of predicting the token at each position of BOS + r + r (mean ablation)")
+fig = px.line(
+    per_position,
+    x="position",
+    y="loss",
+    color="ablated",
+    markers=True,
+    title="Loss of predicting the token at each position of BOS + r + r (mean ablation)",
+)
 fig.add_vline(x=SEG + 0.5, line_dash="dot")
 fig.show()
 
@@ -171,10 +193,17 @@ composition.round(3)
 composition_heatmap(composition).show()
 
 # %%
-k_comp = composition[(composition.kind == "K") & (composition.src_layer == PREV[0]) & (composition.src_head == PREV[1])
-                     & (composition.dst_layer == INDUCTION[0]) & (composition.dst_head == INDUCTION[1])].iloc[0]
-print(f"K-composition {prev_head.component} -> {induction_head.component}: {k_comp.score:.3f}"
-      f" vs random baseline {k_comp.baseline:.3f} ({k_comp.ratio:.1f}x)")
+k_comp = composition[
+    (composition.kind == "K")
+    & (composition.src_layer == PREV[0])
+    & (composition.src_head == PREV[1])
+    & (composition.dst_layer == INDUCTION[0])
+    & (composition.dst_head == INDUCTION[1])
+].iloc[0]
+print(
+    f"K-composition {prev_head.component} -> {induction_head.component}: {k_comp.score:.3f}"
+    f" vs random baseline {k_comp.baseline:.3f} ({k_comp.ratio:.1f}x)"
+)
 
 # %% [markdown]
 # Finally, the induction head's OV circuit should *copy*: attending to token `t` should raise the

@@ -33,8 +33,8 @@ logits, cache = model.run_with_cache(tokens)
 symbols = model.tokenizer.symbols
 for b, prompt in enumerate(prompts):
     probs = logits[b, -1].softmax(-1)
-    top = probs.topk(3)
-    guesses = ", ".join(f"{symbols[i]!r} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+    values, ids = probs.topk(3)
+    guesses = ", ".join(f"{symbols[i]!r} {p:.2f}" for p, i in zip(values.tolist(), ids.tolist(), strict=True))
     print(f"{prompt!r} -> {guesses}")
 
 # %% [markdown]
@@ -48,8 +48,8 @@ for b, prompt in enumerate(prompts):
 # %%
 dla = direct_logit_attribution(model, cache, tokens, per="head")
 sums = dla.groupby(["batch", "pos"]).agg(target=("target", "first"), total=("contribution", "sum")).reset_index()
-index = [torch.as_tensor(sums[column].to_numpy()) for column in ("batch", "pos", "target")]
-error = (torch.as_tensor(sums.total.to_numpy()) - logits[index].double()).abs().max().item()
+b, p, t = (torch.tensor(sums[column].to_numpy()) for column in ("batch", "pos", "target"))
+error = (torch.tensor(sums.total.to_numpy()) - logits[b, p, t].double()).abs().max().item()
 print(f"{len(dla)} rows; max |sum of contributions - logit| = {error:.1e}")
 assert error < 1e-4
 
@@ -98,10 +98,12 @@ dla_bar(contrast_last, title=f"Direct contributions to logit[{answer!r}] - logit
 # Read the residual stream out early: after the embeddings, after block 0, after block 1 (the
 # model's output), each through the final LayerNorm and the unembedding. Colour is the probability
 # of the actual next character; the text in each cell is the top guess (hover for the top 5).
+# The unembedding is tied to the embedding, so straight after the embeddings the stream mostly
+# "predicts" the current character itself; the blocks are what move it on to the next one.
 
 # %%
 lens = logit_lens(model, cache, tokens, k=5)
-for b, prompt in enumerate(prompts):
+for b in range(len(prompts)):
     logit_lens_heatmap(lens[lens.batch == b], [symbols[i] for i in tokens[b].tolist()]).show()
 
 # %%
