@@ -173,11 +173,11 @@ def measure(setting: str, rounds: int, device: str, loop_layers: int) -> dict:
     memory = memory_mib(setting, device)
     model, tokens, corrupted = _setup(cfg, batch, pos, device)
     work = _workloads(model, tokens, corrupted, metric, device, loop_layers)
-    forward, sweep, loop, attribution = work["forward"], work["sweep"], work["loop"], work["attribution"]
-    warmup = 2 if rounds > 2 else 0
-    times = compare({"forward": forward, "sweep": sweep}, rounds, warmup)
-    times["loop"] = compare({"forward": forward, "loop": loop}, max(1, rounds // 3), min(warmup, 1))["loop"]
-    times["attribution"] = compare({"forward": forward, "attribution": attribution}, rounds, 1)["attribution"]
+    work["forward"]()
+    # All four interleaved in one ABBA run: besides spreading machine noise evenly, this keeps the
+    # allocator's heap at the size the biggest variant needs, so no variant pays page faults the
+    # others do not (alone, a sweep's temporaries can make glibc hand memory back and fault it in again).
+    times = compare(work, rounds, 2 if rounds > 2 else 0)
     n_heads = cfg.n_heads * cfg.n_layers
     scale = (n_heads + 1) / (cfg.n_heads * loop_layers + 1)  # the loop's forwards all cost the same
     times["loop"] = (times["loop"][0] * scale, times["loop"][1] * scale)

@@ -37,7 +37,8 @@ from interp.metrics import Metric
 from model.minigpt import MiniGPT
 
 STAGES = ("resid_pre", "attn_sum", "mlp_sum")
-DEFAULT_CHUNK_BYTES = 256 * 2**20  # budget for the largest activation of one chunk
+CPU_CHUNK_BYTES = 2 * 2**20  # widest activation of one chunk, on CPU (see default_chunk_size)
+ACCELERATOR_CHUNK_BYTES = 256 * 2**20  # the same on a GPU
 
 
 def embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
@@ -73,23 +74,34 @@ def run_from(
     return x
 
 
+def unembedding(model: MiniGPT, metric: Metric) -> tuple[Float[Tensor, "d_model k_vocab"], Tensor | None]:
+    """``W_U`` and ``b_U`` restricted to the vocabulary columns ``metric`` reads (all when it reads all)."""
+    W_U, b_U = model.W_U, model.b_U
+    if metric.columns is None:
+        return W_U, b_U
+    if max(metric.columns) >= model.cfg.d_vocab:
+        raise ValueError(f"{metric} reads token ids {metric.columns}, outside the vocabulary of {model.cfg.d_vocab}")
+    cols = torch.tensor(metric.columns, device=W_U.device)
+    return W_U[:, cols], None if b_U is None else b_U[cols]  # (index_select on W_E.T would copy all of W_E)
+
+
 def read_logits(
-    model: MiniGPT, resid: Float[Tensor, "... pos d_model"], metric: Metric, n_pos: int
+    model: MiniGPT,
+    resid: Float[Tensor, "... pos d_model"],
+    metric: Metric,
+    n_pos: int,
+    unembed: tuple[Tensor, Tensor | None] | None = None,
 ) -> Float[Tensor, "... k_pos k_vocab"]:
-    """Logits at the positions and vocabulary columns ``metric`` reads, from the final residual."""
+    """Logits at the positions and vocabulary columns ``metric`` reads, from the final residual.
+
+    ``unembed``: :func:`unembedding` computed once, when calling this for many chunks.
+    """
     positions = metric.read_positions(n_pos)
     if positions is not None:
         resid = resid[..., positions, :]
     if model.ln_final is not None:
         resid = model.ln_final(resid)
-    W_U, b_U = model.W_U, model.b_U
-    if metric.columns is not None:
-        if max(metric.columns) >= model.cfg.d_vocab:
-            raise ValueError(
-                f"{metric} reads token ids {metric.columns}, outside the vocabulary of {model.cfg.d_vocab}"
-            )
-        cols = torch.tensor(metric.columns, device=W_U.device)
-        W_U, b_U = W_U.index_select(1, cols), None if b_U is None else b_U.index_select(0, cols)
+    W_U, b_U = unembed if unembed is not None else unembedding(model, metric)
     return F.linear(resid, W_U.T, b_U)
 
 
@@ -110,13 +122,22 @@ def cached_run(
     return metric.score(read_logits(model, resid, metric, tokens.shape[1]), tokens), store
 
 
-def default_chunk_size(model: MiniGPT, n_pos: int, metric: Metric, budget: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Sequences per chunk so that the widest activation of a chunk stays near ``budget`` bytes."""
+def default_chunk_size(model: MiniGPT, n_pos: int, metric: Metric, budget: int | None = None) -> int:
+    """Sequences per chunk so that the widest activation of a chunk stays under ``budget`` bytes.
+
+    The default budget is small on CPU (:data:`CPU_CHUNK_BYTES`): the blocks then run at the sizes
+    of an ordinary forward, whose temporaries the allocator recycles, while large temporaries are
+    fresh pages from the kernel on every chunk and their page faults cost more than bigger
+    matmuls save (measured: 8 MiB temporaries made the locked-config sweep 1.5x slower).
+    """
     cfg = model.cfg
-    width = max(4 * cfg.d_model, 0 if cfg.attn_only else cfg.d_ff, cfg.n_heads * n_pos)
-    k_pos = n_pos if metric.read_positions(n_pos) is None else len(metric.read_positions(n_pos))
+    if budget is None:
+        budget = CPU_CHUNK_BYTES if model.device.type == "cpu" else ACCELERATOR_CHUNK_BYTES
+    width = max(3 * cfg.d_model, 0 if cfg.attn_only else cfg.d_ff, cfg.n_heads * n_pos)
+    read = metric.read_positions(n_pos)
+    k_pos = n_pos if read is None else len(read)
     k_vocab = cfg.d_vocab if metric.columns is None else len(metric.columns)
-    per_seq = 3 * model.W_E.element_size() * max(n_pos * width, k_pos * k_vocab)
+    per_seq = model.W_E.element_size() * max(n_pos * width, k_pos * k_vocab)
     return max(1, budget // per_seq)
 
 
@@ -146,12 +167,13 @@ def run_variants(
     """
     batch, n_pos = tokens.shape
     per_chunk = max(1, chunk_size // batch)
+    unembed = unembedding(model, metric)
     values = []
     for start in range(0, n_variants, per_chunk):
         stop = min(n_variants, start + per_chunk)
         states = make(start, stop)
         resid = run_from(model, states.flatten(0, 1), layer, stage)
-        logits = read_logits(model, resid, metric, n_pos)
+        logits = read_logits(model, resid, metric, n_pos, unembed)
         values.append(metric.score(logits.unflatten(0, (stop - start, batch)), tokens))
         if on_chunk is not None:
             on_chunk(stop - start)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Int
@@ -88,11 +89,13 @@ def _denominator(m_clean: float, m_corr: float) -> float:
 
 
 def _frame(index: list[tuple[int, ...]], columns: list[str], patched: Tensor, m_clean: float, m_corr: float):
-    frame = pd.DataFrame(index, columns=columns)
-    frame["metric_patched"] = patched.detach().cpu().double().numpy()
-    frame["normalized"] = (frame["metric_patched"] - m_corr) / _denominator(m_clean, m_corr)
-    frame["metric_clean"], frame["metric_corrupted"] = m_clean, m_corr
-    return frame
+    values = patched.detach().cpu().double().numpy()
+    cells = np.array(index, dtype=np.int64).reshape(len(index), len(columns))
+    data = {name: cells[:, i] for i, name in enumerate(columns)}
+    data["metric_patched"] = values
+    data["normalized"] = (values - m_corr) / _denominator(m_clean, m_corr)
+    data["metric_clean"], data["metric_corrupted"] = np.full(len(values), m_clean), np.full(len(values), m_corr)
+    return pd.DataFrame(data)
 
 
 def _at_positions(base: Tensor, values: Tensor, positions: range) -> Tensor:
@@ -191,6 +194,8 @@ def attribution_patching(
         >>> len(frame)  # 2 layers x 7 positions
         14
     """
+    if torch.is_inference_mode_enabled():
+        raise ValueError("attribution patching needs gradients; call it outside torch.inference_mode()")
     clean_tokens, corrupted_tokens = _check(model, clean_tokens, corrupted_tokens, grid)
     metric, layers, n_pos = as_metric(metric), check_layers(model, layers), clean_tokens.shape[1]
     hook = _ATTRIBUTION_HOOK.get(grid, "attn.hook_z")

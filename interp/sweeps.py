@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Int
@@ -28,12 +29,12 @@ from model.minigpt import MiniGPT
 SWEEP_COLUMNS = ["metric_clean", "metric_ablated", "delta"]
 
 
-def _frame(rows: list[dict], index: list[str], clean: float, ablated: Tensor) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=index)
-    frame["metric_clean"] = clean
-    frame["metric_ablated"] = ablated.cpu().double().numpy()
-    frame["delta"] = frame["metric_ablated"] - frame["metric_clean"]
-    return frame
+def _frame(index: list[tuple[int, int]], columns: list[str], clean: float, ablated: Tensor) -> pd.DataFrame:
+    values = ablated.cpu().double().numpy()
+    cells = np.array(index, dtype=np.int64).reshape(len(index), 2)
+    data = {columns[0]: cells[:, 0], columns[1]: cells[:, 1], "metric_clean": np.full(len(values), clean)}
+    data["metric_ablated"], data["delta"] = values, values - clean
+    return pd.DataFrame(data)
 
 
 def head_sweep(
@@ -54,7 +55,7 @@ def head_sweep(
     Columns: ``layer`` (int), ``head`` (int), ``metric_clean`` (float, the metric without ablation),
     ``metric_ablated`` (float, with that head ablated at ``positions``, all by default),
     ``delta`` (``metric_ablated - metric_clean``). ``chunk_size`` caps the sequences per pass
-    (default: about 256 MiB for the widest activation); ``progress`` shows a tqdm bar
+    (default: see :func:`interp.batched.default_chunk_size`); ``progress`` shows a tqdm bar
     (None: only on a terminal).
 
     Example:
@@ -88,7 +89,7 @@ def head_sweep(
                 return base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O[a:b])
 
             values.append(run_variants(model, make, n_heads, layer, "attn_sum", metric, tokens, chunk, bar.update))
-            rows += [{"layer": layer, "head": h} for h in range(n_heads)]
+            rows += [(layer, h) for h in range(n_heads)]
         bar.close()
     return _frame(rows, ["layer", "head"], float(clean), torch.cat(values))
 
@@ -149,6 +150,6 @@ def neuron_sweep(
                 return base + torch.einsum("bpn,nd->nbpd", d_post[:, :, a:b], W_out[a:b])
 
             values.append(run_variants(model, make, len(idx), layer, "mlp_sum", metric, tokens, chunk, bar.update))
-            rows += [{"layer": layer, "neuron": int(n)} for n in idx]
+            rows += [(layer, int(n)) for n in idx.tolist()]
         bar.close()
     return _frame(rows, ["layer", "neuron"], float(clean), torch.cat(values))

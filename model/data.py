@@ -12,7 +12,8 @@ each row starting with ``<bos>`` (the same start :meth:`MiniGPT.to_tokens` gives
   (``unknown="drop"``) or refused with a ValueError listing them (``unknown="error"``).
 - :func:`repeated_segments_batch` — BOS, random non-special tokens, and one segment of random
   length (4-15 by default) that appears twice; both its start and the gap between the copies
-  are random, so only an induction mechanism (not position) can predict the second copy.
+  are random (copies may overlap, or be cut off by the end of the context), so only an
+  induction mechanism (not position) can predict the second copy.
 - :func:`repeated_pair_batch` — BOS + r + r with r a random sequence (the induction evaluation).
 
 The train/validation split is by position: the first 90% of the characters train, the last 10%
@@ -179,29 +180,37 @@ def repeated_segments_batch(
     *,
     min_len: int = 4,
     max_len: int = 15,
+    min_gap: int = 2,
     d_vocab: int = 64,
     n_special: int = 3,
     bos_id: int = 0,
-) -> Int[Tensor, "batch n_ctx"]:
-    """BOS + random non-special tokens where a segment of length ``L ~ U[min_len, max_len]`` appears twice.
+    return_spans: bool = False,
+) -> Int[Tensor, "batch n_ctx"] | tuple[Int[Tensor, "batch n_ctx"], Int[Tensor, "batch 3"]]:
+    """BOS + random non-special tokens in which a segment of length ``L ~ U[min_len, max_len]`` repeats.
 
-    The first copy starts at ``s1 ~ U[1, n_ctx - 2L]``, the second at ``s2 ~ U[s1 + L, n_ctx - L]``
-    (so the copies never overlap, and both the position and the distance vary). Token ids
-    ``0 .. n_special - 1`` are the specials and never appear after the BOS.
+    The segment starts at ``s1 ~ U[1, n_ctx - 1 - min_gap]`` and repeats after a gap
+    ``g ~ U[min_gap, n_ctx - 1 - s1]``: position ``p`` in ``[s1 + g, s1 + g + L)`` copies position
+    ``s1 + (p - s1) % g`` (so ``p - g`` when ``g >= L``; a gap shorter than the segment makes the span
+    periodic), and the copy is cut off at the end of the context. Position and distance both vary,
+    and an earlier occurrence can sit anywhere in the context, so every key position can need the
+    previous-token information an induction head reads; only induction, not position, predicts
+    the copy. Token ids ``0 .. n_special - 1`` are the specials and never appear after the BOS.
+    ``return_spans=True`` also returns ``[L, s1, s2 = s1 + g]`` per row.
     """
-    if not 1 <= min_len <= max_len or 2 * max_len + 1 > n_ctx:
+    if not 1 <= min_len <= max_len or not 1 <= min_gap <= n_ctx - 2:
         raise ValueError(
-            f"need 1 <= min_len <= max_len and 2 * max_len + 1 <= n_ctx, got {min_len}, {max_len}, {n_ctx}"
+            f"need 1 <= min_len <= max_len and 1 <= min_gap <= n_ctx - 2, got min_len={min_len}, "
+            f"max_len={max_len}, min_gap={min_gap}, n_ctx={n_ctx}"
         )
     seq = _non_special(batch_size, n_ctx, generator, d_vocab, n_special)
     seg = torch.randint(min_len, max_len + 1, (batch_size, 1), generator=generator)
-    s1 = 1 + (torch.rand(batch_size, 1, generator=generator) * (n_ctx - 2 * seg)).long()
-    s2 = s1 + seg + (torch.rand(batch_size, 1, generator=generator) * (n_ctx - seg - (s1 + seg) + 1)).long()
+    s1 = 1 + (torch.rand(batch_size, 1, generator=generator) * (n_ctx - 1 - min_gap)).long()
+    gap = min_gap + (torch.rand(batch_size, 1, generator=generator) * (n_ctx - s1 - min_gap)).long()
     pos = torch.arange(n_ctx)[None]
-    in_second = (pos >= s2) & (pos < s2 + seg)
-    seq = seq.gather(1, torch.where(in_second, pos - (s2 - s1), pos))
+    in_copy = (pos >= s1 + gap) & (pos < s1 + gap + seg)
+    seq = seq.gather(1, torch.where(in_copy, s1 + (pos - s1) % gap, pos))
     seq[:, 0] = bos_id
-    return seq
+    return (seq, torch.cat([seg, s1, s1 + gap], dim=1)) if return_spans else seq
 
 
 def repeated_pair_batch(

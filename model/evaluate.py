@@ -48,10 +48,10 @@ def bigram_baseline(data: TextData, alpha: float = 0.1, d_vocab: int = 64) -> fl
 
 
 @torch.no_grad()
-def text_val_loss(model: MiniGPT, ids: Tensor, batch_size: int = 256) -> float:
+def text_val_loss(model: MiniGPT, ids: Tensor, batch_size: int = 256, max_windows: int | None = None) -> float:
     """Mean next-character loss of ``model`` over consecutive windows of ``ids``."""
     total, count = 0.0, 0
-    for batch in text_eval_batches(ids, model.cfg.n_ctx, batch_size):
+    for batch in text_eval_batches(ids, model.cfg.n_ctx, batch_size, max_windows=max_windows):
         nll = model(batch.to(model.device), return_type="loss", loss_per_token=True)
         total += float(nll.sum())
         count += nll.numel()
@@ -108,8 +108,16 @@ def induction_report(model: MiniGPT, n_seq: int = 512, seed: int = 1234) -> dict
 class Evaluator:
     """Validation for one training task: ``val_loss(model)`` during training, ``final_report(model)`` at the end."""
 
-    def __init__(self, model_cfg: ModelConfig, task: str, data: TextData | None, seed: int = 0) -> None:
-        self.task, self.data = task, data
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        task: str,
+        data: TextData | None,
+        seed: int = 0,
+        val_windows: int | None = None,
+        samples: int = len(SAMPLE_PROMPTS),
+    ) -> None:
+        self.task, self.data, self.val_windows, self.samples = task, data, val_windows, samples
         if task == "induction":
             gen = torch.Generator().manual_seed(10_000 + seed)
             self.val_tokens = repeated_segments_batch(1024, model_cfg.n_ctx, gen, d_vocab=model_cfg.d_vocab)
@@ -119,7 +127,7 @@ class Evaluator:
         model.eval()
         try:
             if self.data is not None:
-                return text_val_loss(model, self.data.val)
+                return text_val_loss(model, self.data.val, max_windows=self.val_windows)
             with torch.no_grad():
                 return float(model(self.val_tokens.to(model.device), return_type="loss"))
         finally:
@@ -131,7 +139,7 @@ class Evaluator:
             return {"val_loss_repeated_segments": round(self.val_loss(model), 4), **induction_report(model)}
         samples = [  # task "text" always has the character tokenizer (model.train.load_data checks)
             {"prompt": p, "temperature": 0.8, "seed": i, "text": model.generate(p, 80, temperature=0.8, seed=i)}
-            for i, p in enumerate(SAMPLE_PROMPTS)
+            for i, p in enumerate(SAMPLE_PROMPTS[: self.samples])
         ]
         return {
             "val_nats_per_char": round(self.val_loss(model), 4),

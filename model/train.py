@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ class TrainConfig:
     text_file: str | None = None  # task "text": train on this UTF-8 file instead of the built-in corpus
     unknown: str = "error"  # task "text" with text_file: "drop" or "error" on characters outside the 64 symbols
     device: str = "cpu"  # torch device to train on
+    val_windows: int | None = None  # task "text": validate on at most this many windows (None = the whole split)
+    samples: int = 3  # task "text": sampled continuations recorded in the final report (0 = none)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -76,6 +79,10 @@ class TrainConfig:
             raise ValueError("weight_decay and grad_clip must be >= 0 and beta1, beta2 in [0, 1)")
         if self.unknown not in ("drop", "error"):
             raise ValueError(f"unknown={self.unknown!r} is not one of ['drop', 'error']")
+        if self.val_windows is not None and (not isinstance(self.val_windows, int) or self.val_windows < 1):
+            raise ValueError(f"val_windows must be a positive integer or None, got {self.val_windows!r}")
+        if not 0 <= self.samples <= len(evaluate.SAMPLE_PROMPTS):
+            raise ValueError(f"samples must be in [0, {len(evaluate.SAMPLE_PROMPTS)}], got {self.samples!r}")
         if self.text_file is not None and self.task != "text":
             raise ValueError("text_file is only used by task='text'")
 
@@ -232,7 +239,9 @@ def train(
     command = command or " ".join(sys.argv)
     model, opt, gen, state = _setup(model_cfg, cfg, resume)
     data = load_data(cfg, model)
-    evaluator = evaluate.Evaluator(model_cfg, cfg.task, data, seed=cfg.seed)
+    evaluator = evaluate.Evaluator(
+        model_cfg, cfg.task, data, seed=cfg.seed, val_windows=cfg.val_windows, samples=cfg.samples
+    )
     state["data"] = (
         data.describe() if data is not None else "repeated random segments (model.data.repeated_segments_batch)"
     )
@@ -284,6 +293,9 @@ def save_loss_curve(history: list[dict[str, Any]], weights: Path, title: str = "
 
     stem = weights.with_suffix("")
     html, png = stem.with_name(stem.name + ".loss.html"), stem.with_name(stem.name + ".loss.png")
-    loss_figure(history, title).write_html(html, include_plotlyjs="cdn")
-    write_loss_png(history, png)
+    for path, write in ((html, lambda p: loss_figure(history, title).write_html(p, include_plotlyjs="cdn")),
+                        (png, lambda p: write_loss_png(history, p))):  # fmt: skip
+        tmp = path.with_name(f".{path.name}.tmp")
+        write(tmp)
+        os.replace(tmp, path)  # never a half-written plot under the final name
     return html, png

@@ -107,32 +107,26 @@ def test_text_eval_batches_cover_every_character_once(corpus):
     assert len(corpus.val) - len(flat) < 31, "more than one partial window left out"
 
 
-def test_repeated_segments_contains_a_repeat_at_varying_offsets():
-    """Every row is BOS + non-specials with a segment of length 4-15 repeated; offsets and gaps vary."""
-    batch = repeated_segments_batch(512, 32, torch.Generator().manual_seed(0))
-    assert batch.shape == (512, 32) and batch.dtype == torch.long
+def test_repeated_segments_copy_the_segment_at_varying_offsets():
+    """Each row is BOS + non-specials whose span [s2, s2 + L) copies from s1 with period s2 - s1; offsets vary."""
+    batch, spans = repeated_segments_batch(2048, 32, torch.Generator().manual_seed(0), return_spans=True)
+    assert batch.shape == (2048, 32) and batch.dtype == torch.long and spans.shape == (2048, 3)
     assert (batch[:, 0] == 0).all() and (batch[:, 1:] >= 3).all(), "BOS first, no specials after it"
-    gaps, starts = [], []
-    for row in batch.tolist():
-        found = None
-        for gap in range(4, 32):  # the longest run where row[p] == row[p - gap]
-            run = best = 0
-            for p in range(gap + 1, 32):
-                run = run + 1 if row[p] == row[p - gap] else 0
-                if run > best:
-                    best, end = run, p
-            if best >= 4 and (found is None or best > found[0]):
-                found = (best, gap, end - best + 1)
-        assert found is not None, f"no repeated segment of length >= 4 in {row}"
-        gaps.append(found[1])
-        starts.append(found[2])
-    assert len(set(gaps)) > 10 and len(set(starts)) > 10, "offsets barely vary: position would predict the copy"
+    for row, (seg, s1, s2) in zip(batch.tolist(), spans.tolist(), strict=True):
+        assert 4 <= seg <= 15 and s1 >= 1 and s1 + 2 <= s2 <= 31, f"span {seg, s1, s2} out of range"
+        copy = [row[s1 + (p - s1) % (s2 - s1)] for p in range(s2, min(s2 + seg, 32))]
+        assert row[s2 : s2 + seg] == copy, f"row does not repeat its segment: {row} {seg, s1, s2}"
+    s1, gap = spans[:, 1], spans[:, 2] - spans[:, 1]
+    assert len(s1.unique()) > 20 and len(gap.unique()) > 20, "offsets barely vary: position would predict the copy"
+    assert s1.max() >= 25, "earlier occurrences never sit late in the context"
 
 
 def test_repeated_segments_bad_lengths():
-    """Segments that cannot fit twice in n_ctx are refused."""
-    with pytest.raises(ValueError, match="2 \\* max_len"):
-        repeated_segments_batch(2, 20, torch.Generator(), max_len=10)
+    """Impossible segment lengths or gaps are refused with a ValueError."""
+    with pytest.raises(ValueError, match="min_len <= max_len"):
+        repeated_segments_batch(2, 32, torch.Generator(), min_len=9, max_len=5)
+    with pytest.raises(ValueError, match="min_gap"):
+        repeated_segments_batch(2, 8, torch.Generator(), min_gap=7)
 
 
 def test_repeated_pair_batch_is_bos_r_r():

@@ -15,7 +15,7 @@ from model.data import TextData
 from model.evaluate import bigram_baseline
 from model.train import PRESETS, TrainConfig, lr_at, train
 
-TINY = TrainConfig(task="induction", steps=12, batch_size=8, warmup_steps=3, eval_every=4, log_every=2, ckpt_every=0)
+TINY = TrainConfig(task="induction", steps=8, batch_size=8, warmup_steps=3, eval_every=4, log_every=2, ckpt_every=0)
 TINY_CFG = make_cfg(n_ctx=32, attn_only=True, n_heads=2)
 
 
@@ -38,6 +38,8 @@ def test_lr_schedule_warmup_then_cosine():
         ({"unknown": "replace"}, "unknown"),
         ({"task": "induction", "text_file": "x.txt"}, "text_file"),
         ({"warmup_steps": -1}, "warmup_steps"),
+        ({"val_windows": 0}, "val_windows"),
+        ({"samples": 9}, "samples"),
     ],
 )
 def test_train_config_validation(changes, match):
@@ -72,12 +74,12 @@ def test_same_seed_same_weights(tmp_path):
 
 
 def test_resume_continues_the_exact_run(tmp_path):
-    """Stopping at step 5 and resuming to 12 gives the same weights as 12 uninterrupted steps."""
+    """Stopping at step 5 and resuming to 8 gives the same weights as 8 uninterrupted steps."""
     whole = train(TINY_CFG, TINY, tmp_path / "whole", progress=False, command="test").model.state_dict()
     train(TINY_CFG, TINY, tmp_path / "part", progress=False, command="test", until_step=5)
     assert load_checkpoint(tmp_path / "part").provenance["steps"] == 5
     resumed = train(TINY_CFG, TINY, tmp_path / "part", resume=str(tmp_path / "part"), progress=False, command="test")
-    assert resumed.history[-1]["step"] == 12 and resumed.history[0]["step"] == 2, "history not carried over"
+    assert resumed.history[-1]["step"] == 8 and resumed.history[0]["step"] == 2, "history not carried over"
     for k, v in whole.items():
         assert torch.equal(resumed.model.state_dict()[k], v), f"{k} differs: optimizer/RNG/schedule not restored"
 
@@ -99,7 +101,7 @@ def test_outputs_beside_the_checkpoint(tmp_path):
     assert (tmp_path / "m.loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     assert "plotly" in (tmp_path / "m.loss.html").read_text()
     prov = json.loads((tmp_path / "m.json").read_text())["provenance"]
-    assert prov["command"] == "minigpt train --test" and prov["steps"] == 12
+    assert prov["command"] == "minigpt train --test" and prov["steps"] == 8
     assert prov["train_loss"] == result.history[-1]["train_loss"] and prov["val_loss"] is not None
     assert prov["history"] == result.history and "second_copy_loss" in prov["final_eval"]
 
@@ -121,10 +123,11 @@ def test_train_on_a_text_file(tmp_path):
     """task='text' with a user file trains, reports dropped characters, and records the data source."""
     path = tmp_path / "t.txt"
     path.write_text("The cat sat on the mat. ☃ " * 40, encoding="utf-8")
-    cfg = TrainConfig(steps=4, batch_size=4, eval_every=2, text_file=str(path), unknown="drop", ckpt_every=0)
+    cfg = TrainConfig(steps=4, batch_size=4, eval_every=2, text_file=str(path), unknown="drop", ckpt_every=0, samples=1)
     result = train(make_cfg(), cfg, tmp_path / "m", progress=False, command="test")
     prov = load_checkpoint(result.path).provenance
     assert "dropped 40 unknown characters" in prov["data"] and prov["final_eval"]["val_nats_per_char"] > 0
+    assert len(prov["final_eval"]["samples"]) == 1 and prov["final_eval"]["samples"][0]["text"].startswith("the ")
 
 
 @pytest.mark.slow
@@ -132,7 +135,7 @@ def test_train_on_a_text_file(tmp_path):
 def test_preset_smoke_training_lowers_the_loss(tmp_path, preset):
     """A few dozen steps of each preset's recipe lower the training loss (the full runs are not repeated)."""
     model_cfg, cfg = PRESETS[preset]
-    cfg = cfg.replace(steps=40, batch_size=32, warmup_steps=5, log_every=10, eval_every=40)
+    cfg = cfg.replace(steps=40, batch_size=32, warmup_steps=5, log_every=10, eval_every=40, val_windows=64, samples=0)
     result = train(model_cfg, cfg, tmp_path / preset, progress=False, command="test")
     first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
     assert last < first - 0.01, f"{preset}: loss went {first:.4f} -> {last:.4f}; the optimizer is not learning"

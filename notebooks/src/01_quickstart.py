@@ -155,8 +155,8 @@ attention_heatmaps(patterns, token_strs).show()
 # %% [markdown]
 # ## Hooks: intervene for one call
 #
-# A hook is `fn(activation, hook)`: it may edit the activation in place, or return a replacement. Hooks live only for
-# the call that names them: the next plain forward is untouched.
+# A hook is `fn(activation, hook)`: it may edit the activation in place or return a replacement.
+# Hooks live only for the call that names them: the next plain forward is untouched.
 
 
 # %%

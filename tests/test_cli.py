@@ -1,0 +1,104 @@
+"""The `minigpt` command line, run in-process: exit codes, stdout, stderr, and files written."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import make_model
+
+from interp.cli import COMMANDS, main
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    make_model(n_ctx=32).save_pretrained(str(path), {"steps": 0})
+    return str(path) + ".safetensors"
+
+
+def test_top_level_help_lists_every_command(capsys):
+    """`minigpt --help` exits 0 and names every registered subcommand."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    missing = [name for name in COMMANDS if name not in out]
+    assert not missing, f"--help does not mention {missing}"
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_help_with_examples(command, capsys):
+    """`minigpt <command> --help` exits 0 and shows at least one example invocation."""
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"minigpt {command}" in out, f"{command} --help has no examples"
+
+
+def test_no_or_unknown_command_is_a_usage_error(capsys):
+    """No subcommand or an unknown one exits 2 with a usage message on stderr."""
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: minigpt" in err and "invalid choice" in err
+
+
+def test_generate_is_seeded_and_greedy_ignores_the_seed(tiny_ckpt, capsys):
+    """The same seed prints the same text; temperature 0 prints the same text for any seed."""
+    args = ["generate", "--model", tiny_ckpt, "--prompt", "the ", "--max-new-tokens", "10"]
+    outs = []
+    for extra in (["--seed", "1"], ["--seed", "1"], ["--temperature", "0", "--seed", "1"], ["--temperature", "0"]):
+        assert main(args + extra) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1], "same seed, different text"
+    assert outs[2] == outs[3], "greedy decoding depends on the seed"
+    assert all(o.startswith("the ") and o.endswith("\n") for o in outs), f"prompt not echoed: {outs}"
+
+
+def test_unknown_model_is_one_line_exit_2(capsys):
+    """An unknown model name exits 2 with one line on stderr naming the shipped models, nothing on stdout."""
+    assert main(["generate", "--model", "no-such-model", "--prompt", "a"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", "wrote to stdout on error"
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minigpt generate: error:"), captured.err
+    assert "no-such-model" in lines[0] and "induction-2l" in lines[0]
+
+
+def test_bad_argument_value_is_exit_2(tiny_ckpt, capsys):
+    """A non-numeric --max-new-tokens or an out-of-range --top-p exits 2 with a message."""
+    assert main(["generate", "--model", tiny_ckpt, "--max-new-tokens", "many"]) == 2
+    assert main(["generate", "--model", tiny_ckpt, "--top-p", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid int value" in err and "top_p must be in (0, 1]" in err
+
+
+def test_hooks_lists_names_and_shapes(tiny_ckpt, capsys):
+    """`minigpt hooks` prints every hook name of the model with its activation shape on the prompt."""
+    assert main(["hooks", "--model", tiny_ckpt, "--prompt", "abc"]) == 0
+    out = capsys.readouterr().out
+    model = make_model(n_ctx=32)
+    for name in model.hook_names:
+        assert name in out, f"{name} missing from the hook listing"
+    assert re.search(r"blocks\.0\.attn\.hook_pattern +\[1, 4, 4, 4\]", out), "pattern shape wrong or missing"
+    assert re.search(r"blocks\.1\.attn\.hook_result +\[1, 4, 4, 32\]", out), "hook_result not listed with its shape"
+
+
+def test_train_writes_checkpoint_and_records_the_command(tmp_path, capsys):
+    """`minigpt train` exits 0, writes the checkpoint pair and records the exact command in provenance."""
+    out = tmp_path / "ind"
+    argv = ["train", "--preset", "induction-2l", "--out", str(out), "--steps", "3", "--batch-size", "8"]
+    argv.append("--no-progress")
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    prov = json.loads(out.with_suffix(".json").read_text())["provenance"]
+    assert prov["command"] == "minigpt " + " ".join(argv) and prov["steps"] == 3
+
+
+def test_train_with_missing_text_file_writes_nothing(tmp_path, capsys):
+    """A missing --text-file exits 2 with one line naming it and leaves no files behind."""
+    missing = str(tmp_path / "nope.txt")
+    argv = ["train", "--preset", "minigpt-text", "--out", str(tmp_path / "m"), "--text-file", missing]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope.txt" in err and "does not exist" in err, err
+    assert list(tmp_path.iterdir()) == [], "a failed train left files behind"
