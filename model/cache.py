@@ -21,6 +21,22 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
+def _let_allocator_keep_freed_caches() -> None:
+    """Free one block just under glibc's 32 MiB dynamic-threshold ceiling, once, at import.
+
+    A full cache keeps every activation alive, so the heap grows by the cache's size during
+    ``run_with_cache`` and shrinks when the cache is dropped. glibc returns freed heap above its
+    trim threshold (128 KiB at process start) to the OS, and the next call page-faults it all
+    back in: at the locked config that made ``run_with_cache`` ~1.5x slower than needed. glibc
+    raises its thresholds (mmap 32 MiB, trim 64 MiB) by itself the first time a large block is
+    freed, as happens in any session that has ever run a bigger batch; doing it here makes the
+    speed not depend on that history. Elsewhere than glibc this is a no-op allocation.
+    """
+    torch.empty(32 * 2**20 - 2**16, dtype=torch.uint8)
+
+
+_let_allocator_keep_freed_caches()
+
 _ATTN = {"q", "k", "v", "z", "rot_q", "rot_k", "attn_scores", "pattern", "result"}
 _MLP = {"pre", "post"}
 _BLOCK = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"}

@@ -18,9 +18,9 @@ This module deals in ``(ModelConfig, state dict)`` and never imports ``MiniGPT``
 (:func:`save_train_state`).
 
 Example:
-    >>> ckpt = load_checkpoint("induction-2l")
-    >>> ckpt.cfg.n_layers, ckpt.provenance["steps"]
-    (2, 12000)
+    >>> ckpt = load_checkpoint("minigpt-text")
+    >>> ckpt.cfg.n_layers, ckpt.provenance["steps"], sorted(ckpt.provenance)[:3]
+    (2, 7000, ['command', 'data', 'date'])
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ All losses are in nats per predicted token (per character for text).
 Example:
     >>> from model.data import builtin_corpus
     >>> round(bigram_baseline(builtin_corpus()), 2)
-    2.37
+    2.28
 """
 
 from __future__ import annotations

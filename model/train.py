@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -147,6 +148,21 @@ def next_batch(cfg: TrainConfig, model_cfg: ModelConfig, data: TextData | None, 
     return repeated_segments_batch(cfg.batch_size, model_cfg.n_ctx, gen, d_vocab=model_cfg.d_vocab)
 
 
+def optimizer_step(model: MiniGPT, opt: torch.optim.Optimizer, tokens: Tensor, lr: float, grad_clip: float) -> float:
+    """One AdamW step at learning rate ``lr`` on the next-token loss of ``tokens``; returns the loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = model(tokens.to(model.device), return_type="loss")
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the training loss became {loss.item()}; lower the learning rate (--lr)")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item()
+
+
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
     sd = opt.state_dict()
     flat = {f"optim.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items()}
@@ -172,7 +188,7 @@ def _setup(
         model = MiniGPT(model_cfg, seed=cfg.seed).to(cfg.device)
         opt = make_optimizer(model, cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
-        return model, opt, gen, {"step": 0, "history": [], "seconds": 0.0}
+        return model, opt, gen, {"step": 0, "history": [], "seconds": 0.0, "commands": []}
     ckpt = load_checkpoint(resume)
     if ckpt.cfg != model_cfg:
         raise ValueError(f"{ckpt.path} was trained with a different model config ({ckpt.cfg}); resume with that config")
@@ -191,11 +207,21 @@ def _setup(
     return model, opt, gen, info
 
 
-def _save(model: MiniGPT, opt, gen, out: Path, cfg: TrainConfig, progress: dict, command: str, final: dict) -> Path:
+def _save(
+    model: MiniGPT,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    out: Path,
+    cfg: TrainConfig,
+    progress: dict[str, Any],
+    final: dict[str, Any],
+) -> Path:
+    """Write the checkpoint (with provenance) and the training state beside it."""
     hist = progress["history"]
     last_val = next((h["val_loss"] for h in reversed(hist) if h["val_loss"] is not None), None)
     prov = {
-        "command": command,
+        "command": progress["commands"][-1],
+        "commands": progress["commands"],  # every command that trained this run (more than one after a resume)
         "steps": progress["step"],
         "train_loss": hist[-1]["train_loss"] if hist else None,
         "val_loss": last_val,
@@ -211,7 +237,7 @@ def _save(model: MiniGPT, opt, gen, out: Path, cfg: TrainConfig, progress: dict,
     path = save_checkpoint(out, model.cfg, model.state_dict(), tok, prov)
     tensors, groups = _optimizer_tensors(opt)
     tensors["data_generator"] = gen.get_state()
-    info = {k: progress[k] for k in ("step", "history", "seconds")} | {
+    info = {k: progress[k] for k in ("step", "history", "seconds", "commands")} | {
         "param_groups": groups,
         "data": progress.get("data", ""),
     }
@@ -232,12 +258,13 @@ def train(
     """Train (or resume) a model and write its checkpoint, training state and loss curve beside ``out``.
 
     ``until_step`` stops early, as an interruption would (the schedule still spans ``cfg.steps``);
-    ``resume=out`` later continues the same run. ``command`` is recorded in the provenance.
+    ``resume=out`` later continues the same run. ``command`` (default: this process's argv) is
+    recorded in the provenance.
     """
     out = Path(out)
     out = out.with_suffix("") if out.suffix == ".safetensors" else out
-    command = command or " ".join(sys.argv)
     model, opt, gen, state = _setup(model_cfg, cfg, resume)
+    state["commands"] = [*state.get("commands", []), command or shlex.join(sys.argv)]
     data = load_data(cfg, model)
     evaluator = evaluate.Evaluator(
         model_cfg, cfg.task, data, seed=cfg.seed, val_windows=cfg.val_windows, samples=cfg.samples
@@ -252,18 +279,7 @@ def train(
     stop = cfg.steps if until_step is None else min(until_step, cfg.steps)
     for step in range(state["step"], stop):
         lr = lr_at(step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        tokens = next_batch(cfg, model_cfg, data, gen).to(cfg.device)
-        loss = model(tokens, return_type="loss")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower the learning rate (--lr)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        running.append(loss.item())
+        running.append(optimizer_step(model, opt, next_batch(cfg, model_cfg, data, gen), lr, cfg.grad_clip))
         done = step + 1
         val = None
         if done % cfg.eval_every == 0 or done == stop:
@@ -278,10 +294,10 @@ def train(
         bar.update(1)
         state["step"], state["seconds"] = done, time.perf_counter() - t0
         if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != stop:
-            _save(model, opt, gen, out, cfg, state, command, {})
+            _save(model, opt, gen, out, cfg, state, {})
     bar.close()
     final = evaluator.final_report(model)
-    path = _save(model, opt, gen, out, cfg, state, command, final)
+    path = _save(model, opt, gen, out, cfg, state, final)
     save_loss_curve(state["history"], path, title=f"{out.name}: {state['data']}")
     model.eval()
     return TrainResult(model=model, path=path, history=state["history"], final=final)

@@ -76,10 +76,11 @@ def test_same_seed_same_weights(tmp_path):
 def test_resume_continues_the_exact_run(tmp_path):
     """Stopping at step 5 and resuming to 8 gives the same weights as 8 uninterrupted steps."""
     whole = train(TINY_CFG, TINY, tmp_path / "whole", progress=False, command="test").model.state_dict()
-    train(TINY_CFG, TINY, tmp_path / "part", progress=False, command="test", until_step=5)
+    train(TINY_CFG, TINY, tmp_path / "part", progress=False, command="first", until_step=5)
     assert load_checkpoint(tmp_path / "part").provenance["steps"] == 5
-    resumed = train(TINY_CFG, TINY, tmp_path / "part", resume=str(tmp_path / "part"), progress=False, command="test")
+    resumed = train(TINY_CFG, TINY, tmp_path / "part", resume=str(tmp_path / "part"), progress=False, command="again")
     assert resumed.history[-1]["step"] == 8 and resumed.history[0]["step"] == 2, "history not carried over"
+    assert load_checkpoint(resumed.path).provenance["commands"] == ["first", "again"], "resume lost the first command"
     for k, v in whole.items():
         assert torch.equal(resumed.model.state_dict()[k], v), f"{k} differs: optimizer/RNG/schedule not restored"
 
@@ -139,3 +140,32 @@ def test_preset_smoke_training_lowers_the_loss(tmp_path, preset):
     result = train(model_cfg, cfg, tmp_path / preset, progress=False, command="test")
     first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
     assert last < first - 0.01, f"{preset}: loss went {first:.4f} -> {last:.4f}; the optimizer is not learning"
+
+
+def test_loss_png_is_a_valid_image_with_both_series(tmp_path):
+    """The PNG writer emits a decodable RGB image of the asked size containing the train and val colours."""
+    import struct
+    import zlib
+
+    from model.lossplot import SERIES, write_loss_png
+
+    history = [
+        {"step": s, "train_loss": 4 - s / 100, "val_loss": 4.2 - s / 100 if s % 20 == 0 else None}
+        for s in range(0, 200, 10)
+    ]
+    write_loss_png(history, tmp_path / "c.png", width=320, height=200)
+    data = (tmp_path / "c.png").read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (320, 200) and data[24:26] == b"\x08\x02", "IHDR is not 8-bit RGB of the asked size"
+    idat_len = struct.unpack(">I", data[33:37])[0]
+    raw = zlib.decompress(data[41 : 41 + idat_len])
+    assert len(raw) == height * (1 + 3 * width), "IDAT does not hold one filtered row per line"
+    pixels = {
+        tuple(raw[i : i + 3])
+        for r in range(height)
+        for i in range(r * (1 + 3 * width) + 1, (r + 1) * (1 + 3 * width), 3)
+    }
+    for _, label, color in SERIES:
+        assert color in pixels, f"the {label} series was not drawn"
+    with pytest.raises(ValueError, match="no finite losses"):
+        write_loss_png([{"step": 0, "train_loss": None, "val_loss": None}], tmp_path / "e.png")

@@ -7,7 +7,8 @@
 # repeated-segments task, and writes a checkpoint that `MiniGPT.from_pretrained` loads like the
 # shipped ones. Here we train the default configuration for a few hundred steps on one help page
 # of Python's own documentation, then inspect the result with the same tools as notebooks 01-03.
-# (The shell equivalent is `minigpt train --text-file my.txt --steps 400 --out my-model`.)
+# A similar run from the shell:
+# `minigpt train --preset minigpt-text --text-file my.txt --unknown drop --steps 300 --batch-size 32 --out my-model`.
 
 # %%
 import tempfile
@@ -52,8 +53,8 @@ print(repr(text_file.read_text()[:300]))
 # %%
 model_cfg = ModelConfig()
 train_cfg = TrainConfig(
-    task="text", text_file=str(text_file), unknown="drop", steps=400, batch_size=32,
-    lr=3e-3, warmup_steps=40, eval_every=100, log_every=20, ckpt_every=0, seed=0,
+    task="text", text_file=str(text_file), unknown="drop", steps=300, batch_size=32,
+    lr=3e-3, warmup_steps=30, eval_every=100, log_every=20, ckpt_every=0, samples=0, seed=0,
 )  # fmt: skip
 result = train(model_cfg, train_cfg, out=work / "my-model", progress=False, command="notebooks/04_train_your_own")
 print("checkpoint:", result.path.name, "| files:", sorted(p.name for p in work.glob("my-model*")))
