@@ -32,7 +32,8 @@ Example:
     >>> print(spec)
     zero-ablate head L1H2 (its z, so its write to the residual stream) at all positions
     >>> hooks = spec.hooks(model, tokens)
-    >>> result = ablate(model, tokens, heads="1.2,0.3", method="resample", reference=model.to_tokens(["abc"] * 4))
+    >>> reference = model.to_tokens(["the dog sat on the log", "a bird flew to the sky"])
+    >>> result = ablate(model, tokens, heads="1.2,0.3", method="mean", reference=reference)
     >>> result.logits.shape
     torch.Size([1, 23, 64])
 """

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from interp import cli_ablation
+
 USER_ERRORS = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
 
 
@@ -137,6 +139,24 @@ COMMANDS: dict[str, Command] = {
         '  minigpt hooks --model induction-2l --prompt "abcabc"',
         add_hooks_arguments,
         run_hooks,
+    ),
+    "ablate": Command(
+        "ablate heads, MLPs, neurons or positions on a prompt and print the loss before and after",
+        cli_ablation.ABLATE_EXAMPLES,
+        cli_ablation.add_ablate_arguments,
+        cli_ablation.run_ablate,
+    ),
+    "sweep": Command(
+        "ablate every head (or neuron) one at a time, batched, and rank them by the change in a metric",
+        cli_ablation.SWEEP_EXAMPLES,
+        cli_ablation.add_sweep_arguments,
+        cli_ablation.run_sweep,
+    ),
+    "patch": Command(
+        "activation (or attribution) patching from a clean prompt into a corrupted one",
+        cli_ablation.PATCH_EXAMPLES,
+        cli_ablation.add_patch_arguments,
+        cli_ablation.run_patch,
     ),
 }
 

@@ -148,7 +148,10 @@ class LossAt(Metric):
         return _cross_entropy(logits, targets)
 
     def __str__(self) -> str:
-        return f"next-token loss on the tokens at positions {list(self.positions)}"
+        pos = self.positions
+        if len(pos) > 2 and pos == tuple(range(pos[0], pos[0] + len(pos))):
+            return f"next-token loss on the tokens at positions {pos[0]}..{pos[-1]}"
+        return f"next-token loss on the tokens at positions {list(pos)}"
 
 
 @dataclass(frozen=True)

@@ -102,3 +102,88 @@ def test_train_with_missing_text_file_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope.txt" in err and "does not exist" in err, err
     assert list(tmp_path.iterdir()) == [], "a failed train left files behind"
+
+
+# ------------------------------------------------------------------------------------------- ablate / sweep / patch
+def test_ablate_prints_before_and_after_and_writes_the_table(tiny_ckpt, tmp_path, capsys):
+    """`minigpt ablate` names the ablations, prints loss before/after equal to ablate(), and --out writes it."""
+    import pandas as pd
+    import torch
+
+    from interp.ablation import ablate
+    from model import MiniGPT
+
+    out = tmp_path / "ablation.csv"
+    argv = ["ablate", "--model", tiny_ckpt, "--heads", "1.2,0.3", "--prompt", "the cat sat", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "zero-ablate head L1H2" in printed and "zero-ablate head L0H3" in printed, printed
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["measure", "before", "after", "change"]
+    model = MiniGPT.from_pretrained(tiny_ckpt)
+    tokens = model.to_tokens("the cat sat")
+    loss = table.set_index("measure").loc["loss"]
+    with torch.no_grad():
+        assert loss.before == pytest.approx(float(model(tokens, return_type="loss")), abs=1e-5)
+    assert loss.after == pytest.approx(ablate(model, tokens, heads="1.2,0.3").loss, abs=1e-5), "CLI != library"
+
+
+def test_ablate_mean_uses_a_reference_and_logit_diff_metric(tiny_ckpt, capsys):
+    """--method mean with --reference texts and --answer/--wrong prints a logit-difference row."""
+    argv = ["ablate", "--model", tiny_ckpt, "--heads", "0.1", "--method", "mean", "--prompt", "abcabc"]
+    argv += ["--reference", "hello world", "--reference", "another one", "--answer", "a", "--wrong", "b"]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "mean-ablate head L0H1" in printed and "logit difference" in printed, printed
+
+
+def test_sweep_prints_the_top_rows_and_writes_every_row(tiny_ckpt, tmp_path, capsys):
+    """`minigpt sweep --top 3` prints 3 heads, largest |delta| first, and writes all 8 rows equal to head_sweep."""
+    import pandas as pd
+
+    from interp.sweeps import head_sweep
+    from model import MiniGPT
+
+    out = tmp_path / "sweep.csv"
+    argv = ["sweep", "--model", tiny_ckpt, "--prompt", "hello there", "--top", "3", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].split() == ["layer", "head", "metric_clean", "metric_ablated", "delta"], printed
+    assert len(printed) == 2 + 3 + 1, f"expected a title, a header, 3 rows and the 'wrote' line: {printed}"
+    written = pd.read_csv(out)
+    model = MiniGPT.from_pretrained(tiny_ckpt)
+    expected = head_sweep(model, model.to_tokens("hello there"))
+    assert len(written) == 8 and written.delta.values == pytest.approx(expected.delta.values, abs=1e-5)
+    shown = [abs(float(line.split()[-1])) for line in printed[2:5]]
+    assert shown == sorted(shown, reverse=True), "rows not ranked by |delta|"
+
+
+def test_patch_writes_every_cell(tiny_ckpt, tmp_path, capsys):
+    """`minigpt patch --grid heads` (real and attribution) writes one row per head with normalised scores."""
+    import pandas as pd
+
+    out = tmp_path / "patch.csv"
+    argv = ["patch", "--model", tiny_ckpt, "--clean", "the cat sat", "--corrupted", "the dog sat", "--grid", "heads"]
+    for extra in ([], ["--attribution"]):
+        assert main([*argv, *extra, "--out", str(out)]) == 0, capsys.readouterr().err
+        assert "normalized 0 = corrupted, 1 = clean" in capsys.readouterr().out
+        frame = pd.read_csv(out)
+        assert len(frame) == 8 and {"layer", "head", "normalized", "metric_clean"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ablate", "--prompt", "abc"], "nothing to ablate"),
+        (["ablate", "--prompt", "abc", "--heads", "1.9"], "valid heads 0..3"),
+        (["ablate", "--prompt", "abc", "--heads", "1.0", "--answer", "a"], "--answer and --wrong go together"),
+        (["sweep", "--prompt", "abc", "--loss-positions", "x"], "--loss-positions must look like 16:31"),
+        (["patch", "--clean", "abc", "--corrupted", "abcd"], "must have the same shape"),
+    ],
+    ids=["nothing", "bad-head", "answer-alone", "bad-positions", "lengths"],
+)
+def test_ablation_commands_report_bad_input_in_one_line(tiny_ckpt, capsys, argv, message):
+    """Bad ablate/sweep/patch input exits 2 with one line on stderr saying what was wrong."""
+    assert main([*argv, "--model", tiny_ckpt]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
