@@ -45,7 +45,10 @@ def test_layer0_head_is_a_previous_token_head(scores):
 def test_layer1_head_is_an_induction_head(scores):
     """On BOS + r + r, head_scores names L1H0 an induction head with score >= 0.7."""
     l1 = scores.loc["L1H0"]
-    assert l1.induction >= 0.7, f"L1H0 induction {l1.induction:.3f}: offset of the induction key off by one?"
+    assert l1.induction >= 0.7, (
+        f"L1H0 induction {l1.induction:.3f} (first_token {l1.first_token:.3f}): an off-by-one in the induction "
+        "key set, or an under-trained checkpoint whose induction head still rests on BOS"
+    )
     assert l1.kind == "induction", f"L1H0 classified as {l1.kind}"
 
 
@@ -64,12 +67,13 @@ def test_induction_head_copies(induction_model):
 
 
 def test_induction_head_drives_the_repeated_half(induction_model, repeated_tokens):
-    """In the repeated half, L1H0 has the largest mean direct logit attribution to the correct next token."""
+    """In the repeated half, L1H0's mean DLA to the correct next token exceeds 1 nat and all other rows combined."""
     _, cache = induction_model.run_with_cache(repeated_tokens)
     df = direct_logit_attribution(induction_model, cache, repeated_tokens, per="head")
     second_half = df[(df.pos > SEG_LEN) & (df.pos < 2 * SEG_LEN)]
     mean = second_half.groupby("component").contribution.mean()
-    assert mean.idxmax() == "L1H0", f"largest DLA on the repeated half is {mean.idxmax()}:\n{mean}"
+    others = mean.drop("L1H0").abs().sum()
+    assert mean["L1H0"] > max(others, 1.0), f"L1H0 should dominate the direct logit on the repeated half:\n{mean}"
 
 
 @pytest.mark.parametrize("per", ["head", "neuron"])

@@ -71,6 +71,10 @@ scores
 # %%
 head_scores_heatmap(scores).show()
 
+# %% [markdown]
+# The induction head also scores high on `first_token`: on the first copy there is nothing to copy,
+# so it parks its attention on `<bos>` (an attention sink), and the scores average over both copies.
+
 # %%
 prev_head = scores.loc[scores.previous_token.idxmax()]
 induction_head = scores.loc[scores.induction.idxmax()]
@@ -182,8 +186,9 @@ head_sweep(model, tokens, method="mean", metric=second_copy, reference=reference
 # Elhage et al. (2021) measure how much a later head reads what an earlier head writes, from the
 # weights alone: `||W_OV W_QK|| / (||W_OV|| ||W_QK||)` (Q-composition), the same with `W_QK^T` (K)
 # or the later head's `W_OV` (V). `baseline` is the same score for random Gaussian matrices of the
-# same shapes. The induction circuit predicts strong **K-composition** from the previous-token head
-# into the induction head.
+# same shapes. The induction circuit predicts that **K-composition** from the previous-token head
+# into the induction head stands out above that baseline (the induction head's keys read what the
+# previous-token head wrote), while Q- and V-composition need not.
 
 # %%
 composition = composition_scores(model)
