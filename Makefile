@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: dashboard test lint bench venv browser
+.PHONY: dashboard test lint bench venv browser screenshots
 
 venv: $(VENV)/.installed
 
@@ -34,3 +34,7 @@ test: venv lint browser
 
 bench: venv
 	$(PY) -m benchmarks.bench_forward
+
+# Re-take the README's dashboard screenshots (the browser test writes them to a temp dir otherwise).
+screenshots: venv browser
+	MINIGPT_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py

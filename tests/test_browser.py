@@ -1,16 +1,19 @@
 """End to end in a real headless Chromium: `streamlit run dashboards/app.py`, a typed prompt, every page.
 
 Needs Debian's ``chromium`` (``make browser`` installs it) and the Python ``playwright`` package; it never
-downloads a browser. Screenshots of every page go to ``docs/screenshots/``.
+downloads a browser. Screenshots of every page go to ``$MINIGPT_SCREENSHOTS`` (``make screenshots``
+sets it to ``docs/screenshots/``, the README's pictures) or else to a temporary directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("MINIGPT_SCREENSHOTS") or tempfile.mkdtemp(prefix="minigpt-screenshots-"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]  # fmt: skip
 PAGES = {  # sidebar link text -> screenshot name
