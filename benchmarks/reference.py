@@ -38,7 +38,9 @@ class PlainBlock(nn.Module):
 class PlainGPT(nn.Module):
     """Token + learned position embedding, pre-norm blocks, final LayerNorm, tied unembedding."""
 
-    def __init__(self, d_vocab: int, n_ctx: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, act: str = "gelu") -> None:
+    def __init__(
+        self, d_vocab: int, n_ctx: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, act: str = "gelu"
+    ) -> None:
         super().__init__()
         self.wte = nn.Embedding(d_vocab, d_model)
         self.wpe = nn.Embedding(n_ctx, d_model)
@@ -55,7 +57,9 @@ class PlainGPT(nn.Module):
     def from_minigpt(cls, model: MiniGPT) -> PlainGPT:
         """The same weights in the plain layout (pre-norm, learned positions, tied, biases, GELU)."""
         cfg = model.cfg
-        if not (cfg.norm == "pre" and cfg.positional == "learned" and cfg.tied_embed and cfg.bias and not cfg.attn_only):
+        if not (
+            cfg.norm == "pre" and cfg.positional == "learned" and cfg.tied_embed and cfg.bias and not cfg.attn_only
+        ):
             raise ValueError("PlainGPT mirrors only pre-norm, learned-position, tied, biased MiniGPTs with MLPs")
         if cfg.act == "relu":
             raise ValueError("PlainGPT uses GELU; pick act='gelu' or 'gelu_new'")

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from interp import cli_ablation
+from interp import cli_ablation, cli_analysis
 
 USER_ERRORS = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
 
@@ -140,6 +140,12 @@ COMMANDS: dict[str, Command] = {
         add_hooks_arguments,
         run_hooks,
     ),
+    "dla": Command(
+        "direct logit attribution: the components that write a position's logit, and the check that they sum to it",
+        cli_analysis.DLA_EXAMPLES,
+        cli_analysis.add_dla_arguments,
+        cli_analysis.run_dla,
+    ),
     "ablate": Command(
         "ablate heads, MLPs, neurons or positions on a prompt and print the loss before and after",
         cli_ablation.ABLATE_EXAMPLES,
@@ -157,6 +163,18 @@ COMMANDS: dict[str, Command] = {
         cli_ablation.PATCH_EXAMPLES,
         cli_ablation.add_patch_arguments,
         cli_ablation.run_patch,
+    ),
+    "export": Command(
+        "write the direct contributions of every component at every position of a prompt to CSV",
+        cli_analysis.EXPORT_EXAMPLES,
+        cli_analysis.add_export_arguments,
+        cli_analysis.run_export,
+    ),
+    "dashboard": Command(
+        "serve the Streamlit dashboard (streamlit run dashboards/app.py), on localhost by default",
+        cli_analysis.DASHBOARD_EXAMPLES,
+        cli_analysis.add_dashboard_arguments,
+        cli_analysis.run_dashboard,
     ),
 }
 

@@ -21,6 +21,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
+
 def _let_allocator_keep_freed_caches() -> None:
     """Free one block just under glibc's 32 MiB dynamic-threshold ceiling, once, at import.
 

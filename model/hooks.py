@@ -148,7 +148,9 @@ def resolve_names(selector: NameOrPredicate | Iterable[str] | None, valid: Seque
     return names
 
 
-def build_hooks(fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]], valid: Sequence[str]) -> dict[str, tuple[HookFn, ...]]:
+def build_hooks(
+    fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]], valid: Sequence[str]
+) -> dict[str, tuple[HookFn, ...]]:
     """Resolve ``[(name_or_predicate, fn), ...]`` to ``{name: (fn, ...)}``, validating both sides."""
     if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
         fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
@@ -162,7 +164,7 @@ def build_hooks(fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]], valid: Sequ
         if not isinstance(selector, str) and not callable(selector):
             raise TypeError(f"hook selector must be a name or a predicate, got {type(selector).__name__}")
         for name in resolve_names(selector, valid):
-            hooks[name] = hooks.get(name, ()) + (fn,)
+            hooks[name] = (*hooks.get(name, ()), fn)
     return hooks
 
 

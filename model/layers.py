@@ -128,7 +128,9 @@ class Attention(nn.Module):
         else:
             self.b_Q = self.b_K = self.b_V = self.b_O = None
         future = torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool).triu(1)
-        self.register_buffer("mask", torch.zeros(cfg.n_ctx, cfg.n_ctx).masked_fill(future, float("-inf")), persistent=False)
+        self.register_buffer(
+            "mask", torch.zeros(cfg.n_ctx, cfg.n_ctx).masked_fill(future, float("-inf")), persistent=False
+        )
         self.scale = 1 / math.sqrt(cfg.d_head)
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
         self.hook_k = HookPoint()  # [batch, pos, head, d_head]
@@ -167,7 +169,9 @@ class Attention(nn.Module):
             q, k = self.hook_rot_q(self.rotate(q)), self.hook_rot_k(self.rotate(k))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # batch head pos d_head
         # scores = q . k / sqrt(d_head) + mask (0 on and below the diagonal, -inf above), in one kernel
-        scores = torch.baddbmm(self.mask[:pos, :pos], q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=self.scale)
+        scores = torch.baddbmm(
+            self.mask[:pos, :pos], q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=self.scale
+        )
         scores = self.hook_attn_scores(scores.view(batch, -1, pos, pos))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z((pattern @ v).transpose(1, 2))  # batch pos head d_head

@@ -76,7 +76,9 @@ class MiniGPT(nn.Module):
     ``hook_resid_mid``/``hook_mlp_out``; only ``norm="pre"`` has ``ln_final``).
     """
 
-    def __init__(self, cfg: ModelConfig | None = None, tokenizer: Tokenizer | None = None, *, seed: int | None = None) -> None:
+    def __init__(
+        self, cfg: ModelConfig | None = None, tokenizer: Tokenizer | None = None, *, seed: int | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg = cfg if cfg is not None else ModelConfig()
         if not isinstance(cfg, ModelConfig):
@@ -133,7 +135,10 @@ class MiniGPT(nn.Module):
 
     @classmethod
     def from_hf_gpt2(cls, model_or_state_dict: Any, config: Any = None) -> MiniGPT:
-        """A MiniGPT with the weights of a HuggingFace GPT-2 (``GPT2LMHeadModel`` or its state dict + ``GPT2Config``)."""
+        """A MiniGPT with the weights of a HuggingFace GPT-2.
+
+        ``model_or_state_dict``: a ``GPT2LMHeadModel`` / ``GPT2Model``, or a state dict with its ``GPT2Config``.
+        """
         from model.convert import hf_gpt2_to_minigpt
 
         cfg, state = hf_gpt2_to_minigpt(model_or_state_dict, config)
@@ -176,12 +181,14 @@ class MiniGPT(nn.Module):
 
     # ------------------------------------------------------------------ tokens
     def to_tokens(self, text: str | Sequence[str], *, unknown: str = "error") -> Int[Tensor, "batch pos"]:
-        """``[1, pos]`` token ids of ``text`` with ``<bos>`` first (a list of equal-length texts gives ``[batch, pos]``)."""
+        """``[1, pos]`` token ids of ``text``, ``<bos>`` first; equal-length texts give ``[batch, pos]``."""
         tokenizer = self._require_tokenizer()
         texts = [text] if isinstance(text, str) else list(text)
         ids = [tokenizer.encode(t, bos=True, unknown=unknown) for t in texts]
         if len({len(i) for i in ids}) > 1:
-            raise ValueError(f"texts encode to different lengths {[len(i) for i in ids]}; pass them one at a time or make them equal")
+            raise ValueError(
+                f"texts encode to different lengths {[len(i) for i in ids]}; pass them one at a time or make them equal"
+            )
         tokens = torch.tensor(ids, dtype=torch.long, device=self.device)
         self.check_tokens(tokens)
         return tokens
@@ -210,11 +217,15 @@ class MiniGPT(nn.Module):
             try:
                 tokens = torch.as_tensor(tokens)
             except (TypeError, ValueError, RuntimeError) as err:
-                raise ValueError(f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}") from None
+                raise ValueError(
+                    f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}"
+                ) from None
         if tokens.numel() == 0:
             raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); give at least one token")
         if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()")
+            raise ValueError(
+                f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()"
+            )
         if tokens.ndim == 1:
             tokens = tokens[None]
         if tokens.ndim != 2:
@@ -275,7 +286,9 @@ class MiniGPT(nn.Module):
         with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks)):
             yield self
 
-    def run_with_hooks(self, tokens: TokensLike, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any) -> Any:
+    def run_with_hooks(
+        self, tokens: TokensLike, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any
+    ) -> Any:
         """``forward(tokens, **kwargs)`` with ``fwd_hooks = [(name_or_predicate, fn), ...]`` active."""
         with self.hooks(fwd_hooks):
             return self(tokens, **kwargs)
@@ -383,7 +396,11 @@ def next_token_loss(
 
 
 def sampling_probs(
-    logits: Float[Tensor, "... d_vocab"], *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+    logits: Float[Tensor, "... d_vocab"],
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
 ) -> Float[Tensor, "... d_vocab"]:
     """Next-token probabilities after temperature, top-k and top-p (nucleus) filtering.
 

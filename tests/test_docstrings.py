@@ -1,0 +1,18 @@
+"""Every runnable example in the model package's docstrings still runs and prints what it says."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["model.config", "model.tokenizer", "model.cache", "model.minigpt", "model.hooks", "model.layers"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    """doctest finds no failure in the module (examples are the documentation users copy)."""
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} docstring example(s) in {name} fail; run python -m doctest -v"
