@@ -141,7 +141,7 @@ COMMANDS: dict[str, Command] = {
         run_hooks,
     ),
     "dla": Command(
-        "direct logit attribution: the components that write a position's logit, and the check that they sum to it",
+        "direct logit attribution: the largest contributions to a position's logit, checked to sum to it",
         cli_analysis.DLA_EXAMPLES,
         cli_analysis.add_dla_arguments,
         cli_analysis.run_dla,

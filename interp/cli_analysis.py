@@ -10,7 +10,7 @@ character after the prompt's first N characters; the default is the last positio
 ``--target``, the target is the next character of the prompt, and at the last position the model's
 own top prediction. A sum that misses the logit by more than :data:`TOLERANCE` is a bug in the
 library, not in the input: the command says so on stderr, writes nothing and exits 1.
-Heavy imports happen inside the functions, so ``minigpt --help`` stays fast.
+The model and the analyses are imported inside the run functions.
 
 Example:
     >>> dashboard_argv(port=8502)[-4:]
@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+USE_EXEC = os.name == "posix"  # replace this process by the server (elsewhere: run it as a child)
 TOLERANCE = 1e-4  # |sum of contributions - logit| allowed, float32 (see DESIGN.md, DLA)
 DLA_EXAMPLES = (
     '  minigpt dla --model minigpt-text --prompt "the cat sat on the m"\n'
@@ -210,7 +212,8 @@ def run_export(args: argparse.Namespace) -> int:
     path = _write(frame, args.out)
     n_pos = tokens.shape[1]
     print(f"wrote {len(frame)} rows ({n_pos} positions x {len(frame) // n_pos} components, per {args.per}) to {path}")
-    print(f"at every position they sum to the logit of the forward pass (max |difference| {error:.1e})")
+    what = "logit" if args.contrast is None else "logit difference"
+    print(f"at every position they sum to the {what} of the forward pass (max |difference| {error:.1e})")
     return 0
 
 
@@ -236,6 +239,8 @@ def dashboard_app_path() -> Path:
 def dashboard_argv(port: int = 8501, address: str = "localhost") -> list[str]:
     """The command ``minigpt dashboard`` runs: this Python's ``streamlit run`` on the dashboard app.
 
+    Usage statistics are switched off (the toolkit makes no network calls of its own accord).
+
     Example:
         >>> dashboard_argv()[1:4]
         ['-m', 'streamlit', 'run']
@@ -244,8 +249,9 @@ def dashboard_argv(port: int = 8501, address: str = "localhost") -> list[str]:
         raise ValueError(f"--port must be an integer in 1..65535, got {port!r}")
     if not address or any(c.isspace() for c in address):
         raise ValueError(f"--address must be a host name or IP address such as localhost, got {address!r}")
-    app = dashboard_app_path()
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", address, "--server.port", str(port)]
+    app = str(dashboard_app_path())
+    options = ["--browser.gatherUsageStats", "false", "--server.address", address, "--server.port", str(port)]
+    return [sys.executable, "-m", "streamlit", "run", app, *options]
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
@@ -253,6 +259,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:
         raise ValueError(f"streamlit is not installed in {sys.executable}; install it with pip install streamlit")
     print(f"serving the dashboard on http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
+    if USE_EXEC:  # this process becomes the server: Ctrl-C and kill reach it directly, nothing is orphaned
+        sys.stderr.flush()
+        os.execv(argv[0], argv)
     try:
         return subprocess.run(argv, check=False).returncode
     except KeyboardInterrupt:  # Ctrl-C reaches streamlit too, which shuts down by itself
