@@ -181,6 +181,7 @@ def repeated_segments_batch(
     min_len: int = 4,
     max_len: int = 15,
     min_gap: int = 2,
+    whole_fraction: float = 0.5,
     d_vocab: int = 64,
     n_special: int = 3,
     bos_id: int = 0,
@@ -188,24 +189,38 @@ def repeated_segments_batch(
 ) -> Int[Tensor, "batch n_ctx"] | tuple[Int[Tensor, "batch n_ctx"], Int[Tensor, "batch 3"]]:
     """BOS + random non-special tokens in which a segment of length ``L ~ U[min_len, max_len]`` repeats.
 
-    The segment starts at ``s1 ~ U[1, n_ctx - 1 - min_gap]`` and repeats after a gap
-    ``g ~ U[min_gap, n_ctx - 1 - s1]``: position ``p`` in ``[s1 + g, s1 + g + L)`` copies position
-    ``s1 + (p - s1) % g`` (so ``p - g`` when ``g >= L``; a gap shorter than the segment makes the span
-    periodic), and the copy is cut off at the end of the context. Position and distance both vary,
-    and an earlier occurrence can sit anywhere in the context, so every key position can need the
-    previous-token information an induction head reads; only induction, not position, predicts
-    the copy. Token ids ``0 .. n_special - 1`` are the specials and never appear after the BOS.
-    ``return_spans=True`` also returns ``[L, s1, s2 = s1 + g]`` per row.
+    The segment starts at ``s1`` and repeats at ``s2 = s1 + g``: position ``p`` in ``[s2, s2 + L)``
+    copies position ``s1 + (p - s1) % g`` (that is ``p - g`` when ``g >= L``), and the copy is cut
+    off at the end of the context. Two kinds of rows, chosen per row:
+
+    - *whole* (a ``whole_fraction`` of the rows): both copies lie whole in the context without
+      overlapping, ``s1 ~ U[1, n_ctx - 2L]``, ``s2 ~ U[s1 + L, n_ctx - L]`` — long, complete
+      copies at every distance;
+    - *anywhere* (the rest): ``s1 ~ U[1, n_ctx - 1 - min_gap]``, ``g ~ U[min_gap, n_ctx - 1 - s1]`` —
+      the earlier occurrence can sit at any position (so every key position can need the
+      previous-token information an induction head reads); a gap shorter than ``L`` makes the
+      span periodic, and a late copy is cut short.
+
+    Position and distance both vary, so only induction, not position, predicts the copy. Token
+    ids ``0 .. n_special - 1`` are the specials and never appear after the BOS.
+    ``return_spans=True`` also returns ``[L, s1, s2]`` per row.
     """
-    if not 1 <= min_len <= max_len or not 1 <= min_gap <= n_ctx - 2:
+    if not 1 <= min_len <= max_len or not 1 <= min_gap <= n_ctx - 2 or 2 * max_len + 1 > n_ctx:
         raise ValueError(
-            f"need 1 <= min_len <= max_len and 1 <= min_gap <= n_ctx - 2, got min_len={min_len}, "
-            f"max_len={max_len}, min_gap={min_gap}, n_ctx={n_ctx}"
+            f"need 1 <= min_len <= max_len, 2 * max_len + 1 <= n_ctx and 1 <= min_gap <= n_ctx - 2, got "
+            f"min_len={min_len}, max_len={max_len}, min_gap={min_gap}, n_ctx={n_ctx}"
         )
+    if not 0 <= whole_fraction <= 1:
+        raise ValueError(f"whole_fraction must be in [0, 1], got {whole_fraction!r}")
     seq = _non_special(batch_size, n_ctx, generator, d_vocab, n_special)
     seg = torch.randint(min_len, max_len + 1, (batch_size, 1), generator=generator)
-    s1 = 1 + (torch.rand(batch_size, 1, generator=generator) * (n_ctx - 1 - min_gap)).long()
-    gap = min_gap + (torch.rand(batch_size, 1, generator=generator) * (n_ctx - s1 - min_gap)).long()
+    u = torch.rand(batch_size, 5, generator=generator)
+    whole = u[:, :1] < whole_fraction
+    s1_whole = 1 + (u[:, 1:2] * (n_ctx - 2 * seg)).long()
+    gap_whole = seg + (u[:, 2:3] * (n_ctx - s1_whole - 2 * seg + 1)).long()
+    s1_any = 1 + (u[:, 3:4] * (n_ctx - 1 - min_gap)).long()
+    gap_any = min_gap + (u[:, 4:5] * (n_ctx - s1_any - min_gap)).long()
+    s1, gap = torch.where(whole, s1_whole, s1_any), torch.where(whole, gap_whole, gap_any)
     pos = torch.arange(n_ctx)[None]
     in_copy = (pos >= s1 + gap) & (pos < s1 + gap + seg)
     seq = seq.gather(1, torch.where(in_copy, s1 + (pos - s1) % gap, pos))

@@ -132,6 +132,7 @@ class Attention(nn.Module):
             "mask", torch.zeros(cfg.n_ctx, cfg.n_ctx).masked_fill(future, float("-inf")), persistent=False
         )
         self.scale = 1 / math.sqrt(cfg.d_head)
+        self._qkv_cache: tuple | None = None  # (weight versions, stacked W_QKV, stacked b_QKV); see stacked_qkv_weights
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
         self.hook_k = HookPoint()  # [batch, pos, head, d_head]
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]
@@ -146,12 +147,33 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head, d_model]
 
-    def qkv(self, x: Float[Tensor, "batch pos d_model"]) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v ``[batch, pos, head, d_head]`` in one matmul against the stacked weights."""
+    def stacked_qkv_weights(self) -> tuple[Float[Tensor, "qkv d_model"], Float[Tensor, " qkv"] | None]:
+        """``W_Q, W_K, W_V`` stacked as one ``[3 * head * d_head, d_model]`` matrix (and the biases).
+
+        With gradients off the stack is kept and rebuilt only when a weight changes (a new tensor or
+        an in-place update bumps its version), so inference pays no copy per call; with gradients on
+        it is built each call so that autograd reaches the three parameters. Same values either way.
+        """
+        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V)
+        if torch.is_grad_enabled() and self.W_Q.requires_grad:
+            return self._stack_qkv()
+        key = tuple((p.data_ptr(), p._version) for p in params if p is not None)
+        cached = self._qkv_cache
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = self._qkv_cache = (key, *self._stack_qkv())
+        return cached[1], cached[2]
+
+    def _stack_qkv(self) -> tuple[Tensor, Tensor | None]:
         h, d, dh = self.cfg.n_heads, self.cfg.d_model, self.cfg.d_head
         weight = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(1, 2).reshape(3 * h * dh, d)
         bias = None if self.b_Q is None else torch.cat([self.b_Q, self.b_K, self.b_V]).view(-1)
-        qkv = F.linear(x, weight, bias).unflatten(-1, (3, h, dh))
+        return weight, bias
+
+    def qkv(self, x: Float[Tensor, "batch pos d_model"]) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v ``[batch, pos, head, d_head]`` in one matmul against the stacked weights."""
+        weight, bias = self.stacked_qkv_weights()
+        qkv = F.linear(x, weight, bias).unflatten(-1, (3, self.cfg.n_heads, self.cfg.d_head))
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
     def rotate(self, x: Float[Tensor, "batch pos head d_head"]) -> Float[Tensor, "batch pos head d_head"]:

@@ -116,9 +116,12 @@ def test_repeated_segments_copy_the_segment_at_varying_offsets():
         assert 4 <= seg <= 15 and s1 >= 1 and s1 + 2 <= s2 <= 31, f"span {seg, s1, s2} out of range"
         copy = [row[s1 + (p - s1) % (s2 - s1)] for p in range(s2, min(s2 + seg, 32))]
         assert row[s2 : s2 + seg] == copy, f"row does not repeat its segment: {row} {seg, s1, s2}"
-    s1, gap = spans[:, 1], spans[:, 2] - spans[:, 1]
-    assert len(s1.unique()) > 20 and len(gap.unique()) > 20, "offsets barely vary: position would predict the copy"
+    seg, s1, s2 = spans.T
+    assert len(s1.unique()) > 20 and len((s2 - s1).unique()) > 20, "offsets barely vary: position predicts the copy"
     assert s1.max() >= 25, "earlier occurrences never sit late in the context"
+    whole = ((s2 - s1) >= seg) & (s2 + seg <= 32)
+    assert 0.45 < whole.float().mean() < 0.75, "the share of whole, non-overlapping copies is off"
+    assert ((s2 - s1) < seg).any(), "no overlapping (periodic) copies"
 
 
 def test_repeated_segments_bad_lengths():
@@ -126,7 +129,11 @@ def test_repeated_segments_bad_lengths():
     with pytest.raises(ValueError, match="min_len <= max_len"):
         repeated_segments_batch(2, 32, torch.Generator(), min_len=9, max_len=5)
     with pytest.raises(ValueError, match="min_gap"):
-        repeated_segments_batch(2, 8, torch.Generator(), min_gap=7)
+        repeated_segments_batch(2, 32, torch.Generator(), min_gap=31)
+    with pytest.raises(ValueError, match="2 \\* max_len"):
+        repeated_segments_batch(2, 20, torch.Generator(), max_len=10)
+    with pytest.raises(ValueError, match="whole_fraction"):
+        repeated_segments_batch(2, 32, torch.Generator(), whole_fraction=1.5)
 
 
 def test_repeated_pair_batch_is_bos_r_r():
