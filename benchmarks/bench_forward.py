@@ -54,10 +54,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="locked config only, few rounds (for CI smoke runs)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--locked-only", action="store_true", help="skip the GPT-2-small-sized config")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for label, (cfg, batch, pos) in CONFIGS.items():
-        if args.quick and "gpt2" in label:
+        if (args.quick or args.locked_only) and "gpt2" in label:
             continue
         t = measure(cfg, batch, pos, 3 if args.quick else args.rounds, args.device)
         rows.append(
