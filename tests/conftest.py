@@ -47,3 +47,21 @@ def variant_model(request) -> MiniGPT:
 @pytest.fixture
 def tokens() -> torch.Tensor:
     return torch.randint(0, 64, (3, 12), generator=torch.Generator().manual_seed(0))
+
+
+# The shipped models, loaded once per session, and the probe: BOS + r + r with r = 15 random tokens.
+@pytest.fixture(scope="session")
+def induction_model() -> MiniGPT:
+    return MiniGPT.from_pretrained("induction-2l").eval()
+
+
+@pytest.fixture(scope="session")
+def text_model() -> MiniGPT:
+    return MiniGPT.from_pretrained("minigpt-text").eval()
+
+
+@pytest.fixture(scope="session")
+def repeated_tokens() -> torch.Tensor:
+    from model.data import repeated_pair_batch
+
+    return repeated_pair_batch(64, 15, torch.Generator().manual_seed(0))

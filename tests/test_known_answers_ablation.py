@@ -9,27 +9,11 @@ import torch
 from interp.ablation import ablate, head_sweep
 from interp.metrics import LogitDiff, LossAt
 from interp.patching import activation_patching, attribution_patching
-from model import MiniGPT
 from model.data import builtin_corpus, repeated_pair_batch, text_batch
 
 SEG_LEN = 15  # BOS + r + r: the first copy at positions 1..15, the second at 16..30
 SECOND_COPY = LossAt(range(SEG_LEN + 1, 2 * SEG_LEN + 1))
 CORRUPT_AT = 8  # the first-copy position a corrupted prompt changes
-
-
-@pytest.fixture(scope="module")
-def induction_model() -> MiniGPT:
-    return MiniGPT.from_pretrained("induction-2l").eval()
-
-
-@pytest.fixture(scope="module")
-def text_model() -> MiniGPT:
-    return MiniGPT.from_pretrained("minigpt-text").eval()
-
-
-@pytest.fixture(scope="module")
-def repeated_tokens() -> torch.Tensor:
-    return repeated_pair_batch(64, SEG_LEN, torch.Generator().manual_seed(0))
 
 
 def corrupt(tokens: torch.Tensor, pos: int, seed: int) -> torch.Tensor:

@@ -8,26 +8,9 @@ import torch
 from interp.attention import head_scores
 from interp.circuits import composition_scores, copying_scores
 from interp.dla import direct_logit_attribution
-from model import MiniGPT
-from model.data import repeated_pair_batch
 
 SEG_LEN = 15  # BOS + r + r fills 31 of the 32 positions
 NON_SPECIAL = list(range(3, 64))  # the tokens induction-2l was trained to copy (specials never follow BOS)
-
-
-@pytest.fixture(scope="module")
-def induction_model() -> MiniGPT:
-    return MiniGPT.from_pretrained("induction-2l").eval()
-
-
-@pytest.fixture(scope="module")
-def text_model() -> MiniGPT:
-    return MiniGPT.from_pretrained("minigpt-text").eval()
-
-
-@pytest.fixture(scope="module")
-def repeated_tokens() -> torch.Tensor:
-    return repeated_pair_batch(64, SEG_LEN, torch.Generator().manual_seed(0))
 
 
 @pytest.fixture(scope="module")
