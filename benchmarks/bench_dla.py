@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import abba, table
+from benchmarks.common import abba, synced, table
 from interp.dla import direct_logit_attribution
 from model import MiniGPT, ModelConfig
 
@@ -23,14 +23,9 @@ from model import MiniGPT, ModelConfig
 def measure(rounds: int, device: str, batch: int = 64, pos: int = 32) -> tuple[dict[str, float], int]:
     model = MiniGPT(ModelConfig(), seed=0).to(device).eval()
     tokens = torch.randint(0, model.cfg.d_vocab, (batch, pos), generator=torch.Generator().manual_seed(0)).to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run(fn):
-        def timed():
-            fn()
-            sync()
-
-        return timed
+        return synced(device, fn)
 
     with torch.inference_mode():
         _, cache = model.run_with_cache(tokens)

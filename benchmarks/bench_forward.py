@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import abba, table
+from benchmarks.common import abba, synced, table
 from benchmarks.reference import PlainGPT
 from model import MiniGPT, ModelConfig
 
@@ -31,14 +31,9 @@ def measure(cfg: ModelConfig, batch: int, pos: int, rounds: int, device: str) ->
     model = MiniGPT(cfg, seed=0).to(device).eval()
     plain = PlainGPT.from_minigpt(model).eval()
     tokens = torch.randint(0, cfg.d_vocab, (batch, pos), device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run(fn):
-        def timed():
-            fn()
-            sync()
-
-        return timed
+        return synced(device, fn)
 
     with torch.inference_mode():
         variants = {

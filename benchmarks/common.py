@@ -7,12 +7,26 @@ import statistics
 import time
 from collections.abc import Callable
 
+import torch
+
 
 def time_once(fn: Callable[[], object]) -> float:
     """Seconds for one call; the result is dropped at once."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def synced(device: str, fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` followed by a device synchronisation (CUDA work is asynchronous), result dropped."""
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
+
+    def timed() -> None:
+        fn()
+        if sync is not None:
+            sync()
+
+    return timed
 
 
 def abba(variants: dict[str, Callable[[], object]], rounds: int, warmup: int = 3) -> dict[str, float]:
