@@ -7,8 +7,8 @@ any ValueError / TypeError / KeyError / IndexError / FileNotFoundError it raises
 line on stderr (``minigpt <command>: error: ...``) and exit code 2.
 
 Example:
-    >>> main(["generate", "--model", "minigpt-text", "--prompt", "the ", "--temperature", "0", "--max-new-tokens", "5"])
-    ... # doctest: +SKIP
+    >>> main(["generate", "--prompt", "the ", "--temperature", "0", "--max-new-tokens", "12"])
+    the same as "__g
     0
 """
 

@@ -181,7 +181,7 @@ def repeated_segments_batch(
     min_len: int = 4,
     max_len: int = 15,
     min_gap: int = 2,
-    whole_fraction: float = 0.5,
+    whole_fraction: float = 0.75,
     d_vocab: int = 64,
     n_special: int = 3,
     bos_id: int = 0,

@@ -126,7 +126,8 @@ def write_loss_png(history: list[dict[str, Any]], path: str | Path, width: int =
     for s in _nice_ticks(x_lo, x_hi):
         x, _ = to_px(s, y_lo)
         c.line(x, top, x, height - bottom, (225, 225, 225))
-        c.text(round(x) - 10, height - bottom + 8, _fmt(s))
+        label = _fmt(s)
+        c.text(min(round(x) - 10, width - 8 * len(label) - 2), height - bottom + 8, label)  # keep it on the canvas
     c.line(left, top, left, height - bottom, (0, 0, 0))
     c.line(left, height - bottom, width - right, height - bottom, (0, 0, 0))
     c.text(width // 2 - 16, height - 18, "STEP")

@@ -10,7 +10,8 @@ resume to ``b`` are bit-identical to ``b`` uninterrupted steps.
 Example:
     >>> import tempfile
     >>> cfg, tcfg = PRESETS["induction-2l"]
-    >>> result = train(cfg, tcfg.replace(steps=20, eval_every=10), out=tempfile.mkdtemp() + "/m", progress=False)
+    >>> short = tcfg.replace(steps=30, warmup_steps=5, log_every=10, eval_every=10)
+    >>> result = train(cfg, short, out=tempfile.mkdtemp() + "/m", progress=False)
     >>> result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     True
 """
@@ -96,7 +97,8 @@ INDUCTION_CFG = ModelConfig(n_heads=1, attn_only=True, norm="none", tied_embed=F
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # 1 head per layer, no LayerNorm, untied unembedding: the recipe under which a clean previous-token
     # head (L0) and induction head (L1) form on CPU (issue 3 records what failed with 4 or 2 heads).
-    "induction-2l": (INDUCTION_CFG, TrainConfig(task="induction", steps=12000, batch_size=128, eval_every=500)),
+    # 20k steps, not 12k: at 12k the second-copy loss was 0.31, at 20k 0.28 (target < 0.3).
+    "induction-2l": (INDUCTION_CFG, TrainConfig(task="induction", steps=20000, batch_size=128, eval_every=500)),
     # the locked config on the built-in corpus
     "minigpt-text": (ModelConfig(), TrainConfig(task="text", steps=7000, batch_size=64)),
 }
@@ -284,7 +286,8 @@ def train(
         val = None
         if done % cfg.eval_every == 0 or done == stop:
             val = evaluator.val_loss(model)
-            bar.write(f"step {done}: train {sum(running) / len(running):.4f}  val {val:.4f}  lr {lr:.2e}")
+            if progress:  # one line per evaluation, above the bar (and in logs)
+                bar.write(f"step {done}: train {sum(running) / len(running):.4f}  val {val:.4f}  lr {lr:.2e}")
         if done % cfg.log_every == 0 or val is not None:
             state["history"].append(
                 {"step": done, "train_loss": sum(running) / len(running), "val_loss": val, "lr": lr}

@@ -47,12 +47,6 @@ def test_induction_first_copy_stays_near_chance(induction):
     assert abs(first - math.log(64)) < 0.15, f"first-copy loss {first:.3f} is far from ln 64: it predicts noise?"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 3 target not yet reached: the shipped induction-2l has second-copy loss 0.43 nats "
-    "(0.41 after 20k steps) against the < 0.3 asked for; strict, so it fails loudly once a retrained "
-    "checkpoint meets it and this marker must go",
-)
 def test_induction_second_copy_is_predicted(induction):
     """Loss on the second copy of BOS + r + r is < 0.3 nats (the issue's target for induction-2l)."""
     _, tokens, logits, _ = induction
