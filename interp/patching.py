@@ -200,7 +200,7 @@ def attribution_patching(
     metric, layers, n_pos = as_metric(metric), check_layers(model, layers), clean_tokens.shape[1]
     hook = _ATTRIBUTION_HOOK.get(grid, "attn.hook_z")
     names = [f"blocks.{layer}.{hook}" for layer in layers]
-    with torch.no_grad():
+    with torch.inference_mode():  # the clean pass needs no graph, nor the version counters no_grad keeps
         m_clean, clean = cached_run(model, clean_tokens, names, metric)
     first = f"blocks.{min(layers)}.{hook}"
 
