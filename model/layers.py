@@ -160,7 +160,8 @@ class Attention(nn.Module):
         key = tuple((p.data_ptr(), p._version) for p in params if p is not None)
         cached = self._qkv_cache
         if cached is None or cached[0] != key:
-            with torch.no_grad():
+            # normal tensors even when built under inference mode: a later call with gradients may save them
+            with torch.inference_mode(False), torch.no_grad():
                 cached = self._qkv_cache = (key, *self._stack_qkv())
         return cached[1], cached[2]
 

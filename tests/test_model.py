@@ -247,3 +247,20 @@ def test_bad_tokens_raise_value_error(bad, message):
     """Bad tokens raise ValueError saying what was expected, before any torch error."""
     with pytest.raises(ValueError, match=message):
         make_model()(bad)
+
+
+def test_weights_cached_under_inference_mode_serve_a_later_graph(tokens):
+    """A frozen model first run under inference_mode still backpropagates to its input (stacked QKV cache)."""
+    model = make_model().requires_grad_(False)
+    with torch.inference_mode():
+        model(tokens)  # builds the stacked QKV weights while inference mode is on
+    leaves = []
+
+    def leaf(x, hook):
+        x = x.detach().requires_grad_(True)
+        leaves.append(x)
+        return x
+
+    loss = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[("blocks.0.hook_resid_pre", leaf)])
+    (grad,) = torch.autograd.grad(loss, leaves)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0, "no gradient reached the residual stream"
