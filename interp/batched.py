@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
 from interp.metrics import Metric
 from model.minigpt import MiniGPT
