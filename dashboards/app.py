@@ -1,8 +1,11 @@
 """MiniGPT Lens dashboard, the router: ``streamlit run dashboards/app.py --server.address localhost``.
 
 It draws the sidebar (checkpoint, prompt, token strip) and runs the chosen page from ``views/``.
+An exception on a page becomes an ``st.error`` on that page (the traceback goes to the server log),
+so one failing analysis never takes the other pages down.
 """
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -36,4 +39,16 @@ PAGES = [
 st.set_page_config(page_title="MiniGPT Lens", page_icon=":material/visibility:", layout="wide")
 page = st.navigation(PAGES)
 sidebar.render()
-page.run()
+if not st.get_option("server.address"):  # started outside the repository root, without `minigpt dashboard`
+    st.sidebar.warning(
+        "This server listens on every network interface: start it with `minigpt dashboard` or "
+        "`make dashboard` (localhost only) unless others on your network should reach it."
+    )
+try:
+    page.run()
+except Exception as err:  # one page's failure stays on that page; st.stop/st.rerun are not Exceptions
+    logging.getLogger("dashboards").exception("page %s failed", page.title)
+    st.error(
+        f"This page stopped with an error ({type(err).__name__}: {err}). The other pages still work; "
+        "this is a bug in MiniGPT Lens, please report it (the traceback is in the server log)."
+    )

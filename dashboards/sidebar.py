@@ -1,8 +1,9 @@
 """The sidebar: checkpoint picker, prompt box and the prompt's token strip.
 
 It runs on every rerun before the page, and leaves a :class:`~dashboards.state.Selection` in
-``st.session_state["selection"]``. A checkpoint that fails to load shows ``st.error`` and falls
-back to the default one, so every page keeps working.
+``st.session_state["selection"]``. A checkpoint that fails to load (a missing path, a damaged or
+wrong upload) shows ``st.error`` and keeps the model this session showed before (the default one
+at first), so every page keeps working.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ SOURCE_UPLOAD = "an uploaded file"
 
 
 Loaded = tuple[MiniGPT, str, str]  # model, model_id (cache key), label
+LAST_LOADED = "last_loaded_checkpoint"  # session key: the last model that loaded (kept when a new choice fails)
 
 
 def _fallback() -> tuple[Loaded, str | None]:
@@ -32,6 +34,13 @@ def _fallback() -> tuple[Loaded, str | None]:
         return (state.load_checkpoint(names[0], stamp), f"shipped:{names[0]}:{stamp}", names[0]), None
     except Exception as err:  # a damaged shipped file: say so, and still show something
         return (state.random_model(0), "random:0", state.RANDOM_LABEL), f"Could not load {names[0]!r}: {err}."
+
+
+def _previous() -> tuple[Loaded, str | None]:
+    """The model this session showed last (a failed or pending choice keeps it), else the default."""
+    if LAST_LOADED in st.session_state:
+        return st.session_state[LAST_LOADED], None
+    return _fallback()
 
 
 def _load_choice(choice: str) -> Loaded | None:
@@ -67,22 +76,26 @@ def _checkpoint_picker() -> tuple[Loaded, str | None]:
     choice = st.selectbox("Checkpoint", options, key="checkpoint_choice", help=f"Shipped checkpoints: {about}.")
     if choice == SOURCE_PATH:
         st.text_input("Path to a .safetensors file", key="checkpoint_path", placeholder="runs/my-model.safetensors")
-    elif choice == SOURCE_UPLOAD:
-        st.file_uploader(
-            f"Upload a .safetensors file and its .json (at most {state.MAX_UPLOAD_BYTES // 2**20} MB)",
-            type=["safetensors", "json"],
-            accept_multiple_files=True,
-            key="checkpoint_upload",
-        )
     try:
+        if choice == SOURCE_UPLOAD:
+            limit = state.MAX_UPLOAD_BYTES // 2**20
+            st.file_uploader(
+                f"Upload a .safetensors file and its .json (at most {limit} MB)",
+                type=["safetensors", "json"],
+                accept_multiple_files=True,
+                max_upload_size=limit,
+                key="checkpoint_upload",
+            )
         loaded = _load_choice(choice)
     except Exception as err:  # the UI boundary: any failure to load becomes a message, never a traceback
-        loaded, reason = _fallback()
-        return loaded, f"Could not load {choice!r}: {err}. {reason or ''} Showing {loaded[2]!r} instead."
+        loaded, reason = _previous()
+        because = f" {reason}" if reason else ""
+        return loaded, f"Could not load {choice!r}: {err}.{because} Showing {loaded[2]!r} instead."
     if loaded is None:
-        loaded, reason = _fallback()
+        loaded, reason = _previous()
         st.info(f"Give a checkpoint above; until then this shows {loaded[2]!r}.")
         return loaded, reason
+    st.session_state[LAST_LOADED] = loaded
     return loaded, None
 
 

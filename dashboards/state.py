@@ -28,13 +28,15 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from model import MiniGPT, ModelConfig
+from model.checkpoint import layout_mismatches
+from model.schema import parse_safetensors_header, validate_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = ROOT / "model" / "checkpoints"
 DEFAULT_CHECKPOINT = "minigpt-text"
 RANDOM_LABEL = "untrained (random weights, seed 0)"
 DEFAULT_PROMPT = "the value of the attribute is"
-MAX_UPLOAD_BYTES = 64 * 2**20  # the locked config is ~0.4 MB; GPT-2-small-sized files do not belong here
+MAX_UPLOAD_BYTES = 64 * 2**20  # = server.maxUploadSize (MB) in .streamlit/config.toml; the locked config is ~0.4 MB
 T = TypeVar("T")
 
 
@@ -91,13 +93,20 @@ def load_upload(digest: str, _files: tuple[tuple[str, bytes], ...]) -> MiniGPT:
 
 
 def check_upload(files: list[tuple[str, bytes]]) -> str:
-    """Check uploaded files before loading them; returns their digest, raises ValueError saying what to fix."""
+    """Check uploaded files before loading them; returns their digest, raises ValueError saying what to fix.
+
+    Accepted: exactly one ``.safetensors`` file and the ``.json`` written beside it, together at most
+    :data:`MAX_UPLOAD_BYTES` (the same limit as ``server.maxUploadSize`` in ``.streamlit/config.toml``,
+    which the browser enforces first). The weights' header, the JSON schema, the tensor layout and the
+    weights' hash are all checked here, before anything is written to disk or loaded.
+    """
+    names = [n for n, _ in files]
     weights = [(n, d) for n, d in files if n.lower().endswith(".safetensors")]
-    others = [n for n, _ in files if not n.lower().endswith((".safetensors", ".json"))]
-    if others or len(weights) != 1 or len(files) > 2:
+    metas = [(n, d) for n, d in files if n.lower().endswith(".json")]
+    if len(weights) != 1 or len(metas) > 1 or len(weights) + len(metas) != len(files):
         raise ValueError(
-            "upload exactly one .safetensors file and, optionally, the .json written beside it; "
-            f"got {[n for n, _ in files]}"
+            "upload exactly one .safetensors file and the .json written beside it (pickle files such as .pt are "
+            f"refused: unpickling can run arbitrary code); got {names}"
         )
     total = sum(len(d) for _, d in files)
     if total > MAX_UPLOAD_BYTES:
@@ -105,18 +114,21 @@ def check_upload(files: list[tuple[str, bytes]]) -> str:
             f"the upload is {total / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
             "give its path under 'a .safetensors path' instead"
         )
-    data = weights[0][1]
-    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if size <= 0 or size > len(data) - 8 or data[8:9] != b"{":
-        raise ValueError(f"{weights[0][0]} is not a safetensors file (its header is missing or cut short)")
-    for name, blob in files:
-        if name.lower().endswith(".json"):
-            try:
-                json.loads(blob)
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise ValueError(
-                    f"{name} is not valid JSON ({err}); upload the .json written by save_pretrained"
-                ) from None
+    ((w_name, data),) = weights
+    layout = parse_safetensors_header(data, len(data), w_name)
+    if not metas:
+        raise ValueError(f"also upload the .json written beside {w_name}: it holds the config and the tokenizer")
+    ((m_name, blob),) = metas
+    try:
+        doc = json.loads(blob)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{m_name} is not valid JSON ({err}); upload the .json written by save_pretrained") from None
+    cfg = validate_metadata(doc, m_name)
+    problems = layout_mismatches(cfg, layout)
+    if problems:
+        raise ValueError(f"{w_name} does not match the config in {m_name}: {'; '.join(problems)}")
+    if hashlib.sha256(data).hexdigest() != doc["weights_sha256"]:
+        raise ValueError(f"{w_name} and {m_name} come from different saves (the weights' hash differs); upload a pair")
     return hashlib.sha256(b"".join(d for _, d in sorted(files))).hexdigest()[:16]
 
 

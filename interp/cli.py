@@ -3,8 +3,10 @@
 Every subcommand is one ``run`` function plus one ``add_arguments`` function, registered in
 :data:`COMMANDS`. To add a subcommand, write the two functions and add one ``Command(...)``
 entry; ``main`` builds the parser from the table. A ``run`` function returns the exit code;
-any ValueError / TypeError / KeyError / IndexError / FileNotFoundError it raises becomes one
-line on stderr (``minigpt <command>: error: ...``) and exit code 2.
+any ValueError / TypeError / KeyError / IndexError / FileNotFoundError (or other OSError) it
+raises becomes one line on stderr (``minigpt <command>: error: ...``) and exit code 2, and so does
+a usage error found by argparse. Output paths are checked before any work (:func:`_check_out`),
+and files are written atomically (:mod:`model.files`): a failed command leaves no file behind.
 
 Example:
     >>> main(["generate", "--prompt", "the ", "--temperature", "0", "--max-new-tokens", "12"])
@@ -19,6 +21,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from interp import cli_ablation, cli_analysis
 
@@ -39,6 +42,36 @@ def _load_model(name_or_path: str, device: str | None = None):
     from model import MiniGPT
 
     return MiniGPT.from_pretrained(name_or_path, device=device)
+
+
+def _prompt_tokens(model, text: str, flag: str = "--prompt", allow_empty: bool = False):
+    """``[1, pos]`` tokens (``<bos>`` first) of a prompt given on the command line, or a ValueError naming ``flag``."""
+    if not text and not allow_empty:
+        raise ValueError(f"{flag} is empty; give at least one character")
+    if model.tokenizer is None:
+        raise ValueError(f"this checkpoint has no character tokenizer, so {flag} cannot be read")
+    try:
+        n_tokens = len(model.tokenizer.encode(text, bos=True))
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None
+    if n_tokens > model.cfg.n_ctx:
+        raise ValueError(
+            f"{flag} has {n_tokens - 1} characters but this model reads at most {model.cfg.n_ctx - 1} "
+            f"(n_ctx={model.cfg.n_ctx}, one position goes to <bos>); shorten it"
+        )
+    return model.to_tokens(text)
+
+
+def _check_out(path: str | None, suffixes: tuple[str, ...] = (".csv",)) -> None:
+    """Refuse an ``--out`` path before any work is done, so a bad one costs nothing and writes nothing.
+
+    The directory must exist and be writable; the name must end in ``suffixes`` (a table never
+    replaces a checkpoint by a typo). An existing file is replaced atomically when the command succeeds.
+    """
+    from model.files import check_output_path
+
+    if path is not None:
+        check_output_path(path, suffixes=suffixes, what="--out")
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -93,6 +126,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
+    _prompt_tokens(model, args.prompt, allow_empty=True)  # an empty prompt starts from <bos> alone
     text = model.generate(
         args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed,
@@ -109,7 +143,7 @@ def add_hooks_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_hooks(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
-    _, cache = model.run_with_cache(model.to_tokens(args.prompt), names_filter=list(model.hook_names))
+    _, cache = model.run_with_cache(_prompt_tokens(model, args.prompt), names_filter=list(model.hook_names))
     width = max(len(n) for n in model.hook_names)
     print(f"{'hook':<{width}}  shape")
     for name in model.hook_names:
@@ -179,9 +213,17 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit code 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        line = f"{self.prog}: error: {message} (usage: {self.prog} --help)".replace("\n", " ")
+        self.exit(2, line + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="minigpt",
         description="MiniGPT Lens: train, sample and take apart a small GPT.",
         epilog="examples:\n  minigpt generate --prompt 'the '\n  minigpt <command> --help",
@@ -208,8 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return COMMANDS[args.command].run(args)
-    except USER_ERRORS as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+    except (*USER_ERRORS, OSError) as err:  # OSError: a disk or permission failure outside the checked paths
+        if isinstance(err, KeyError) and err.args:
+            msg = err.args[0]
+        elif isinstance(err, OSError) and err.filename is not None:
+            msg = f"{err.strerror or err}: {err.filename!r}"
+        else:
+            msg = err
         print(f"minigpt {args.command}: error: {msg}".replace("\n", " "), file=sys.stderr)
         return 2
 

@@ -115,25 +115,33 @@ def _reference(model, args: argparse.Namespace, n_pos: int):
     return text_batch(builtin_corpus().val, 64, n_pos, torch.Generator().manual_seed(args.seed)).to(model.device)
 
 
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise ValueError(f"--top must be at least 1, got {top}")
+
+
 def _emit(shown, args: argparse.Namespace, title: str, full=None) -> None:
     """Print ``title`` and the ``shown`` table; with ``--out``, write ``full`` (default: ``shown``) as CSV."""
     from interp.export import write_csv_atomic
 
+    # write before printing: a failed write prints nothing
+    written = write_csv_atomic(shown if full is None else full, args.out) if args.out else None
     print(title)
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    if args.out:
-        print(f"wrote {write_csv_atomic(shown if full is None else full, args.out)}")
+    if written is not None:
+        print(f"wrote {written}")
 
 
 def run_ablate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from interp.ablation import ablate
-    from interp.cli import _load_model
+    from interp.cli import _check_out, _load_model, _prompt_tokens
     from interp.metrics import Loss
 
+    _check_out(args.out)
     model = _load_model(args.model)
-    tokens = model.to_tokens(args.prompt)
+    tokens = _prompt_tokens(model, args.prompt)
     metric = _metric(model, args)
     kwargs = {"heads": args.heads, "attn_layers": args.attn_layers, "mlps": args.mlps}
     kwargs.update(neurons=args.neurons, positions=args.positions)
@@ -156,11 +164,13 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from interp.ablation import parse_layers
-    from interp.cli import _load_model
+    from interp.cli import _check_out, _load_model, _prompt_tokens
     from interp.sweeps import head_sweep, neuron_sweep
 
+    _check_top(args.top)
+    _check_out(args.out)
     model = _load_model(args.model)
-    tokens = model.to_tokens(args.prompt)
+    tokens = _prompt_tokens(model, args.prompt)
     sweep = head_sweep if args.what == "heads" else neuron_sweep
     frame = sweep(
         model, tokens, args.method, _metric(model, args), reference=_reference(model, args, tokens.shape[1]),
@@ -174,11 +184,14 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_patch(args: argparse.Namespace) -> int:
-    from interp.cli import _load_model
+    from interp.cli import _check_out, _load_model, _prompt_tokens
     from interp.patching import activation_patching, attribution_patching
 
+    _check_top(args.top)
+    _check_out(args.out)
     model = _load_model(args.model)
-    clean, corrupted = model.to_tokens(args.clean), model.to_tokens(args.corrupted)
+    clean = _prompt_tokens(model, args.clean, "--clean")
+    corrupted = _prompt_tokens(model, args.corrupted, "--corrupted")
     patch = attribution_patching if args.attribution else activation_patching
     frame = patch(model, clean, corrupted, _metric(model, args), args.grid)
     shown = frame.reindex(frame.normalized.abs().sort_values(ascending=False).index).head(args.top)

@@ -75,17 +75,6 @@ def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------- shared steps
-def _check_out(path: str | None) -> None:
-    """Refuse an output path before any work is done, so a bad one costs nothing and writes nothing."""
-    if path is None:
-        return
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"--out {path!r} is a directory; give a file name such as {str(out / 'contributions.csv')!r}")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out directory {str(out.parent)!r} does not exist; create it first (mkdir -p)")
-
-
 def _char_id(model, char: str | None, flag: str) -> int | None:
     """Token id of a one-character ``--target`` / ``--contrast`` (specials such as ``<bos>`` allowed)."""
     if char is None:
@@ -106,11 +95,11 @@ def _char_id(model, char: str | None, flag: str) -> int | None:
 def _contributions(args: argparse.Namespace):
     """Load, tokenize, validate the targets, run once with the cache and attribute every position."""
     from interp import dla
-    from interp.cli import _load_model
+    from interp.cli import _check_out, _load_model, _prompt_tokens
 
     _check_out(args.out)
     model = _load_model(args.model)
-    tokens = model.to_tokens(args.prompt)
+    tokens = _prompt_tokens(model, args.prompt)
     target, contrast = _char_id(model, args.target, "--target"), _char_id(model, args.contrast, "--contrast")
     logits, cache = model.run_with_cache(tokens)
     frame = dla.direct_logit_attribution(model, cache, tokens, target=target, contrast=contrast, per=args.per)
@@ -186,6 +175,7 @@ def run_dla(args: argparse.Namespace) -> int:
     error = float(abs(sums - expected).max())
     if error > TOLERANCE:
         return _fail_check("dla", error)
+    written = _write(frame, args.out) if args.out else None  # before printing: a failed write prints nothing
     rows = frame[frame.pos == pos]
     shown = rows.reindex(rows.contribution.abs().sort_values(ascending=False).index).head(args.top)
     print(_title(model, tokens, pos, args, rows.iloc[0]))
@@ -197,8 +187,8 @@ def run_dla(args: argparse.Namespace) -> int:
         f"sum of all {len(rows)} contributions = {sums[pos]:.4f}; the forward pass gives {expected[pos]:.4f} "
         f"(|difference| {abs(sums[pos] - expected[pos]):.1e} <= {TOLERANCE:g}: ok)"
     )
-    if args.out:
-        print(f"wrote {len(frame)} rows ({tokens.shape[1]} positions) to {_write(frame, args.out)}")
+    if written is not None:
+        print(f"wrote {len(frame)} rows ({tokens.shape[1]} positions) to {written}")
     return 0
 
 

@@ -19,9 +19,9 @@ kind          str        no        embed, pos_embed, layer, attn, head, attn_bia
 contribution  float      yes       direct contribution to the logit (or logit difference)
 ============  =========  ========  ==========================================================
 
-The write goes to a temporary file in the destination directory which then replaces the
-destination in one ``os.replace``: a reader never sees half a file, and a failure mid-write leaves
-any previous file untouched (and no temporary file behind).
+The write goes through :func:`model.files.atomic_write`: a temporary file in the destination
+directory which then replaces the destination in one ``os.replace``. A reader never sees half a file,
+and a failure mid-write leaves any previous file untouched (and no temporary file behind).
 
 Example:
     >>> import tempfile, pathlib
@@ -38,10 +38,12 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from model.files import atomic_write, check_output_path
 
 SCHEMA: dict[str, tuple[str, bool]] = {  # column: (dtype, required)
     "batch": ("int64", True),
@@ -67,19 +69,11 @@ def _check_columns(columns: list[str], where: str) -> None:
         )
 
 
-def _destination(path: str | os.PathLike) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist; create it first (mkdir -p)")
-    if path.is_dir():
-        raise ValueError(f"{str(path)!r} is a directory; give a file name such as {str(path / 'contributions.csv')!r}")
-    return path
-
-
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write any frame to ``path`` as CSV (no index) through a temporary file and ``os.replace``.
+    """Write any frame to ``path`` as CSV (no index) through :func:`model.files.atomic_write`.
+
+    The directory must exist (FileNotFoundError naming it otherwise); a directory, or a name not ending in
+    ``.csv``, is a ValueError; nothing is written when the frame cannot be written whole.
 
     Example:
         >>> import tempfile, pathlib
@@ -89,18 +83,13 @@ def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    path = _destination(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+    path = check_output_path(path, suffixes=(".csv",), what="CSV")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             df.to_csv(handle, index=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def contributions_to_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -120,8 +109,30 @@ pass the frame of interp.dla.direct_logit_attribution
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
     _check_columns(list(df.columns), "the frame")
+    _check_values(df)
     ordered = [c for c in SCHEMA if c in df.columns] + [c for c in df.columns if c not in SCHEMA]
     return write_csv_atomic(df[ordered], path)
+
+
+def _check_values(df: pd.DataFrame) -> None:
+    """ValueError naming a schema column of the wrong type, or non-finite contributions (nothing is written)."""
+    for name, (dtype, _) in SCHEMA.items():
+        if name not in df.columns:
+            continue
+        column = df[name]
+        ok = {
+            "int64": pd.api.types.is_integer_dtype,
+            "float64": pd.api.types.is_numeric_dtype,
+            "str": lambda c: pd.api.types.is_string_dtype(c) or pd.api.types.is_object_dtype(c),
+        }[dtype](column)
+        if not ok or pd.api.types.is_bool_dtype(column):
+            raise ValueError(f"column {name!r} has dtype {column.dtype}, but the schema says {dtype}")
+    bad = ~np.isfinite(df["contribution"].to_numpy(dtype=float))
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} contributions are NaN or inf (first at row {int(bad.argmax())}); "
+            "refusing to export them: recompute them from finite weights and activations"
+        )
 
 
 def read_contributions_csv(path: str | os.PathLike) -> pd.DataFrame:
@@ -133,10 +144,19 @@ def read_contributions_csv(path: str | os.PathLike) -> pd.DataFrame:
         ...
         FileNotFoundError: no contributions CSV at 'no/such/file.csv'
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no contributions CSV at {str(path)!r}")
-    header = pd.read_csv(path, nrows=0).columns.tolist()
-    _check_columns(header, f"{str(path)!r}")
-    dtypes = {name: SCHEMA[name][0] for name in header if name in SCHEMA}
-    return pd.read_csv(path, dtype=dtypes)
+    try:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+        _check_columns(header, f"{str(path)!r}")
+        dtypes = {name: SCHEMA[name][0] for name in header if name in SCHEMA}
+        return pd.read_csv(path, dtype=dtypes)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable contributions CSV: {err}") from None
+    except (TypeError, ValueError) as err:
+        if "lacks the required columns" in str(err):
+            raise
+        raise ValueError(f"{str(path)!r} has a value that does not fit the schema's column types: {err}") from None

@@ -8,8 +8,11 @@ A checkpoint ``<name>`` is two files written together:
   different saves, or a damaged file, is caught) and ``provenance`` (``command``, ``steps``,
   ``train_loss``, ``val_loss``, ``date``, and whatever else the trainer recorded).
 
-Both are written to temporary files in the target directory and renamed into place with
-``os.replace``, so a crash never leaves a half-written file under the final name.
+Both are written together through :func:`model.files.atomic_paths` (temporary files in the target
+folder, renamed into place with ``os.replace``), so a crash never leaves a half-written file under
+the final name and a failed save keeps the previous pair. Loading checks the JSON against the schema
+of :mod:`model.schema`, the weights file's header, names, shapes and dtypes against the config, the
+hash, and NaN/inf, and refuses pickle files (``.pt``, ``.pth``, ``.bin``, ``.ckpt``, ...) outright.
 Shipped checkpoints live in ``model/checkpoints/`` and load by name (:data:`SHIPPED`).
 
 This module deals in ``(ModelConfig, state dict)`` and never imports ``MiniGPT``;
@@ -29,29 +32,26 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from model.config import ModelConfig
+from model.files import atomic_paths, atomic_write, check_output_path
+from model.schema import FLOAT_DTYPES, FORMAT, FORMAT_VERSION, read_safetensors_header, validate_metadata
 
-FORMAT = "minigpt-lens-checkpoint"
-FORMAT_VERSION = 1
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 SHIPPED = {
     "minigpt-text": "the locked config trained on the built-in English corpus (pydoc_data.topics)",
     "induction-2l": "2-layer attention-only model with a previous-token head (L0) and an induction head (L1)",
 }
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
-_UMASK = os.umask(0o022)  # read the process umask once (os.umask can only read it by setting it)
-os.umask(_UMASK)
-_REQUIRED = {"format": str, "format_version": int, "config": dict, "weights_sha256": str, "provenance": dict}
+SHOWN = 6  # mismatches listed per kind in an error message
 
 
 @dataclass(frozen=True)
@@ -103,23 +103,43 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_state_dict(cfg: ModelConfig, state_dict: dict[str, Tensor], where: str = "state dict") -> None:
-    """Raise a ValueError naming missing, unexpected and wrongly shaped tensors."""
+def _listed(items: list[str], brackets: bool = True) -> str:
+    more = f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+    shown = ", ".join(items[:SHOWN])
+    return (f"[{shown}]" if brackets else shown) + more
+
+
+def layout_mismatches(cfg: ModelConfig, tensors: dict[str, tuple[str, tuple[int, ...]]]) -> list[str]:
+    """What differs between ``{name: (dtype, shape)}`` and the layout ``cfg`` needs: one phrase per kind."""
     want = expected_shapes(cfg)
-    missing = sorted(set(want) - set(state_dict))
-    extra = sorted(set(state_dict) - set(want))
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)} (config says {want[k]})"
-        for k in want
-        if k in state_dict and tuple(state_dict[k].shape) != want[k]
+    missing = [repr(k) for k in sorted(set(want) - set(tensors))]
+    extra = [repr(k) for k in sorted(set(tensors) - set(want))]
+    common = [k for k in want if k in tensors]
+    wrong = [f"{k} {tensors[k][1]} (config says {want[k]})" for k in common if tensors[k][1] != want[k]]
+    dtypes = [f"{k} {tensors[k][0]}" for k in common if tensors[k][0] not in FLOAT_DTYPES]
+    kinds = [
+        ("missing ", missing, True),
+        ("unexpected ", extra, True),
+        ("wrong shapes: ", wrong, False),
+        (f"not floating point (expected {'/'.join(FLOAT_DTYPES)}): ", dtypes, False),
     ]
-    if missing or extra or wrong:
-        parts = [f"missing {missing[:6]}" if missing else "", f"unexpected {extra[:6]}" if extra else ""]
-        parts.append(f"wrong shapes: {'; '.join(wrong[:6])}" if wrong else "")
+    return [what + _listed(items, brackets) for what, items, brackets in kinds if items]
+
+
+def _raise_mismatch(cfg: ModelConfig, problems: list[str], where: str) -> None:
+    if problems:
+        summary = f"d_model={cfg.d_model}, n_heads={cfg.n_heads}, n_layers={cfg.n_layers}, d_ff={cfg.d_ff}"
         raise ValueError(
-            f"{where} does not match its config: {', '.join(p for p in parts if p)}; "
-            "the weights and the config come from different models: re-save the checkpoint from the model"
+            f"{where} does not match its config ({summary}, ...): {'; '.join(problems)}; the weights and the "
+            "config come from different models: re-save the checkpoint from the model"
         )
+
+
+def check_state_dict(cfg: ModelConfig, state_dict: dict[str, Tensor], where: str = "state dict") -> None:
+    """Raise a ValueError listing missing, unexpected, wrongly shaped and non-float tensors."""
+    dtype = {True: "F32", False: "int"}
+    layout = {k: (dtype[torch.is_floating_point(v)], tuple(v.shape)) for k, v in state_dict.items()}
+    _raise_mismatch(cfg, layout_mismatches(cfg, layout), where)
 
 
 # ---------------------------------------------------------------------------------------- paths
@@ -130,12 +150,15 @@ def resolve_path(name_or_path: str | os.PathLike) -> Path:
     text = os.fspath(name_or_path)
     if text in SHIPPED:
         return CHECKPOINT_DIR / f"{text}.safetensors"
+    if not text.strip():
+        raise ValueError(f"the checkpoint name is empty; give a shipped name {sorted(SHIPPED)} or a .safetensors path")
     path = Path(text)
-    if path.suffix in PICKLE_SUFFIXES:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
         raise ValueError(
             f"{path} looks like a pickle file ({path.suffix}); MiniGPT Lens loads only safetensors + JSON, "
-            "because unpickling can run arbitrary code. Convert it: load the state dict yourself and call "
-            "model.save_pretrained('name.safetensors')"
+            "because unpickling can run arbitrary code. Convert it where you trust it: "
+            "state = torch.load(path, weights_only=True); model = MiniGPT(cfg); model.load_state_dict(state); "
+            "model.save_pretrained('name')"
         )
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
@@ -153,20 +176,11 @@ def resolve_path(name_or_path: str | os.PathLike) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> str:
-    """Write via ``write(tmp_path)`` to a temp file in ``path``'s directory; return the temp path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp (and safetensors) make 0600; use the usual permissions
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- save / load
@@ -177,7 +191,11 @@ def save_checkpoint(
     tokenizer: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``<path>.safetensors`` and ``<path>.json`` atomically; return the weights path.
+    """Write ``<path>.safetensors`` and ``<path>.json`` together, atomically; return the weights path.
+
+    Both go through :func:`model.files.atomic_paths`: if anything fails, the previous pair is left as
+    it was and no temporary file remains. The document is checked against the schema before writing,
+    so a checkpoint that could not be loaded again is never written. Missing folders are created.
 
     Example:
         >>> import tempfile
@@ -189,31 +207,29 @@ def save_checkpoint(
     """
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
     path = Path(os.fspath(path))
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    weights, meta = path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     check_state_dict(cfg, tensors, "the state dict to save")
-    weights, meta = path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
-    tmp_w = _atomic_write(weights, lambda t: save_file(tensors, t, metadata={"format": FORMAT}))
-    try:
-        prov = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **(provenance or {})}
-        doc = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "config": cfg.to_dict(),
-            "tokenizer": tokenizer,
-            "weights_sha256": _sha256(Path(tmp_w)),
-            "provenance": prov,
-        }
-        text = json.dumps(doc, indent=2, sort_keys=False, default=_json_default)
-        tmp_j = _atomic_write(meta, lambda t: Path(t).write_text(text + "\n", encoding="utf-8"))
-    except BaseException:
-        os.unlink(tmp_w)
-        raise
-    os.replace(tmp_w, weights)
-    os.replace(tmp_j, meta)
+    prov = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **(provenance or {})}
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": cfg.to_dict(),
+        "tokenizer": tokenizer,
+        "weights_sha256": "0" * 64,  # filled in once the weights are written
+        "provenance": prov,
+    }
+    validate_metadata(json.loads(json.dumps(doc, default=_json_default)), f"the metadata to save for {weights}")
+    check_output_path(weights, create_parent=True, what="checkpoint")
+    with atomic_paths(weights, meta) as (tmp_w, tmp_j):
+        save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
+        doc["weights_sha256"] = _sha256(tmp_w)
+        tmp_j.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return weights
 
 
@@ -226,52 +242,50 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_metadata(weights: Path) -> dict[str, Any]:
-    """The validated JSON document beside ``weights``."""
+    """The JSON document beside ``weights``, validated against :data:`model.schema.CHECKPOINT_SCHEMA`."""
     meta = weights.with_suffix(".json")
     if not meta.is_file():
-        raise FileNotFoundError(f"{meta} is missing; a checkpoint is a .safetensors file plus a .json file beside it")
+        raise FileNotFoundError(
+            f"{meta} is missing; a checkpoint is a .safetensors file plus a .json file beside it "
+            f"(shipped names: {sorted(SHIPPED)})"
+        )
     try:
         doc = json.loads(meta.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{meta} is not valid JSON ({err}); the file is damaged: save the checkpoint again") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{meta} must hold a JSON object, got {type(doc).__name__}")
-    for key, kind in _REQUIRED.items():
-        if not isinstance(doc.get(key), kind) or (kind is int and isinstance(doc.get(key), bool)):
-            raise ValueError(
-                f"{meta}: key {key!r} must be a {kind.__name__}, got {doc.get(key)!r}; save the checkpoint again"
-            )
-    if doc["format"] != FORMAT:
-        raise ValueError(f"{meta}: format {doc['format']!r} is not {FORMAT!r}; this is not a MiniGPT Lens checkpoint")
-    if doc["format_version"] > FORMAT_VERSION:
-        raise ValueError(
-            f"{meta}: format_version {doc['format_version']} is newer than this library's {FORMAT_VERSION}; upgrade"
-        )
-    if doc.get("tokenizer") is not None and not isinstance(doc["tokenizer"], dict):
-        raise ValueError(f"{meta}: 'tokenizer' must be an object or null, got {doc['tokenizer']!r}")
+    validate_metadata(doc, str(meta))
     return doc
 
 
 def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
-    """Load a shipped checkpoint by name, or a ``.safetensors`` path (its ``.json`` must sit beside it)."""
+    """Load a shipped checkpoint by name, or a ``.safetensors`` path (its ``.json`` must sit beside it).
+
+    Checks, in order, each a ValueError saying what is wrong: the JSON against the schema; the
+    weights file's header (a pickle, a cut or overwritten file is refused before any tensor is
+    read); the tensor names, shapes and dtypes against the config (every mismatch listed); the
+    weights' hash against the one the JSON recorded; NaN or inf in the weights.
+    """
     weights = resolve_path(name_or_path)
     doc = read_metadata(weights)
+    cfg = ModelConfig.from_dict(doc["config"])
+    _raise_mismatch(cfg, layout_mismatches(cfg, read_safetensors_header(weights)), str(weights))
     meta = weights.with_suffix(".json")
-    try:
-        cfg = ModelConfig.from_dict(doc["config"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{meta}: bad 'config': {err}") from None
     if _sha256(weights) != doc["weights_sha256"]:
         raise ValueError(
-            f"{weights} does not match the hash recorded in {meta.name}: the weights are damaged, truncated, or "
-            "from another save; save the checkpoint again (or restore both files together)"
+            f"{weights} does not match the hash recorded in {meta.name}: the weights are damaged, or the two "
+            "files come from different saves; save the checkpoint again (or restore both files together)"
         )
     try:
         state_dict = load_file(weights)
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"{weights} is not a readable safetensors file ({err}); save the checkpoint again") from None
-    check_state_dict(cfg, state_dict, str(weights))
-    return Checkpoint(cfg, state_dict, doc.get("tokenizer"), doc["provenance"], weights)
+        raise ValueError(f"{weights} is damaged: not a readable safetensors file ({err}); save it again") from None
+    bad = [k for k, v in state_dict.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(
+            f"{weights}: tensors {_listed(bad)} hold NaN or inf; the training diverged or the file was damaged: "
+            "load an earlier checkpoint or train again"
+        )
+    return Checkpoint(cfg, state_dict, doc["tokenizer"], doc["provenance"], weights)
 
 
 def list_checkpoints() -> dict[str, str]:
@@ -289,11 +303,10 @@ def train_state_path(weights: str | os.PathLike) -> Path:
 
 def save_train_state(weights: str | os.PathLike, tensors: dict[str, Tensor], info: dict[str, Any]) -> Path:
     """Atomically write the tensors (optimizer moments, RNG state) and a JSON ``info`` dict for resuming."""
-    path = train_state_path(weights)
+    path = check_output_path(train_state_path(weights), create_parent=True, what="training state")
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    tmp = _atomic_write(path, lambda t: save_file(flat, t, metadata={"info": json.dumps(info, default=_json_default)}))
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(info, default=_json_default)
+    return atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata={"info": text}))
 
 
 def load_train_state(weights: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -309,4 +322,6 @@ def load_train_state(weights: str | os.PathLike) -> tuple[dict[str, Tensor], dic
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is damaged ({err!r}); resume from another checkpoint or start afresh") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} is damaged (its info is a {type(info).__name__}); resume from another checkpoint")
     return tensors, info

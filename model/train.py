@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shlex
 import sys
 import time
@@ -30,12 +29,13 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
 from model import evaluate
-from model.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from model.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state, train_state_path
 from model.config import ModelConfig
 from model.data import TextData, builtin_corpus, load_text_file, repeated_segments_batch, text_batch
+from model.files import atomic_write, check_output_path
 from model.minigpt import MiniGPT
 
 TASKS = ("text", "induction")
@@ -195,6 +195,11 @@ def _setup(
     if ckpt.cfg != model_cfg:
         raise ValueError(f"{ckpt.path} was trained with a different model config ({ckpt.cfg}); resume with that config")
     tensors, info = load_train_state(ckpt.path)
+    if info.get("step") != ckpt.provenance.get("steps"):
+        raise ValueError(
+            f"{train_state_path(ckpt.path)} is at step {info.get('step')} but {ckpt.path.name} at step "
+            f"{ckpt.provenance.get('steps')}: they come from different saves; resume from a matching pair"
+        )
     model = MiniGPT(ckpt.cfg)
     model.load_state_dict(ckpt.state_dict)
     model.to(cfg.device)
@@ -268,6 +273,7 @@ def train(
     model, opt, gen, state = _setup(model_cfg, cfg, resume)
     state["commands"] = [*state.get("commands", []), command or shlex.join(sys.argv)]
     data = load_data(cfg, model)
+    check_output_path(out.with_name(out.name + ".safetensors"), create_parent=True, what="checkpoint")  # fail early
     evaluator = evaluate.Evaluator(
         model_cfg, cfg.task, data, seed=cfg.seed, val_windows=cfg.val_windows, samples=cfg.samples
     )
@@ -312,9 +318,6 @@ def save_loss_curve(history: list[dict[str, Any]], weights: Path, title: str = "
 
     stem = weights.with_suffix("")
     html, png = stem.with_name(stem.name + ".loss.html"), stem.with_name(stem.name + ".loss.png")
-    for path, write in ((html, lambda p: loss_figure(history, title).write_html(p, include_plotlyjs="cdn")),
-                        (png, lambda p: write_loss_png(history, p))):  # fmt: skip
-        tmp = path.with_name(f".{path.name}.tmp")
-        write(tmp)
-        os.replace(tmp, path)  # never a half-written plot under the final name
+    atomic_write(html, lambda tmp: loss_figure(history, title).write_html(tmp, include_plotlyjs="cdn"))
+    atomic_write(png, lambda tmp: write_loss_png(history, tmp))  # never a half-written plot under the final name
     return html, png

@@ -1,0 +1,220 @@
+"""Dashboard safety: localhost by default, checked uploads that keep the previous model, pages and sessions isolated."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+import streamlit
+import tomllib
+import torch
+from streamlit.testing.v1 import AppTest
+
+from dashboards import analyses, state
+from interp import cli_analysis
+from interp.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboards" / "app.py")
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
+UPLOAD = "an uploaded file"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def restore_torch_threads():
+    """The app sets torch to one thread (see dashboards/app.py); give the other test modules their setting back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    if page is not None:
+        at.switch_page(f"views/{page}.py").run()
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def assert_renders(at: AppTest, n_charts: int = 1) -> None:
+    assert not at.exception, f"the page raised: {at.exception[0].message if at.exception else ''}"
+    assert len(at.get("plotly_chart")) >= n_charts, f"fewer than {n_charts} plots; errors: {errors(at)}"
+
+
+def shipped(name: str) -> tuple[bytes, bytes]:
+    return tuple((state.CHECKPOINT_DIR / f"{name}{s}").read_bytes() for s in (".safetensors", ".json"))
+
+
+# ------------------------------------------------------------------------------------------- binding
+def test_config_binds_localhost_and_caps_uploads():
+    """.streamlit/config.toml: localhost only, XSRF/CORS protection not turned off, the code's upload limit."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    server = config["server"]
+    assert server["address"] in ("localhost", "127.0.0.1"), f"the dashboard must bind to localhost: {server}"
+    assert server.get("enableXsrfProtection", True) and server.get("enableCORS", True), "protection switched off"
+    assert server["maxUploadSize"] * 2**20 == state.MAX_UPLOAD_BYTES, "config and code disagree on the upload limit"
+    assert config["browser"]["gatherUsageStats"] is False, "the dashboard must make no network calls of its own"
+
+
+def test_cli_and_make_serve_on_localhost():
+    """`minigpt dashboard` and `make dashboard` both pass --server.address localhost unless told otherwise."""
+    assert build_parser().parse_args(["dashboard"]).address == "localhost", "minigpt dashboard's default address"
+    argv = cli_analysis.dashboard_argv()
+    assert argv[argv.index("--server.address") + 1] == "localhost", argv
+    recipe = re.search(r"^dashboard:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert recipe, "no dashboard target in the Makefile"
+    assert "dashboards/app.py" in recipe.group(1) and "--server.address localhost" in recipe.group(1), recipe.group(1)
+
+
+def test_app_warns_when_it_listens_on_every_interface(monkeypatch):
+    """Started without an address (outside the repository root), the sidebar says so; normally it does not."""
+    assert not open_page().sidebar.warning, "a warning although the server is bound to localhost"
+    real = streamlit.get_option
+    monkeypatch.setattr(streamlit, "get_option", lambda key: None if key == "server.address" else real(key))
+    at = open_page()
+    assert any("every network interface" in w.value for w in at.sidebar.warning), "no warning on 0.0.0.0"
+
+
+# ------------------------------------------------------------------------------------------- uploads
+def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    at.sidebar.file_uploader(key="checkpoint_upload").set_value([(n, d, "application/octet-stream") for n, d in files])
+    return at.run()
+
+
+@pytest.fixture
+def on_induction() -> AppTest:
+    """A session showing induction-2l (the 'previous model'), with the upload widget open."""
+    at = open_page()
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    return at.sidebar.selectbox(key="checkpoint_choice").set_value(UPLOAD).run()
+
+
+def test_uploader_takes_only_checkpoint_files_within_the_limit(on_induction):
+    """The upload widget accepts .safetensors and .json only, with the same MB limit as the config."""
+    uploader = on_induction.sidebar.file_uploader(key="checkpoint_upload")
+    assert sorted(uploader.allowed_type) == [".json", ".safetensors"], uploader.allowed_type
+    assert uploader.proto.max_upload_size_mb * 2**20 == state.MAX_UPLOAD_BYTES, "widget limit differs from the code's"
+    assert on_induction.session_state["selection"].label == "induction-2l", "waiting for an upload lost the model"
+
+
+def _bad_uploads() -> dict[str, tuple[list[tuple[str, bytes]], str]]:
+    weights, meta = shipped("minigpt-text")
+    doc = json.loads(meta)
+    schema = json.dumps({**doc, "config": {**doc["config"], "act": "swish"}}).encode()
+    other_hash = json.dumps({**doc, "weights_sha256": "0" * 64}).encode()
+    pickled = io.BytesIO()
+    torch.save({"embed.W_E": torch.zeros(64, 64)}, pickled)
+    return {
+        "pickle-renamed": ([("m.safetensors", pickled.getvalue()), ("m.json", meta)], "PyTorch/pickle"),
+        "truncated": ([("m.safetensors", weights[: len(weights) // 2]), ("m.json", meta)], "is damaged"),
+        "schema": ([("m.safetensors", weights), ("m.json", schema)], "'config.act' must be one of"),
+        "weights-only": ([("m.safetensors", weights)], "also upload the .json"),
+        "mismatched": ([("m.safetensors", shipped("induction-2l")[0]), ("m.json", meta)], "does not match the config"),
+        "two-saves": ([("m.safetensors", weights), ("m.json", other_hash)], "come from different saves"),
+        "two-json": ([("m.safetensors", weights), ("a.json", meta), ("b.json", meta)], "exactly one .safetensors"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_uploads()))
+def test_wrong_upload_shows_an_error_and_keeps_the_previous_model(on_induction, case):
+    """A wrong or damaged upload: st.error with the reason, the previous model stays, the pages still draw."""
+    files, reason = _bad_uploads()[case]
+    at = upload(on_induction, files)
+    assert not at.exception, f"the upload raised: {at.exception[0].message}"
+    assert any(reason in e and "Showing 'induction-2l' instead" in e for e in errors(at)), errors(at)
+    assert at.session_state["selection"].label == "induction-2l", "a wrong upload replaced the previous model"
+    at.switch_page("views/attention.py").run()
+    assert_renders(at, 3)
+
+
+def test_oversize_upload_is_refused_in_code(monkeypatch):
+    """Beyond MAX_UPLOAD_BYTES the code refuses the upload itself (not only the browser), keeping the model."""
+    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 2**20)  # before the session starts: the widget's limit follows it
+    at = open_page()
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    at.sidebar.selectbox(key="checkpoint_choice").set_value(UPLOAD).run()
+    weights, meta = shipped("minigpt-text")
+    at = upload(at, [("m.safetensors", weights + weights + weights), ("m.json", meta)])
+    assert any("over the 1 MB limit" in e for e in errors(at)), errors(at)
+    assert at.session_state["selection"].label == "induction-2l", "an oversize upload replaced the previous model"
+
+
+def test_good_upload_after_a_bad_one_is_used(on_induction):
+    """After a refused upload, a correct pair loads and becomes the model shown."""
+    weights, meta = shipped("minigpt-text")
+    upload(on_induction, [("m.safetensors", weights[:100]), ("m.json", meta)])
+    at = upload(on_induction, [("mine.safetensors", weights), ("mine.json", meta)])
+    assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
+    assert_renders(at, 2)
+
+
+def test_pickle_named_files_are_refused_by_the_code_too():
+    """Even past the browser's type filter, check_upload refuses pickle files by name, saying why."""
+    with pytest.raises(ValueError, match="unpickling can run arbitrary code"):
+        state.check_upload([("model.pt", b"\x80\x04"), ("model.json", b"{}")])
+
+
+# ------------------------------------------------------------------------------------------- isolation
+def test_error_on_one_page_stays_on_that_page(monkeypatch):
+    """An analysis that raises shows st.error on its page; the other pages, and later that one, still render."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("attention analysis broke (test)")
+
+    monkeypatch.setattr(analyses, "attention_patterns", broken)
+    at = open_page("attention")
+    assert not at.exception, "the page's exception reached the user as a traceback"
+    assert any("attention analysis broke (test)" in e and "other pages still work" in e for e in errors(at)), errors(at)
+    for page in PAGES:
+        if page != "attention":
+            at.switch_page(f"views/{page}.py").run()
+            assert_renders(at)
+    monkeypatch.undo()
+    at.switch_page("views/attention.py").run()
+    assert_renders(at, 3)
+
+
+def test_failing_section_keeps_the_rest_of_its_page(monkeypatch):
+    """A section whose analysis refuses its input shows why; the page's other sections still draw."""
+    monkeypatch.setattr(analyses, "lens", lambda *a, **k: (_ for _ in ()).throw(ValueError("lens refused (test)")))
+    at = open_page("residual")
+    assert not at.exception and "Logit lens: lens refused (test)" in errors(at), errors(at)
+    assert len(at.get("plotly_chart")) == 1, "the residual-writes chart must still be drawn"
+
+
+def charts(at: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
+def test_sessions_do_not_see_each_others_state():
+    """Two sessions: changing model, prompt and settings in one leaves the other's selection and charts as they were."""
+    a, b = open_page(), open_page()
+    before = charts(b)
+    a.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    a.text_area(key="prompt").input("abcabc").run()
+    a.slider(key="pred_temperature").set_value(0.0).run()
+    a.sidebar.selectbox(key="checkpoint_choice").set_value("a .safetensors path").run()
+    a.sidebar.text_input(key="checkpoint_path").input("/no/such.safetensors").run()
+    b.run()
+    sel_a, sel_b = a.session_state["selection"], b.session_state["selection"]
+    assert (sel_a.label, sel_a.prompt) == ("induction-2l", "abcabc"), "session a lost its own choices"
+    assert (sel_b.label, sel_b.prompt) == ("minigpt-text", state.DEFAULT_PROMPT), "session b sees session a's state"
+    assert b.slider(key="pred_temperature").value == 1.0 and not errors(b), "a's settings or errors leaked into b"
+    assert charts(b) == before, "session b's charts changed when session a changed its inputs"
+
+
+def test_cached_frames_are_copies():
+    """A page that mutates a cached frame cannot change what the next caller (another session) gets."""
+    model = state.random_model(0)
+    ids = state.check_prompt(model, "hello")
+    first = analyses.next_token_distribution(model, "random:0", ids, 2)
+    first.loc[:, "prob"] = -1.0
+    again = analyses.next_token_distribution(model, "random:0", ids, 2)
+    assert (again["prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
