@@ -47,6 +47,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.checks import check_int, check_model, check_seed, require_finite
 from interp.metrics import Metric, as_metric
 from model.minigpt import MiniGPT, next_token_loss
 
@@ -81,8 +82,11 @@ def resolve_positions(positions: Sequence[int] | None, n_pos: int) -> list[int] 
     """Non-negative positions (negative ones count from the end); IndexError names the valid range."""
     if positions is None:
         return None
+    if isinstance(positions, str) or not isinstance(positions, int | Iterable):
+        raise TypeError(f"positions must be an int or a list of ints, got {type(positions).__name__}")
     out = []
-    for p in positions:
+    for p in [positions] if isinstance(positions, int) else positions:
+        p = check_int(p, "every position")
         q = p + n_pos if p < 0 else p
         if not 0 <= q < n_pos:
             raise IndexError(f"position {p} is out of range for {n_pos} tokens (valid 0..{n_pos - 1}, or -{n_pos}..-1)")
@@ -261,7 +265,8 @@ def resample_rows(batch: int, n_source: int, seed: int, from_self: bool) -> Int[
     ``from_self``: a random derangement of the batch (no row keeps its own); else rows of the
     source drawn uniformly with replacement.
     """
-    gen = torch.Generator().manual_seed(seed)
+    batch, n_source = check_int(batch, "batch", minimum=1), check_int(n_source, "n_source", minimum=1)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     if not from_self:
         return torch.randint(0, n_source, (batch,), generator=gen)
     if batch < 2:
@@ -286,9 +291,10 @@ def replacements(
     """Replacement activation at each hook name: ``{}`` for zero, ``[1, pos, ...]`` for mean, ``[batch, pos, ...]``
     for resample. Sweeps and :func:`ablate` share this, so their replacements are identical."""
     names = sorted(set(names))
+    check_seed(seed)
     if check_method(method) == "zero" or not names:
         return {}
-    n_batch, n_pos = tokens.shape
+    n_batch, n_pos = check_model(model).check_tokens(tokens).shape
     if reference is not None:
         reference = model.check_tokens(reference)
         if reference.shape[1] < n_pos:
@@ -335,7 +341,10 @@ def ablation_hooks(
     seed: int = 0,
 ) -> list[tuple[str, object]]:
     """``fwd_hooks`` applying every spec (one run of the reference per method, whatever the number of specs)."""
-    specs = list(specs)
+    if not isinstance(specs, Iterable):
+        raise TypeError(f"specs must be a list of ablation specs (HeadAblation, MLPAblation, ...), got {specs!r}")
+    specs, seed = list(specs), check_seed(seed)
+    check_model(model)
     for spec in specs:
         if not isinstance(spec, _Spec):
             raise TypeError(f"expected ablation specs (HeadAblation, MLPAblation, ...), got {spec!r}")
@@ -353,6 +362,8 @@ def ablation_hooks(
 # ---------------------------------------------------------------------------------------- parsing
 def parse_pairs(text: str, second: str = "head") -> list[tuple[int, int]]:
     """``"1.2,0.3"`` -> ``[(1, 2), (0, 3)]`` (LAYER.HEAD, LAYER.NEURON or LAYER.POS pairs)."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected a string of LAYER.{second.upper()} pairs like '1.2,0.3', got {type(text).__name__}")
     pairs = []
     for item in (t.strip() for t in text.split(",")):
         parts = item.split(".")
@@ -364,6 +375,8 @@ def parse_pairs(text: str, second: str = "head") -> list[tuple[int, int]]:
 
 def parse_layers(text: str) -> list[int]:
     """``"0,1"`` -> ``[0, 1]``."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected a string of comma-separated layer numbers like '0,1', got {type(text).__name__}")
     items = [t.strip() for t in text.split(",")]
     if not all(t.isdigit() for t in items):
         raise ValueError(f"could not parse layers {text!r}: expected comma-separated layer numbers like '0,1'")
@@ -448,7 +461,7 @@ def ablate(
         loss ...
     """
     method = check_method(method)
-    tokens = model.check_tokens(tokens)
+    tokens = check_model(model).check_tokens(tokens)
     all_specs = list(specs)
     all_specs += _specs(heads, HeadAblation, method, "head")
     all_specs += _specs(attn_layers, AttnLayerAblation, method, None)
@@ -458,6 +471,7 @@ def ablate(
     hooks = ablation_hooks(model, all_specs, tokens, reference, seed)
     with torch.no_grad():
         logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        require_finite(logits, "ablate", model, tokens=tokens, fwd_hooks=hooks)
         per_token = next_token_loss(logits, tokens, per_token=True) if tokens.shape[1] > 1 else None
     loss = None if per_token is None else float(per_token.mean())
     return AblationResult(logits, loss, per_token, tokens, tuple(all_specs))

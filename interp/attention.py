@@ -39,6 +39,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp.checks import check_cache, check_index, check_model, require_finite
 from model.cache import ActivationCache
 from model.minigpt import MiniGPT
 
@@ -96,15 +97,17 @@ def head_scores(model: MiniGPT, tokens: Int[Tensor, "batch pos"], cache: Activat
         >>> list(df.columns[:3]), len(df)
         (['layer', 'head', 'component'], 8)
     """
-    tokens = model.check_tokens(tokens)
+    tokens = check_model(model).check_tokens(tokens)
     if cache is None:
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    check_cache(cache)
     masks = _masks(tokens.to(cache["pattern", 0].device))
     rows = []
     for layer in range(model.cfg.n_layers):
         pattern = cache["pattern", layer].float()
         if pattern.shape[0] != tokens.shape[0] or pattern.shape[-1] != tokens.shape[1]:
             raise ValueError(f"tokens {tuple(tokens.shape)} do not match the cached patterns {tuple(pattern.shape)}")
+        require_finite(pattern, "head_scores", model, cache=cache)  # NaN scores must mean "undefined" only
         scores = {name: _masked_mean(pattern, mask) for name, mask in masks.items()}
         entropy = -torch.special.xlogy(pattern, pattern).sum(-1)[:, :, 1:]  # batch head q>=1
         scores["entropy"] = entropy.mean((0, 2))  # NaN for one-token sequences, like the other scores
@@ -130,14 +133,22 @@ def classify_heads(scores: pd.DataFrame, thresholds: dict[str, float] | None = N
         >>> list(classify_heads(df))
         ['induction', 'previous_token']
     """
+    if not isinstance(scores, pd.DataFrame):
+        raise TypeError(f"scores must be the DataFrame of head_scores, got {type(scores).__name__}")
     limits = dict(THRESHOLDS)
     unknown = set(thresholds or {}) - set(limits)
     if unknown:
         raise KeyError(f"unknown head kinds {sorted(unknown)}; thresholds can be set for {list(limits)}")
     limits.update(thresholds or {})
+    for name, limit in limits.items():
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or limit != limit:
+            raise TypeError(f"threshold for {name!r} must be a number, got {limit!r}")
     missing = [name for name in limits if name not in scores.columns]
     if missing:
         raise KeyError(f"scores lack the columns {missing}; pass the frame from head_scores")
+    if not all(pd.api.types.is_numeric_dtype(scores[name]) for name in limits):
+        bad = [name for name in limits if not pd.api.types.is_numeric_dtype(scores[name])]
+        raise TypeError(f"score columns {bad} are not numeric; pass the frame from head_scores")
     kind = pd.Series("other", index=scores.index, name="kind", dtype=object)
     for name in reversed(list(limits)):  # earlier kinds overwrite later ones
         kind[scores[name].to_numpy(dtype=float) >= limits[name]] = name
@@ -167,15 +178,15 @@ def attention_pattern_frame(
         >>> attention_pattern_frame(model, cache, tokens, layer=1, head=2).shape
         (10, 5)
     """
-    tokens = model.check_tokens(tokens)
-    for name, value, size in (("layer", layer, model.cfg.n_layers), ("head", head, model.cfg.n_heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-            raise IndexError(f"{name}={value!r} is out of range; the model has {size} ({name} 0..{size - 1})")
+    tokens = check_model(model).check_tokens(tokens)
+    layer, head = check_index(layer, model.cfg.n_layers, "layer"), check_index(head, model.cfg.n_heads, "head")
     if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch < tokens.shape[0]:
         raise IndexError(f"batch={batch!r} is out of range for {tokens.shape[0]} sequences")
-    pattern = cache["pattern", layer][batch, head].detach().double().cpu().numpy()
-    if pattern.shape[-1] != tokens.shape[1]:
-        raise ValueError(f"tokens have {tokens.shape[1]} positions but the cached pattern has {pattern.shape[-1]}")
+    cached = check_cache(cache)["pattern", layer]
+    if tuple(cached.shape[::2]) != tuple(tokens.shape):
+        raise ValueError(f"tokens {tuple(tokens.shape)} do not match the cached patterns {tuple(cached.shape)}")
+    require_finite(cached[batch, head], "attention_pattern_frame", model, cache=cache)
+    pattern = cached[batch, head].detach().double().cpu().numpy()
     q_pos, k_pos = np.tril_indices(tokens.shape[1])
     labels = np.asarray(_token_labels(model, tokens[batch].tolist()), dtype=object)
     return pd.DataFrame(

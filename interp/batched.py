@@ -33,6 +33,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
+from interp.checks import check_index, check_int
 from interp.metrics import Metric
 from model.minigpt import MiniGPT
 
@@ -43,6 +44,7 @@ ACCELERATOR_CHUNK_BYTES = 256 * 2**20  # the same on a GPU
 
 def embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
     """``blocks.0.hook_resid_pre``: token embedding plus position embedding (none for rotary)."""
+    tokens = model.check_tokens(tokens)
     x = model.hook_embed(model.embed(tokens))
     if model.pos_embed is not None:
         x = x + model.hook_pos_embed(model.pos_embed(tokens))
@@ -55,8 +57,9 @@ def run_from(
     """The final residual (input of ``ln_final``) from the state ``x`` at ``stage`` of block ``layer``."""
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
-    if not 0 <= layer < model.cfg.n_layers:
-        raise IndexError(f"layer {layer} is out of range; this model has layers 0..{model.cfg.n_layers - 1}")
+    layer = check_index(layer, model.cfg.n_layers, "layer")
+    if x.ndim != 3 or x.shape[-1] != model.cfg.d_model:
+        raise ValueError(f"the state x must be [batch, pos, d_model={model.cfg.d_model}], got {tuple(x.shape)}")
     post = model.cfg.norm == "post"
     if stage != "resid_pre":
         block = model.blocks[layer]
@@ -76,6 +79,7 @@ def run_from(
 
 def unembedding(model: MiniGPT, metric: Metric) -> tuple[Float[Tensor, "d_model k_vocab"], Tensor | None]:
     """``W_U`` and ``b_U`` restricted to the vocabulary columns ``metric`` reads (all when it reads all)."""
+    _check_metric(metric)
     W_U, b_U = model.W_U, model.b_U
     if metric.columns is None:
         return W_U, b_U
@@ -96,7 +100,7 @@ def read_logits(
 
     ``unembed``: :func:`unembedding` computed once, when calling this for many chunks.
     """
-    positions = metric.read_positions(n_pos)
+    positions = _check_metric(metric).read_positions(n_pos)
     if positions is not None:
         resid = resid[..., positions, :]
     if model.ln_final is not None:
@@ -112,6 +116,7 @@ def cached_run(
 
     Gradients flow when called under ``torch.enable_grad()`` (the activations are then graph nodes).
     """
+    _check_metric(metric)
     store: dict[str, Tensor] = {}
 
     def keep(act: Tensor, hook) -> None:
@@ -130,7 +135,8 @@ def default_chunk_size(model: MiniGPT, n_pos: int, metric: Metric, budget: int |
     faults once they outgrow what the allocator keeps (measured on the GPT-2-sized config: the
     sweep of the top 3 layers took 3.6 forwards with 4 sequences per chunk, 4.1 with 24).
     """
-    cfg = model.cfg
+    cfg, n_pos = model.cfg, check_int(n_pos, "n_pos", minimum=1)
+    _check_metric(metric)
     if budget is None:
         budget = CPU_CHUNK_BYTES if model.device.type == "cpu" else ACCELERATOR_CHUNK_BYTES
     width = max(3 * cfg.d_model, 0 if cfg.attn_only else cfg.d_ff, cfg.n_heads * n_pos)
@@ -184,6 +190,9 @@ def position_mask(n_pos: int, positions: list[int] | None, like: Tensor) -> Tens
     """``[pos]`` float mask with 1 at ``positions`` (all when None)."""
     if positions is None:
         return torch.ones(n_pos, dtype=like.dtype, device=like.device)
+    bad = [p for p in positions if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n_pos]
+    if bad:
+        raise IndexError(f"position {bad[0]!r} is out of range for {n_pos} positions (valid 0..{n_pos - 1})")
     mask = torch.zeros(n_pos, dtype=like.dtype, device=like.device)
     mask[positions] = 1
     return mask
@@ -192,13 +201,26 @@ def position_mask(n_pos: int, positions: list[int] | None, like: Tensor) -> Tens
 def check_layers(model: MiniGPT, layers: Sequence[int] | None) -> list[int]:
     """The layers to visit (all when None); IndexError names the valid range."""
     n = model.cfg.n_layers
-    layers = list(range(n)) if layers is None else [layers] if isinstance(layers, int) else list(layers)
-    for layer in layers:
-        if not isinstance(layer, int) or not 0 <= layer < n:
-            raise IndexError(f"layer {layer!r} is out of range: the model has {n} layers (valid 0..{n - 1})")
-    return layers
+    if layers is None:
+        return list(range(n))
+    if isinstance(layers, str) or not isinstance(layers, int | Iterable):
+        raise TypeError(f"layers must be an int, a list of ints or None, got {type(layers).__name__}")
+    layers = [layers] if isinstance(layers, int) else list(layers)
+    if not layers:
+        raise ValueError(f"layers is empty; give at least one layer (valid 0..{n - 1}) or None for all")
+    return [check_index(layer, n, "layer") for layer in layers]
+
+
+def _check_metric(metric: object) -> Metric:
+    if not isinstance(metric, Metric):
+        raise TypeError(
+            f"metric must be a Metric (interp.metrics.as_metric makes one from a name or a function), "
+            f"got {type(metric).__name__}"
+        )
+    return metric
 
 
 def progress_bar(total: int, progress: bool | None, desc: str) -> tqdm:
     """A tqdm bar over variants; ``progress=None`` shows it only on a terminal."""
+    total = check_int(total, "total", minimum=0)
     return tqdm(total=total, desc=desc, unit="variant", disable=None if progress is None else not progress, leave=False)

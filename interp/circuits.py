@@ -33,6 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.checks import check_index, check_int, check_model, check_seed, require_finite
 from model.minigpt import MiniGPT
 
 
@@ -53,6 +54,14 @@ class FactoredMatrix:
             raise ValueError(
                 f"factors {tuple(A.shape)} @ {tuple(B.shape)} do not chain: need A [..., m, r], B [..., r, n]"
             )
+        if not A.is_floating_point() or A.dtype != B.dtype:
+            raise TypeError(f"factors must share one floating-point dtype, got {A.dtype} and {B.dtype}")
+        try:
+            torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+        except RuntimeError:
+            raise ValueError(
+                f"the leading (batch) axes of the factors {tuple(A.shape)} and {tuple(B.shape)} do not broadcast"
+            ) from None
         self.A, self.B = A, B
 
     @property
@@ -81,7 +90,13 @@ class FactoredMatrix:
         """Rows ``start:stop`` of the product, without building the rest."""
         return self.A[..., start:stop, :] @ self.B
 
+    def _check_chain(self, left: tuple[int, ...], right: tuple[int, ...]) -> None:
+        if len(left) < 2 or len(right) < 2 or left[-1] != right[-2]:
+            raise ValueError(f"cannot multiply {left} @ {right}: the inner dimensions differ")
+
     def __matmul__(self, other: FactoredMatrix | Tensor) -> FactoredMatrix:
+        if isinstance(other, FactoredMatrix | Tensor):
+            self._check_chain(self.shape, tuple(other.shape))
         if isinstance(other, FactoredMatrix):
             middle = self.B @ other.A  # r1 x r2: keep the smaller inner dimension
             if self.inner <= other.inner:
@@ -93,6 +108,7 @@ class FactoredMatrix:
 
     def __rmatmul__(self, other: Tensor) -> FactoredMatrix:
         if isinstance(other, Tensor):
+            self._check_chain(tuple(other.shape), self.shape)
             return FactoredMatrix(other @ self.A, self.B)
         return NotImplemented
 
@@ -123,12 +139,9 @@ class FactoredMatrix:
         return torch.linalg.eigvals(self.B @ self.A)
 
 
-def _check_index(model: MiniGPT, layer: int, head: int | None) -> None:
-    for name, value, size in (("layer", layer, model.cfg.n_layers), ("head", head, model.cfg.n_heads)):
-        if name == "head" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-            raise IndexError(f"{name}={value!r} is out of range; the model has {size} ({name} 0..{size - 1})")
+def _check_index(model: MiniGPT, layer: int, head: int | None) -> tuple[int, int | None]:
+    layer = check_index(layer, check_model(model).cfg.n_layers, "layer")
+    return layer, None if head is None else check_index(head, model.cfg.n_heads, "head")
 
 
 def _fold_ln(ln, weight: Tensor) -> Tensor:
@@ -141,18 +154,27 @@ def _fold_ln(ln, weight: Tensor) -> Tensor:
 
 def _head_weights(model: MiniGPT, layer: int, head: int | None) -> dict[str, Tensor]:
     """W_Q, W_K, W_V (LayerNorm folded, pre-norm only) and W_O of one head, or of all heads (batched)."""
-    _check_index(model, layer, head)
+    layer, head = _check_index(model, layer, head)
     block = model.blocks[layer]
     ln = block.ln1 if model.cfg.norm == "pre" else None
     pick = slice(None) if head is None else head
     attn = block.attn
     out = {name: _fold_ln(ln, getattr(attn, name).detach()[pick]) for name in ("W_Q", "W_K", "W_V")}
     out["W_O"] = attn.W_O.detach()[pick]
+    for weight in out.values():
+        require_finite(weight, f"circuit analysis of layer {layer}", model)
     return out
 
 
 def _unembed(model: MiniGPT) -> Float[Tensor, "d_model d_vocab"]:
-    return _fold_ln(model.ln_final if model.cfg.norm == "pre" else None, model.W_U.detach())
+    unembed = _fold_ln(model.ln_final if model.cfg.norm == "pre" else None, model.W_U.detach())
+    require_finite(unembed, "circuit analysis (unembedding)", model)
+    return unembed
+
+
+def _embed(model: MiniGPT) -> Float[Tensor, "d_vocab d_model"]:
+    require_finite(model.W_E, "circuit analysis (embedding)", model)
+    return model.W_E.detach()
 
 
 def qk_matrix(model: MiniGPT, layer: int, head: int | None = None) -> FactoredMatrix:
@@ -188,8 +210,8 @@ def qk_circuit(model: MiniGPT, layer: int, head: int | None = None) -> FactoredM
         >>> qk_circuit(MiniGPT(ModelConfig(), seed=0), 0, 3)
         FactoredMatrix(shape=(64, 64), inner=16)
     """
-    W_E = model.W_E.detach()
     qk = qk_matrix(model, layer, head)
+    W_E = _embed(model)
     return FactoredMatrix(W_E @ qk.A, qk.B @ W_E.T)
 
 
@@ -203,7 +225,7 @@ def ov_circuit(model: MiniGPT, layer: int, head: int | None = None) -> FactoredM
         (4, 64, 64)
     """
     ov = ov_matrix(model, layer, head)
-    return FactoredMatrix(model.W_E.detach() @ ov.A, ov.B @ _unembed(model))
+    return FactoredMatrix(_embed(model) @ ov.A, ov.B @ _unembed(model))
 
 
 @torch.no_grad()
@@ -221,9 +243,10 @@ def copying_scores(model: MiniGPT, token_ids: list[int] | None = None, chunk: in
         >>> copying_scores(MiniGPT(ModelConfig(), seed=0)).shape
         (8, 4)
     """
-    ids = torch.arange(model.cfg.d_vocab) if token_ids is None else torch.as_tensor(token_ids, dtype=torch.long)
-    if ids.ndim != 1 or ids.numel() == 0 or ids.min() < 0 or ids.max() >= model.cfg.d_vocab:
-        raise ValueError(f"token_ids must be a non-empty list of ids in [0, {model.cfg.d_vocab}), got {token_ids!r}")
+    d_vocab, chunk = check_model(model).cfg.d_vocab, check_int(chunk, "chunk", minimum=1)
+    ids = torch.arange(d_vocab) if token_ids is None else torch.as_tensor(_int_list(token_ids, "token_ids"))
+    if ids.ndim != 1 or ids.numel() == 0 or ids.min() < 0 or ids.max() >= d_vocab:
+        raise ValueError(f"token_ids must be a non-empty list of ids in [0, {d_vocab}), got {token_ids!r}")
     rows = []
     for layer in range(model.cfg.n_layers):
         ov = ov_circuit(model, layer)  # head d_vocab d_vocab, as factors
@@ -236,6 +259,19 @@ def copying_scores(model: MiniGPT, token_ids: list[int] | None = None, chunk: in
     return pd.DataFrame(rows, columns=["layer", "head", "component", "copying_score"])
 
 
+def _int_list(values: object, name: str) -> list[int]:
+    """A list of ints from a list, range or 1-d integer tensor (TypeError naming ``name`` otherwise)."""
+    if isinstance(values, Tensor):
+        if values.is_floating_point() or values.dtype == torch.bool or values.ndim != 1:
+            raise TypeError(
+                f"{name} must be a 1-d integer tensor or a list of ints, got {values.dtype} {tuple(values.shape)}"
+            )
+        return values.tolist()
+    if isinstance(values, str) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of ints, got {type(values).__name__}")
+    return [check_int(v, f"every entry of {name}") for v in values]
+
+
 def composition_score(first: FactoredMatrix, second: FactoredMatrix) -> Tensor:
     """Elhage et al. (2021): ``||W_1 W_2||_F / (||W_1||_F ||W_2||_F)`` in [0, 1] (broadcast over leading axes).
 
@@ -244,6 +280,11 @@ def composition_score(first: FactoredMatrix, second: FactoredMatrix) -> Tensor:
         >>> composition_score(eye, eye).item()  # ||I|| / ||I||^2 = 1 / sqrt(4)
         0.5
     """
+    if not isinstance(first, FactoredMatrix) or not isinstance(second, FactoredMatrix):
+        raise TypeError(
+            f"composition_score takes two FactoredMatrix (e.g. ov_matrix, qk_matrix), got {type(first).__name__} "
+            f"and {type(second).__name__}"
+        )
     return (first @ second).norm() / (first.norm() * second.norm())
 
 
@@ -285,8 +326,8 @@ def composition_scores(model: MiniGPT, seed: int = 0, n_draws: int = 16) -> pd.D
     """
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
         raise ValueError(f"n_draws must be a positive int, got {n_draws!r}")
-    cfg = model.cfg
-    gen = torch.Generator().manual_seed(seed)
+    cfg = check_model(model).cfg
+    gen = torch.Generator().manual_seed(check_seed(seed))
     rand_ov = _random_factors(n_draws, cfg.d_model, cfg.d_head, cfg.d_model, gen)
     rand_qk = _random_factors(n_draws, cfg.d_model, cfg.d_head, cfg.d_model, gen)
     rand_ov2 = _random_factors(n_draws, cfg.d_model, cfg.d_head, cfg.d_model, gen)

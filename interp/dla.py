@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.checks import check_cache, check_model, require_finite
 from interp.residual import accumulated_resid, final_resid_name, head_writes, long_frame, require_additive
 from model.cache import ActivationCache
 from model.minigpt import MiniGPT
@@ -59,11 +60,10 @@ TargetLike = int | str | Sequence[int] | Int[Tensor, "..."] | None
 
 
 def _prepare(model: MiniGPT, cache: ActivationCache | None, tokens) -> tuple[ActivationCache, Tensor]:
-    tokens = model.check_tokens(tokens)
+    tokens = check_model(model).check_tokens(tokens)
     if cache is None:
         _, cache = model.run_with_cache(tokens)
-    if not isinstance(cache, ActivationCache):
-        raise TypeError(f"cache must be an ActivationCache from model.run_with_cache, got {type(cache).__name__}")
+    check_cache(cache)
     cached = tuple(cache["hook_embed"].shape[:2])
     if cached != tuple(tokens.shape):
         raise ValueError(f"tokens have shape {tuple(tokens.shape)} but the cache was recorded on {cached}")
@@ -81,8 +81,8 @@ def final_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch
         >>> bool(torch.allclose(final_logits(model, cache), logits, atol=1e-5))
         True
     """
-    name = "ln_final.hook_normalized" if model.ln_final is not None else final_resid_name(model)
-    x = cache[name]
+    name = "ln_final.hook_normalized" if check_model(model).ln_final is not None else final_resid_name(model)
+    x = check_cache(cache)[name]
     logits = x @ model.W_U.detach().to(x.device)
     return logits if model.b_U is None else logits + model.b_U.detach().to(x.device)
 
@@ -241,6 +241,7 @@ def direct_logit_attribution(
     blocks += [([(name, -1, -1, -1, kind)], value[None]) for name, kind, value in biases]
     labels = pd.DataFrame([row for rows, _ in blocks for row in rows], columns=DLA_COLUMNS[4:9])
     values = torch.cat([value for _, value in blocks])
+    require_finite(values, "direct logit attribution", model, cache=cache)
     contrast_col = torch.full_like(target_ids, -1) if contrast_ids is None else contrast_ids
     return long_frame(values, labels, "contribution", {"target": target_ids, "contrast": contrast_col})
 
@@ -268,7 +269,9 @@ def logit_difference(
     logits = final_logits(model, cache)
     target_ids = resolve_target(model, tokens, target, logits)
     contrast_ids = resolve_target(model, tokens, contrast, logits, name="contrast")
-    return logits.gather(-1, target_ids[..., None])[..., 0] - logits.gather(-1, contrast_ids[..., None])[..., 0]
+    diff = logits.gather(-1, target_ids[..., None])[..., 0] - logits.gather(-1, contrast_ids[..., None])[..., 0]
+    require_finite(diff, "logit_difference", model, cache=cache)
+    return diff
 
 
 def _token_names(model: MiniGPT, ids: np.ndarray) -> np.ndarray:
@@ -305,7 +308,7 @@ def logit_lens(
         >>> df.shape, len(df.top_tokens[0])
         ((9, 10), 3)
     """
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.cfg.d_vocab:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= check_model(model).cfg.d_vocab:
         raise ValueError(f"k must be an int in [1, {model.cfg.d_vocab}], got {k!r}")
     cache, tokens = _prepare(model, cache, tokens)
     stages, labels = accumulated_resid(model, cache)
@@ -316,6 +319,7 @@ def logit_lens(
     probs = (logits if model.b_U is None else logits + model.b_U.detach().to(stages.device)).softmax(-1)
     target_ids = resolve_target(model, tokens, target, final_logits(model, cache) if target is None else None)
     target_prob = probs.gather(-1, target_ids.expand(len(labels), -1, -1)[..., None])  # stage batch pos 1
+    require_finite(target_prob, "logit_lens", model, cache=cache)
     rank = (probs > target_prob).sum(-1)
     top_probs, top_ids = probs.topk(k, dim=-1)
     order = (1, 2, 0)  # -> batch pos stage

@@ -25,7 +25,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,14 +50,25 @@ class Metric:
 
     def score(self, logits: Float[Tensor, "... batch k_pos k_vocab"], tokens: Int[Tensor, "batch pos"]) -> Tensor:
         """The metric from logits already restricted to ``read_positions`` and ``columns``."""
-        raise NotImplementedError
+        raise TypeError(
+            f"{type(self).__name__} does not define score(); use Loss(), LossAt(positions), LogitDiff(answer, "
+            "wrong), TargetProb(target), a subclass that defines score, or a plain fn(logits, tokens)"
+        )
 
     def __call__(self, logits: Float[Tensor, "... batch pos d_vocab"], tokens: Int[Tensor, "batch pos"]) -> Tensor:
+        if not isinstance(logits, Tensor) or not isinstance(tokens, Tensor):
+            raise TypeError(
+                f"a metric takes (logits, tokens) tensors, got {type(logits).__name__} and {type(tokens).__name__}"
+            )
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise TypeError(f"tokens must hold integer ids, got dtype {tokens.dtype}; use model.to_tokens(text)")
         if logits.ndim < 3 or logits.shape[-3:-1] != tokens.shape:
             raise ValueError(
                 f"logits of shape {tuple(logits.shape)} do not match tokens of shape {tuple(tokens.shape)}; "
                 "expected logits [..., batch, pos, d_vocab] for tokens [batch, pos]"
             )
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= logits.shape[-1]):
+            raise ValueError(f"tokens hold ids outside the vocabulary [0, {logits.shape[-1]}) of the logits")
         positions = self.read_positions(tokens.shape[1])
         if positions is not None:
             logits = logits[..., positions, :]
@@ -67,6 +79,29 @@ class Metric:
                 )
             logits = logits[..., list(self.columns)]
         return self.score(logits, tokens)
+
+
+def _position_tuple(values: object, what: str) -> tuple[int, ...]:
+    """``values`` (one int or a list of ints) as a tuple of ints; TypeError naming ``what`` otherwise."""
+    if isinstance(values, Tensor):
+        values = values.tolist()
+    items = list(values) if isinstance(values, Iterable) and not isinstance(values, str) else [values]
+    out = []
+    for p in items:
+        try:
+            if isinstance(p, bool):
+                raise TypeError
+            out.append(operator.index(p))
+        except TypeError:
+            raise TypeError(f"{what} must be an int or a list of ints, got {values!r}") from None
+    return tuple(out)
+
+
+def _one_position(value: object) -> int:
+    """A single position (an int; negative counts from the end)."""
+    if isinstance(value, bool | Iterable):
+        raise TypeError(f"pos must be one int position, got {value!r}")
+    return _position_tuple(value, "pos")[0]
 
 
 def _positions(values: int | Sequence[int], n_pos: int, what: str, lowest: int = 0) -> list[int]:
@@ -119,6 +154,8 @@ class Loss(Metric):
     """Mean next-token cross-entropy over every position (what ``model(tokens, return_type="loss")`` gives)."""
 
     def score(self, logits: Tensor, tokens: Tensor) -> Tensor:
+        if tokens.shape[1] < 2:
+            raise ValueError("the next-token loss needs at least 2 tokens per sequence (it predicts tokens[:, 1:])")
         return _cross_entropy(logits[..., :-1, :], tokens[:, 1:])
 
     def __str__(self) -> str:
@@ -135,7 +172,7 @@ class LossAt(Metric):
     positions: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        pos = (self.positions,) if isinstance(self.positions, int) else tuple(int(p) for p in self.positions)
+        pos = _position_tuple(self.positions, "LossAt positions")
         if not pos:
             raise ValueError("LossAt needs at least one position")
         object.__setattr__(self, "positions", pos)
@@ -163,6 +200,7 @@ class LogitDiff(Metric):
     pos: int = -1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pos", _one_position(self.pos))
         object.__setattr__(self, "answer", _ids(self.answer, "answer"))
         object.__setattr__(self, "wrong", _ids(self.wrong, "wrong"))
         ids = {self.answer} if isinstance(self.answer, int) else set(self.answer)
@@ -196,6 +234,7 @@ class TargetProb(Metric):
     pos: int = -1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pos", _one_position(self.pos))
         object.__setattr__(self, "target", _ids(self.target, "target"))
 
     def read_positions(self, n_pos: int) -> list[int]:
@@ -218,12 +257,22 @@ class FunctionMetric(Metric):
 
     fn: Callable[[Tensor, Tensor], Tensor]
 
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise TypeError(f"FunctionMetric needs a callable fn(logits, tokens) -> scalar, got {self.fn!r}")
+
     def score(self, logits: Tensor, tokens: Tensor) -> Tensor:
         lead = logits.shape[:-3]
         flat = logits.reshape(-1, *logits.shape[-3:])
         values = []
         for variant in flat:
-            value = torch.as_tensor(self.fn(variant, tokens), dtype=logits.dtype)
+            out = self.fn(variant, tokens)
+            try:
+                value = torch.as_tensor(out, dtype=logits.dtype)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(
+                    f"metric {self} returned {type(out).__name__}; a metric must return a number or a 0-d tensor"
+                ) from None
             if value.numel() != 1:
                 raise ValueError(f"metric {self} returned shape {tuple(value.shape)}; a metric must return a scalar")
             values.append(value.reshape(()))

@@ -51,6 +51,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.batched import cached_run, check_chunk_size, check_layers, progress_bar, run_variants
+from interp.checks import require_finite
 from interp.metrics import Metric, as_metric
 from model.minigpt import MiniGPT
 
@@ -172,7 +173,10 @@ def activation_patching(
             index += [(layer, *row) for row in rows]
         bar.close()
     columns = ["layer", "head", "pos"] if grid == "heads_by_pos" else ["layer", "head" if grid == "heads" else "pos"]
-    return _frame(index, columns, torch.cat(values), float(m_clean), float(m_corr))
+    patched = torch.cat(values)
+    metrics = torch.stack([m_clean, m_corr]).reshape(2)
+    require_finite(torch.cat([metrics, patched]), "activation_patching", model, tokens=corrupted_tokens)
+    return _frame(index, columns, patched, float(m_clean), float(m_corr))
 
 
 def attribution_patching(
@@ -225,6 +229,11 @@ def attribution_patching(
         index += [(layer, *cell) for cell in _cells(grid, model.cfg.n_heads, n_pos)]
         values.append(attr)
     columns = ["layer", "head", "pos"] if grid == "heads_by_pos" else ["layer", "head" if grid == "heads" else "pos"]
+    attrs = torch.cat(values).detach()
+    metrics = torch.stack([m_clean, m_corr.detach()]).reshape(2)
+    require_finite(
+        torch.cat([metrics, attrs.to(metrics.dtype)]), "attribution_patching", model, tokens=corrupted_tokens
+    )
     m_corr = float(m_corr.detach())
     return _frame(index, columns, torch.cat(values).double() + m_corr, float(m_clean), m_corr)
 

@@ -43,6 +43,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.checks import check_cache, check_index, check_model, require_finite
 from model.cache import ActivationCache
 from model.minigpt import MiniGPT
 
@@ -57,7 +58,7 @@ POST_NORM_MESSAGE = (
 
 def require_additive(model: MiniGPT, what: str) -> None:
     """Raise a ValueError naming ``what`` when the model is post-norm (see :data:`POST_NORM_MESSAGE`)."""
-    if model.cfg.norm == "post":
+    if check_model(model).cfg.norm == "post":
         raise ValueError(f"{what} is not defined for this model: {POST_NORM_MESSAGE}")
 
 
@@ -73,7 +74,8 @@ def head_writes(model: MiniGPT, cache: ActivationCache, layer: int) -> Float[Ten
         >>> head_writes(model, cache, 0).shape
         torch.Size([1, 3, 4, 64])
     """
-    if ("result", layer) in cache:
+    layer = check_index(layer, check_model(model).cfg.n_layers, "layer")
+    if ("result", layer) in check_cache(cache):
         return cache["result", layer]
     z = cache["z", layer]
     W_O = model.blocks[layer].attn.W_O.detach().to(z.device)
@@ -124,8 +126,12 @@ def residual_stack(
         ['embed', 'pos_embed', 'L0.attn', 'L0.mlp', 'L1.attn', 'L1.mlp']
     """
     require_additive(model, "residual_stack")
-    writes = _writes(model, cache, per_head)
-    return torch.stack([w[4] for w in writes]), _labels(writes)
+    if not isinstance(per_head, bool):
+        raise TypeError(f"per_head must be True or False, got {per_head!r}")
+    writes = _writes(model, check_cache(cache), per_head)
+    stack = torch.stack([w[4] for w in writes])
+    require_finite(stack, "residual_stack", model, cache=cache)
+    return stack, _labels(writes)
 
 
 @torch.no_grad()
@@ -145,8 +151,9 @@ def write_norms(model: MiniGPT, cache: ActivationCache) -> pd.DataFrame:
         >>> df.shape
         (42, 7)
     """
-    writes = _writes(model, cache, per_head=True)
+    writes = _writes(check_model(model), check_cache(cache), per_head=True)
     norms = torch.stack([w[4] for w in writes]).norm(dim=-1)  # component batch pos
+    require_finite(norms, "write_norms", model, cache=cache)
     return long_frame(norms, _labels(writes), "norm")
 
 
@@ -160,7 +167,15 @@ def long_frame(
 
     ``labels`` has one row per component; ``per_position`` maps column names to ``[batch, pos]`` tensors.
     """
+    if values.ndim != 3 or len(labels) != values.shape[0]:
+        raise ValueError(
+            f"long_frame needs values [component, batch, pos] with one label row per component, got values "
+            f"{tuple(values.shape)} and {len(labels)} label rows"
+        )
     n_comp, batch, pos = values.shape
+    for name, tensor in (per_position or {}).items():
+        if tuple(tensor.shape) != (batch, pos):
+            raise ValueError(f"per_position[{name!r}] has shape {tuple(tensor.shape)}, expected {(batch, pos)}")
     columns: dict[str, object] = {
         "batch": np.repeat(np.arange(batch), pos * n_comp),
         "pos": np.tile(np.repeat(np.arange(pos), n_comp), batch),
@@ -176,7 +191,7 @@ def long_frame(
 
 def final_resid_name(model: MiniGPT) -> str:
     """Hook name of the final residual stream (the last block's ``hook_resid_post``)."""
-    return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    return f"blocks.{check_model(model).cfg.n_layers - 1}.hook_resid_post"
 
 
 @torch.no_grad()
@@ -197,7 +212,9 @@ def accumulated_resid(
         >>> stages.shape, labels
         (torch.Size([3, 1, 3, 64]), ['L0.resid_pre', 'L1.resid_pre', 'L1.resid_post'])
     """
-    n_layers = model.cfg.n_layers
+    n_layers = check_model(model).cfg.n_layers
+    check_cache(cache)
     labels = [f"L{layer}.resid_pre" for layer in range(n_layers)] + [f"L{n_layers - 1}.resid_post"]
-    stages = [cache["resid_pre", layer] for layer in range(n_layers)] + [cache[final_resid_name(model)]]
-    return torch.stack(stages), labels
+    stages = torch.stack([cache["resid_pre", layer] for layer in range(n_layers)] + [cache[final_resid_name(model)]])
+    require_finite(stages, "accumulated_resid", model, cache=cache)
+    return stages, labels

@@ -13,7 +13,7 @@ the tests check that for zero, mean and resample on every test config.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from torch import Tensor
 
 from interp.ablation import check_method, replacements, resolve_positions
 from interp.batched import cached_run, check_chunk_size, check_layers, position_mask, progress_bar, run_variants
+from interp.checks import check_int, check_model, require_finite
 from interp.metrics import Metric, as_metric
 from model.minigpt import MiniGPT
 
@@ -66,7 +67,7 @@ def head_sweep(
         (['layer', 'head', 'metric_clean', 'metric_ablated', 'delta'], 8)
     """
     check_method(method)
-    tokens, metric = model.check_tokens(tokens), as_metric(metric)
+    tokens, metric = check_model(model).check_tokens(tokens), as_metric(metric)
     layers = check_layers(model, layers)
     n_pos, n_heads = tokens.shape[1], model.cfg.n_heads
     chunk = check_chunk_size(chunk_size, model, n_pos, metric)
@@ -91,7 +92,9 @@ def head_sweep(
             values.append(run_variants(model, make, n_heads, layer, "attn_sum", metric, tokens, chunk, bar.update))
             rows += [(layer, h) for h in range(n_heads)]
         bar.close()
-    return _frame(rows, ["layer", "head"], float(clean), torch.cat(values))
+    values = torch.cat(values)
+    require_finite(torch.cat([clean.reshape(1), values]), "head_sweep", model, tokens=tokens)
+    return _frame(rows, ["layer", "head"], float(clean), values)
 
 
 def neuron_sweep(
@@ -121,11 +124,11 @@ def neuron_sweep(
         [1, 7]
     """
     check_method(method)
-    if model.cfg.attn_only:
+    if check_model(model).cfg.attn_only:
         raise ValueError("neuron_sweep needs MLPs, but this model is attention-only")
     tokens, metric = model.check_tokens(tokens), as_metric(metric)
     layers, d_mlp = check_layers(model, layers), model.cfg.d_mlp
-    idx = torch.arange(d_mlp) if neurons is None else torch.as_tensor(list(neurons), dtype=torch.long)
+    idx = torch.arange(d_mlp) if neurons is None else torch.as_tensor(_neuron_list(neurons), dtype=torch.long)
     if idx.numel() == 0 or idx.min() < 0 or idx.max() >= d_mlp:
         raise IndexError(f"neurons must be a non-empty list in 0..{d_mlp - 1}, got {idx.tolist()[:8]}")
     idx = idx.to(model.device)
@@ -152,4 +155,15 @@ def neuron_sweep(
             values.append(run_variants(model, make, len(idx), layer, "mlp_sum", metric, tokens, chunk, bar.update))
             rows += [(layer, int(n)) for n in idx.tolist()]
         bar.close()
-    return _frame(rows, ["layer", "neuron"], float(clean), torch.cat(values))
+    values = torch.cat(values)
+    require_finite(torch.cat([clean.reshape(1), values]), "neuron_sweep", model, tokens=tokens)
+    return _frame(rows, ["layer", "neuron"], float(clean), values)
+
+
+def _neuron_list(neurons: object) -> list[int]:
+    """``neurons=`` as a list of ints (one int, a list, a range or a 1-d integer tensor)."""
+    if isinstance(neurons, Tensor):
+        neurons = neurons.tolist()
+    if isinstance(neurons, str) or not isinstance(neurons, int | Iterable):
+        raise TypeError(f"neurons must be an int or a list of ints, got {type(neurons).__name__}")
+    return [check_int(n, "every neuron") for n in ([neurons] if isinstance(neurons, int) else neurons)]

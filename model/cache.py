@@ -38,6 +38,22 @@ def _let_allocator_keep_freed_caches() -> None:
 
 _let_allocator_keep_freed_caches()
 
+
+def check_device(device: object) -> torch.device:
+    """``device`` as a torch.device that exists on this machine; TypeError/ValueError saying why not."""
+    if not isinstance(device, str | torch.device | int) or isinstance(device, bool):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0', or a torch.device, got {device!r}")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device={device!r} is not a device name; use e.g. 'cpu' or 'cuda:0'") from None
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"device {str(device)!r} is not available on this machine ({err}); use 'cpu'") from None
+    return device
+
+
 _ATTN = {"q", "k", "v", "z", "rot_q", "rot_k", "attn_scores", "pattern", "result"}
 _MLP = {"pre", "post"}
 _BLOCK = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"}
@@ -109,6 +125,7 @@ class ActivationCache(Mapping[str, Tensor]):
 
     def to(self, device: str | torch.device) -> ActivationCache:
         """A copy with every tensor on ``device``."""
+        device = check_device(device)
         return ActivationCache({k: v.to(device) for k, v in self._acts.items()})
 
     @property

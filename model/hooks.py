@@ -106,6 +106,11 @@ class HookPoint(nn.Module):
                     f"the activation has shape {tuple(x.shape)}; return a tensor of the same "
                     "shape (or None to leave it unchanged)"
                 )
+            if out.dtype != x.dtype or out.device != x.device:
+                raise TypeError(
+                    f"hook {_fn_name(fn)} on '{self.name}' returned {out.dtype} on {out.device}, but the activation "
+                    f"is {x.dtype} on {x.device}; return a tensor of the same dtype and device (e.g. out.to(act))"
+                )
             x = out
         for names, store, device in state.caches:
             if self.name in names:
@@ -154,6 +159,8 @@ def build_hooks(
     """Resolve ``[(name_or_predicate, fn), ...]`` to ``{name: (fn, ...)}``, validating both sides."""
     if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
         fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
+    if isinstance(fwd_hooks, str) or not isinstance(fwd_hooks, Iterable):
+        raise TypeError(f"fwd_hooks must be a list of (name_or_predicate, fn) pairs, got {fwd_hooks!r}")
     hooks: dict[str, tuple[HookFn, ...]] = {}
     for item in fwd_hooks:
         if not (isinstance(item, tuple | list) and len(item) == 2):

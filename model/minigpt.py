@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from model.cache import ActivationCache
+from model.cache import ActivationCache, check_device
 from model.config import ModelConfig
 from model.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
 from model.layers import Block, Embed, LayerNorm, PosEmbed
@@ -183,7 +184,14 @@ class MiniGPT(nn.Module):
     def to_tokens(self, text: str | Sequence[str], *, unknown: str = "error") -> Int[Tensor, "batch pos"]:
         """``[1, pos]`` token ids of ``text``, ``<bos>`` first; equal-length texts give ``[batch, pos]``."""
         tokenizer = self._require_tokenizer()
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
+            raise TypeError(
+                f"to_tokens expects a str or a list of str, got {type(text).__name__}; "
+                "token ids need no conversion (model.check_tokens validates them)"
+            )
+        if not texts:
+            raise ValueError("to_tokens got an empty list of texts; give at least one")
         ids = [tokenizer.encode(t, bos=True, unknown=unknown) for t in texts]
         if len({len(i) for i in ids}) > 1:
             raise ValueError(
@@ -196,7 +204,9 @@ class MiniGPT(nn.Module):
     def to_string(self, tokens: Int[Tensor, "... pos"] | Sequence[int]) -> str | list[str]:
         """Text of ``tokens`` (``[pos]`` or ``[1, pos]`` -> str, ``[batch, pos]`` -> list of str)."""
         tokenizer = self._require_tokenizer()
-        t = torch.as_tensor(tokens)
+        t = _id_tensor(tokens)
+        if t.ndim > 2:
+            raise ValueError(f"to_string takes tokens [pos] or [batch, pos], got shape {tuple(t.shape)}")
         if t.ndim == 2 and t.shape[0] != 1:
             return [tokenizer.decode(row.tolist()) for row in t]
         return tokenizer.decode(t.reshape(-1).tolist())
@@ -213,19 +223,9 @@ class MiniGPT(nn.Module):
         """Validate tokens and return them as a ``[batch, pos]`` long tensor on the model's device."""
         if isinstance(tokens, str):
             return self.to_tokens(tokens)
-        if not isinstance(tokens, Tensor):
-            try:
-                tokens = torch.as_tensor(tokens)
-            except (TypeError, ValueError, RuntimeError) as err:
-                raise ValueError(
-                    f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}"
-                ) from None
+        tokens = _id_tensor(tokens)
         if tokens.numel() == 0:
             raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); give at least one token")
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise ValueError(
-                f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()"
-            )
         if tokens.ndim == 1:
             tokens = tokens[None]
         if tokens.ndim != 2:
@@ -255,7 +255,9 @@ class MiniGPT(nn.Module):
         """Logits ``[batch, pos, d_vocab]``, the next-token loss, both (a tuple), or None.
 
         The loss is the mean cross-entropy of predicting ``tokens[:, 1:]``; with
-        ``loss_per_token=True`` it is ``[batch, pos - 1]``.
+        ``loss_per_token=True`` it is ``[batch, pos - 1]``. The forward does not look for NaN or inf:
+        a non-finite weight, or a hook that writes one, propagates to the logits (the analyses in
+        :mod:`interp` and :meth:`generate` refuse them, naming the first non-finite parameter).
         """
         if return_type not in RETURN_TYPES:
             raise ValueError(f"return_type={return_type!r} is not one of {list(RETURN_TYPES)}")
@@ -316,13 +318,16 @@ class MiniGPT(nn.Module):
         tokens = self.check_tokens(tokens)
         self._check_cache_size(names, tokens)
         store: dict[str, Tensor] = {}
-        cache_spec = (frozenset(names), store, None if device is None else torch.device(device))
+        cache_spec = (frozenset(names), store, None if device is None else check_device(device))
         with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec):
             out = self(tokens, **kwargs)
         return out, ActivationCache({n: store[n] for n in self.hook_names if n in store})
 
     def hook_shapes(self, batch: int, pos: int) -> dict[str, tuple[int, ...]]:
         """Shape of every hook's activation for a ``[batch, pos]`` input, without running the model."""
+        for name, value in (("batch", batch), ("pos", pos)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"hook_shapes needs a positive int {name}, got {value!r}")
         c = self.cfg
         by_suffix = {
             "hook_scale": (batch, pos, 1),
@@ -366,13 +371,18 @@ class MiniGPT(nn.Module):
         """
         is_text = isinstance(text_or_tokens, str)
         tokens = self.check_tokens(text_or_tokens)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+            raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
+        _check_sampling_args(temperature, top_k, top_p)
         generator = torch.Generator(device=self.device)
         # seed=None draws the seed from the global RNG (torch.seed() would re-seed it, clobbering the user's seed)
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
         for _ in range(max_new_tokens):
             logits = self(tokens[:, -self.cfg.n_ctx :])[:, -1]
+            if not bool(torch.isfinite(logits).all()):
+                raise self._nonfinite_error("generate cannot sample from NaN/inf logits")
             probs = sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
             if temperature == 0:
                 nxt = probs.argmax(-1, keepdim=True)
@@ -383,16 +393,66 @@ class MiniGPT(nn.Module):
             return self._require_tokenizer().decode(tokens[0].tolist(), skip_special=True)
         return tokens
 
+    def _nonfinite_error(self, problem: str) -> ValueError:
+        """A ValueError for non-finite outputs naming the first non-finite parameter, if any."""
+        bad = next((name for name, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        if bad is not None:
+            return ValueError(f"{problem}: parameter '{bad}' holds NaN/inf; reload the weights")
+        return ValueError(f"{problem}: every parameter is finite, so an active hook or the input wrote NaN/inf")
+
+
+def _id_tensor(tokens: Any) -> Tensor:
+    """``tokens`` as an integer tensor (not yet shape-checked); ValueError naming what was wrong."""
+    if not isinstance(tokens, Tensor):
+        try:
+            tokens = torch.as_tensor(tokens)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}"
+            ) from None
+    bad_dtype = tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool
+    if bad_dtype and tokens.numel():  # an empty list becomes a float tensor: the caller says "empty"
+        raise ValueError(
+            f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()"
+        )
+    if tokens.device.type == "meta":
+        raise ValueError("tokens are on the meta device and hold no values; make them on a real device (e.g. cpu)")
+    return tokens
+
 
 def next_token_loss(
     logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"], *, per_token: bool = False
 ) -> Tensor:
     """Cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]`` (mean, or ``[batch, pos - 1]``)."""
+    if not isinstance(logits, Tensor) or not isinstance(tokens, Tensor):
+        raise TypeError(f"next_token_loss takes tensors, got {type(logits).__name__} and {type(tokens).__name__}")
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must hold integer ids, got dtype {tokens.dtype}")
+    if logits.ndim != 3 or tuple(logits.shape[:2]) != tuple(tokens.shape):
+        raise ValueError(
+            f"logits {tuple(logits.shape)} do not match tokens {tuple(tokens.shape)}: "
+            "expected logits [batch, pos, d_vocab] and tokens [batch, pos]"
+        )
     if tokens.shape[1] < 2:
         raise ValueError("the next-token loss needs at least 2 tokens per sequence")
     logprobs = logits[:, :-1].log_softmax(-1)
     nll = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]
     return nll if per_token else nll.mean()
+
+
+def _check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """TypeError/ValueError naming a sampling argument that is not usable (see :func:`sampling_probs`)."""
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if (value is not None or name == "temperature") and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real)
+        ):
+            raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be >= 0 and finite, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
 def sampling_probs(
@@ -407,12 +467,7 @@ def sampling_probs(
     ``temperature=0`` puts all mass on the argmax. Tokens outside the top-k, or outside the
     smallest set whose probability reaches ``top_p``, get probability 0.
     """
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    _check_sampling_args(temperature, top_k, top_p)
     logits = logits.float()
     if temperature == 0:
         return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 import string
 from collections.abc import Iterable
 
@@ -90,12 +91,15 @@ class Tokenizer:
     @staticmethod
     def normalize(text: str) -> str:
         """Lower-case and map look-alike characters onto the symbol table."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected a str of text, got {type(text).__name__}")
         return text.replace("\r\n", "\n").translate(_TRANSLATE).lower()
 
     def unknown_chars(self, text: str) -> list[tuple[int, str]]:
         """``(position in text, normalised character)`` for every character with no symbol."""
+        normalized = self.normalize(text)
         where = _source_positions(text)
-        return [(where[i], c) for i, c in enumerate(self.normalize(text)) if c not in self._ids or len(c) != 1]
+        return [(where[i], c) for i, c in enumerate(normalized) if c not in self._ids or len(c) != 1]
 
     def encode(self, text: str, *, bos: bool = False, unknown: str = "error") -> list[int]:
         """Token ids of ``text`` (normalised first); ``bos=True`` puts ``<bos>`` in front."""
@@ -121,9 +125,18 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int], *, skip_special: bool = False) -> str:
         """Text of token ids; specials are written as ``<bos>`` etc. unless ``skip_special``."""
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise TypeError(f"decode expects a list of integer token ids, got {type(ids).__name__}")
         out = []
         for i in ids:
-            i = int(i)
+            if isinstance(i, bool):
+                raise TypeError(f"token ids must be integers, got {i!r} (bool)")
+            try:
+                i = operator.index(i)
+            except TypeError:
+                raise TypeError(
+                    f"token ids must be integers, got {i!r} ({type(i).__name__}); decode a [pos] list of ids"
+                ) from None
             if not 0 <= i < len(self.symbols):
                 raise ValueError(f"token id {i} is outside the vocabulary [0, {len(self.symbols)})")
             if skip_special and i in self.special_ids:
