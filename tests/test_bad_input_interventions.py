@@ -10,31 +10,31 @@ import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, in_hooks, nan_hook, params
 
-from interp import ablation, batched, metrics, patching, sweeps
+from interp import ablation, ablation_specs, batched, metrics, patching, sweeps
 from interp.ablation import AttnLayerAblation, HeadAblation, MLPAblation, NeuronAblation, PositionAblation
 from interp.metrics import LogitDiff, Loss, LossAt, TargetProb
 
 
 def _ablation_cases() -> list[Case]:
-    B = "interp.ablation."
+    B, BS = "interp.ablation.", "interp.ablation_specs."
 
     def abl(*specs, model=None, tokens=None, **kw):
         return lambda e: ablation.ablate(model or e.model, e.tokens if tokens is None else tokens, *specs, **kw)
 
     return [
-        Case(B + "HeadAblation", "negative layer", lambda e: HeadAblation(-1, 0), ValueError, "layer must be >= 0"),
-        Case(B + "HeadAblation", "float head", lambda e: HeadAblation(0, 1.5), TypeError,
+        Case(BS + "HeadAblation", "negative layer", lambda e: HeadAblation(-1, 0), ValueError, "layer must be >= 0"),
+        Case(BS + "HeadAblation", "float head", lambda e: HeadAblation(0, 1.5), TypeError,
              "head must be an int, got 1.5 (float)"),
-        Case(B + "HeadAblation", "unknown method", lambda e: HeadAblation(0, 0, method="avg"), ValueError,
+        Case(BS + "HeadAblation", "unknown method", lambda e: HeadAblation(0, 0, method="avg"), ValueError,
              "unknown ablation method 'avg'; use one of ['zero', 'mean', 'resample']"),
-        Case(B + "HeadAblation", "float position", lambda e: HeadAblation(0, 0, positions=[1.5]), TypeError,
+        Case(BS + "HeadAblation", "float position", lambda e: HeadAblation(0, 0, positions=[1.5]), TypeError,
              "positions must be ints, got 1.5"),
-        Case(B + "AttnLayerAblation", "str layer", lambda e: AttnLayerAblation("1"), TypeError,
+        Case(BS + "AttnLayerAblation", "str layer", lambda e: AttnLayerAblation("1"), TypeError,
              "layer must be an int, got '1'"),
-        Case(B + "MLPAblation", "bool layer", lambda e: MLPAblation(True), TypeError, "(bool)"),
-        Case(B + "NeuronAblation", "negative neuron", lambda e: NeuronAblation(0, -3), ValueError,
+        Case(BS + "MLPAblation", "bool layer", lambda e: MLPAblation(True), TypeError, "(bool)"),
+        Case(BS + "NeuronAblation", "negative neuron", lambda e: NeuronAblation(0, -3), ValueError,
              "neuron must be >= 0, got -3"),
-        Case(B + "PositionAblation", "float pos", lambda e: PositionAblation(0, 1.5), TypeError,
+        Case(BS + "PositionAblation", "float pos", lambda e: PositionAblation(0, 1.5), TypeError,
              "pos must be an int, got 1.5"),
         Case(B + "ablate", "head 4", abl(HeadAblation(0, 4)), IndexError,
              "head 4 is out of range: the model has 4 heads per layer (valid heads 0..3)"),
@@ -100,21 +100,27 @@ def _ablation_cases() -> list[Case]:
              ["hook_embd"], e.tokens, e.reference), KeyError, "did you mean 'hook_embed'"),
         Case(B + "replacements", "float tokens", lambda e: ablation.replacements(e.model, "mean", ["hook_embed"],
              e.tokens.float(), e.reference), ValueError, "tokens must be integer ids"),
-        Case(B + "resolve_positions", "float position", lambda e: ablation.resolve_positions([1.5], 4), TypeError,
+        Case(BS + "resolve_positions", "float position", lambda e: ablation.resolve_positions([1.5], 4), TypeError,
              "every position must be an int, got 1.5"),
-        Case(B + "resolve_positions", "str positions", lambda e: ablation.resolve_positions("12", 4), TypeError,
+        Case(BS + "resolve_positions", "str positions", lambda e: ablation.resolve_positions("12", 4), TypeError,
              "positions must be an int or a list of ints, got str"),
-        Case(B + "resolve_positions", "position 5 of 4", lambda e: ablation.resolve_positions([5], 4), IndexError,
+        Case(BS + "resolve_positions", "position 5 of 4", lambda e: ablation.resolve_positions([5], 4), IndexError,
              "position 5 is out of range for 4 tokens (valid 0..3, or -4..-1)"),
-        Case(B + "parse_pairs", "int", lambda e: ablation.parse_pairs(3), TypeError,
+        Case(BS + "parse_pairs", "int", lambda e: ablation.parse_pairs(3), TypeError,
              "expected a string of LAYER.HEAD pairs like '1.2,0.3', got int"),
-        Case(B + "parse_pairs", "empty", lambda e: ablation.parse_pairs(""), ValueError, "could not parse head ''"),
-        Case(B + "parse_layers", "None", lambda e: ablation.parse_layers(None), TypeError,
+        Case(BS + "parse_pairs", "empty", lambda e: ablation.parse_pairs(""), ValueError, "could not parse head ''"),
+        Case(BS + "parse_layers", "None", lambda e: ablation.parse_layers(None), TypeError,
              "expected a string of comma-separated layer numbers"),
-        Case(B + "parse_layers", "negative layer", lambda e: ablation.parse_layers("-1"), ValueError,
+        Case(BS + "parse_layers", "negative layer", lambda e: ablation.parse_layers("-1"), ValueError,
              "could not parse layers '-1'"),
-        Case(B + "check_method", "None", lambda e: ablation.check_method(None), ValueError,
+        Case(BS + "check_method", "None", lambda e: ablation.check_method(None), ValueError,
              "unknown ablation method None"),
+        Case(BS + "specs_from", "a bare int where (layer, head) pairs are expected",
+             lambda e: ablation_specs.specs_from([3], HeadAblation, "zero", "head"), TypeError,
+             "cannot make a HeadAblation from 3"),
+        Case(BS + "specs_from", "a NeuronAblation given as heads",
+             lambda e: ablation_specs.specs_from([NeuronAblation(0, 1)], HeadAblation, "zero", "head"), TypeError,
+             "where HeadAblation specs are expected"),
         Case(B + "AblationResult.metric", "unknown metric", lambda e: ablation.ablate(e.model, e.tokens).metric(
             "accuracy"), ValueError, "unknown metric 'accuracy'"),
         Case(B + "AblationResult.metric", "int metric", lambda e: ablation.ablate(e.model, e.tokens).metric(3),
