@@ -28,7 +28,7 @@ from interp.sweeps import head_sweep
 from model import MiniGPT
 from model.cache import ActivationCache
 from model.data import builtin_corpus, text_batch
-from model.minigpt import next_token_loss, sampling_probs
+from model.logits import next_token_loss, sampling_probs
 
 Ids = tuple[int, ...]
 MAX_CIRCUIT_VOCAB = 512  # a d_vocab x d_vocab heatmap beyond this is neither readable nor cheap
@@ -64,7 +64,7 @@ def next_token_distribution(
     """Columns ``token_id, token, logit, softmax, prob`` for the prediction after ``pos``, highest logit first.
 
     ``softmax`` is the plain softmax of the logits; ``prob`` is what sampling uses after temperature,
-    top-k and top-p (``model.minigpt.sampling_probs``).
+    top-k and top-p (``model.logits.sampling_probs``).
     """
     logits = forward(_model, model_id, ids)[0][0, pos]
     return pd.DataFrame(

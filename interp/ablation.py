@@ -63,7 +63,8 @@ from interp.ablation_specs import (
 )
 from interp.checks import check_int, check_model, check_seed, require_finite
 from interp.metrics import Metric, as_metric
-from model.minigpt import MiniGPT, next_token_loss
+from model.logits import next_token_loss
+from model.minigpt import MiniGPT
 
 __all__ = [  # the specs live in interp.ablation_specs; they are re-exported here, next to what runs them
     "METHODS",
