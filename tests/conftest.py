@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from model import MiniGPT, ModelConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
 
 CONFIG_VARIANTS = {
     "locked": {},
@@ -65,3 +69,22 @@ def repeated_tokens() -> torch.Tensor:
     from model.data import repeated_pair_batch
 
     return repeated_pair_batch(64, 15, torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """The app sets torch to one thread (see dashboards/app.py); give the other test modules their setting back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def open_page(page: str | None = None):
+    """A fresh dashboard session (streamlit AppTest) on ``page`` (a file under ``dashboards/views``), run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    if page is not None:
+        at.switch_page(f"views/{page}.py").run()
+    return at

@@ -10,30 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import APP, open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import state
 from model import MiniGPT, ModelConfig
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
 LOCKED = ModelConfig()  # minigpt-text is the locked config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def restore_torch_threads():
-    """The app sets torch to one thread (see dashboards/app.py); give the other test modules their setting back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def open_page(page: str | None = None) -> AppTest:
-    """A fresh session on ``page`` (a file under ``dashboards/views``), already run once."""
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    if page is not None:
-        at.switch_page(f"views/{page}.py").run()
-    return at
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def charts(at: AppTest) -> list[dict]:

@@ -11,6 +11,7 @@ import pytest
 import streamlit
 import tomllib
 import torch
+from conftest import open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import analyses, state
@@ -18,25 +19,9 @@ from interp import cli_analysis
 from interp.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboards" / "app.py")
 PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
 UPLOAD = "an uploaded file"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def restore_torch_threads():
-    """The app sets torch to one thread (see dashboards/app.py); give the other test modules their setting back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def open_page(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    if page is not None:
-        at.switch_page(f"views/{page}.py").run()
-    return at
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def errors(at: AppTest) -> list[str]:

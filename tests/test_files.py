@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
-import hashlib
 import importlib
 import json
 import os
@@ -15,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 from conftest import make_model
-from safetensors.torch import save_file
 
 from interp.export import write_csv_atomic
 from model import MiniGPT, ModelConfig, files
@@ -30,18 +28,6 @@ def saved(tmp_path):
     """A tiny model saved as ``tmp_path/m.safetensors`` + ``m.json``."""
     model = make_model()
     return model, save_checkpoint(tmp_path / "m", model.cfg, model.state_dict(), model.tokenizer.to_dict())
-
-
-def write_pair(folder: Path, config: dict, tensors: dict, name: str = "w") -> Path:
-    """A checkpoint pair written by hand, with the right hash: only the layout can be wrong."""
-    weights = folder / f"{name}.safetensors"
-    save_file(tensors, str(weights))
-    doc = {
-        "format": "minigpt-lens-checkpoint", "format_version": 1, "config": config, "tokenizer": None,
-        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(), "provenance": {},
-    }  # fmt: skip
-    weights.with_suffix(".json").write_text(json.dumps(doc))
-    return weights
 
 
 def listing(folder: Path) -> list[str]:
