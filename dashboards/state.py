@@ -67,15 +67,20 @@ def file_stamp(path: Path) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the checkpoint ...")
 def load_checkpoint(name_or_path: str, stamp: str) -> MiniGPT:
-    """``MiniGPT.from_pretrained(name_or_path)`` in eval mode, once per (file, stamp)."""
+    """``MiniGPT.from_pretrained(name_or_path)`` in eval mode, once per (file, stamp).
+
+    Every model here is frozen (``requires_grad_(False)``): the sessions' threads share it, and a frozen
+    parameter takes no autograd lock, so no thread's graph (attribution patching) can stall another
+    (see tests/test_concurrency.py).
+    """
     del stamp  # part of the cache key only
-    return MiniGPT.from_pretrained(name_or_path).eval()
+    return MiniGPT.from_pretrained(name_or_path).eval().requires_grad_(False)
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def random_model(seed: int) -> MiniGPT:
     """The locked config with random weights: what the trained model looked like before training."""
-    return MiniGPT(ModelConfig(), seed=seed).eval()
+    return MiniGPT(ModelConfig(), seed=seed).eval().requires_grad_(False)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the uploaded checkpoint ...")
@@ -89,7 +94,7 @@ def load_upload(digest: str, _files: tuple[tuple[str, bytes], ...]) -> MiniGPT:
         for name, data in _files:
             if name.endswith(".json"):
                 path.with_suffix(".json").write_bytes(data)
-        return MiniGPT.from_pretrained(str(path)).eval()
+        return MiniGPT.from_pretrained(str(path)).eval().requires_grad_(False)
 
 
 def check_upload(files: list[tuple[str, bytes]]) -> str:

@@ -86,7 +86,10 @@ def unembedding(model: MiniGPT, metric: Metric) -> tuple[Float[Tensor, "d_model 
     if max(metric.columns) >= model.cfg.d_vocab:
         raise ValueError(f"{metric} reads token ids {metric.columns}, outside the vocabulary of {model.cfg.d_vocab}")
     cols = torch.tensor(metric.columns, device=W_U.device)
-    return W_U[:, cols], None if b_U is None else b_U[cols]  # (index_select on W_E.T would copy all of W_E)
+    # rows of W_U.t() (that is W_E when tied): index_select on a transposed view would copy all of it.
+    # index_select, not W_U[:, cols]: indexing a parameter from Python can deadlock against another thread
+    # recording a graph with it (torch 2.13; tests/test_concurrency.py)
+    return W_U.t().index_select(0, cols).t(), None if b_U is None else b_U.index_select(0, cols)
 
 
 def read_logits(
@@ -106,7 +109,7 @@ def read_logits(
     if model.ln_final is not None:
         resid = model.ln_final(resid)
     W_U, b_U = unembed if unembed is not None else unembedding(model, metric)
-    return F.linear(resid, W_U.T, b_U)
+    return F.linear(resid, W_U.t(), b_U)
 
 
 def cached_run(

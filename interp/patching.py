@@ -123,7 +123,7 @@ def _layer_variants(model: MiniGPT, grid: str, layer: int, clean: dict, corr: di
     dz = clean[name + "attn.hook_z"] - corr[name + "attn.hook_z"]
     W_O, n_heads = model.blocks[layer].attn.W_O, model.cfg.n_heads
     if grid == "heads":
-        make = lambda a, b: base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O[a:b])  # noqa: E731
+        make = lambda a, b: base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O.narrow(0, a, b - a))  # noqa: E731
         return make, n_heads, "attn_sum", [(h,) for h in range(n_heads)]
     delta = torch.einsum("bphe,hed->hbpd", dz, W_O)  # [head, batch, pos, d_model]
 

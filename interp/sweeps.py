@@ -87,7 +87,9 @@ def head_sweep(
             W_O = model.blocks[layer].attn.W_O
 
             def make(a: int, b: int, dz=dz, base=base, W_O=W_O) -> Tensor:
-                return base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O[a:b])
+                # narrow, not W_O[a:b]: indexing a parameter holds the GIL while it locks the parameter's
+                # autograd mutex, a deadlock against a thread running a forward with gradients (torch 2.13)
+                return base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O.narrow(0, a, b - a))
 
             values.append(run_variants(model, make, n_heads, layer, "attn_sum", metric, tokens, chunk, bar.update))
             rows += [(layer, h) for h in range(n_heads)]

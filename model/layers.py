@@ -8,6 +8,10 @@ Axis names (used in every shape comment and jaxtyping signature of the package):
 Every activation passes through a :class:`~model.hooks.HookPoint` named after its module path.
 The arithmetic on the hot path uses plain ``F.linear``/``matmul`` on flattened weights (no
 einsum parsing) so that hook points nobody asked for cost nothing.
+
+Parameters are transposed with ``.t()`` and sliced with ``.narrow()``, never ``.T`` or ``[...]``: with
+torch 2.13 those two hold the GIL while they take the parameter's autograd lock, and deadlock against
+another thread whose forward records a graph with the same parameter (tests/test_concurrency.py).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class PosEmbed(nn.Module):
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         batch, pos = tokens.shape
-        return self.W_pos[:pos].expand(batch, pos, -1)
+        return self.W_pos.narrow(0, 0, pos).expand(batch, pos, -1)
 
 
 class LayerNorm(nn.Module):
@@ -203,7 +207,7 @@ class Attention(nn.Module):
             return out if self.b_O is None else out + self.b_O
         if self.hook_result.is_active():  # only cached: the fused output below stands, bit-identical
             self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O))
-        return F.linear(z.reshape(batch, pos, -1), self.W_O.flatten(0, 1).T, self.b_O)
+        return F.linear(z.reshape(batch, pos, -1), self.W_O.flatten(0, 1).t(), self.b_O)
 
 
 ACTIVATIONS = {
@@ -227,9 +231,9 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
-        pre = self.hook_pre(F.linear(x, self.W_in.T, self.b_in))
+        pre = self.hook_pre(F.linear(x, self.W_in.t(), self.b_in))
         post = self.hook_post(self.act(pre))
-        return F.linear(post, self.W_out.T, self.b_out)
+        return F.linear(post, self.W_out.t(), self.b_out)
 
 
 class Block(nn.Module):

@@ -54,7 +54,7 @@ class Unembed(nn.Module):
 
     def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
         if "W_U" in self._parameters:
-            return F.linear(x, self.W_U.T, self.b_U)
+            return F.linear(x, self.W_U.t(), self.b_U)
         return F.linear(x, self._embed[0].W_E)
 
 
@@ -90,7 +90,7 @@ class MiniGPT(nn.Module):
             raise ValueError(f"the tokenizer has {len(tokenizer)} symbols but cfg.d_vocab={cfg.d_vocab}")
         self.tokenizer: Tokenizer | None = tokenizer  # None for vocabularies other than the 64 symbols
         self.provenance: dict[str, Any] = {}  # how a loaded checkpoint was made (see model.checkpoint)
-        self.max_cache_bytes: int = 4 * 2**30  # run_with_cache refuses larger caches (memory guard)
+        self.max_cache_bytes: float = 4 * 2**30  # run_with_cache refuses larger caches (memory guard)
         if seed is not None:
             torch.manual_seed(seed)
         self.embed = Embed(cfg)
@@ -310,8 +310,9 @@ class MiniGPT(nn.Module):
 
         ``names_filter``: None (every hook except ``attn.hook_result``, which is recorded only
         when named), a name, a list of names, or a predicate. ``device`` moves the cache.
-        A cache larger than ``model.max_cache_bytes`` (default 4 GiB) is refused up front with a
-        ValueError; ``model.hook_shapes(batch, pos)`` tells what each activation costs.
+        A cache larger than ``model.max_cache_bytes`` (default 4 GiB; set it per model, ``float("inf")``
+        turns the guard off) is refused before anything runs, with a ValueError naming the estimate;
+        ``model.hook_shapes(batch, pos)`` tells what each activation costs.
         """
         if names_filter is None:
             names = [n for n in self.hook_names if not n.endswith("hook_result")]
@@ -344,15 +345,21 @@ class MiniGPT(nn.Module):
         by_suffix["hook_post"] = by_suffix["hook_pre"]
         return {n: by_suffix.get(n.rsplit(".", 1)[-1], (batch, pos, c.d_model)) for n in self.hook_names}
 
-    def _check_cache_size(self, names: Iterable[str], tokens: Tensor) -> None:
-        shapes = self.hook_shapes(*tokens.shape)
+    def _check_cache_size(self, names: Sequence[str], tokens: Tensor) -> None:
+        limit = self.max_cache_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise TypeError(f"model.max_cache_bytes must be a number of bytes, got {limit!r}; e.g. 2**30 for 1 GiB")
+        if not limit >= 0:
+            raise ValueError(f"model.max_cache_bytes must be >= 0 bytes, got {limit!r}")
+        names, shapes = list(dict.fromkeys(names)), self.hook_shapes(*tokens.shape)  # a name listed twice is kept once
         n_bytes = sum(math.prod(shapes[n]) for n in names) * self.W_E.element_size()
-        if n_bytes > self.max_cache_bytes:
+        if n_bytes > limit:
             biggest = sorted(names, key=lambda n: -math.prod(shapes[n]))[:3]
             raise ValueError(
-                f"this cache would hold {n_bytes / 2**20:,.1f} MiB, over model.max_cache_bytes = "
-                f"{self.max_cache_bytes / 2**20:,.1f} MiB; record fewer activations with names_filter "
-                f"(largest: {', '.join(biggest)}), use a smaller batch, or raise model.max_cache_bytes"
+                f"caching {len(names)} activations of tokens {tuple(tokens.shape)} would take {_size(n_bytes)}, over "
+                f"the limit model.max_cache_bytes = {_size(limit)}; record fewer activations with names_filter "
+                f"(largest: {', '.join(biggest)}), use a smaller batch, or raise the limit "
+                f"(model.max_cache_bytes = {n_bytes} lets this call through)"
             )
 
     # ------------------------------------------------------------------ sampling
@@ -420,3 +427,8 @@ def _id_tensor(tokens: Any) -> Tensor:
     if tokens.device.type == "meta":
         raise ValueError("tokens are on the meta device and hold no values; make them on a real device (e.g. cpu)")
     return tokens
+
+
+def _size(n_bytes: float) -> str:
+    """``1,234,567 bytes (1.2 MiB)``: exact for small limits, readable for large ones."""
+    return f"{n_bytes:,} bytes ({n_bytes / 2**20:,.1f} MiB)"
