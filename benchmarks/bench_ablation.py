@@ -11,7 +11,8 @@ next to the issue's targets and the arithmetic bounds; nothing passes or fails o
 * GPT-2-small-sized config (d_model 768, 12 x 12 heads, d_ff 3072, vocab 50257), batch 4 x 128,
   logit-difference metric: the loop's time over the sweep's (target >= 2x, bound ~2.8x);
 * attribution patching of all heads (clean pass, corrupted pass with gradients, one backward) in
-  forwards (target <= 3) on both;
+  forwards (target <= 3) on both; on the locked config beside its measured floor (:func:`attribution_floor`:
+  the same three passes with plain model calls and nothing else);
 * peak extra memory of the sweep and of attribution patching at default chunk settings (resident
   memory sampled every millisecond on CPU, ``max_memory_allocated`` on CUDA; target < 2 GiB).
 """
