@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 
 import torch
@@ -132,3 +133,43 @@ class ActivationCache(Mapping[str, Tensor]):
     def n_bytes(self) -> int:
         """Memory held by the cached tensors."""
         return sum(t.numel() * t.element_size() for t in self._acts.values())
+
+
+def check_cache_size(
+    shapes: Mapping[str, tuple[int, ...]],
+    names: Sequence[str],
+    element_size: int,
+    limit: float,
+    tokens_shape: tuple[int, ...],
+) -> None:
+    """The memory guard of ``run_with_cache``: a ValueError, before anything runs, when caching ``names`` would take
+    more than ``limit`` bytes (``model.max_cache_bytes``). ``shapes`` come from ``model.hook_shapes(*tokens_shape)``,
+    ``element_size`` is the bytes of one number.
+
+    Example:
+        >>> check_cache_size({"a": (2, 1024)}, ["a"], 4, limit=4096, tokens_shape=(2, 8))
+        Traceback (most recent call last):
+        ...
+        ValueError: caching 1 activations of tokens (2, 8) would take 8,192 bytes (0.0 MiB), over the limit \
+model.max_cache_bytes = 4,096 bytes (0.0 MiB); record fewer activations with names_filter (largest: a), use a smaller \
+batch, or raise the limit (model.max_cache_bytes = 8192 lets this call through)
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int | float):
+        raise TypeError(f"model.max_cache_bytes must be a number of bytes, got {limit!r}; e.g. 2**30 for 1 GiB")
+    if not limit >= 0:
+        raise ValueError(f"model.max_cache_bytes must be >= 0 bytes, got {limit!r}")
+    names = list(dict.fromkeys(names))  # a name listed twice is kept once
+    n_bytes = sum(math.prod(shapes[n]) for n in names) * element_size
+    if n_bytes > limit:
+        biggest = sorted(names, key=lambda n: -math.prod(shapes[n]))[:3]
+        raise ValueError(
+            f"caching {len(names)} activations of tokens {tuple(tokens_shape)} would take {_size(n_bytes)}, over "
+            f"the limit model.max_cache_bytes = {_size(limit)}; record fewer activations with names_filter "
+            f"(largest: {', '.join(biggest)}), use a smaller batch, or raise the limit "
+            f"(model.max_cache_bytes = {n_bytes} lets this call through)"
+        )
+
+
+def _size(n_bytes: float) -> str:
+    """``1,234,567 bytes (1.2 MiB)``: exact for small limits, readable for large ones."""
+    return f"{n_bytes:,} bytes ({n_bytes / 2**20:,.1f} MiB)"

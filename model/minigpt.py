@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,12 +28,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from model.cache import ActivationCache, check_device
+from model.cache import ActivationCache, check_cache_size, check_device
 from model.config import ModelConfig
 from model.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
 from model.layers import Block, Embed, LayerNorm, PosEmbed
 from model.logits import check_sampling_args, next_token_loss, sampling_probs
 from model.tokenizer import Tokenizer
+from model.tokens import as_id_tensor, check_token_ids
 
 RETURN_TYPES = ("logits", "loss", "both", None)
 TokensLike = Int[Tensor, "batch pos"] | Int[Tensor, " pos"] | Sequence[int] | str
@@ -206,7 +206,7 @@ class MiniGPT(nn.Module):
     def to_string(self, tokens: Int[Tensor, "... pos"] | Sequence[int]) -> str | list[str]:
         """Text of ``tokens`` (``[pos]`` or ``[1, pos]`` -> str, ``[batch, pos]`` -> list of str)."""
         tokenizer = self._require_tokenizer()
-        t = _id_tensor(tokens)
+        t = as_id_tensor(tokens)
         if t.ndim > 2:
             raise ValueError(f"to_string takes tokens [pos] or [batch, pos], got shape {tuple(t.shape)}")
         if t.ndim == 2 and t.shape[0] != 1:
@@ -225,25 +225,7 @@ class MiniGPT(nn.Module):
         """Validate tokens and return them as a ``[batch, pos]`` long tensor on the model's device."""
         if isinstance(tokens, str):
             return self.to_tokens(tokens)
-        tokens = _id_tensor(tokens)
-        if tokens.numel() == 0:
-            raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); give at least one token")
-        if tokens.ndim == 1:
-            tokens = tokens[None]
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must have shape [batch, pos] or [pos], got {tuple(tokens.shape)}")
-        batch, pos = tokens.shape
-        if batch == 0 or pos == 0:
-            raise ValueError(f"tokens are empty (shape {tuple(tokens.shape)}); give at least one token")
-        if pos > self.cfg.n_ctx:
-            raise ValueError(
-                f"{pos} tokens is longer than the context n_ctx={self.cfg.n_ctx}; "
-                f"crop them, e.g. tokens[:, -{self.cfg.n_ctx}:]"
-            )
-        lo, hi = torch.aminmax(tokens)
-        if lo < 0 or hi >= self.cfg.d_vocab:
-            bad = tokens[(tokens < 0) | (tokens >= self.cfg.d_vocab)].unique().tolist()[:5]
-            raise ValueError(f"token ids {bad} are outside the vocabulary [0, {self.cfg.d_vocab})")
+        tokens = check_token_ids(tokens, self.cfg.d_vocab, self.cfg.n_ctx)
         return tokens.to(device=self.device, dtype=torch.long)
 
     # ------------------------------------------------------------------ forward
@@ -319,7 +301,8 @@ class MiniGPT(nn.Module):
         else:
             names = resolve_names(names_filter, self.hook_names)
         tokens = self.check_tokens(tokens)
-        self._check_cache_size(names, tokens)
+        shapes, size = self.hook_shapes(*tokens.shape), self.W_E.element_size()
+        check_cache_size(shapes, names, size, self.max_cache_bytes, tuple(tokens.shape))  # the memory guard
         store: dict[str, Tensor] = {}
         cache_spec = (frozenset(names), store, None if device is None else check_device(device))
         with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec):
@@ -344,23 +327,6 @@ class MiniGPT(nn.Module):
         by_suffix["hook_pattern"] = by_suffix["hook_attn_scores"]
         by_suffix["hook_post"] = by_suffix["hook_pre"]
         return {n: by_suffix.get(n.rsplit(".", 1)[-1], (batch, pos, c.d_model)) for n in self.hook_names}
-
-    def _check_cache_size(self, names: Sequence[str], tokens: Tensor) -> None:
-        limit = self.max_cache_bytes
-        if isinstance(limit, bool) or not isinstance(limit, int | float):
-            raise TypeError(f"model.max_cache_bytes must be a number of bytes, got {limit!r}; e.g. 2**30 for 1 GiB")
-        if not limit >= 0:
-            raise ValueError(f"model.max_cache_bytes must be >= 0 bytes, got {limit!r}")
-        names, shapes = list(dict.fromkeys(names)), self.hook_shapes(*tokens.shape)  # a name listed twice is kept once
-        n_bytes = sum(math.prod(shapes[n]) for n in names) * self.W_E.element_size()
-        if n_bytes > limit:
-            biggest = sorted(names, key=lambda n: -math.prod(shapes[n]))[:3]
-            raise ValueError(
-                f"caching {len(names)} activations of tokens {tuple(tokens.shape)} would take {_size(n_bytes)}, over "
-                f"the limit model.max_cache_bytes = {_size(limit)}; record fewer activations with names_filter "
-                f"(largest: {', '.join(biggest)}), use a smaller batch, or raise the limit "
-                f"(model.max_cache_bytes = {n_bytes} lets this call through)"
-            )
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -408,27 +374,3 @@ class MiniGPT(nn.Module):
         if bad is not None:
             return ValueError(f"{problem}: parameter '{bad}' holds NaN/inf; reload the weights")
         return ValueError(f"{problem}: every parameter is finite, so an active hook or the input wrote NaN/inf")
-
-
-def _id_tensor(tokens: Any) -> Tensor:
-    """``tokens`` as an integer tensor (not yet shape-checked); ValueError naming what was wrong."""
-    if not isinstance(tokens, Tensor):
-        try:
-            tokens = torch.as_tensor(tokens)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(
-                f"tokens must be a tensor or list of integer ids, got {type(tokens).__name__}: {err}"
-            ) from None
-    bad_dtype = tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool
-    if bad_dtype and tokens.numel():  # an empty list becomes a float tensor: the caller says "empty"
-        raise ValueError(
-            f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text) or tokens.long()"
-        )
-    if tokens.device.type == "meta":
-        raise ValueError("tokens are on the meta device and hold no values; make them on a real device (e.g. cpu)")
-    return tokens
-
-
-def _size(n_bytes: float) -> str:
-    """``1,234,567 bytes (1.2 MiB)``: exact for small limits, readable for large ones."""
-    return f"{n_bytes:,} bytes ({n_bytes / 2**20:,.1f} MiB)"

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["model.config", "model.tokenizer", "model.cache", "model.minigpt"]
+_NAMES = "config tokenizer tokens cache minigpt logits files schema checkpoint convert data train evaluate lossplot"
+MODULES = [f"model.{name}" for name in _NAMES.split()]
 
 
 @pytest.mark.parametrize("name", MODULES)
