@@ -33,14 +33,6 @@ def check_method(method: object) -> str:
     return method  # type: ignore[return-value]
 
 
-def _check_index(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, got {value}")
-    return value
-
-
 def _in_range(value: int, size: int, what: str, unit: str) -> None:
     if value >= size:
         raise IndexError(f"{what} {value} is out of range: the model has {size} {unit} (valid {what}s 0..{size - 1})")
@@ -76,7 +68,7 @@ class _Spec:
 
     def _post_init(self, *index_fields: str) -> None:
         for name in ("layer", *index_fields):
-            _check_index(getattr(self, name), name)
+            check_int(getattr(self, name), name, minimum=0)
         check_method(self.method)
         if self.positions is not None:
             pos = (self.positions,) if isinstance(self.positions, int) else tuple(self.positions)

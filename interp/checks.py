@@ -80,12 +80,7 @@ def check_index(value: object, size: int, name: str) -> int:
         ...
         TypeError: head must be an int, got 1.0 (float)
     """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r} (bool)")
-    try:
-        index = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})") from None
+    index = check_int(value, name)
     if not 0 <= index < size:
         raise IndexError(f"{name} {index} is out of range: the model has {size} {name}s (valid 0..{size - 1})")
     return index

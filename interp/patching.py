@@ -235,7 +235,7 @@ def attribution_patching(
         torch.cat([metrics, attrs.to(metrics.dtype)]), "attribution_patching", model, tokens=corrupted_tokens
     )
     m_corr = float(m_corr.detach())
-    return _frame(index, columns, torch.cat(values).double() + m_corr, float(m_clean), m_corr)
+    return _frame(index, columns, attrs.double() + m_corr, float(m_clean), m_corr)
 
 
 def _cells(grid: str, n_heads: int, n_pos: int) -> list[tuple[int, ...]]:
