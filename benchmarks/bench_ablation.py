@@ -32,9 +32,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.common import abba, table
-from interp.metrics import LogitDiff, Loss, Metric
-from interp.patching import attribution_patching
-from interp.sweeps import head_sweep
+from interp import LogitDiff, Loss, Metric, attribution_patching, head_sweep
 from model import MiniGPT, ModelConfig
 
 GPT2_SIZED = ModelConfig(d_model=768, n_heads=12, n_layers=12, d_ff=3072, d_vocab=50257, n_ctx=1024)

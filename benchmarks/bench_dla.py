@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from benchmarks.common import abba, synced, table
-from interp.dla import direct_logit_attribution
+from interp import direct_logit_attribution
 from model import MiniGPT, ModelConfig
 
 

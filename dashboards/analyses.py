@@ -16,19 +16,22 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from interp.ablation import ablate
-from interp.attention import attention_pattern_frame, head_scores
-from interp.circuits import composition_scores, ov_circuit, qk_circuit
-from interp.dla import direct_logit_attribution, logit_lens
-from interp.export import contributions_to_csv
-from interp.metrics import LogitDiff, Loss
-from interp.patching import activation_patching
-from interp.residual import write_norms
-from interp.sweeps import head_sweep
-from model import MiniGPT
-from model.cache import ActivationCache
-from model.data import builtin_corpus, text_batch
-from model.logits import next_token_loss, sampling_probs
+from interp.common.export import contributions_to_csv
+from interp.common.metrics import LogitDiff, Loss
+from interp.intervene.ablate import ablate
+from interp.intervene.patching import activation_patching
+from interp.intervene.sweeps import head_sweep
+from interp.observe.attention import attention_pattern_frame, head_scores
+from interp.observe.dla import direct_logit_attribution
+from interp.observe.lens import logit_lens
+from interp.observe.residual import write_norms
+from interp.weights.circuits import ov_circuit, qk_circuit
+from interp.weights.composition import composition_scores
+from model.network.cache import ActivationCache
+from model.network.logits import next_token_loss, sampling_probs
+from model.network.minigpt import MiniGPT
+from model.network.token_ids import token_labels
+from model.training.data import builtin_corpus, text_batch
 
 Ids = tuple[int, ...]
 MAX_CIRCUIT_VOCAB = 512  # a d_vocab x d_vocab heatmap beyond this is neither readable nor cheap
@@ -40,8 +43,8 @@ def tokens_of(ids: Ids) -> torch.Tensor:
 
 
 def symbols(model: MiniGPT, ids: Ids) -> list[str]:
-    """The symbol of every token id (``<bos>`` included)."""
-    return [model.tokenizer.symbols[i] for i in ids]
+    """The string of every token id (``<bos>`` included), as every frame's ``*_str`` columns have them."""
+    return model.to_str_tokens(list(ids))
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -64,13 +67,13 @@ def next_token_distribution(
     """Columns ``token_id, token, logit, softmax, prob`` for the prediction after ``pos``, highest logit first.
 
     ``softmax`` is the plain softmax of the logits; ``prob`` is what sampling uses after temperature,
-    top-k and top-p (``model.logits.sampling_probs``).
+    top-k and top-p (``model.network.logits.sampling_probs``).
     """
     logits = forward(_model, model_id, ids)[0][0, pos]
     return pd.DataFrame(
         {
             "token_id": range(len(logits)),
-            "token": _model.tokenizer.symbols,
+            "token": token_labels(_model.tokenizer, range(len(logits))),
             "logit": logits.tolist(),
             "softmax": sampling_probs(logits).tolist(),
             "prob": sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p).tolist(),
@@ -109,10 +112,10 @@ def inventory(_model: MiniGPT, model_id: str) -> pd.DataFrame:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def attention_patterns(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
-    """``interp.attention.attention_pattern_frame`` of every head, with ``layer, head`` columns in front."""
+    """``interp.attention_pattern_frame`` of every head, with ``layer, head`` columns in front."""
     cache, tokens = forward(_model, model_id, ids)[1], tokens_of(ids)
     frames = [
-        attention_pattern_frame(_model, cache, tokens, layer, head).assign(layer=layer, head=head)
+        attention_pattern_frame(_model, tokens, cache, layer=layer, head=head).assign(layer=layer, head=head)
         for layer in range(_model.cfg.n_layers)
         for head in range(_model.cfg.n_heads)
     ]
@@ -121,27 +124,27 @@ def attention_patterns(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def attention_scores(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
-    """``interp.attention.head_scores`` on the prompt (one row per head, with its ``kind``)."""
+    """``interp.head_scores`` on the prompt (one row per head, with its ``head_class``)."""
     return head_scores(_model, tokens_of(ids), forward(_model, model_id, ids)[1])
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def residual_writes(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
-    """``interp.residual.write_norms``: the norm of every component's write at every position."""
-    return write_norms(_model, forward(_model, model_id, ids)[1])
+    """``interp.write_norms``: the norm of every component's write at every position."""
+    return write_norms(_model, tokens_of(ids), forward(_model, model_id, ids)[1])
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def lens(_model: MiniGPT, model_id: str, ids: Ids, k: int) -> pd.DataFrame:
-    """``interp.dla.logit_lens`` with the next token as target and the top ``k`` guesses."""
-    return logit_lens(_model, forward(_model, model_id, ids)[1], tokens_of(ids), k=k)
+    """``interp.logit_lens`` with the next token as target and the top ``k`` guesses."""
+    return logit_lens(_model, tokens_of(ids), forward(_model, model_id, ids)[1], k=k)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def dla(_model: MiniGPT, model_id: str, ids: Ids, target: str | None, contrast: str | None, per: str) -> pd.DataFrame:
-    """``interp.dla.direct_logit_attribution`` at every position (``target=None``: the next token)."""
+    """``interp.direct_logit_attribution`` at every position (``target=None``: the next token)."""
     cache = forward(_model, model_id, ids)[1]
-    return direct_logit_attribution(_model, cache, tokens_of(ids), target=target, contrast=contrast, per=per)
+    return direct_logit_attribution(_model, tokens_of(ids), cache, target=target, contrast=contrast, per=per)
 
 
 def dla_at(frame: pd.DataFrame, pos: int, top: int | None = None) -> tuple[pd.DataFrame, float]:
@@ -155,7 +158,7 @@ def dla_at(frame: pd.DataFrame, pos: int, top: int | None = None) -> tuple[pd.Da
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def dla_csv(_model: MiniGPT, model_id: str, ids: Ids, target: str | None, contrast: str | None, per: str) -> bytes:
-    """The CSV that ``interp.export.contributions_to_csv`` writes for :func:`dla`'s frame, as bytes to download."""
+    """The CSV that ``interp.contributions_to_csv`` writes for :func:`dla`'s frame, as bytes to download."""
     frame = dla(_model, model_id, ids, target, contrast, per)
     with tempfile.TemporaryDirectory(prefix="minigpt-dla-") as tmp:
         return contributions_to_csv(frame, Path(tmp) / "contributions.csv").read_bytes()
@@ -171,7 +174,7 @@ def reference_batch(n_ctx: int, size: int = 64, seed: int = 0) -> torch.Tensor:
 def ablation_effect(
     _model: MiniGPT, model_id: str, ids: Ids, heads: tuple, mlps: tuple, neurons: str, method: str, pos: int
 ) -> tuple[pd.DataFrame, float | None, float | None, list[str]]:
-    """``interp.ablation.ablate``: next-token probabilities at ``pos`` before and after, both losses, and what was done.
+    """``interp.ablate``: next-token probabilities at ``pos`` before and after, both losses, and what was done.
 
     The frame has columns ``token_id, token, prob_clean, prob_ablated``.
     """
@@ -185,7 +188,7 @@ def ablation_effect(
     frame = pd.DataFrame(
         {
             "token_id": range(logits.shape[-1]),
-            "token": _model.tokenizer.symbols,
+            "token": token_labels(_model.tokenizer, range(logits.shape[-1])),
             "prob_clean": sampling_probs(logits[0, pos]).tolist(),
             "prob_ablated": sampling_probs(result.logits[0, pos]).tolist(),
         }
@@ -195,14 +198,14 @@ def ablation_effect(
 
 @st.cache_data(max_entries=32, show_spinner="Ablating every head ...")
 def sweep(_model: MiniGPT, model_id: str, ids: Ids, method: str) -> pd.DataFrame:
-    """``interp.sweeps.head_sweep`` on the loss: columns ``layer, head, metric_clean, metric_ablated, delta``."""
+    """``interp.head_sweep`` on the loss: columns ``layer, head, metric_clean, metric_ablated, delta``."""
     reference = None if method == "zero" else reference_batch(_model.cfg.n_ctx)
     return head_sweep(_model, tokens_of(ids), method=method, metric="loss", reference=reference, progress=False)
 
 
 @st.cache_data(max_entries=32, show_spinner="Patching ...")
 def patching(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, grid: str) -> tuple[pd.DataFrame, str]:
-    """``interp.patching.activation_patching`` from ``clean`` into ``corrupted``, and the metric in words.
+    """``interp.activation_patching`` from ``clean`` into ``corrupted``, and the metric in words.
 
     The metric is the last position's logit difference between the clean and the corrupted top guesses;
     when both runs guess the same token, the next-token loss.
@@ -212,7 +215,7 @@ def patching(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, grid: s
     if answer == wrong:
         metric, words = Loss(), "next-token loss (both prompts have the same top guess)"
     else:
-        names = [repr(_model.tokenizer.symbols[i]) for i in (answer, wrong)]
+        names = [repr(s) for s in _model.to_str_tokens([answer, wrong])]
         metric = LogitDiff(answer=answer, wrong=wrong)
         words = f"logit of {names[0]} (clean top guess) minus logit of {names[1]} (corrupted top guess), last position"
     frame = activation_patching(_model, tokens_of(clean), tokens_of(corrupted), metric, grid=grid, progress=False)
@@ -221,19 +224,20 @@ def patching(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, grid: s
 
 @st.cache_data(max_entries=8, show_spinner="Scoring composition ...")
 def composition(_model: MiniGPT, model_id: str) -> pd.DataFrame:
-    """``interp.circuits.composition_scores``: every Q/K/V composition score with its random baseline."""
+    """``interp.composition_scores``: every Q/K/V composition score with its random baseline."""
     return composition_scores(_model)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) -> pd.DataFrame:
-    """The full QK or OV circuit of one head as a token x token frame (``interp.circuits``; 64 x 64 is small)."""
+    """The full QK or OV circuit (``kind``) of one head as a token x token frame (``interp.qk_circuit`` /
+    ``interp.ov_circuit``; 64 x 64 is small)."""
     n = _model.cfg.d_vocab
     if n > MAX_CIRCUIT_VOCAB:
         raise ValueError(
             f"the full {kind} circuit would be {n} x {n}; the dashboard draws vocabularies of at most "
-            f"{MAX_CIRCUIT_VOCAB} tokens (use interp.circuits.{kind.lower()}_circuit(...).rows(...) in a notebook)"
+            f"{MAX_CIRCUIT_VOCAB} tokens (use interp.{kind.lower()}_circuit(...).rows(...) in a notebook)"
         )
     full = (qk_circuit if kind == "QK" else ov_circuit)(_model, layer, head).full()
-    names = list(_model.tokenizer.symbols) if _model.tokenizer is not None else [str(i) for i in range(n)]
+    names = token_labels(_model.tokenizer, range(n))
     return pd.DataFrame(full.numpy(), index=names, columns=names)

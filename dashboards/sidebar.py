@@ -13,8 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from dashboards import plots, state
-from model import MiniGPT
-from model.checkpoint import SHIPPED
+from model.network.minigpt import MiniGPT
+from model.storage.registry import CHECKPOINT_DIR, SHIPPED, shipped_names
 
 SOURCE_PATH = "a .safetensors path"
 SOURCE_UPLOAD = "an uploaded file"
@@ -26,11 +26,11 @@ LAST_LOADED = "last_loaded_checkpoint"  # session key: the last model that loade
 
 def _fallback() -> tuple[Loaded, str | None]:
     """The shipped default (or the random model when none is shipped or it cannot be read), and why not."""
-    names = state.shipped_names()
+    names = shipped_names()
     if not names:
         return (state.random_model(0), "random:0", state.RANDOM_LABEL), None
     try:
-        stamp = state.file_stamp(state.CHECKPOINT_DIR / f"{names[0]}.safetensors")
+        stamp = state.file_stamp(CHECKPOINT_DIR / f"{names[0]}.safetensors")
         return (state.load_checkpoint(names[0], stamp), f"shipped:{names[0]}:{stamp}", names[0]), None
     except Exception as err:  # a damaged shipped file: say so, and still show something
         return (state.random_model(0), "random:0", state.RANDOM_LABEL), f"Could not load {names[0]!r}: {err}."
@@ -65,13 +65,13 @@ def _load_choice(choice: str) -> Loaded | None:
         digest = state.check_upload(files)
         name = next(n for n, _ in files if n.lower().endswith(".safetensors"))
         return state.load_upload(digest, tuple(files)), f"upload:{digest}", name
-    stamp = state.file_stamp(state.CHECKPOINT_DIR / f"{choice}.safetensors")
+    stamp = state.file_stamp(CHECKPOINT_DIR / f"{choice}.safetensors")
     return state.load_checkpoint(choice, stamp), f"shipped:{choice}:{stamp}", choice
 
 
 def _checkpoint_picker() -> tuple[Loaded, str | None]:
     """The picker's widgets and the model they name, or the default plus the reason it is shown instead."""
-    options = [*state.shipped_names(), state.RANDOM_LABEL, SOURCE_PATH, SOURCE_UPLOAD]
+    options = [*shipped_names(), state.RANDOM_LABEL, SOURCE_PATH, SOURCE_UPLOAD]
     about = "; ".join(f"{name}: {text}" for name, text in SHIPPED.items())
     choice = st.selectbox("Checkpoint", options, key="checkpoint_choice", help=f"Shipped checkpoints: {about}.")
     if choice == SOURCE_PATH:

@@ -5,20 +5,18 @@ across sessions because hooks live in a per-call context, never on the modules. 
 turns bad input into a plain sentence (what was wrong, what to do) for ``st.error``.
 
 Example:
-    >>> from dashboards.state import check_prompt, random_model
     >>> model = random_model(0)
     >>> check_prompt(model, "hi")
     (0, 22, 23)
     >>> check_prompt(model, "")
     Traceback (most recent call last):
     ...
-    ValueError: the prompt is empty; type at least one character
+    ValueError: the prompt is empty; give at least one character
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,13 +25,11 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from model import MiniGPT, ModelConfig
-from model.checkpoint import layout_mismatches
-from model.schema import parse_safetensors_header, validate_metadata
+from model.network.config import ModelConfig
+from model.network.minigpt import MiniGPT
+from model.network.token_ids import prompt_ids
+from model.storage.checkpoint import check_checkpoint_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_DIR = ROOT / "model" / "checkpoints"
-DEFAULT_CHECKPOINT = "minigpt-text"
 RANDOM_LABEL = "untrained (random weights, seed 0)"
 DEFAULT_PROMPT = "the value of the attribute is"
 MAX_UPLOAD_BYTES = 64 * 2**20  # = server.maxUploadSize (MB) in .streamlit/config.toml; the locked config is ~0.4 MB
@@ -51,12 +47,6 @@ class Selection:
     token_ids: tuple[int, ...] | None  # <bos> + prompt, or None when the prompt is bad
     prompt_error: str | None  # why the prompt cannot be run, with what to do
     load_error: str | None = None  # why the chosen checkpoint could not be loaded (we fell back)
-
-
-def shipped_names() -> list[str]:
-    """Names of the checkpoints in ``model/checkpoints/`` (weights with their JSON beside), the default first."""
-    names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.json") if p.with_suffix(".safetensors").is_file())
-    return sorted(names, key=lambda n: n != DEFAULT_CHECKPOINT)
 
 
 def file_stamp(path: Path) -> str:
@@ -119,21 +109,10 @@ def check_upload(files: list[tuple[str, bytes]]) -> str:
             f"the upload is {total / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
             "give its path under 'a .safetensors path' instead"
         )
-    ((w_name, data),) = weights
-    layout = parse_safetensors_header(data, len(data), w_name)
     if not metas:
-        raise ValueError(f"also upload the .json written beside {w_name}: it holds the config and the tokenizer")
-    ((m_name, blob),) = metas
-    try:
-        doc = json.loads(blob)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{m_name} is not valid JSON ({err}); upload the .json written by save_pretrained") from None
-    cfg = validate_metadata(doc, m_name)
-    problems = layout_mismatches(cfg, layout)
-    if problems:
-        raise ValueError(f"{w_name} does not match the config in {m_name}: {'; '.join(problems)}")
-    if hashlib.sha256(data).hexdigest() != doc["weights_sha256"]:
-        raise ValueError(f"{w_name} and {m_name} come from different saves (the weights' hash differs); upload a pair")
+        raise ValueError(f"also upload the .json written beside {weights[0][0]}: it holds the config and the tokenizer")
+    ((w_name, data),), ((m_name, blob),) = weights, metas
+    check_checkpoint_bytes(w_name, data, m_name, blob)  # the same check as loading from disk
     return hashlib.sha256(b"".join(d for _, d in sorted(files))).hexdigest()[:16]
 
 
@@ -144,22 +123,7 @@ def check_prompt(model: MiniGPT, prompt: str) -> tuple[int, ...]:
             f"this checkpoint has no character tokenizer (d_vocab={model.cfg.d_vocab}); "
             "pick a checkpoint trained with the 64-symbol tokenizer"
         )
-    if not prompt:
-        raise ValueError("the prompt is empty; type at least one character")
-    unknown = model.tokenizer.unknown_chars(prompt)
-    if unknown:
-        shown = ", ".join(f"{c!r} at position {i}" for i, c in unknown[:5])
-        raise ValueError(
-            f"the prompt has {len(unknown)} character(s) the tokenizer does not know ({shown}); it knows lower-case "
-            "letters, digits, space, newline and .,;:!?'\"-()[]{}_=+*/<>| -- remove or replace them"
-        )
-    ids = model.tokenizer.encode(prompt, bos=True)
-    if len(ids) > model.cfg.n_ctx:
-        raise ValueError(
-            f"the prompt is {len(ids) - 1} characters but this model reads at most {model.cfg.n_ctx - 1} "
-            f"(n_ctx={model.cfg.n_ctx}, one position goes to <bos>); shorten it"
-        )
-    return tuple(ids)
+    return tuple(prompt_ids(model.tokenizer, prompt, model.cfg.n_ctx, what="the prompt"))
 
 
 def default_corruption(prompt: str) -> str:

@@ -1,1 +1,56 @@
-"""Analyses: pure functions from (model, cache, tokens) to tidy pandas DataFrames."""
+"""Analyses: pure functions from ``(model, tokens, cache=None, ...)`` to tidy pandas DataFrames.
+
+Import every public analysis from here (``from interp import direct_logit_attribution, head_sweep``): the names
+are loaded lazily, so ``import interp`` (and ``minigpt --help``) imports no torch, and they survive any move of
+the module that defines them.
+
+Rooms (see docs/ARCHITECTURE.md), in import tiers (:data:`TIERS`, held by ``tests/test_architecture.py``): a
+module imports only from its own tier or a lower one, and from ``model``; never from ``dashboards``/streamlit.
+
+- ``interp.common``: argument checks, metrics, the frame vocabulary, CSV export.
+- ``interp.observe``: reading activations (residual stream, DLA, logit lens, attention patterns).
+- ``interp.weights``: reading weights (QK/OV circuits, copying, composition).
+- ``interp.intervene``: changing activations (ablation specs, replacements, the batched engine, sweeps, patching).
+- ``interp.reports``: what a training run is judged by (the induction report).
+- ``interp.cli``: the ``minigpt`` command line, the only room that may import all the others.
+
+Example:
+    >>> import interp
+    >>> interp.direct_logit_attribution.__module__
+    'interp.observe.dla'
+"""
+
+from model.lazy import lazy_exports
+
+TIERS: tuple[tuple[str, ...], ...] = (
+    ("interp.common",),
+    ("interp.observe", "interp.weights"),
+    ("interp.intervene",),
+    ("interp.reports",),  # planned beside it: interp.discover (circuit discovery), interp.dynamics (training)
+    ("interp.cli",),
+)
+
+_ROOMS = {
+    "interp.common.checks": ["prepare"],
+    "interp.common.export": ["contributions_to_csv", "read_contributions_csv", "write_csv_atomic"],
+    "interp.common.metrics": ["LogitDiff", "Loss", "LossAt", "Metric", "TargetProb", "as_metric"],
+    "interp.common.vocabulary": ["COLUMNS"],
+    "interp.observe.residual": ["accumulated_resid", "head_writes", "residual_stack", "write_norms"],
+    "interp.observe.dla": ["direct_logit_attribution", "final_logits", "logit_difference", "resolve_target"],
+    "interp.observe.lens": ["logit_lens"],
+    "interp.observe.attention": ["attention_pattern_frame", "classify_heads", "head_scores"],
+    "interp.weights.circuits": ["copying_scores", "ov_circuit", "ov_matrix", "qk_circuit", "qk_matrix"],
+    "interp.weights.composition": ["composition_score", "composition_scores"],
+    "interp.intervene.specs": [
+        "AttnLayerAblation", "HeadAblation", "MLPAblation", "NeuronAblation", "PositionAblation", "Spec",
+    ],
+    "interp.intervene.parsing": ["parse_layers", "parse_pairs", "specs_from"],
+    "interp.intervene.replace": ["ablation_hooks", "replacements", "resample_rows"],
+    "interp.intervene.ablate": ["AblationResult", "ablate"],
+    "interp.intervene.sweeps": ["head_sweep", "neuron_sweep"],
+    "interp.intervene.patching": ["activation_patching", "attribution_patching"],
+    "interp.reports.induction": ["induction_report"],
+}  # fmt: skip
+_EXPORTS = {name: module for module, names in _ROOMS.items() for name in names}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,7 +21,7 @@ import torch
 from conftest import make_model
 
 from model import MiniGPT
-from model.hooks import active_hook_count
+from model.network.hooks import active_hook_count
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
@@ -31,7 +31,7 @@ ALLOWED = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
 class Case:
     """One row of the matrix: ``call(env)`` must raise ``error`` with ``phrase`` in its message."""
 
-    entry: str  # "MiniGPT.forward", "interp.dla.direct_logit_attribution", ...
+    entry: str  # "MiniGPT.forward", "interp.observe.dla.direct_logit_attribution", ...
     label: str  # the bad input, in a few words
     call: Callable[[SimpleNamespace], object]
     error: type[Exception]
@@ -80,7 +80,7 @@ def build_env(tmp: Path) -> SimpleNamespace:
         _, env.cache = env.model.run_with_cache(env.tokens)
         _, env.small_cache = env.model.run_with_cache(env.tokens, names_filter="hook_embed")
         _, env.nan_cache = env.model.run_with_cache(env.tokens, fwd_hooks=[("blocks.0.hook_attn_out", nan_hook)])
-    from interp.dla import direct_logit_attribution
+    from interp import direct_logit_attribution
 
     env.frame = direct_logit_attribution(env.model, env.cache, env.tokens)
     return env

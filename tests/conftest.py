@@ -66,7 +66,7 @@ def text_model() -> MiniGPT:
 
 @pytest.fixture(scope="session")
 def repeated_tokens() -> torch.Tensor:
-    from model.data import repeated_pair_batch
+    from model.training.data import repeated_pair_batch
 
     return repeated_pair_batch(64, 15, torch.Generator().manual_seed(0))
 

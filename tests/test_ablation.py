@@ -8,19 +8,23 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from interp.ablation import (
+from interp import (
     AttnLayerAblation,
     HeadAblation,
+    LogitDiff,
+    Loss,
+    LossAt,
     MLPAblation,
     NeuronAblation,
     PositionAblation,
+    TargetProb,
     ablate,
+    as_metric,
     head_sweep,
     neuron_sweep,
     parse_pairs,
     resample_rows,
 )
-from interp.metrics import LogitDiff, Loss, LossAt, TargetProb, as_metric
 
 METHODS = ["zero", "mean", "resample"]
 METRICS = {"loss": Loss(), "logit_diff": LogitDiff(answer=3, wrong=5, pos=-2), "loss_at": LossAt([4, 9])}

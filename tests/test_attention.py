@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import make_model
 
-from interp.attention import THRESHOLDS, attention_pattern_frame, classify_heads, head_scores
-from model.cache import ActivationCache
+from interp import attention_pattern_frame, classify_heads, head_scores
+from interp.observe.attention import THRESHOLDS
+from model import ActivationCache
 
 N = 6  # segment length of BOS + r + r
 

@@ -22,14 +22,16 @@ from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entr
 from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 import interp
-from interp import attention, checks, circuits, dla, export, residual
-from interp.circuits import FactoredMatrix
+from interp.common import checks, export
+from interp.observe import attention, dla, residual
+from interp.weights import circuits
+from model import FactoredMatrix
 
 NOT_IN_SCOPE = ("cli", "cli_ablation", "cli_analysis")  # CLI: tests/test_cli*.py (CLI part of issue 8)
 
 
 def _residual_cases() -> list[Case]:
-    R = "interp.residual."
+    R = "interp.observe.residual."
     return [
         Case(R + "head_writes", "layer -1", lambda e: residual.head_writes(e.model, e.cache, -1), IndexError,
              "layer -1 is out of range: the model has 2 layers (valid 0..1)"),
@@ -80,7 +82,7 @@ def _residual_cases() -> list[Case]:
 
 
 def _dla_cases() -> list[Case]:
-    D = "interp.dla."
+    D = "interp.observe.dla."
 
     def run(model=None, cache="env", tokens=None, **kw):
         return lambda e: dla.direct_logit_attribution(
@@ -151,7 +153,7 @@ def _dla_cases() -> list[Case]:
 
 
 def _attention_cases() -> list[Case]:
-    A = "interp.attention."
+    A = "interp.observe.attention."
     nan_pattern = [("blocks.0.attn.hook_pattern", nan_hook)]
     return [
         Case(A + "head_scores", "float tokens", lambda e: attention.head_scores(e.model, e.tokens.float()),
@@ -198,7 +200,7 @@ def _attention_cases() -> list[Case]:
 
 
 def _circuits_cases() -> list[Case]:
-    C = "interp.circuits."
+    C = "interp.weights.circuits."
     fm = FactoredMatrix(torch.ones(3, 2), torch.ones(2, 4))
     return [
         Case(C + "qk_matrix", "layer 2", lambda e: circuits.qk_matrix(e.model, 2, 0), IndexError,
@@ -260,7 +262,7 @@ def _circuits_cases() -> list[Case]:
 
 
 def _export_cases() -> list[Case]:
-    X = "interp.export."
+    X = "interp.common.export."
 
     def write(tmp, name, text):
         path = tmp / name
@@ -300,7 +302,7 @@ def _export_cases() -> list[Case]:
 
 
 def _checks_cases() -> list[Case]:
-    K = "interp.checks."
+    K = "interp.common.checks."
     return [
         Case(K + "check_model", "a str", lambda e: checks.check_model("gpt2"), TypeError, "model must be a MiniGPT"),
         Case(K + "check_cache", "a dict", lambda e: checks.check_cache({}), TypeError, "cache must be an"),
@@ -370,7 +372,7 @@ def _methods(public: set[str]) -> set[str]:
 def test_checks_docstring_examples_run():
     """The examples in interp/checks.py run and print what they show."""
     result = doctest.testmod(checks, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0, "an example of interp.checks fails (see output)"
+    assert result.attempted > 0 and result.failed == 0, "an example of interp.common.checks fails (see output)"
 
 
 def test_head_scores_nan_means_undefined_not_broken(env):

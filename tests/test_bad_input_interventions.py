@@ -10,13 +10,26 @@ import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, in_hooks, nan_hook, params
 
-from interp import ablation, ablation_specs, batched, metrics, patching, sweeps
-from interp.ablation import AttnLayerAblation, HeadAblation, MLPAblation, NeuronAblation, PositionAblation
-from interp.metrics import LogitDiff, Loss, LossAt, TargetProb
+from interp import (
+    AttnLayerAblation,
+    HeadAblation,
+    LogitDiff,
+    Loss,
+    LossAt,
+    MLPAblation,
+    NeuronAblation,
+    PositionAblation,
+    TargetProb,
+)
+from interp.common import metrics
+from interp.intervene import ablate as ablation
+from interp.intervene import engine as batched
+from interp.intervene import patching, sweeps
+from interp.intervene import specs as ablation_specs
 
 
 def _ablation_cases() -> list[Case]:
-    B, BS = "interp.ablation.", "interp.ablation_specs."
+    B, BS = "interp.intervene.ablate.", "interp.intervene.specs."
 
     def abl(*specs, model=None, tokens=None, **kw):
         return lambda e: ablation.ablate(model or e.model, e.tokens if tokens is None else tokens, *specs, **kw)
@@ -129,7 +142,7 @@ def _ablation_cases() -> list[Case]:
 
 
 def _sweep_cases() -> list[Case]:
-    S = "interp.sweeps."
+    S = "interp.intervene.sweeps."
 
     def hs(**kw):
         return lambda e: sweeps.head_sweep(e.model, e.tokens, **kw)
@@ -188,7 +201,7 @@ def _sweep_cases() -> list[Case]:
 
 
 def _metric_cases() -> list[Case]:
-    M = "interp.metrics."
+    M = "interp.common.metrics."
     logits, ids = torch.zeros(1, 3, 64), torch.zeros(1, 3, dtype=torch.long)
     return [
         Case(M + "LossAt", "no positions", lambda e: LossAt([]), ValueError, "LossAt needs at least one position"),
@@ -225,7 +238,7 @@ def _metric_cases() -> list[Case]:
 
 
 def _patching_cases() -> list[Case]:
-    P = "interp.patching."
+    P = "interp.intervene.patching."
 
     def act(**kw):
         return lambda e: patching.activation_patching(e.model, e.tokens, e.other, "loss", **kw)
@@ -271,7 +284,7 @@ def _in_inference_mode(fn):
 
 
 def _batched_cases() -> list[Case]:
-    B = "interp.batched."
+    B = "interp.intervene.engine."
     x = torch.zeros(2, 6, 32)
     return [
         Case(B + "run_from", "unknown stage", lambda e: batched.run_from(e.model, x, 0, "mid"), ValueError,

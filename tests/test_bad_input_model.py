@@ -16,9 +16,8 @@ import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entries, in_hooks, nan_hook, params
 from conftest import make_model
 
-from model import MiniGPT, ModelConfig
-from model.logits import next_token_loss, sampling_probs
-from model.tokenizer import Tokenizer
+from model import MiniGPT, ModelConfig, Tokenizer
+from model.network.logits import next_token_loss, sampling_probs
 
 TOKENIZER = Tokenizer()
 
@@ -196,19 +195,19 @@ def _generate_cases() -> list[Case]:
 def _function_cases() -> list[Case]:
     logits, ids = torch.zeros(1, 3, 64), torch.zeros(1, 3, dtype=torch.long)
     return [
-        Case("model.logits.next_token_loss", "float tokens", lambda e: next_token_loss(logits, ids.float()),
+        Case("model.network.logits.next_token_loss", "float tokens", lambda e: next_token_loss(logits, ids.float()),
              TypeError, "tokens must hold integer ids"),
-        Case("model.logits.next_token_loss", "shapes differ", lambda e: next_token_loss(logits, ids[:, :2]),
+        Case("model.network.logits.next_token_loss", "shapes differ", lambda e: next_token_loss(logits, ids[:, :2]),
              ValueError, "logits (1, 3, 64) do not match tokens (1, 2)"),
-        Case("model.logits.next_token_loss", "one token", lambda e: next_token_loss(logits[:, :1], ids[:, :1]),
+        Case("model.network.logits.next_token_loss", "one token", lambda e: next_token_loss(logits[:, :1], ids[:, :1]),
              ValueError, "at least 2 tokens"),
-        Case("model.logits.next_token_loss", "list logits", lambda e: next_token_loss([[0.0]], ids),
+        Case("model.network.logits.next_token_loss", "list logits", lambda e: next_token_loss([[0.0]], ids),
              TypeError, "next_token_loss takes tensors, got list"),
-        Case("model.logits.sampling_probs", "negative temperature", lambda e: sampling_probs(
+        Case("model.network.logits.sampling_probs", "negative temperature", lambda e: sampling_probs(
             logits, temperature=-0.5), ValueError, "temperature must be >= 0"),
-        Case("model.logits.sampling_probs", "bool top_k", lambda e: sampling_probs(logits, top_k=True),
+        Case("model.network.logits.sampling_probs", "bool top_k", lambda e: sampling_probs(logits, top_k=True),
              ValueError, "top_k must be a positive int"),
-        Case("model.logits.sampling_probs", "None temperature", lambda e: sampling_probs(
+        Case("model.network.logits.sampling_probs", "None temperature", lambda e: sampling_probs(
             logits, temperature=None), TypeError, "temperature must be a number, got None"),
     ]  # fmt: skip
 
@@ -302,7 +301,7 @@ def _public_methods(cls: type) -> set[str]:
 def test_every_public_model_method_is_in_the_matrix():
     """Each public method of MiniGPT and Tokenizer has a row (or a stated exemption), so none is forgotten."""
     public = _public_methods(MiniGPT) | _public_methods(Tokenizer) | {"MiniGPT", "Tokenizer"}
-    public |= {"model.logits.next_token_loss", "model.logits.sampling_probs"}
+    public |= {"model.network.logits.next_token_loss", "model.network.logits.sampling_probs"}
     missing = sorted(public - covered_entries(CASES) - set(EXEMPT))
     assert not missing, f"public entry points without a bad-input row: {missing}; add rows to CASES"
     stale = sorted(set(EXEMPT) - public)

@@ -10,7 +10,7 @@ import torch
 from conftest import CONFIG_VARIANTS, make_model
 
 from model import ActivationCache
-from model.cache import act_name
+from model.network.cache import act_name
 
 
 @pytest.mark.parametrize("variant", list(CONFIG_VARIANTS))

@@ -1,4 +1,4 @@
-"""model.checkpoint: safetensors + JSON round trips, atomic writes, and clear errors on bad files."""
+"""model.storage.checkpoint: safetensors + JSON round trips, atomic writes, and clear errors on bad files."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from model import MiniGPT
-from model.checkpoint import (
-    FORMAT_VERSION,
-    expected_shapes,
-    load_checkpoint,
-    load_train_state,
-    save_checkpoint,
-    save_train_state,
-)
+from model import MiniGPT, load_checkpoint, save_checkpoint
+from model.storage.checkpoint import expected_shapes
+from model.storage.schema import FORMAT_VERSION
+from model.training.resume import load_train_state, save_train_state
 
 
 @pytest.fixture

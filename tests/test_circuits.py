@@ -7,16 +7,8 @@ import torch
 import torch.nn.functional as F
 from conftest import make_model
 
-from interp.circuits import (
-    FactoredMatrix,
-    composition_score,
-    composition_scores,
-    copying_scores,
-    ov_circuit,
-    ov_matrix,
-    qk_circuit,
-    qk_matrix,
-)
+from interp import composition_score, composition_scores, copying_scores, ov_circuit, ov_matrix, qk_circuit, qk_matrix
+from model import FactoredMatrix
 
 
 @pytest.fixture

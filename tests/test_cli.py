@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import make_model
 
-from interp.cli import COMMANDS, main
+from interp.cli.main import COMMANDS, main
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_ablate_prints_before_and_after_and_writes_the_table(tiny_ckpt, tmp_path
     import pandas as pd
     import torch
 
-    from interp.ablation import ablate
+    from interp import ablate
     from model import MiniGPT
 
     out = tmp_path / "ablation.csv"
@@ -141,7 +141,7 @@ def test_sweep_prints_the_top_rows_and_writes_every_row(tiny_ckpt, tmp_path, cap
     """`minigpt sweep --top 3` prints 3 heads, largest |delta| first, and writes all 8 rows equal to head_sweep."""
     import pandas as pd
 
-    from interp.sweeps import head_sweep
+    from interp import head_sweep
     from model import MiniGPT
 
     out = tmp_path / "sweep.csv"

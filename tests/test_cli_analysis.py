@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import make_model
 
-from interp import cli_analysis
-from interp.cli import main
-from interp.export import read_contributions_csv
+from interp import read_contributions_csv
+from interp.cli import analysis as cli_analysis
+from interp.cli.main import main
 from model import MiniGPT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_failed_write_leaves_no_file_and_keeps_the_previous_one(tiny_ckpt, tmp_p
 
 def test_contributions_that_miss_the_logit_exit_1_and_write_nothing(tiny_ckpt, tmp_path, capsys, monkeypatch):
     """If the attribution stops summing to the logit (a library bug), dla and export say so, exit 1, write nothing."""
-    from interp import dla
+    from interp.observe import dla
 
     real = dla.direct_logit_attribution
     monkeypatch.setattr(dla, "direct_logit_attribution", lambda *a, **k: real(*a, **k).query("kind != 'embed'"))
@@ -233,7 +233,7 @@ def test_dashboard_bad_port_or_address_is_exit_2_and_starts_nothing(argv, capsys
 def test_dashboard_argv_imports_neither_dashboards_nor_streamlit():
     """Building the dashboard command only locates the app: interp never imports dashboards or streamlit."""
     code = (
-        "import sys; from interp.cli_analysis import dashboard_argv; dashboard_argv(); "
+        "import sys; from interp.cli.analysis import dashboard_argv; dashboard_argv(); "
         "bad = [m for m in ('dashboards', 'streamlit') if m in sys.modules]; assert not bad, bad"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import make_model
 
-from interp import cli_analysis
-from interp.cli import main
-from model import files
+from interp.cli import analysis as cli_analysis
+from interp.cli.main import main
+from model.storage import files
 
 BAD_MODELS = {  # name -> how the checkpoint at {fx}/<name>.safetensors is broken
     "truncated": lambda d: d[: len(d) // 2],

@@ -27,9 +27,9 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.ablation import AblationResult, HeadAblation, NeuronAblation, ablate, head_sweep, neuron_sweep
+from interp import AblationResult, HeadAblation, NeuronAblation, ablate, head_sweep, neuron_sweep
 from model import ActivationCache, MiniGPT
-from model.hooks import active_hook_count
+from model.network.hooks import active_hook_count
 
 N_THREADS, CALLS_PER_THREAD = 16, 50
 MEMORY_WARMUP, MEMORY_CALLS = 800, 1000  # RSS settles (fragmentation) over the first ~1,000 calls

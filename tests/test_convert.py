@@ -8,7 +8,7 @@ from conftest import make_model
 
 from benchmarks.reference import PlainGPT
 from model import MiniGPT
-from model.convert import gpt2_config_kwargs, hf_gpt2_to_minigpt, minigpt_to_hf_gpt2
+from model.storage.hf_gpt2 import gpt2_config_kwargs, hf_gpt2_to_minigpt, minigpt_to_hf_gpt2
 
 transformers = pytest.importorskip("transformers", reason="transformers (a dev dependency) is needed for GPT-2 parity")
 GPT2Config, GPT2LMHeadModel, GPT2Model = transformers.GPT2Config, transformers.GPT2LMHeadModel, transformers.GPT2Model

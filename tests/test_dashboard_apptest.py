@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import state
 from model import MiniGPT, ModelConfig
+from model.storage.registry import CHECKPOINT_DIR
 
 LOCKED = ModelConfig()  # minigpt-text is the locked config
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
@@ -260,8 +261,7 @@ def test_check_upload_rejects_bad_files(monkeypatch):
 def test_uploaded_checkpoint_loads_the_same_weights():
     """Uploading minigpt-text's two files gives a model with exactly the shipped weights."""
     files = [
-        (f"minigpt-text{s}", (state.CHECKPOINT_DIR / f"minigpt-text{s}").read_bytes())
-        for s in (".safetensors", ".json")
+        (f"minigpt-text{s}", (CHECKPOINT_DIR / f"minigpt-text{s}").read_bytes()) for s in (".safetensors", ".json")
     ]
     model = state.load_upload(state.check_upload(files), tuple(files))
     shipped = MiniGPT.from_pretrained("minigpt-text")

@@ -15,8 +15,9 @@ from conftest import open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import analyses, state
-from interp import cli_analysis
-from interp.cli import build_parser
+from interp.cli import analysis as cli_analysis
+from interp.cli.main import build_parser
+from model.storage.registry import CHECKPOINT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
@@ -34,7 +35,7 @@ def assert_renders(at: AppTest, n_charts: int = 1) -> None:
 
 
 def shipped(name: str) -> tuple[bytes, bytes]:
-    return tuple((state.CHECKPOINT_DIR / f"{name}{s}").read_bytes() for s in (".safetensors", ".json"))
+    return tuple((CHECKPOINT_DIR / f"{name}{s}").read_bytes() for s in (".safetensors", ".json"))
 
 
 # ------------------------------------------------------------------------------------------- binding

@@ -1,11 +1,12 @@
-"""model.data: the built-in corpus, text files, the repeated-segments task and batches."""
+"""model.training.data: the built-in corpus, text files, the repeated-segments task and batches."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from model.data import (
+from model import Tokenizer
+from model.training.data import (
     builtin_corpus,
     load_text_file,
     normalise_text,
@@ -15,7 +16,6 @@ from model.data import (
     text_batch,
     text_eval_batches,
 )
-from model.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")

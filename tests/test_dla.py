@@ -8,7 +8,7 @@ from conftest import CONFIG_VARIANTS, make_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interp.dla import direct_logit_attribution, logit_difference, logit_lens
+from interp import direct_logit_attribution, logit_difference, logit_lens
 
 ADDITIVE = [name for name in CONFIG_VARIANTS if CONFIG_VARIANTS[name].get("norm") != "post"]
 PER = ["layer", "component", "head", "neuron"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from interp.dla import direct_logit_attribution
-from interp.export import REQUIRED_COLUMNS, SCHEMA, contributions_to_csv, read_contributions_csv, write_csv_atomic
+from interp import contributions_to_csv, direct_logit_attribution, read_contributions_csv, write_csv_atomic
+from interp.common.export import REQUIRED_COLUMNS, SCHEMA
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ import pytest
 import torch
 from conftest import make_model
 
-from interp.export import write_csv_atomic
-from model import MiniGPT, ModelConfig, files
-from model.checkpoint import load_checkpoint, save_checkpoint
-from model.schema import CONFIG_SCHEMA
+from interp import write_csv_atomic
+from model import MiniGPT, ModelConfig, load_checkpoint, save_checkpoint
+from model.storage import files
+from model.storage.schema import CONFIG_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_pair_stays_a_pair_when_a_rename_fails(saved, monkeypatch, failing_call)
 
 def test_checkpoint_writer_failing_halfway_keeps_the_old_pair(saved, monkeypatch):
     """safetensors writing half a file then failing leaves the previous checkpoint loadable and no temp file."""
-    import model.checkpoint as checkpoint
+    import model.storage.checkpoint as checkpoint
 
     model, path = saved
     before = path.read_bytes()
@@ -113,8 +113,8 @@ def test_csv_rename_failure_keeps_the_old_csv(tmp_path, monkeypatch):
 
 def test_loss_plot_failing_halfway_keeps_the_old_plot(tmp_path, monkeypatch):
     """Training's loss PNG is written atomically: a writer failing halfway keeps the previous PNG."""
-    import model.lossplot as lossplot
-    from model.train import save_loss_curve
+    import model.training.lossplot as lossplot
+    from model.training.loop import save_loss_curve
 
     weights = tmp_path / "m.safetensors"
     history = [{"step": s, "train_loss": 1 / (1 + s), "val_loss": None} for s in range(5)]
@@ -165,7 +165,9 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~files._UMASK, oct(path.stat().st_mode)
 
 
-@pytest.mark.parametrize("module", ["model.files", "model.schema", "model.checkpoint", "interp.export"])
+@pytest.mark.parametrize(
+    "module", ["model.storage.files", "model.storage.schema", "model.storage.checkpoint", "interp.common.export"]
+)
 def test_docstring_examples_run(module):
     """The runnable examples in the file modules' docstrings print what they say."""
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -12,9 +12,9 @@ import torch
 from conftest import make_cfg, make_model
 from safetensors.torch import save_file
 
-from model import MiniGPT
-from model.checkpoint import SHIPPED, load_checkpoint, save_checkpoint, save_train_state
-from model.train import TrainConfig, train
+from model import MiniGPT, TrainConfig, load_checkpoint, save_checkpoint, train
+from model.storage.registry import SHIPPED
+from model.training.resume import save_train_state
 
 
 @pytest.fixture

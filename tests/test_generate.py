@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_model
 
-from model.logits import sampling_probs
+from model.network.logits import sampling_probs
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from model.hooks import active_hook_count
+from model.network.hooks import active_hook_count
 
 N_THREADS = 8
 ABLATIONS = [(layer, head) for layer in range(2) for head in range(4)]  # 8 different head ablations
@@ -169,7 +169,7 @@ def test_hooks_context_manager_and_nesting(tokens):
         clean, want_both = model(tokens), model.run_with_hooks(tokens, fwd_hooks=both)
         outer_only = model.run_with_hooks(tokens, fwd_hooks=both[:1])
         with model.hooks([*both[:1], ("hook_embed", tag("outer"))]) as same:
-            assert same is model, "model.hooks() should yield the model"
+            assert same is model, "model.network.hooks() should yield the model"
             with model.hooks([*both[1:], ("hook_embed", tag("inner"))]):
                 assert torch.equal(model(tokens), want_both), "nested hooks did not add up"
             assert torch.equal(model(tokens), outer_only), "inner hooks outlived their with block"

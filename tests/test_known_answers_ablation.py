@@ -6,10 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.ablation import ablate, head_sweep
-from interp.metrics import LogitDiff, LossAt
-from interp.patching import activation_patching, attribution_patching
-from model.data import builtin_corpus, repeated_pair_batch, text_batch
+from interp import LogitDiff, LossAt, ablate, activation_patching, attribution_patching, head_sweep
+from model.training.data import builtin_corpus, repeated_pair_batch, text_batch
 
 SEG_LEN = 15  # BOS + r + r: the first copy at positions 1..15, the second at 16..30
 SECOND_COPY = LossAt(range(SEG_LEN + 1, 2 * SEG_LEN + 1))

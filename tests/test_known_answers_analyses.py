@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.attention import head_scores
-from interp.circuits import composition_scores, copying_scores
-from interp.dla import direct_logit_attribution
+from interp import composition_scores, copying_scores, direct_logit_attribution, head_scores
 
 SEG_LEN = 15  # BOS + r + r fills 31 of the 32 positions
 NON_SPECIAL = list(range(3, 64))  # the tokens induction-2l was trained to copy (specials never follow BOS)

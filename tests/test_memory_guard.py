@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from model.hooks import active_hook_count
+from model.network.hooks import active_hook_count
 
 
 def cache_bytes(model, tokens, names_filter=None) -> int:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from interp.metrics import LogitDiff, Loss
-from interp.patching import GRIDS, activation_patching, attribution_patching
+from interp import LogitDiff, Loss, activation_patching, attribution_patching
+from interp.intervene.patching import GRIDS
 
 CORRUPT_POS = 4
 

@@ -13,10 +13,14 @@ import pytest
 import torch
 
 from dashboards import plots
-from interp.attention import attention_pattern_frame, head_scores
-from interp.circuits import composition_scores
-from interp.dla import direct_logit_attribution, logit_lens
-from interp.residual import write_norms
+from interp import (
+    attention_pattern_frame,
+    composition_scores,
+    direct_logit_attribution,
+    head_scores,
+    logit_lens,
+    write_norms,
+)
 from tests.conftest import make_model
 
 ROOT = Path(__file__).resolve().parents[1]

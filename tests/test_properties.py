@@ -20,10 +20,9 @@ from conftest import CONFIG_VARIANTS, make_model
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from interp.dla import direct_logit_attribution
-from model import MiniGPT
-from model.hooks import active_hook_count
-from model.tokenizer import Tokenizer
+from interp import direct_logit_attribution
+from model import MiniGPT, Tokenizer
+from model.network.hooks import active_hook_count
 
 TOK = Tokenizer()
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

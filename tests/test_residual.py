@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from interp.residual import accumulated_resid, residual_stack, write_norms
+from interp import accumulated_resid, residual_stack, write_norms
 
 ADDITIVE = [name for name in CONFIG_VARIANTS if CONFIG_VARIANTS[name].get("norm") != "post"]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from model import MiniGPT
-from model.data import builtin_corpus, repeated_pair_batch, text_eval_batches
+from model.training.data import builtin_corpus, repeated_pair_batch, text_eval_batches
 
 SEG = 15
 

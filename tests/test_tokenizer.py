@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model import MiniGPT, ModelConfig, Tokenizer
-from model.tokenizer import PUNCTUATION, SPECIALS
+from model.network.tokenizer import PUNCTUATION, SPECIALS
 
 TOK = Tokenizer()
 PLAIN = "".join(s for s in TOK.symbols if s not in SPECIALS)  # the 61 encodable characters

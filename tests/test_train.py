@@ -1,4 +1,4 @@
-"""model.train: schedule, config validation, determinism, exact resume, loss curve and preset smoke runs."""
+"""model.training.loop: schedule, config validation, determinism, exact resume, loss curve and preset smoke runs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import make_cfg
 
-from model.checkpoint import load_checkpoint
-from model.data import TextData
-from model.evaluate import bigram_baseline
-from model.train import PRESETS, TrainConfig, lr_at, train
+from model import PRESETS, TrainConfig, load_checkpoint, train
+from model.training.data import TextData
+from model.training.evaluation import bigram_baseline
+from model.training.loop import lr_at
 
 TINY = TrainConfig(task="induction", steps=8, batch_size=8, warmup_steps=3, eval_every=4, log_every=2, ckpt_every=0)
 TINY_CFG = make_cfg(n_ctx=32, attn_only=True, n_heads=2)
@@ -147,7 +147,7 @@ def test_loss_png_is_a_valid_image_with_both_series(tmp_path):
     import struct
     import zlib
 
-    from model.lossplot import SERIES, write_loss_png
+    from model.training.lossplot import SERIES, write_loss_png
 
     history = [
         {"step": s, "train_loss": 4 - s / 100, "val_loss": 4.2 - s / 100 if s % 20 == 0 else None}

@@ -27,11 +27,11 @@ st.markdown(
 c1, c2, c3 = st.columns(3)
 layer = c1.selectbox("Layer", range(cfg.n_layers), key="circuit_layer")
 head = c2.selectbox("Head", range(cfg.n_heads), key="circuit_head")
-kind = c3.radio("Circuit", ["QK", "OV"], horizontal=True, key="circuit_kind")
-axes = {"QK": ("query token", "key token"), "OV": ("attended token", "output logit")}[kind]
-matrix = state.attempt("Circuit", analyses.circuit, model, sel.model_id, kind, layer, head)
+circuit = c3.radio("Circuit", ["QK", "OV"], horizontal=True, key="circuit_choice")
+axes = {"QK": ("query token", "key token"), "OV": ("attended token", "output logit")}[circuit]
+matrix = state.attempt("Circuit", analyses.circuit, model, sel.model_id, circuit, layer, head)
 if matrix is not None:
-    title = f"{kind} circuit of L{layer}H{head}"
+    title = f"{circuit} circuit of L{layer}H{head}"
     st.plotly_chart(
         plots.circuit_heatmap(matrix, title=title, row_title=axes[0], col_title=axes[1]), key="circuit_chart"
     )

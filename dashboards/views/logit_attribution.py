@@ -23,14 +23,16 @@ frame = state.attempt(
 )
 if frame is not None:
     here, total = analyses.dla_at(frame, pos, top=40 if per == "neuron" else None)
-    what = plots.display_token(model.tokenizer.symbols[int(here["target"].iloc[0])])
+    what = plots.display_token(here["target_str"].iloc[0])
     vs = f" minus logit of {plots.display_token(contrast)}" if contrast else ""
     where = f"after position {pos} ({plots.display_token(tokens[pos])})"
     title = f"Logit of {what}{vs} {where} = {total:.3f}, the sum of all contributions"
     st.plotly_chart(plots.dla_bar(here, title=title), key="dla_bar_chart")
     if per == "head":
         st.plotly_chart(
-            plots.head_heatmap(here[here["kind"] == "head"], "contribution", title="Heads: red raises, blue lowers"),
+            plots.head_heatmap(
+                here[here["component_type"] == "head"], "contribution", title="Heads: red raises, blue lowers"
+            ),
             key="dla_head_chart",
         )
     st.dataframe(here, hide_index=True, key="dla_table")

@@ -18,8 +18,8 @@ import plotly.io as pio
 import torch
 
 from dashboards.plots import attention_heatmaps, parameter_bar, write_norms_bar
-from interp.attention import attention_pattern_frame
-from interp.residual import accumulated_resid, residual_stack, write_norms
+from interp import attention_pattern_frame
+from interp import accumulated_resid, residual_stack, write_norms
 from model import MiniGPT
 
 pio.renderers.default = "plotly_mimetype"  # figures travel inside the notebook as JSON (no plotly.js copy)

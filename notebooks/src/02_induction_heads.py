@@ -23,13 +23,13 @@ import plotly.io as pio
 import torch
 
 from dashboards.plots import attention_heatmaps, composition_heatmap, head_scores_heatmap
-from interp.ablation import HeadAblation, ablate
-from interp.attention import attention_pattern_frame, head_scores
-from interp.circuits import composition_scores, copying_scores
-from interp.metrics import LossAt
-from interp.sweeps import head_sweep
+from interp import HeadAblation, ablate
+from interp import attention_pattern_frame, head_scores
+from interp import composition_scores, copying_scores
+from interp import LossAt
+from interp import head_sweep
 from model import MiniGPT
-from model.data import repeated_pair_batch
+from model.training.data import repeated_pair_batch
 
 pio.renderers.default = "plotly_mimetype"
 

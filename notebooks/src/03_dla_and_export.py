@@ -19,8 +19,8 @@ import plotly.io as pio
 import torch
 
 from dashboards.plots import dla_bar, logit_lens_heatmap
-from interp.dla import direct_logit_attribution, logit_difference, logit_lens
-from interp.export import contributions_to_csv, read_contributions_csv
+from interp import direct_logit_attribution, logit_difference, logit_lens
+from interp import contributions_to_csv, read_contributions_csv
 from model import MiniGPT
 
 pio.renderers.default = "plotly_mimetype"
@@ -113,7 +113,7 @@ lens.groupby("stage", sort=False).target_prob.mean().rename("mean p(next charact
 # ## Export the contributions to CSV
 #
 # `contributions_to_csv` writes a DLA frame through a temporary file and an atomic rename, with
-# the documented column schema (`interp.export.SCHEMA`); `read_contributions_csv` reads it back
+# the documented column schema (`interp.common.export.SCHEMA`); `read_contributions_csv` reads it back
 # with the same dtypes. (The CLI does the same: `minigpt export --model minigpt-text --prompt "..."
 # --out contributions.csv`.)
 

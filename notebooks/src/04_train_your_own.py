@@ -3,7 +3,7 @@
 # %% [markdown]
 # # 04 · Train your own model, then look inside it
 #
-# `model.train.train` trains a `MiniGPT` on the built-in corpus, on any UTF-8 text file, or on the
+# `model.training.loop.train` trains a `MiniGPT` on the built-in corpus, on any UTF-8 text file, or on the
 # repeated-segments task, and writes a checkpoint that `MiniGPT.from_pretrained` loads like the
 # shipped ones. Here we train the default configuration for a few hundred steps on one help page
 # of Python's own documentation, then inspect the result with the same tools as notebooks 01-03.
@@ -19,11 +19,11 @@ import plotly.io as pio
 import torch
 
 from dashboards.plots import head_scores_heatmap
-from interp.attention import head_scores
+from interp import head_scores
 from model import MiniGPT, ModelConfig
-from model.data import load_text_file, text_batch
-from model.lossplot import loss_figure
-from model.train import TrainConfig, train
+from model.training.data import load_text_file, text_batch
+from model.training.lossplot import loss_figure
+from model import TrainConfig, train
 
 pio.renderers.default = "plotly_mimetype"
 torch.set_num_threads(1)  # a model this small trains fastest on one thread (and leaves the other cores alone)

@@ -1,0 +1,43 @@
+"""DataFrame -> plotly Figure, one function per chart of the dashboard (no Streamlit here).
+
+Every function takes a tidy frame with the columns it names and returns a ``go.Figure``, so each
+chart can be built and checked on its own (``tests/test_plots.py``) and reused in notebooks.
+Tokens are drawn with visible stand-ins for blanks: space as ``␣``, newline as ``⏎``.
+
+One module per page family (``base`` holds what they share); every function is importable from here.
+Figures skip plotly's validation for speed (see :mod:`dashboards.plots.base`); the tests validate them.
+
+Example:
+    >>> import pandas as pd
+    >>> from dashboards.plots import head_heatmap
+    >>> df = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "value": [0.5, -1.0, 2.0, 0.0]})
+    >>> head_heatmap(df, "value", title="toy").data[0].z.tolist()
+    [[0.5, -1.0], [2.0, 0.0]]
+"""
+
+from dashboards.plots.attention import attention_heatmaps, head_heatmap, head_scores_heatmap, position_heatmap
+from dashboards.plots.base import DIVERGING, GREYS, QUALITATIVE, SEQUENTIAL, display_token, token_strip_html
+from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
+from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar
+from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
+
+__all__ = [
+    "DIVERGING",
+    "GREYS",
+    "QUALITATIVE",
+    "SEQUENTIAL",
+    "attention_heatmaps",
+    "circuit_heatmap",
+    "composition_heatmap",
+    "display_token",
+    "distributions_compare",
+    "dla_bar",
+    "head_heatmap",
+    "head_scores_heatmap",
+    "logit_lens_heatmap",
+    "next_token_figure",
+    "parameter_bar",
+    "position_heatmap",
+    "token_strip_html",
+    "write_norms_bar",
+]

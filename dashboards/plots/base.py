@@ -1,0 +1,111 @@
+"""The building blocks every chart shares: colour scales, how tokens are drawn, and figures without validation.
+
+Figures are assembled from plain dicts and built without plotly's per-property validation
+(``_validate=False``), which costs ~100x more than the data itself on a page of heatmaps and would
+break the dashboard's 0.5 s re-render budget; the tests validate every figure instead.
+Tokens are drawn with visible stand-ins for blanks: space as ``␣``, newline as ``⏎``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+
+# Colour scales as explicit lists: figures skip validation, and plotly.js reads scale *names* differently
+# from plotly.py (its "Blues" runs dark to light; it has no "_r" reversed names).
+DIVERGING = plotly.colors.get_colorscale("RdBu_r")  # blue negative, white 0, red positive
+SEQUENTIAL = plotly.colors.get_colorscale("Blues")  # white 0 to dark blue
+GREYS = plotly.colors.get_colorscale("Greys")
+QUALITATIVE = plotly.colors.qualitative.Dark24
+_SHOWN = {" ": "␣", "\n": "⏎", "\t": "⇥"}
+
+
+def display_token(token: str) -> str:
+    """A token as it is drawn: blanks made visible (``" "`` -> ``"␣"``)."""
+    return _SHOWN.get(token, token)
+
+
+def token_strip_html(tokens: Sequence[str]) -> str:
+    """HTML chips for the sidebar's token strip: position above, token below (HTML-escaped)."""
+    chips = "".join(
+        '<span style="display:inline-block;margin:2px;padding:1px 5px;border:1px solid #9ab;border-radius:4px;'
+        'font-family:monospace;text-align:center;background:#f3f7fb;color:#123">'
+        f'<span style="font-size:0.65em;color:#678">{i}</span><br>{html.escape(display_token(t))}</span>'
+        for i, t in enumerate(tokens)
+    )
+    return f'<div class="token-strip" style="line-height:1.1">{chips}</div>'
+
+
+def make_figure(data: list[dict[str, Any]], layout: dict[str, Any], title: str, height: int) -> go.Figure:
+    """A figure from trace and layout dicts, built without validation (see the module docstring)."""
+    layout = {"title": {"text": title}, "height": height, "margin": {"l": 60, "r": 30, "t": 70, "b": 50}, **layout}
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def pivot(
+    df: pd.DataFrame, rows: list[str], cols: list[str], value: str, col_order: list[tuple] | None = None
+) -> tuple[np.ndarray, list[tuple], list[tuple]]:
+    """``df[value]`` as a dense ``[row key, column key]`` array (NaN where no row), with the sorted keys.
+
+    ``col_order`` fixes the columns (keys as tuples), e.g. every position even where ``df`` has none.
+    A plain-Python pivot: ``DataFrame.pivot_table`` costs ~5 ms a call, too slow for a 0.5 s page.
+    """
+    row_keys = list(zip(*(df[c].tolist() for c in rows), strict=True))
+    col_keys = list(zip(*(df[c].tolist() for c in cols), strict=True))
+    row_order, col_order = sorted(set(row_keys)), col_order or sorted(set(col_keys))
+    row_at, col_at = {k: i for i, k in enumerate(row_order)}, {k: i for i, k in enumerate(col_order)}
+    z = np.full((len(row_order), len(col_order)), np.nan)
+    z[[row_at[k] for k in row_keys], [col_at[k] for k in col_keys]] = df[value].to_numpy(dtype=float)
+    return z, row_order, col_order
+
+
+def cell_text(z: np.ndarray) -> np.ndarray:
+    """Cell labels with two decimals; blank where the value is NaN."""
+    return np.array([["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in np.atleast_2d(z)], dtype=object)
+
+
+def unit_range(lo: float, hi: float) -> list[float]:
+    return [min(max(round(lo, 6), 0.0), 1.0), min(max(round(hi, 6), 0.0), 1.0)]
+
+
+def subplot_grid(
+    titles: list[list[str]], hgap: float = 0.05, vgap: float = 0.12
+) -> tuple[dict, list[list[tuple[str, str]]]]:
+    """Layout axes and title annotations for a rows x cols grid of subplots, and each cell's axis ids."""
+    n_rows, n_cols = len(titles), len(titles[0])
+    width, height = (1 - hgap * (n_cols - 1)) / n_cols, (1 - vgap * (n_rows - 1)) / n_rows
+    layout: dict[str, Any] = {"annotations": []}
+    refs = []
+    for r in range(n_rows):
+        refs.append([])
+        for c in range(n_cols):
+            i = "" if r == c == 0 else r * n_cols + c + 1  # plotly names the first axes x / xaxis
+            x0, y1 = c * (width + hgap), 1 - r * (height + vgap)
+            layout[f"xaxis{i}"] = {"domain": unit_range(x0, x0 + width), "anchor": f"y{i}"}
+            layout[f"yaxis{i}"] = {"domain": unit_range(y1 - height, y1), "anchor": f"x{i}"}
+            layout["annotations"].append(
+                {"text": titles[r][c], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
+                 "xanchor": "center", "yanchor": "bottom", "showarrow": False}
+            )  # fmt: skip
+            refs[-1].append((f"x{i}", f"y{i}"))
+    return layout, refs
+
+
+def square(part: pd.DataFrame, value: str, n: int) -> np.ndarray:
+    """``part``'s ``value`` as an ``[q_pos, k_pos]`` array, NaN where there is no row (the causal mask)."""
+    z = np.full((n, n), np.nan)
+    z[part["q_pos"].to_numpy(), part["k_pos"].to_numpy()] = part[value].to_numpy()
+    return z
+
+
+def token_axis(tokens: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Unique category labels ``"pos token"`` (what hover shows) and axis ticks showing just the token."""
+    labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
+    ticks = {"tickmode": "array", "tickvals": labels, "ticktext": [display_token(t) for t in tokens]}
+    return labels, {**ticks, "type": "category", "tickfont": {"size": 9}}

@@ -1,0 +1,64 @@
+"""Charts of the weights: composition scores between heads and a head's token x token QK / OV circuit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboards.plots.base import (
+    DIVERGING,
+    cell_text,
+    display_token,
+    make_figure,
+    pivot,
+    subplot_grid,
+)
+
+
+def composition_heatmap(comp: pd.DataFrame) -> go.Figure:
+    """Q-, K- and V-composition of source heads (rows) into later heads (columns), as score / baseline.
+
+    ``comp`` columns: ``composition, src_layer, src_head, dst_layer, dst_head, score, baseline, ratio``
+    (``interp.composition_scores``). White is the random baseline (ratio 1); the cells show the score.
+    """
+    inputs = ["Q", "K", "V"]
+    layout, refs = subplot_grid([[f"{k}-composition" for k in inputs]], hgap=0.07)
+    data, baselines = [], []
+    for (x, y), kind in zip(refs[0], inputs, strict=True):
+        part = comp[comp["composition"] == kind]
+        ratio, src, dst = pivot(part, ["src_layer", "src_head"], ["dst_layer", "dst_head"], "ratio")
+        score = pivot(part, ["src_layer", "src_head"], ["dst_layer", "dst_head"], "score")[0]
+        baselines.append(f"{kind} {part['baseline'].iloc[0]:.3f}" if len(part) else f"{kind} -")
+        data.append(
+            {"type": "heatmap", "z": ratio, "text": cell_text(score), "texttemplate": "%{text}",
+             "x": [f"L{a}H{b}" for a, b in dst], "y": [f"L{a}H{b}" for a, b in src], "customdata": score,
+             "coloraxis": "coloraxis", "xaxis": x, "yaxis": y,
+             "hovertemplate": "%{y} -> %{x}<br>score %{customdata:.3f}<br>score / baseline %{z:.2f}<extra></extra>"}
+        )  # fmt: skip
+        layout["xaxis" + x[1:]].update(title={"text": "later head"}, type="category")
+        layout["yaxis" + y[1:]].update(type="category", autorange="reversed")
+    layout["yaxis"]["title"] = {"text": "earlier head"}
+    high = float(np.nanmax(comp["ratio"])) if len(comp) else 2.0
+    layout["coloraxis"] = {"colorscale": DIVERGING, "cmid": 1.0, "cmin": 0.0, "cmax": max(2.0, high),
+                           "colorbar": {"title": {"text": "score / baseline"}}}  # fmt: skip
+    title = f"Composition scores (cells); colour = score / random baseline ({', '.join(baselines)})"
+    return make_figure(data, layout, title, height=420)
+
+
+def circuit_heatmap(matrix: pd.DataFrame, *, title: str, row_title: str, col_title: str) -> go.Figure:
+    """A token x token circuit matrix (index: row tokens, columns: column tokens), diverging and centred at 0."""
+    rows = [display_token(t) for t in matrix.index]
+    cols = [display_token(t) for t in matrix.columns]
+    z = matrix.to_numpy(dtype=float)
+    bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    trace = {
+        "type": "heatmap", "z": z, "x": cols, "y": rows, "colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound,
+        "zmax": bound, "hovertemplate": f"{row_title} %{{y}}<br>{col_title} %{{x}}<br>value %{{z:.3f}}<extra></extra>",
+    }  # fmt: skip
+    axis = {"type": "category", "tickfont": {"size": 9}, "dtick": 1}
+    layout = {
+        "xaxis": {**axis, "title": {"text": col_title}},
+        "yaxis": {**axis, "title": {"text": row_title}, "autorange": "reversed"},
+    }
+    return make_figure([trace], layout, title, height=640)

@@ -1,0 +1,76 @@
+"""Charts of the model page: the parameter inventory, the next-token distribution, before/after an ablation."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboards.plots.base import (
+    QUALITATIVE,
+    display_token,
+    make_figure,
+    subplot_grid,
+)
+
+
+def parameter_bar(inventory: pd.DataFrame) -> go.Figure:
+    """Parameter count per tensor (``inventory`` columns ``tensor, shape, count``), coloured by module."""
+    names = inventory["tensor"].tolist()
+    modules = [name.rsplit(".", 1)[0] for name in names]
+    colour = {m: QUALITATIVE[i % len(QUALITATIVE)] for i, m in enumerate(dict.fromkeys(modules))}
+    trace = {
+        "type": "bar", "orientation": "h", "y": names, "x": inventory["count"].tolist(),
+        "customdata": [[str(shape), module] for shape, module in zip(inventory["shape"], modules, strict=True)],
+        "marker": {"color": [colour[m] for m in modules]},
+        "hovertemplate": "%{y} (%{customdata[1]})<br>shape %{customdata[0]}<br>%{x:,} parameters<extra></extra>",
+    }  # fmt: skip
+    layout = {"xaxis": {"title": {"text": "parameters"}}, "yaxis": {"autorange": "reversed", "tickfont": {"size": 10}}}
+    total = int(inventory["count"].sum())
+    return make_figure(
+        [trace], layout, f"Parameter inventory: {total:,} in all", height=max(300, 15 * len(names) + 110)
+    )
+
+
+def next_token_figure(dist: pd.DataFrame, top_n: int = 15) -> go.Figure:
+    """Logits, then softmax, then the sampling distribution, for the ``top_n`` highest logits.
+
+    ``dist`` columns: ``token, logit, softmax`` (probability at temperature 1, no filtering) and
+    ``prob`` (after temperature, top-k and top-p).
+    """
+    d = dist.sort_values("logit", ascending=False).head(top_n)
+    labels = [display_token(t) for t in d["token"]]
+    layout, refs = subplot_grid(
+        [["logits: the model's raw scores", "softmax, then temperature / top-k / top-p"]], hgap=0.1
+    )
+    (x1, y1), (x2, y2) = refs[0]
+    data = [
+        {"type": "bar", "x": labels, "y": d["logit"].tolist(), "name": "logit", "xaxis": x1, "yaxis": y1,
+         "marker": {"color": "#7f7f7f"}, "hovertemplate": "token %{x}<br>logit %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": labels, "y": d["softmax"].tolist(), "name": "softmax(logits)", "xaxis": x2, "yaxis": y2,
+         "marker": {"color": "#9ecae1"}, "hovertemplate": "token %{x}<br>softmax %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": labels, "y": d["prob"].tolist(), "name": "sampling probability", "xaxis": x2,
+         "yaxis": y2, "marker": {"color": "#08519c"},
+         "hovertemplate": "token %{x}<br>sampled with p = %{y:.3f}<extra></extra>"},
+    ]  # fmt: skip
+    layout["yaxis"].update(title={"text": "logit"})
+    layout["yaxis2"].update(title={"text": "probability"}, range=[0, 1.02])
+    layout.update(barmode="group", legend={"orientation": "h", "y": -0.2})
+    return make_figure(data, layout, f"Next-token distribution (top {len(d)} by logit)", height=430)
+
+
+def distributions_compare(dist: pd.DataFrame, *, title: str, top_n: int = 15) -> go.Figure:
+    """Next-token probabilities before and after an ablation, side by side (top ``top_n`` of either).
+
+    ``dist`` columns: ``token, prob_clean, prob_ablated``.
+    """
+    keep = dist.nlargest(top_n, "prob_clean").index.union(dist.nlargest(top_n, "prob_ablated").index)
+    d = dist.loc[keep].sort_values("prob_clean", ascending=False)
+    labels = [display_token(t) for t in d["token"]]
+    data = [
+        {"type": "bar", "x": labels, "y": d["prob_clean"].tolist(), "name": "clean", "marker": {"color": "#9ecae1"},
+         "hovertemplate": "token %{x}<br>clean p %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": labels, "y": d["prob_ablated"].tolist(), "name": "ablated", "marker": {"color": "#cb181d"},
+         "hovertemplate": "token %{x}<br>ablated p %{y:.3f}<extra></extra>"},
+    ]  # fmt: skip
+    layout = {"barmode": "group", "xaxis": {"type": "category"}, "yaxis": {"title": {"text": "probability"}}}
+    return make_figure(data, layout, title, height=400)

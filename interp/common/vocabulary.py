@@ -1,0 +1,107 @@
+"""The one vocabulary of the analyses: every frame column and tensor axis name, what it means, and its type.
+
+Every DataFrame that :mod:`interp` returns uses these column names and only these (``tests/test_vocabulary.py``
+walks every public analysis and checks). Three rules hold everywhere:
+
+- a column of token ids has its strings beside it: ``target`` and ``target_str``;
+- "not applicable" is a missing value, never a sentinel: ``head`` is ``<NA>`` on an MLP row, in a pandas
+  nullable integer column (``Int64``), so ``frame.head.isna()`` finds the rows that are not heads;
+- each word means one thing: ``layer`` is always a block index, ``component_type`` says what a residual writer
+  is, ``head_class`` what a head does, ``composition`` which input of a later head is read (Q, K or V).
+
+Tensor axes (jaxtyping names) follow the model's glossary: ``batch pos q_pos k_pos d_model head d_head d_mlp
+d_vocab layer``; ``read_pos`` and ``read_vocab`` are the positions and vocabulary columns a metric reads.
+
+Example:
+    >>> import pandas as pd
+    >>> COLUMNS["head"].dtype, COLUMNS["target_str"].meaning
+    ('Int64', 'the string of target')
+    >>> nullable_ints([0, None, 3]).tolist()
+    [0, <NA>, 3]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Column:
+    """One frame column: its pandas dtype (``Int64`` is nullable) and what it means."""
+
+    dtype: str
+    meaning: str
+
+
+_ID = "Int64"
+COLUMNS: dict[str, Column] = {
+    # where in the input
+    "batch": Column("int64", "sequence index in the batch"),
+    "pos": Column("int64", "token position (<bos> is 0)"),
+    "pos_str": Column("object", "the token at pos"),
+    "q_pos": Column("int64", "query position of an attention pattern (the position reading)"),
+    "k_pos": Column("int64", "key position of an attention pattern (the position read)"),
+    "q_str": Column("object", "the token at q_pos"),
+    "k_str": Column("object", "the token at k_pos"),
+    # where in the model
+    "layer": Column(_ID, "block index; <NA> outside the blocks (embeddings, final biases)"),
+    "head": Column(_ID, "attention head index within its layer; <NA> unless the row is one head"),
+    "neuron": Column(_ID, "MLP neuron index within its layer; <NA> unless the row is one neuron"),
+    "component": Column("object", "a residual writer: embed, pos_embed, L{l}H{h}, L{l}.attn_bias, L{l}.mlp, ..."),
+    "component_type": Column("object", "what a component is: embed, pos_embed, head, attn, attn_bias, mlp, ..."),
+    "stage": Column("int64", "logit lens: blocks applied before the read-out (0 = embeddings only)"),
+    "stage_name": Column("object", "logit lens: the residual stream read, e.g. L1.resid_pre or final"),
+    "src_layer": Column("int64", "composition: the earlier head's layer"),
+    "src_head": Column("int64", "composition: the earlier head"),
+    "dst_layer": Column("int64", "composition: the later head's layer"),
+    "dst_head": Column("int64", "composition: the later head"),
+    "composition": Column("object", "which input of the later head reads the earlier one's output: Q, K or V"),
+    # tokens
+    "target": Column("int64", "token id whose logit is explained"),
+    "target_str": Column("object", "the string of target"),
+    "contrast": Column(_ID, "token id subtracted (a logit difference); <NA> without a contrast"),
+    "contrast_str": Column("object", "the string of contrast; <NA> without a contrast"),
+    "top_strs": Column("object", "the most likely tokens, as strings, most likely first (a list)"),
+    "top_probs": Column("object", "their probabilities (a list of floats)"),
+    # values
+    "contribution": Column("float64", "direct contribution to the logit (or logit difference)"),
+    "norm": Column("float64", "L2 norm of a component's write at one position"),
+    "weight": Column("float64", "attention weight A[q_pos, k_pos]"),
+    "target_prob": Column("float64", "probability of target"),
+    "target_rank": Column("int64", "rank of target among all tokens (0 = the top token)"),
+    "score": Column("float64", "composition score in [0, 1]"),
+    "baseline": Column("float64", "the same score for random matrices of the same shapes"),
+    "ratio": Column("float64", "score / baseline"),
+    "copying_score": Column("float64", "how often attending to a token most raises that token's logit"),
+    "head_class": Column("object", "what a head does, from its scores: induction, previous_token, ..., other"),
+    **{
+        name: Column("float64", f"head score: {text}")
+        for name, text in {
+            "previous_token": "mean attention to the previous token",
+            "current_token": "mean attention to the token itself",
+            "first_token": "mean attention to position 0 (<bos>)",
+            "duplicate_token": "mean attention to earlier copies of the current token",
+            "induction": "mean attention to the tokens that followed earlier copies of the current token",
+            "entropy": "mean entropy of the attention pattern (nats)",
+        }.items()
+    },
+    "metric_clean": Column("float64", "the metric on the clean (unablated, unpatched) run"),
+    "metric_ablated": Column("float64", "the metric with one component ablated"),
+    "metric_corrupted": Column("float64", "the metric on the corrupted run"),
+    "metric_patched": Column("float64", "the metric on the corrupted run with one activation patched from the clean"),
+    "delta": Column("float64", "metric_ablated - metric_clean"),
+    "normalized": Column("float64", "(metric_patched - metric_corrupted) / (metric_clean - metric_corrupted)"),
+}
+
+
+def nullable_ints(values: Iterable[int | None]) -> pd.Series:
+    """An ``Int64`` Series in which None is ``<NA>`` (the vocabulary's "not applicable")."""
+    return pd.array(list(values), dtype=_ID)
+
+
+def undocumented(columns: Sequence[str]) -> list[str]:
+    """The columns of a frame that this vocabulary does not define (a test keeps this empty)."""
+    return [c for c in columns if c not in COLUMNS]

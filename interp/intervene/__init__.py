@@ -1,0 +1,1 @@
+"""Changing activations: ablation specs, replacement values, the batched engine, sweeps and patching."""

@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes, the checkpoint JSON schema, checkpoints, the shipped registry, HF GPT-2 weights."""

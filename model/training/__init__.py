@@ -1,0 +1,1 @@
+"""Training a MiniGPT: presets, the loop, resuming, data, evaluation and loss curves."""
