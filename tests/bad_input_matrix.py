@@ -82,7 +82,7 @@ def build_env(tmp: Path) -> SimpleNamespace:
         _, env.nan_cache = env.model.run_with_cache(env.tokens, fwd_hooks=[("blocks.0.hook_attn_out", nan_hook)])
     from interp import direct_logit_attribution
 
-    env.frame = direct_logit_attribution(env.model, env.cache, env.tokens)
+    env.frame = direct_logit_attribution(env.model, env.tokens, env.cache)
     return env
 
 

@@ -19,6 +19,7 @@ from interp import (
     PositionAblation,
     TargetProb,
     ablate,
+    ablation_hooks,
     as_metric,
     head_sweep,
     neuron_sweep,
@@ -67,7 +68,7 @@ def test_ablating_nothing_gives_bit_identical_logits(variant_model, tokens):
 
 
 def test_zero_head_hooks_equal_zeroing_z_by_hand(tiny_model, tokens):
-    """HeadAblation(l, h).hooks(model) does exactly what zeroing z[:, :, h] by hand does."""
+    """ablation_hooks(model, [HeadAblation(l, h)]) does exactly what zeroing z[:, :, h] by hand does."""
 
     def by_hand(z, hook):
         z = z.clone()
@@ -76,7 +77,7 @@ def test_zero_head_hooks_equal_zeroing_z_by_hand(tiny_model, tokens):
 
     with torch.no_grad():
         expected = tiny_model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_z", by_hand)])
-        got = tiny_model.run_with_hooks(tokens, fwd_hooks=HeadAblation(1, 2).hooks(tiny_model))
+        got = tiny_model.run_with_hooks(tokens, fwd_hooks=ablation_hooks(tiny_model, [HeadAblation(1, 2)]))
         plain = tiny_model(tokens)
     assert torch.equal(got, expected), "the head spec hooks the wrong head or hook point"
     assert not torch.equal(got, plain), "zero-ablating a head changed nothing: the test would be blind"
@@ -93,7 +94,7 @@ def test_head_positions_leave_earlier_logits_alone(tiny_model, tokens):
 
 def test_mean_ablation_puts_the_reference_mean_in(tiny_model, tokens, reference):
     """Mean ablation replaces z of the head by its per-position mean over the reference batch."""
-    hooks = HeadAblation(1, 3, method="mean").hooks(tiny_model, tokens, reference)
+    hooks = ablation_hooks(tiny_model, [HeadAblation(1, 3, method="mean")], tokens, reference)
     _, cache = tiny_model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_z", fwd_hooks=hooks)
     _, ref_cache = tiny_model.run_with_cache(reference[:, : tokens.shape[1]], names_filter="blocks.1.attn.hook_z")
     expected = ref_cache["z", 1][:, :, 3].mean(0).expand(tokens.shape[0], -1, -1)
@@ -105,7 +106,7 @@ def test_resample_takes_each_row_from_another_row(tiny_model, tokens):
     rows = resample_rows(tokens.shape[0], tokens.shape[0], seed=3, from_self=True)
     assert (rows != torch.arange(tokens.shape[0])).all(), f"a row kept its own activations: {rows.tolist()}"
     assert torch.equal(rows, resample_rows(tokens.shape[0], tokens.shape[0], seed=3, from_self=True))
-    hooks = HeadAblation(0, 1, method="resample").hooks(tiny_model, tokens, seed=3)
+    hooks = ablation_hooks(tiny_model, [HeadAblation(0, 1, method="resample")], tokens, seed=3)
     _, cache = tiny_model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_z", fwd_hooks=hooks)
     _, clean = tiny_model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_z")
     torch.testing.assert_close(cache["z", 0][:, :, 1], clean["z", 0][rows][:, :, 1], msg="rows not taken as drawn")
@@ -140,7 +141,7 @@ def test_combined_ablation_equals_both_hooks_together(tiny_model, tokens):
     """Ablating a head and a neuron together equals applying both specs' hooks in one run."""
     specs = [HeadAblation(0, 1), NeuronAblation(1, 7, method="resample")]
     result = ablate(tiny_model, tokens, *specs)
-    hooks = specs[0].hooks(tiny_model, tokens) + specs[1].hooks(tiny_model, tokens)
+    hooks = ablation_hooks(tiny_model, specs[:1], tokens) + ablation_hooks(tiny_model, specs[1:], tokens)
     with torch.no_grad():
         expected = tiny_model.run_with_hooks(tokens, fwd_hooks=hooks)
     assert torch.equal(result.logits, expected), "ablate() does not apply its specs together"

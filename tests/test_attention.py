@@ -34,13 +34,13 @@ def cache_with(pattern_for_query, tokens, n_layers=2, n_heads=4) -> ActivationCa
 
 
 def test_perfect_previous_token_head_scores_one(tiny_model):
-    """A[q, q-1] = 1 gives previous_token 1, current_token 0, entropy 0, kind previous_token."""
+    """A[q, q-1] = 1 gives previous_token 1, current_token 0, entropy 0, head_class previous_token."""
     tokens = repeated()
     df = head_scores(tiny_model, tokens, cache_with(lambda b, q: max(q - 1, 0), tokens))
     assert (df.previous_token == 1).all() and (df.current_token == 0).all(), "previous-token formula off by one?"
     assert (df.entropy.abs() < 1e-6).all(), "a one-hot pattern has zero entropy"
     assert abs(df.first_token[0] - 1 / (tokens.shape[1] - 1)) < 1e-6, "first_token must leave out query 0"
-    assert (df.kind == "previous_token").all()
+    assert (df.head_class == "previous_token").all()
 
 
 def test_perfect_induction_head_scores_one_and_excludes_undefined_queries(tiny_model):
@@ -53,7 +53,7 @@ def test_perfect_induction_head_scores_one_and_excludes_undefined_queries(tiny_m
     df = head_scores(tiny_model, tokens, cache_with(induction, tokens))
     assert (df.induction == 1).all(), f"induction score {df.induction[0]}: undefined queries counted as zero?"
     assert (df.duplicate_token == 0).all(), "the token after a copy is not the copy"
-    assert (df.kind == "induction").all()
+    assert (df.head_class == "induction").all()
 
 
 def test_duplicate_token_head(tiny_model):
@@ -61,7 +61,7 @@ def test_duplicate_token_head(tiny_model):
     tokens = repeated()
     df = head_scores(tiny_model, tokens, cache_with(lambda b, q: q - N if q > N else 0, tokens))
     assert (df.duplicate_token == 1).all() and (df.induction == 0).all()
-    assert (df.kind == "duplicate_token").all()
+    assert (df.head_class == "duplicate_token").all()
 
 
 def test_current_token_head_scores_no_induction_on_runs(tiny_model):
@@ -76,7 +76,7 @@ def test_undefined_scores_are_nan(tiny_model):
     tokens = torch.tensor([[0, 10, 11, 12, 13, 14]])
     df = head_scores(tiny_model, tokens, cache_with(lambda b, q: 0, tokens))
     assert df.induction.isna().all() and df.duplicate_token.isna().all(), "undefined scores must be NaN"
-    assert (df.first_token == 1).all() and (df.kind == "first_token").all()
+    assert (df.first_token == 1).all() and (df.head_class == "first_token").all()
 
 
 def test_uniform_pattern_entropy(tiny_model):
@@ -98,7 +98,7 @@ def test_head_scores_on_a_model_match_its_cache(tiny_model):
     pd.testing.assert_frame_equal(a, b)
     assert list(a.columns) == [
         "layer", "head", "component", "previous_token", "current_token", "first_token", "duplicate_token",
-        "induction", "entropy", "kind",
+        "induction", "entropy", "head_class",
     ]  # fmt: skip
     scores = a[["previous_token", "current_token", "first_token", "duplicate_token", "induction"]]
     assert ((scores >= 0) & (scores <= 1 + 1e-6)).all().all(), "scores are attention mass: in [0, 1]"
@@ -115,6 +115,7 @@ def test_classify_heads_order_and_thresholds():
     }
     kinds = classify_heads(pd.DataFrame(rows))
     assert list(kinds) == ["induction", "first_token", "other", "other"], "threshold order or NaN handling off"
+    assert kinds.name == "head_class", "classify_heads returns the head_class column of head_scores"
     assert list(classify_heads(pd.DataFrame(rows), {"previous_token": 0.3})) == [
         "induction", "previous_token", "other", "other"
     ]  # fmt: skip
@@ -129,16 +130,16 @@ def test_attention_pattern_frame(tiny_model):
     """One row per causal (q, k) pair, token labels, weights summing to 1 per query."""
     tokens = tiny_model.to_tokens(["abcd", "wxyz"])
     _, cache = tiny_model.run_with_cache(tokens)
-    df = attention_pattern_frame(tiny_model, cache, tokens, layer=1, head=3, batch=1)
-    assert list(df.columns) == ["q_pos", "k_pos", "query", "key", "weight"]
+    df = attention_pattern_frame(tiny_model, tokens, cache, layer=1, head=3, batch=1)
+    assert list(df.columns) == ["q_pos", "k_pos", "q_str", "k_str", "weight"]
     assert len(df) == 5 * 6 // 2 and (df.k_pos <= df.q_pos).all(), "only causal pairs"
     assert (df.groupby("q_pos").weight.sum() - 1).abs().max() < 1e-5, "weights per query must sum to 1"
     row = df[(df.q_pos == 4) & (df.k_pos == 2)]
-    assert row["query"].item() == "z" and row["key"].item() == "x", "labels come from the chosen sequence"
+    assert row["q_str"].item() == "z" and row["k_str"].item() == "x", "labels come from the chosen sequence"
     assert abs(row.weight.item() - cache["pattern", 1][1, 3, 4, 2].item()) < 1e-6
     for kwargs in ({"layer": 2, "head": 0}, {"layer": 0, "head": 4}, {"layer": 0, "head": 0, "batch": 2}):
         with pytest.raises(IndexError, match="out of range"):
-            attention_pattern_frame(tiny_model, cache, tokens, **kwargs)
+            attention_pattern_frame(tiny_model, tokens, cache, **kwargs)
 
 
 def test_pattern_frame_without_tokenizer():
@@ -146,5 +147,5 @@ def test_pattern_frame_without_tokenizer():
     model = make_model(d_vocab=50)
     tokens = torch.tensor([[3, 7, 9]])
     _, cache = model.run_with_cache(tokens)
-    df = attention_pattern_frame(model, cache, tokens, 0, 0)
-    assert list(df["key"][:1]) == ["3"]
+    df = attention_pattern_frame(model, tokens, cache, layer=0, head=0)
+    assert list(df["k_str"][:1]) == ["3"]

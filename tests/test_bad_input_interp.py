@@ -1,16 +1,15 @@
-"""Bad input to the analyses of interp/ (residual, dla, attention, circuits, export, checks), and the walk.
+"""Bad input to the analyses of interp/ (observe, weights, common, reports), and the walk.
 
 Each row of the matrix is one (entry point, bad input, exception type, phrase the message must contain);
 see tests/bad_input_matrix.py for what every row checks (typed error raised by our own check, nothing
 modified). Non-finite values: the analyses raise a ValueError naming the first non-finite parameter or,
-with finite weights, the first non-finite activation in forward order (see interp/checks.py). The
-interventions (ablation, sweeps, metrics, patching, batched) are in tests/test_bad_input_interventions.py;
+with finite weights, the first non-finite activation in forward order (see interp/common/checks.py). The
+interventions (interp.intervene and the metrics) are in tests/test_bad_input_interventions.py;
 the walk below checks that every public function of interp/ (but the CLI) has a row in one of the two.
 """
 
 from __future__ import annotations
 
-import doctest
 import importlib
 import inspect
 import pkgutil
@@ -22,90 +21,114 @@ from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entr
 from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 import interp
-from interp.common import checks, export
-from interp.observe import attention, dla, residual
-from interp.weights import circuits
-from model import FactoredMatrix
+from interp.common import checks, export, vocabulary
+from interp.observe import attention, dla, lens, residual
+from interp.reports import induction
+from interp.weights import circuits, composition
 
-NOT_IN_SCOPE = ("cli", "cli_ablation", "cli_analysis")  # CLI: tests/test_cli*.py (CLI part of issue 8)
+NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/test_cli*.py (CLI part of issue 8)
 
 
 def _residual_cases() -> list[Case]:
     R = "interp.observe.residual."
     return [
-        Case(R + "head_writes", "layer -1", lambda e: residual.head_writes(e.model, e.cache, -1), IndexError,
-             "layer -1 is out of range: the model has 2 layers (valid 0..1)"),
-        Case(R + "head_writes", "layer 2", lambda e: residual.head_writes(e.model, e.cache, 2), IndexError,
-             "valid 0..1"),
-        Case(R + "head_writes", "layer 1.5", lambda e: residual.head_writes(e.model, e.cache, 1.5), TypeError,
-             "layer must be an int, got 1.5 (float)"),
-        Case(R + "head_writes", "layer '0'", lambda e: residual.head_writes(e.model, e.cache, "0"), TypeError,
-             "layer must be an int, got '0' (str)"),
-        Case(R + "head_writes", "cache is a dict", lambda e: residual.head_writes(e.model, dict(e.cache), 0),
-             TypeError, "cache must be an ActivationCache from model.run_with_cache, got dict"),
-        Case(R + "residual_stack", "post-norm model", lambda e: residual.residual_stack(e.post, e.cache),
+        Case(R + "head_writes", "layer -1", lambda e: residual.head_writes(e.model, e.tokens, e.cache, layer=-1),
+             IndexError, "layer -1 is out of range: the model has 2 layers (valid 0..1)"),
+        Case(R + "head_writes", "layer 2", lambda e: residual.head_writes(e.model, e.tokens, e.cache, layer=2),
+             IndexError, "valid 0..1"),
+        Case(R + "head_writes", "layer 1.5", lambda e: residual.head_writes(e.model, e.tokens, e.cache, layer=1.5),
+             TypeError, "layer must be an int, got 1.5 (float)"),
+        Case(R + "head_writes", "layer '0'", lambda e: residual.head_writes(e.model, e.tokens, e.cache, layer="0"),
+             TypeError, "layer must be an int, got '0' (str)"),
+        Case(R + "head_writes", "cache is a dict", lambda e: residual.head_writes(e.model, e.tokens, dict(e.cache),
+             layer=0), TypeError, "cache must be an ActivationCache from model.run_with_cache, got dict"),
+        Case(R + "head_writes", "cache where the tokens go", lambda e: residual.head_writes(e.model, e.cache,
+             layer=0), TypeError, "head_writes takes (model, tokens, cache=None): the cache was passed where the "
+             "tokens go"),
+        Case(R + "residual_stack", "post-norm model", lambda e: residual.residual_stack(e.post, e.tokens, e.cache),
              ValueError, "norm='post' re-normalises the whole residual stream"),
-        Case(R + "residual_stack", "cache lacks hook_z", lambda e: residual.residual_stack(e.model, e.small_cache),
-             KeyError, "'blocks.0.attn.hook_z' is not in this cache"),
-        Case(R + "residual_stack", "cache None", lambda e: residual.residual_stack(e.model, None), TypeError,
-             "cache must be an ActivationCache"),
-        Case(R + "residual_stack", "model is a str", lambda e: residual.residual_stack("gpt", e.cache), TypeError,
-             "model must be a MiniGPT"),
-        Case(R + "residual_stack", "per_head is a str", lambda e: residual.residual_stack(e.model, e.cache, "no"),
-             TypeError, "per_head must be True or False"),
+        Case(R + "residual_stack", "cache lacks hook_z", lambda e: residual.residual_stack(
+            e.model, e.tokens, e.small_cache), KeyError, "'blocks.0.attn.hook_z' is not in this cache"),
+        Case(R + "residual_stack", "cache where the tokens go", lambda e: residual.residual_stack(e.model, e.cache),
+             TypeError, "residual_stack takes (model, tokens, cache=None): the cache was passed where the tokens go"),
+        Case(R + "residual_stack", "tokens None", lambda e: residual.residual_stack(e.model, None), ValueError,
+             "tokens must be a tensor or list of integer ids, got NoneType"),
+        Case(R + "residual_stack", "tokens do not match cache", lambda e: residual.residual_stack(
+            e.model, e.tokens[:, :4], e.cache), ValueError,
+            "tokens have shape (2, 4) but the cache was recorded on other tokens"),
+        Case(R + "residual_stack", "model is a str", lambda e: residual.residual_stack("gpt", e.tokens, e.cache),
+             TypeError, "model must be a MiniGPT"),
+        Case(R + "residual_stack", "per_head is a str", lambda e: residual.residual_stack(
+            e.model, e.tokens, e.cache, "no"), TypeError, "per_head must be True or False"),
         Case(R + "residual_stack", "NaN weight", lambda e: residual.residual_stack(
-            e.nan_model, e.nan_model.run_with_cache(e.tokens)[1]), ValueError,
+            e.nan_model, e.tokens, e.nan_model.run_with_cache(e.tokens)[1]), ValueError,
             "residual_stack needs finite values, but parameter 'blocks.1.attn.W_Q' holds 1 NaN/inf"),
         Case(R + "residual_stack", "NaN activation from a hook", lambda e: residual.residual_stack(
-            e.model, e.nan_cache), ValueError, "activation 'blocks.0.hook_attn_out' holds 384 NaN/inf"),
-        Case(R + "write_norms", "NaN activation", lambda e: residual.write_norms(e.model, e.nan_cache), ValueError,
-             "write_norms needs finite values, but activation 'blocks.0.hook_attn_out'"),
-        Case(R + "write_norms", "cache is a list", lambda e: residual.write_norms(e.model, [1]), TypeError,
+            e.model, e.tokens, e.nan_cache), ValueError, "activation 'blocks.0.hook_attn_out' holds 384 NaN/inf"),
+        Case(R + "write_norms", "NaN activation", lambda e: residual.write_norms(e.model, e.tokens, e.nan_cache),
+             ValueError, "write_norms needs finite values, but activation 'blocks.0.hook_attn_out'"),
+        Case(R + "write_norms", "cache is a list", lambda e: residual.write_norms(e.model, e.tokens, [1]), TypeError,
              "got list"),
+        Case(R + "write_norms", "cache where the tokens go", lambda e: residual.write_norms(e.model, e.cache),
+             TypeError, "write_norms takes (model, tokens, cache=None)"),
         Case(R + "accumulated_resid", "cache lacks resid_pre", lambda e: residual.accumulated_resid(
-            e.model, e.small_cache), KeyError, "'blocks.0.hook_resid_pre' is not in this cache"),
+            e.model, e.tokens, e.small_cache), KeyError, "'blocks.0.hook_resid_pre' is not in this cache"),
         Case(R + "accumulated_resid", "inf weight", lambda e: residual.accumulated_resid(
-            e.inf_model, e.inf_model.run_with_cache(e.tokens)[1]), ValueError,
+            e.inf_model, e.tokens, e.inf_model.run_with_cache(e.tokens)[1]), ValueError,
             "parameter 'blocks.0.mlp.W_in' holds 1 NaN/inf"),
+        Case(R + "accumulated_resid", "cache where the tokens go", lambda e: residual.accumulated_resid(
+            e.model, e.cache), TypeError, "accumulated_resid takes (model, tokens, cache=None)"),
         Case(R + "long_frame", "2-d values", lambda e: residual.long_frame(torch.zeros(2, 3), pd.DataFrame(
             {"a": [1, 2]}), "v"), ValueError, "long_frame needs values [component, batch, pos]"),
         Case(R + "long_frame", "labels do not match", lambda e: residual.long_frame(torch.zeros(2, 1, 3),
              pd.DataFrame({"a": [1, 2, 3]}), "v"), ValueError, "got values (2, 1, 3) and 3 label rows"),
         Case(R + "long_frame", "per_position shape", lambda e: residual.long_frame(torch.zeros(2, 1, 3),
-             pd.DataFrame({"a": [1, 2]}), "v", {"t": torch.zeros(3)}), ValueError,
-             "per_position['t'] has shape (3,), expected (1, 3)"),
+             pd.DataFrame({"a": [1, 2]}), "v", {"t": torch.zeros(2)}), ValueError,
+             "per_position['t'] has shape (2,), expected (1, 3)"),
         Case(R + "require_additive", "post-norm model", lambda e: residual.require_additive(e.post, "this"),
              ValueError, "this is not defined for this model"),
         Case(R + "final_resid_name", "model is None", lambda e: residual.final_resid_name(None), TypeError,
              "model must be a MiniGPT (e.g. MiniGPT.from_pretrained(...)), got NoneType"),
+        Case(R + "label_frame", "rows of unequal length", lambda e: residual.label_frame([("embed", None, None,
+             "embed"), ("L0H0", 0, 0)]), ValueError, "label rows must all be (component, layer, head, [neuron,] "
+             "component_type)"),
+        Case(R + "label_frame", "rows is an int", lambda e: residual.label_frame(3), TypeError,
+             "label rows must be a list of tuples, got int"),
+        Case(R + "pos_strings", "tokens as a list", lambda e: residual.pos_strings(e.model, [1, 2]), TypeError,
+             "tokens must be a [batch, pos] tensor of ids, got list"),
     ]  # fmt: skip
 
 
 def _dla_cases() -> list[Case]:
-    D = "interp.observe.dla."
+    D, L = "interp.observe.dla.", "interp.observe.lens."
 
     def run(model=None, cache="env", tokens=None, **kw):
         return lambda e: dla.direct_logit_attribution(
-            model or e.model, e.cache if cache == "env" else cache, e.tokens if tokens is None else tokens, **kw
+            model or e.model, e.tokens if tokens is None else tokens, e.cache if cache == "env" else cache, **kw
         )
 
     return [
         Case(D + "direct_logit_attribution", "unknown per", run(per="heads"), ValueError,
              "per='heads' is not one of ['layer', 'component', 'head', 'neuron']"),
         Case(D + "direct_logit_attribution", "tokens do not match cache", lambda e: dla.direct_logit_attribution(
-            e.model, e.cache, e.tokens[:, :3]), ValueError, "tokens have shape (2, 3) but the cache was recorded"),
+            e.model, e.tokens[:, :3], e.cache), ValueError, "tokens have shape (2, 3) but the cache was recorded"),
+        Case(D + "direct_logit_attribution", "cache where the tokens go", lambda e: dla.direct_logit_attribution(
+            e.model, e.cache, e.tokens), TypeError, "direct_logit_attribution takes (model, tokens, cache=None): "
+            "the cache was passed where the tokens go; call it as f(model, tokens, cache)"),
         Case(D + "direct_logit_attribution", "float tokens", lambda e: dla.direct_logit_attribution(
-            e.model, e.cache, e.tokens.float()), ValueError, "tokens must be integer ids"),
+            e.model, e.tokens.float(), e.cache), ValueError, "tokens must be integer ids"),
         Case(D + "direct_logit_attribution", "cache is a dict", lambda e: dla.direct_logit_attribution(
-            e.model, dict(e.cache), e.tokens), TypeError, "cache must be an ActivationCache"),
+            e.model, e.tokens, dict(e.cache)), TypeError, "cache must be an ActivationCache"),
         Case(D + "direct_logit_attribution", "cache lacks ln_final", lambda e: dla.direct_logit_attribution(
-            e.model, e.small_cache, e.tokens), KeyError, "'ln_final.hook_normalized' is not in this cache"),
+            e.model, e.tokens, e.small_cache), KeyError, "'ln_final.hook_normalized' is not in this cache"),
         Case(D + "direct_logit_attribution", "target id 64", run(target=64), ValueError,
              "target ids [64] are outside the vocabulary [0, 64)"),
         Case(D + "direct_logit_attribution", "contrast id -1", run(target=3, contrast=-1), ValueError,
              "contrast ids [-1] are outside"),
         Case(D + "direct_logit_attribution", "two-character target", run(target="ab"), ValueError,
-             "target='ab' encodes to 2 tokens; give exactly one character"),
+             "target must be exactly one character (or one of ['<bos>', '<pad>', '<unk>']), got 'ab'"),
+        Case(D + "direct_logit_attribution", "unknown special's name", run(target="<eos>"), ValueError,
+             "target must be exactly one character (or one of ['<bos>', '<pad>', '<unk>']), got '<eos>'"),
         Case(D + "direct_logit_attribution", "unknown character target", run(target="é"), ValueError,
              "1 unknown character: 'é'"),
         Case(D + "direct_logit_attribution", "float target", run(target=1.5), TypeError,
@@ -115,40 +138,53 @@ def _dla_cases() -> list[Case]:
         Case(D + "direct_logit_attribution", "float target tensor", run(target=torch.zeros(2, 6)), TypeError,
              "target must hold integer token ids"),
         Case(D + "direct_logit_attribution", "post-norm model", lambda e: dla.direct_logit_attribution(
-            e.post, None, e.tokens), ValueError, "direct logit attribution is not defined for this model"),
+            e.post, e.tokens), ValueError, "direct logit attribution is not defined for this model"),
         Case(D + "direct_logit_attribution", "NaN weight", lambda e: dla.direct_logit_attribution(
-            e.nan_model, None, e.tokens), ValueError,
+            e.nan_model, e.tokens), ValueError,
             "direct logit attribution needs finite values, but parameter 'blocks.1.attn.W_Q' holds 1 NaN/inf"),
         Case(D + "direct_logit_attribution", "inf weight", lambda e: dla.direct_logit_attribution(
-            e.inf_model, None, e.tokens), ValueError, "parameter 'blocks.0.mlp.W_in'"),
+            e.inf_model, e.tokens), ValueError, "parameter 'blocks.0.mlp.W_in'"),
         Case(D + "direct_logit_attribution", "NaN activation in the cache", lambda e: dla.direct_logit_attribution(
-            e.model, e.nan_cache, e.tokens), ValueError,
+            e.model, e.tokens, e.nan_cache), ValueError,
              "activation 'blocks.0.hook_attn_out' holds 384 NaN/inf of 384 entries"),
         Case(D + "direct_logit_attribution", "NaN from an active hook", lambda e: in_hooks(
             e.model, [("blocks.1.hook_mlp_out", nan_hook)], lambda: dla.direct_logit_attribution(
-                e.model, None, e.tokens)), ValueError, "activation 'blocks.1.hook_mlp_out'"),
-        Case(D + "logit_difference", "no contrast", lambda e: dla.logit_difference(e.model, e.cache, e.tokens, 3,
+                e.model, e.tokens)), ValueError, "activation 'blocks.1.hook_mlp_out'"),
+        Case(D + "logit_difference", "no contrast", lambda e: dla.logit_difference(e.model, e.tokens, e.cache, 3,
              None), ValueError, "logit_difference needs a contrast token"),
         Case(D + "logit_difference", "NaN activation", lambda e: dla.logit_difference(
-            e.model, e.nan_cache, e.tokens, 3, 4), ValueError, "logit_difference needs finite values"),
-        Case(D + "logit_lens", "k = 0", lambda e: dla.logit_lens(e.model, e.cache, e.tokens, k=0), ValueError,
+            e.model, e.tokens, e.nan_cache, 3, 4), ValueError, "logit_difference needs finite values"),
+        Case(D + "logit_difference", "cache where the tokens go", lambda e: dla.logit_difference(
+            e.model, e.cache, e.tokens, 3, 4), TypeError, "logit_difference takes (model, tokens, cache=None)"),
+        Case(L + "logit_lens", "k = 0", lambda e: lens.logit_lens(e.model, e.tokens, e.cache, k=0), ValueError,
              "k must be an int in [1, 64], got 0"),
-        Case(D + "logit_lens", "k = 65", lambda e: dla.logit_lens(e.model, e.cache, e.tokens, k=65), ValueError,
+        Case(L + "logit_lens", "k = 65", lambda e: lens.logit_lens(e.model, e.tokens, e.cache, k=65), ValueError,
              "got 65"),
-        Case(D + "logit_lens", "NaN activation", lambda e: dla.logit_lens(e.model, e.nan_cache, e.tokens),
+        Case(L + "logit_lens", "NaN activation", lambda e: lens.logit_lens(e.model, e.tokens, e.nan_cache),
              ValueError, "needs finite values, but activation 'blocks.0.hook_attn_out'"),
-        Case(D + "logit_lens", "mismatched batch", lambda e: dla.logit_lens(e.model, e.cache, e.tokens[:1]),
-             ValueError, "tokens have shape (1, 6) but the cache was recorded on (2, 6)"),
-        Case(D + "final_logits", "cache None", lambda e: dla.final_logits(e.model, None), TypeError,
-             "cache must be an ActivationCache from model.run_with_cache, got NoneType"),
-        Case(D + "final_logits", "cache lacks ln_final", lambda e: dla.final_logits(e.model, e.small_cache),
-             KeyError, "'ln_final.hook_normalized' is not in this cache"),
+        Case(L + "logit_lens", "mismatched batch", lambda e: lens.logit_lens(e.model, e.tokens[:1], e.cache),
+             ValueError, "tokens have shape (1, 6) but the cache was recorded on other tokens (hook_embed has shape "
+             "(2, 6, 32), expected (1, 6, 32))"),
+        Case(L + "logit_lens", "cache where the tokens go", lambda e: lens.logit_lens(e.model, e.cache, e.tokens),
+             TypeError, "logit_lens takes (model, tokens, cache=None): the cache was passed where the tokens go"),
+        Case(L + "logit_lens", "target id 64", lambda e: lens.logit_lens(e.model, e.tokens, e.cache, target=64),
+             ValueError, "target ids [64] are outside the vocabulary [0, 64)"),
+        Case(D + "final_logits", "cache where the tokens go", lambda e: dla.final_logits(e.model, e.cache),
+             TypeError, "final_logits takes (model, tokens, cache=None): the cache was passed where the tokens go"),
+        Case(D + "final_logits", "cache is a list", lambda e: dla.final_logits(e.model, e.tokens, [1]), TypeError,
+             "cache must be an ActivationCache from model.run_with_cache, got list"),
+        Case(D + "final_logits", "cache lacks ln_final", lambda e: dla.final_logits(e.model, e.tokens,
+             e.small_cache), KeyError, "'ln_final.hook_normalized' is not in this cache"),
         Case(D + "resolve_target", "None without logits", lambda e: dla.resolve_target(e.model, e.tokens, None),
              ValueError, "target=None needs the logits"),
         Case(D + "resolve_target", "bool target", lambda e: dla.resolve_target(e.model, e.tokens, True),
              TypeError, "got True"),
         Case(D + "resolve_target", "list of str", lambda e: dla.resolve_target(e.model, e.tokens, ["a", "b"]),
              TypeError, "target must be a token id, a character or an id tensor"),
+        Case(D + "token_columns", "target as a list", lambda e: dla.token_columns(e.model, [1, 2]), TypeError,
+             "target must be a tensor of token ids, got list"),
+        Case(D + "token_columns", "contrast as an int", lambda e: dla.token_columns(e.model, e.tokens, 3), TypeError,
+             "contrast must be a tensor of token ids, got int"),
     ]  # fmt: skip
 
 
@@ -159,7 +195,10 @@ def _attention_cases() -> list[Case]:
         Case(A + "head_scores", "float tokens", lambda e: attention.head_scores(e.model, e.tokens.float()),
              ValueError, "tokens must be integer ids"),
         Case(A + "head_scores", "tokens do not match cache", lambda e: attention.head_scores(
-            e.model, e.tokens[:, :3], e.cache), ValueError, "tokens (2, 3) do not match the cached patterns"),
+            e.model, e.tokens[:, :3], e.cache), ValueError,
+            "tokens have shape (2, 3) but the cache was recorded on other tokens"),
+        Case(A + "head_scores", "cache where the tokens go", lambda e: attention.head_scores(e.model, e.cache),
+             TypeError, "head_scores takes (model, tokens, cache=None): the cache was passed where the tokens go"),
         Case(A + "head_scores", "cache lacks patterns", lambda e: attention.head_scores(
             e.model, e.tokens, e.small_cache), KeyError, "'blocks.0.attn.hook_pattern' is not in this cache"),
         Case(A + "head_scores", "cache is a dict", lambda e: attention.head_scores(e.model, e.tokens, {"a": 1}),
@@ -184,24 +223,29 @@ def _attention_cases() -> list[Case]:
         Case(A + "classify_heads", "text scores", lambda e: attention.classify_heads(pd.DataFrame(
             {k: ["a"] for k in attention.THRESHOLDS})), TypeError, "are not numeric"),
         Case(A + "attention_pattern_frame", "layer 2", lambda e: attention.attention_pattern_frame(
-            e.model, e.cache, e.tokens, 2, 0), IndexError, "layer 2 is out of range"),
+            e.model, e.tokens, e.cache, layer=2, head=0), IndexError, "layer 2 is out of range"),
         Case(A + "attention_pattern_frame", "head -1", lambda e: attention.attention_pattern_frame(
-            e.model, e.cache, e.tokens, 0, -1), IndexError, "head -1 is out of range: the model has 4 heads"),
+            e.model, e.tokens, e.cache, layer=0, head=-1), IndexError,
+            "head -1 is out of range: the model has 4 heads"),
         Case(A + "attention_pattern_frame", "layer 0.5", lambda e: attention.attention_pattern_frame(
-            e.model, e.cache, e.tokens, 0.5, 0), TypeError, "layer must be an int, got 0.5"),
+            e.model, e.tokens, e.cache, layer=0.5, head=0), TypeError, "layer must be an int, got 0.5"),
         Case(A + "attention_pattern_frame", "batch 2", lambda e: attention.attention_pattern_frame(
-            e.model, e.cache, e.tokens, 0, 0, batch=2), IndexError, "batch=2 is out of range for 2 sequences"),
+            e.model, e.tokens, e.cache, layer=0, head=0, batch=2), IndexError,
+            "batch=2 is out of range for 2 sequences"),
         Case(A + "attention_pattern_frame", "tokens do not match cache", lambda e: attention.attention_pattern_frame(
-            e.model, e.cache, e.tokens[:1, :3], 0, 0), ValueError, "do not match the cached patterns"),
+            e.model, e.tokens[:1, :3], e.cache, layer=0, head=0), ValueError,
+            "tokens have shape (1, 3) but the cache was recorded on other tokens"),
+        Case(A + "attention_pattern_frame", "cache where the tokens go", lambda e: attention.attention_pattern_frame(
+            e.model, e.cache, e.tokens, layer=0, head=0), TypeError,
+            "attention_pattern_frame takes (model, tokens, cache=None)"),
         Case(A + "attention_pattern_frame", "NaN pattern", lambda e: attention.attention_pattern_frame(
-            e.nan_model, e.nan_model.run_with_cache(e.tokens)[1], e.tokens, 1, 0), ValueError,
+            e.nan_model, e.tokens, e.nan_model.run_with_cache(e.tokens)[1], layer=1, head=0), ValueError,
             "attention_pattern_frame needs finite values"),
     ]  # fmt: skip
 
 
 def _circuits_cases() -> list[Case]:
     C = "interp.weights.circuits."
-    fm = FactoredMatrix(torch.ones(3, 2), torch.ones(2, 4))
     return [
         Case(C + "qk_matrix", "layer 2", lambda e: circuits.qk_matrix(e.model, 2, 0), IndexError,
              "layer 2 is out of range: the model has 2 layers (valid 0..1)"),
@@ -231,33 +275,22 @@ def _circuits_cases() -> list[Case]:
              "token_ids must be a list of ints, got str"),
         Case(C + "copying_scores", "chunk 0", lambda e: circuits.copying_scores(e.model, chunk=0), ValueError,
              "chunk must be >= 1, got 0"),
-        Case(C + "composition_scores", "n_draws 0", lambda e: circuits.composition_scores(e.model, n_draws=0),
+    ]  # fmt: skip
+
+
+def _composition_cases() -> list[Case]:
+    W = "interp.weights.composition."
+    return [
+        Case(W + "composition_scores", "n_draws 0", lambda e: composition.composition_scores(e.model, n_draws=0),
              ValueError, "n_draws must be a positive int"),
-        Case(C + "composition_scores", "seed 'a'", lambda e: circuits.composition_scores(e.model, seed="a"),
+        Case(W + "composition_scores", "seed 'a'", lambda e: composition.composition_scores(e.model, seed="a"),
              TypeError, "seed must be an int, got 'a'"),
-        Case(C + "composition_scores", "NaN weight", lambda e: circuits.composition_scores(e.nan_model),
+        Case(W + "composition_scores", "NaN weight", lambda e: composition.composition_scores(e.nan_model),
              ValueError, "needs finite values"),
-        Case(C + "composition_score", "plain tensors", lambda e: circuits.composition_score(torch.eye(3),
+        Case(W + "composition_scores", "model is a str", lambda e: composition.composition_scores("gpt2"),
+             TypeError, "model must be a MiniGPT (e.g. MiniGPT.from_pretrained(...)), got str"),
+        Case(W + "composition_score", "plain tensors", lambda e: composition.composition_score(torch.eye(3),
              torch.eye(3)), TypeError, "composition_score takes two FactoredMatrix"),
-        Case(C + "FactoredMatrix", "factors do not chain", lambda e: FactoredMatrix(torch.ones(3, 2),
-             torch.ones(3, 2)), ValueError, "do not chain: need A [..., m, r], B [..., r, n]"),
-        Case(C + "FactoredMatrix", "lists", lambda e: FactoredMatrix([[1.0]], [[1.0]]), TypeError,
-             "FactoredMatrix needs two tensors, got list and list"),
-        Case(C + "FactoredMatrix", "integer factors", lambda e: FactoredMatrix(torch.ones(3, 2, dtype=torch.long),
-             torch.ones(2, 4, dtype=torch.long)), TypeError, "must share one floating-point dtype"),
-        Case(C + "FactoredMatrix", "mixed dtypes", lambda e: FactoredMatrix(torch.ones(3, 2), torch.ones(2, 4,
-             dtype=torch.float64)), TypeError, "got torch.float32 and torch.float64"),
-        Case(C + "FactoredMatrix", "batch axes do not broadcast", lambda e: FactoredMatrix(torch.ones(2, 3, 2),
-             torch.ones(3, 2, 4)), ValueError, "leading (batch) axes"),
-        Case(C + "FactoredMatrix.__matmul__", "tensor of wrong size", lambda e: fm @ torch.ones(3, 3), ValueError,
-             "cannot multiply (3, 4) @ (3, 3)"),
-        Case(C + "FactoredMatrix.__matmul__", "factored of wrong size", lambda e: fm @ fm, ValueError,
-             "the inner dimensions differ"),
-        Case(C + "FactoredMatrix.__rmatmul__", "tensor of wrong size", lambda e: torch.ones(5, 5) @ fm, ValueError,
-             "cannot multiply (5, 5) @ (3, 4)"),
-        Case(C + "FactoredMatrix.diag", "not square", lambda e: fm.diag(), ValueError,
-             "diag needs a square matrix, this one is (3, 4)"),
-        Case(C + "FactoredMatrix.eigenvalues", "not square", lambda e: fm.eigenvalues(), ValueError, "square"),
     ]  # fmt: skip
 
 
@@ -317,11 +350,69 @@ def _checks_cases() -> list[Case]:
              e.nan_model), ValueError, "x needs finite values, but parameter 'blocks.1.attn.W_Q'"),
         Case(K + "nonfinite_error", "model is None", lambda e: checks.nonfinite_error("x", None), TypeError,
              "model must be a MiniGPT"),
+        Case(K + "prepare", "cache where the tokens go", lambda e: checks.prepare(e.model, e.cache, e.tokens,
+             what="my analysis"), TypeError, "my analysis takes (model, tokens, cache=None): the cache was passed "
+             "where the tokens go; call it as f(model, tokens, cache)"),
+        Case(K + "prepare", "tokens do not match cache", lambda e: checks.prepare(e.model, e.tokens[:, :2], e.cache),
+             ValueError, "tokens have shape (2, 2) but the cache was recorded on other tokens (hook_embed has shape "
+             "(2, 6, 32), expected (2, 2, 32)); pass the tokens the cache was recorded on"),
+        Case(K + "prepare", "model is a str", lambda e: checks.prepare("gpt2", e.tokens), TypeError,
+             "model must be a MiniGPT (e.g. MiniGPT.from_pretrained(...)), got str"),
+        Case(K + "prepare", "cache is a dict", lambda e: checks.prepare(e.model, e.tokens, dict(e.cache)), TypeError,
+             "cache must be an ActivationCache from model.run_with_cache, got dict"),
+        Case(K + "prepare", "float tokens", lambda e: checks.prepare(e.model, e.tokens.float()), ValueError,
+             "tokens must be integer ids, got dtype torch.float32"),
+        Case(K + "prepare", "text with an unknown character", lambda e: checks.prepare(e.model, "naïve"), ValueError,
+             "the text: 1 unknown character: 'ï' at position 2"),
+        Case(K + "prepare", "names_filter is an int", lambda e: checks.prepare(e.model, e.tokens, names_filter=3),
+             TypeError, "expected a hook name, a list of names or a predicate, got int"),
     ]  # fmt: skip
 
 
-CASES = _residual_cases() + _dla_cases() + _attention_cases() + _circuits_cases() + _export_cases()
-CASES += _checks_cases()
+def _vocabulary_cases() -> list[Case]:
+    V = "interp.common.vocabulary."
+    return [
+        Case(V + "nullable_ints", "text values", lambda e: vocabulary.nullable_ints(["a", 1]), ValueError,
+             "nullable_ints takes integers or None (<NA>)"),
+        Case(V + "nullable_ints", "not a list", lambda e: vocabulary.nullable_ints(3), TypeError,
+             "nullable_ints takes a list of integers or None, got int"),
+        Case(V + "undocumented", "an int", lambda e: vocabulary.undocumented(3), TypeError,
+             "columns must be a list of column names, got int"),
+        Case(V + "undocumented", "one str", lambda e: vocabulary.undocumented("layer"), TypeError,
+             "columns must be a list of column names, got str"),
+        Case(V + "Column", "dtype is a type", lambda e: vocabulary.Column(int, "an id"), TypeError,
+             "a Column's dtype and meaning must be str, got type and str"),
+    ]  # fmt: skip
+
+
+def _report_cases() -> list[Case]:
+    I = "interp.reports.induction."  # noqa: E741
+    return [
+        Case(I + "induction_report", "model is a str", lambda e: induction.induction_report("induction-2l"),
+             TypeError, "model must be a MiniGPT (e.g. MiniGPT.from_pretrained(...)), got str"),
+        Case(I + "induction_report", "n_seq 0", lambda e: induction.induction_report(e.model, n_seq=0), ValueError,
+             "n_seq must be >= 1, got 0"),
+        Case(I + "induction_report", "float seed", lambda e: induction.induction_report(e.model, seed=1.5),
+             TypeError, "seed must be an int, got 1.5 (float)"),
+        Case(I + "induction_report", "probe longer than n_ctx", lambda e: induction.induction_report(e.model,
+             n_seq=2), ValueError, "31 tokens is longer than the context n_ctx=16"),
+        Case(I + "probe_tokens", "n_seq 0", lambda e: induction.probe_tokens(0), ValueError,
+             "n_seq must be >= 1, got 0"),
+        Case(I + "probe_tokens", "seg_len '15'", lambda e: induction.probe_tokens(4, seg_len="15"), TypeError,
+             "seg_len must be an int, got '15' (str)"),
+        Case(I + "probe_tokens", "vocabulary of specials only", lambda e: induction.probe_tokens(4, d_vocab=3),
+             ValueError, "d_vocab must be >= 4, got 3"),
+        Case(I + "probe_tokens", "negative seed", lambda e: induction.probe_tokens(4, seed=-1), ValueError,
+             "seed must be >= 0, got -1"),
+        Case(I + "copy_losses", "seg_len 0", lambda e: induction.copy_losses(0), ValueError,
+             "seg_len must be >= 2, got 0"),
+        Case(I + "copy_losses", "seg_len 1.5", lambda e: induction.copy_losses(1.5), TypeError,
+             "seg_len must be an int, got 1.5 (float)"),
+    ]  # fmt: skip
+
+
+CASES = _residual_cases() + _dla_cases() + _attention_cases() + _circuits_cases() + _composition_cases()
+CASES += _export_cases() + _checks_cases() + _vocabulary_cases() + _report_cases()
 
 
 @pytest.fixture(scope="module")
@@ -337,10 +428,10 @@ def test_bad_input_raises_a_clear_typed_error(case, env):
 
 def _public_names() -> set[str]:
     names = set()
-    for info in pkgutil.iter_modules(interp.__path__):
-        if info.name in NOT_IN_SCOPE:
+    for info in pkgutil.walk_packages(interp.__path__, prefix="interp."):
+        if any(info.name == room or info.name.startswith(room + ".") for room in NOT_IN_SCOPE):
             continue
-        module = importlib.import_module(f"interp.{info.name}")
+        module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             defined_here = getattr(value, "__module__", None) == module.__name__
             if not name.startswith("_") and defined_here and (inspect.isfunction(value) or inspect.isclass(value)):
@@ -367,12 +458,6 @@ def _methods(public: set[str]) -> set[str]:
         if inspect.isclass(value):
             out |= {f"{name}.{m}" for m in vars(value) if inspect.isfunction(vars(value)[m])}
     return out
-
-
-def test_checks_docstring_examples_run():
-    """The examples in interp/checks.py run and print what they show."""
-    result = doctest.testmod(checks, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0, "an example of interp.common.checks fails (see output)"
 
 
 def test_head_scores_nan_means_undefined_not_broken(env):

@@ -1,4 +1,4 @@
-"""Bad input to the interventions of interp/: ablation specs and ablate, sweeps, metrics, patching, batched helpers.
+"""Bad input to the interventions of interp/: specs, parsing, replacements, ablate, sweeps, metrics, patching, engine.
 
 The second half of the matrix of tests/test_bad_input_interp.py (which also walks interp/ so that no
 public function lacks a row); see tests/bad_input_matrix.py for what every row checks.
@@ -24,12 +24,13 @@ from interp import (
 from interp.common import metrics
 from interp.intervene import ablate as ablation
 from interp.intervene import engine as batched
-from interp.intervene import patching, sweeps
+from interp.intervene import parsing, patching, replace, sweeps
 from interp.intervene import specs as ablation_specs
 
 
 def _ablation_cases() -> list[Case]:
     B, BS = "interp.intervene.ablate.", "interp.intervene.specs."
+    RP, PA = "interp.intervene.replace.", "interp.intervene.parsing."
 
     def abl(*specs, model=None, tokens=None, **kw):
         return lambda e: ablation.ablate(model or e.model, e.tokens if tokens is None else tokens, *specs, **kw)
@@ -90,49 +91,56 @@ def _ablation_cases() -> list[Case]:
         Case(B + "ablate", "NaN from an active hook", lambda e: in_hooks(e.model, [("blocks.1.hook_mlp_out",
              nan_hook)], lambda: ablation.ablate(e.model, e.tokens, heads="0.1")), ValueError,
              "activation 'blocks.1.hook_mlp_out'"),
-        Case(B + "ablation_hooks", "not a spec", lambda e: ablation.ablation_hooks(e.model, [3]), TypeError,
+        Case(RP + "ablation_hooks", "not a spec", lambda e: replace.ablation_hooks(e.model, [3]), TypeError,
              "expected ablation specs"),
-        Case(B + "ablation_hooks", "specs not iterable", lambda e: ablation.ablation_hooks(e.model, 3), TypeError,
+        Case(RP + "ablation_hooks", "specs not iterable", lambda e: replace.ablation_hooks(e.model, 3), TypeError,
              "specs must be a list of ablation specs"),
-        Case(B + "ablation_hooks", "mean without tokens", lambda e: ablation.ablation_hooks(e.model, [HeadAblation(
+        Case(RP + "ablation_hooks", "model is a str", lambda e: replace.ablation_hooks("gpt2", [HeadAblation(0, 0)]),
+             TypeError, "model must be a MiniGPT (e.g. MiniGPT.from_pretrained(...)), got str"),
+        Case(RP + "ablation_hooks", "float tokens", lambda e: replace.ablation_hooks(e.model, [HeadAblation(
+            0, 0, method="mean")], e.tokens.float(), e.reference), ValueError, "tokens must be integer ids"),
+        Case(RP + "ablation_hooks", "str seed", lambda e: replace.ablation_hooks(e.model, [HeadAblation(
+            0, 0, method="resample")], e.tokens, seed="a"), TypeError, "seed must be an int, got 'a'"),
+        Case(RP + "ablation_hooks", "mean without tokens", lambda e: replace.ablation_hooks(e.model, [HeadAblation(
             0, 0, method="mean")], reference=e.reference), ValueError, "needs the tokens it will run on"),
-        Case(B + "ablation_hooks", "run on other positions", lambda e: e.model.run_with_hooks(e.tokens[:, :4],
-             fwd_hooks=HeadAblation(0, 0, method="mean").hooks(e.model, e.tokens, e.reference)), ValueError,
+        Case(RP + "ablation_hooks", "run on other positions", lambda e: e.model.run_with_hooks(e.tokens[:, :4],
+             fwd_hooks=replace.ablation_hooks(e.model, [HeadAblation(0, 0, method="mean")], e.tokens, e.reference)),
+             ValueError,
              "were built for 6 positions but run on 4"),
-        Case(B + "resample_rows", "one row from itself", lambda e: ablation.resample_rows(1, 1, 0, True),
+        Case(RP + "resample_rows", "one row from itself", lambda e: replace.resample_rows(1, 1, 0, True),
              ValueError, "needs at least 2 sequences"),
-        Case(B + "resample_rows", "empty source", lambda e: ablation.resample_rows(2, 0, 0, False), ValueError,
+        Case(RP + "resample_rows", "empty source", lambda e: replace.resample_rows(2, 0, 0, False), ValueError,
              "n_source must be >= 1, got 0"),
-        Case(B + "resample_rows", "negative batch", lambda e: ablation.resample_rows(-1, 3, 0, False), ValueError,
+        Case(RP + "resample_rows", "negative batch", lambda e: replace.resample_rows(-1, 3, 0, False), ValueError,
              "batch must be >= 1"),
-        Case(B + "resample_rows", "float seed", lambda e: ablation.resample_rows(2, 3, 0.5, False), TypeError,
+        Case(RP + "resample_rows", "float seed", lambda e: replace.resample_rows(2, 3, 0.5, False), TypeError,
              "seed must be an int, got 0.5"),
-        Case(B + "replacements", "unknown method", lambda e: ablation.replacements(e.model, "x", ["hook_embed"],
+        Case(RP + "replacements", "unknown method", lambda e: replace.replacements(e.model, "x", ["hook_embed"],
              e.tokens), ValueError, "unknown ablation method 'x'"),
-        Case(B + "replacements", "unknown hook name", lambda e: ablation.replacements(e.model, "mean",
+        Case(RP + "replacements", "unknown hook name", lambda e: replace.replacements(e.model, "mean",
              ["hook_embd"], e.tokens, e.reference), KeyError, "did you mean 'hook_embed'"),
-        Case(B + "replacements", "float tokens", lambda e: ablation.replacements(e.model, "mean", ["hook_embed"],
+        Case(RP + "replacements", "float tokens", lambda e: replace.replacements(e.model, "mean", ["hook_embed"],
              e.tokens.float(), e.reference), ValueError, "tokens must be integer ids"),
-        Case(BS + "resolve_positions", "float position", lambda e: ablation.resolve_positions([1.5], 4), TypeError,
-             "every position must be an int, got 1.5"),
-        Case(BS + "resolve_positions", "str positions", lambda e: ablation.resolve_positions("12", 4), TypeError,
-             "positions must be an int or a list of ints, got str"),
-        Case(BS + "resolve_positions", "position 5 of 4", lambda e: ablation.resolve_positions([5], 4), IndexError,
-             "position 5 is out of range for 4 tokens (valid 0..3, or -4..-1)"),
-        Case(BS + "parse_pairs", "int", lambda e: ablation.parse_pairs(3), TypeError,
+        Case(BS + "resolve_positions", "float position", lambda e: ablation_specs.resolve_positions([1.5], 4),
+             TypeError, "every position must be an int, got 1.5"),
+        Case(BS + "resolve_positions", "str positions", lambda e: ablation_specs.resolve_positions("12", 4),
+             TypeError, "positions must be an int or a list of ints, got str"),
+        Case(BS + "resolve_positions", "position 5 of 4", lambda e: ablation_specs.resolve_positions([5], 4),
+             IndexError, "position 5 is out of range for 4 tokens (valid 0..3, or -4..-1)"),
+        Case(PA + "parse_pairs", "int", lambda e: parsing.parse_pairs(3), TypeError,
              "expected a string of LAYER.HEAD pairs like '1.2,0.3', got int"),
-        Case(BS + "parse_pairs", "empty", lambda e: ablation.parse_pairs(""), ValueError, "could not parse head ''"),
-        Case(BS + "parse_layers", "None", lambda e: ablation.parse_layers(None), TypeError,
+        Case(PA + "parse_pairs", "empty", lambda e: parsing.parse_pairs(""), ValueError, "could not parse head ''"),
+        Case(PA + "parse_layers", "None", lambda e: parsing.parse_layers(None), TypeError,
              "expected a string of comma-separated layer numbers"),
-        Case(BS + "parse_layers", "negative layer", lambda e: ablation.parse_layers("-1"), ValueError,
+        Case(PA + "parse_layers", "negative layer", lambda e: parsing.parse_layers("-1"), ValueError,
              "could not parse layers '-1'"),
-        Case(BS + "check_method", "None", lambda e: ablation.check_method(None), ValueError,
+        Case(BS + "check_method", "None", lambda e: ablation_specs.check_method(None), ValueError,
              "unknown ablation method None"),
-        Case(BS + "specs_from", "a bare int where (layer, head) pairs are expected",
-             lambda e: ablation_specs.specs_from([3], HeadAblation, "zero", "head"), TypeError,
+        Case(PA + "specs_from", "a bare int where (layer, head) pairs are expected",
+             lambda e: parsing.specs_from([3], HeadAblation, "zero", "head"), TypeError,
              "cannot make a HeadAblation from 3"),
-        Case(BS + "specs_from", "a NeuronAblation given as heads",
-             lambda e: ablation_specs.specs_from([NeuronAblation(0, 1)], HeadAblation, "zero", "head"), TypeError,
+        Case(PA + "specs_from", "a NeuronAblation given as heads",
+             lambda e: parsing.specs_from([NeuronAblation(0, 1)], HeadAblation, "zero", "head"), TypeError,
              "where HeadAblation specs are expected"),
         Case(B + "AblationResult.metric", "unknown metric", lambda e: ablation.ablate(e.model, e.tokens).metric(
             "accuracy"), ValueError, "unknown metric 'accuracy'"),

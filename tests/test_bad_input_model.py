@@ -1,4 +1,4 @@
-"""Bad input to the model API (MiniGPT, Tokenizer, ActivationCache, the loss and sampling functions).
+"""Bad input to the model API (MiniGPT, Tokenizer, ActivationCache, FactoredMatrix, token ids, sampling, checkpoints).
 
 Each row of the matrix is one (entry point, bad input, exception type, phrase the message must contain);
 see tests/bad_input_matrix.py for what every row checks (typed error raised by our own check, nothing
@@ -8,7 +8,10 @@ documented NaN propagation of the forward are checked as known answers at the en
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -16,8 +19,13 @@ import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entries, in_hooks, nan_hook, params
 from conftest import make_model
 
-from model import MiniGPT, ModelConfig, Tokenizer
-from model.network.logits import next_token_loss, sampling_probs
+from model import FactoredMatrix, MiniGPT, ModelConfig, Tokenizer
+from model.network.cache import hook_shapes
+from model.network.logits import next_token_loss, sample_tokens, sampling_probs
+from model.network.token_ids import as_id_tensor, char_id, check_token_ids, prompt_ids, token_labels
+from model.storage.checkpoint import check_checkpoint_bytes, verify_checkpoint
+from model.storage.registry import CHECKPOINT_DIR, resolve_path
+from model.storage.schema import parse_safetensors_header
 
 TOKENIZER = Tokenizer()
 
@@ -133,13 +141,16 @@ def _method_cases() -> list[Case]:
         Case("MiniGPT.to_tokens", "list of ints", lambda e: e.model.to_tokens([1, 2]), TypeError, "got list"),
         Case("MiniGPT.to_tokens", "empty list", lambda e: e.model.to_tokens([]), ValueError, "empty list of texts"),
         Case("MiniGPT.to_tokens", "unknown character", lambda e: e.model.to_tokens("5 €"), ValueError,
-             "1 unknown character: '€' at position 2"),
+             "the text: 1 unknown character: '€' at position 2"),
         Case("MiniGPT.to_tokens", "unknown policy", lambda e: e.model.to_tokens("ab", unknown="skip"),
              ValueError, "unknown='skip' is not one of ['error', 'replace', 'drop']"),
         Case("MiniGPT.to_tokens", "texts of different lengths", lambda e: e.model.to_tokens(["ab", "abc"]),
              ValueError, "texts encode to different lengths [3, 4]"),
         Case("MiniGPT.to_tokens", "text longer than n_ctx", lambda e: e.model.to_tokens("x" * 20),
-             ValueError, "21 tokens is longer than the context n_ctx=16"),
+             ValueError, "the text has 20 characters but this model reads at most 15 (n_ctx=16, one position goes "
+             "to <bos>); shorten it"),
+        Case("MiniGPT.to_tokens", "one text of a list too long", lambda e: e.model.to_tokens(["ab", "y" * 16]),
+             ValueError, "the text has 16 characters but this model reads at most 15"),
         Case("MiniGPT.to_tokens", "model without tokenizer", lambda e: make_model(d_vocab=50).to_tokens("a"),
              ValueError, "this model has no tokenizer"),
         Case("MiniGPT.to_string", "float tensor", lambda e: e.model.to_string(torch.rand(4)), ValueError,
@@ -156,6 +167,25 @@ def _method_cases() -> list[Case]:
              "token id 64 is outside"),
         Case("MiniGPT.to_string", "meta device", lambda e: e.model.to_string(torch.zeros(2, dtype=torch.long,
              device="meta")), ValueError, "meta device"),
+        Case("MiniGPT.to_str_tokens", "a batch of 2", lambda e: e.model.to_str_tokens(e.tokens), ValueError,
+             "to_str_tokens takes one sequence, got a batch of 2; pass tokens[i]"),
+        Case("MiniGPT.to_str_tokens", "float tensor", lambda e: e.model.to_str_tokens(torch.rand(3)), ValueError,
+             "tokens must be integer ids, got dtype torch.float32"),
+        Case("MiniGPT.to_str_tokens", "id = d_vocab", lambda e: e.model.to_str_tokens([1, 64]), ValueError,
+             "token ids [64] are outside the vocabulary [0, 64)"),
+        Case("MiniGPT.to_str_tokens", "text with an unknown character", lambda e: e.model.to_str_tokens("a€"),
+             ValueError, "the text: 1 unknown character: '€' at position 1"),
+        Case("MiniGPT.to_single_token", "two characters", lambda e: e.model.to_single_token("ab"), ValueError,
+             "the token must be exactly one character (or one of ['<bos>', '<pad>', '<unk>']), got 'ab'"),
+        Case("MiniGPT.to_single_token", "empty", lambda e: e.model.to_single_token(""), ValueError, "got ''"),
+        Case("MiniGPT.to_single_token", "unknown special's name", lambda e: e.model.to_single_token("<eos>"),
+             ValueError, "got '<eos>'"),
+        Case("MiniGPT.to_single_token", "an int", lambda e: e.model.to_single_token(3), TypeError,
+             "the token must be one character (a str) or a token id, got int"),
+        Case("MiniGPT.to_single_token", "unknown character", lambda e: e.model.to_single_token("é"), ValueError,
+             "the token 'é': 1 unknown character: 'é' at position 0"),
+        Case("MiniGPT.to_single_token", "model without tokenizer", lambda e: make_model(d_vocab=50).to_single_token(
+            "a"), ValueError, "this model has no tokenizer"),
         Case("MiniGPT.hook_shapes", "negative batch", lambda e: e.model.hook_shapes(-1, 3), ValueError,
              "hook_shapes needs a positive int batch, got -1"),
         Case("MiniGPT.hook_shapes", "pos is a str", lambda e: e.model.hook_shapes(2, "3"), ValueError,
@@ -209,6 +239,119 @@ def _function_cases() -> list[Case]:
              ValueError, "top_k must be a positive int"),
         Case("model.network.logits.sampling_probs", "None temperature", lambda e: sampling_probs(
             logits, temperature=None), TypeError, "temperature must be a number, got None"),
+        Case("model.network.logits.sample_tokens", "negative max_new_tokens", lambda e: sample_tokens(
+            lambda t: logits[:, -1], ids, -1), ValueError, "max_new_tokens must be a non-negative int, got -1"),
+        Case("model.network.logits.sample_tokens", "str seed", lambda e: sample_tokens(
+            lambda t: logits[:, -1], ids, 1, seed="a"), ValueError, "seed must be None or an int in [0, 2**63)"),
+        Case("model.network.logits.sample_tokens", "negative temperature", lambda e: sample_tokens(
+            lambda t: logits[:, -1], ids, 1, temperature=-1), ValueError, "temperature must be >= 0 and finite"),
+        Case("model.network.cache.hook_shapes", "batch 0", lambda e: hook_shapes(e.model.cfg, ["hook_embed"], 0, 3),
+             ValueError, "hook_shapes needs a positive int batch, got 0"),
+        Case("model.network.cache.hook_shapes", "float pos", lambda e: hook_shapes(e.model.cfg, ["hook_embed"], 1,
+             2.0), ValueError, "hook_shapes needs a positive int pos, got 2.0"),
+    ]  # fmt: skip
+
+
+def _token_id_cases() -> list[Case]:
+    T = "model.network.token_ids."
+    tok = TOKENIZER
+    return [
+        Case(T + "check_token_ids", "id = d_vocab", lambda e: check_token_ids([[1, 70]], 64, 32), ValueError,
+             "token ids [70] are outside the vocabulary [0, 64)"),
+        Case(T + "check_token_ids", "longer than n_ctx", lambda e: check_token_ids(torch.zeros(1, 5, dtype=torch.long),
+             64, 4), ValueError, "5 tokens is longer than the context n_ctx=4"),
+        Case(T + "as_id_tensor", "None", lambda e: as_id_tensor(None), ValueError,
+             "tokens must be a tensor or list of integer ids, got NoneType"),
+        Case(T + "as_id_tensor", "float tensor", lambda e: as_id_tensor(torch.rand(2)), ValueError,
+             "tokens must be integer ids, got dtype torch.float32"),
+        Case(T + "prompt_ids", "not a str", lambda e: prompt_ids(tok, 3, 16), TypeError,
+             "the prompt must be a str of text, got int; token ids need no conversion"),
+        Case(T + "prompt_ids", "empty", lambda e: prompt_ids(tok, "", 16, what="--prompt"), ValueError,
+             "--prompt is empty; give at least one character"),
+        Case(T + "prompt_ids", "too long", lambda e: prompt_ids(tok, "x" * 16, 16), ValueError,
+             "the prompt has 16 characters but this model reads at most 15 (n_ctx=16, one position goes to <bos>); "
+             "shorten it"),
+        Case(T + "prompt_ids", "unknown character", lambda e: prompt_ids(tok, "a€", 16, what="the prompt"),
+             ValueError, "the prompt: 1 unknown character: '€' at position 1"),
+        Case(T + "prompt_ids", "unknown policy", lambda e: prompt_ids(tok, "a", 16, unknown="skip"), ValueError,
+             "the prompt: unknown='skip' is not one of ['error', 'replace', 'drop']"),
+        Case(T + "char_id", "two characters", lambda e: char_id(tok, "ab", what="--answer"), ValueError,
+             "--answer must be exactly one character (or one of ['<bos>', '<pad>', '<unk>']), got 'ab'"),
+        Case(T + "char_id", "a list", lambda e: char_id(tok, ["a"]), TypeError,
+             "the token must be one character (a str) or a token id, got list"),
+        Case(T + "char_id", "unknown character", lambda e: char_id(tok, "€", what="--target"), ValueError,
+             "--target '€': 1 unknown character: '€' at position 0"),
+        Case(T + "token_labels", "id = vocabulary size", lambda e: token_labels(tok, [3, 64]), ValueError,
+             "token ids [64] are outside the vocabulary [0, 64)"),
+        Case(T + "token_labels", "negative id", lambda e: token_labels(tok, [-1]), ValueError,
+             "token ids [-1] are outside the vocabulary [0, 64)"),
+        Case(T + "token_labels", "float id", lambda e: token_labels(tok, [1.5]), TypeError,
+             "token ids must be integers, got 1.5 (float)"),
+        Case(T + "token_labels", "ids is an int", lambda e: token_labels(tok, 3), TypeError,
+             "ids must be a list of token ids, got int"),
+    ]  # fmt: skip
+
+
+def _storage_cases() -> list[Case]:
+    K, R = "model.storage.checkpoint.", "model.storage.registry."
+    weights = (CHECKPOINT_DIR / "induction-2l.safetensors").read_bytes()
+    meta = (CHECKPOINT_DIR / "induction-2l.json").read_bytes()
+    doc = json.loads(meta)
+    layout = parse_safetensors_header(weights, len(weights), "w.safetensors")
+    sha = hashlib.sha256(weights).hexdigest()
+    return [
+        Case(K + "verify_checkpoint", "document is a list", lambda e: verify_checkpoint([], layout, sha,
+             "w.safetensors", "w.json"), ValueError, "w.json: the document must be a JSON object, got [] (list)"),
+        Case(K + "verify_checkpoint", "hash differs", lambda e: verify_checkpoint(doc, layout, "0" * 64,
+             "w.safetensors", "w.json"), ValueError, "w.safetensors does not match the hash recorded in w.json"),
+        Case(K + "verify_checkpoint", "a tensor missing", lambda e: verify_checkpoint(doc, {
+            k: v for k, v in layout.items() if k != "blocks.0.attn.W_K"}, sha, "w.safetensors", "w.json"),
+            ValueError, "w.safetensors does not match its config (d_model=64, n_heads=1, n_layers=2, d_ff=256, ...): "
+            "missing ['blocks.0.attn.W_K']"),
+        Case(K + "check_checkpoint_bytes", "truncated weights", lambda e: check_checkpoint_bytes(
+            "w.safetensors", weights[:100], "w.json", meta), ValueError,
+            "w.safetensors is damaged: the header length 1672 does not fit in the file's 100 bytes"),
+        Case(K + "check_checkpoint_bytes", "JSON damaged", lambda e: check_checkpoint_bytes(
+            "w.safetensors", weights, "w.json", b"{no"), ValueError, "w.json is not valid JSON"),
+        Case(K + "check_checkpoint_bytes", "pickle bytes", lambda e: check_checkpoint_bytes(
+            "w.safetensors", b"PK\x03\x04" + weights[4:], "w.json", meta), ValueError, "PyTorch/pickle"),
+        Case(K + "check_checkpoint_bytes", "weights as a str", lambda e: check_checkpoint_bytes(
+            "w.safetensors", "abc", "w.json", meta), TypeError,
+            "check_checkpoint_bytes takes the files' bytes, got str and bytes"),
+        Case(R + "resolve_path", "an int", lambda e: resolve_path(3), TypeError,
+             "expected a checkpoint name or path, got int"),
+        Case(R + "resolve_path", "blank name", lambda e: resolve_path(" "), ValueError, "the checkpoint name is empty"),
+        Case(R + "resolve_path", "pickle suffix", lambda e: resolve_path("m.pt"), ValueError,
+             "m.pt looks like a pickle file (.pt)"),
+        Case(R + "resolve_path", "unknown name", lambda e: resolve_path("no-such-model"), FileNotFoundError,
+             "no shipped checkpoint named 'no-such-model'"),
+        Case(R + "resolve_path", "missing file", lambda e: resolve_path(e.tmp / "gone.safetensors"),
+             FileNotFoundError, "gone.safetensors not found"),
+    ]  # fmt: skip
+
+
+def _factored_cases() -> list[Case]:
+    fm = FactoredMatrix(torch.ones(3, 2), torch.ones(2, 4))
+    return [
+        Case("FactoredMatrix", "factors do not chain", lambda e: FactoredMatrix(torch.ones(3, 2),
+             torch.ones(3, 2)), ValueError, "do not chain: need A [..., m, r], B [..., r, n]"),
+        Case("FactoredMatrix", "lists", lambda e: FactoredMatrix([[1.0]], [[1.0]]), TypeError,
+             "FactoredMatrix needs two tensors, got list and list"),
+        Case("FactoredMatrix", "integer factors", lambda e: FactoredMatrix(torch.ones(3, 2, dtype=torch.long),
+             torch.ones(2, 4, dtype=torch.long)), TypeError, "must share one floating-point dtype"),
+        Case("FactoredMatrix", "mixed dtypes", lambda e: FactoredMatrix(torch.ones(3, 2), torch.ones(2, 4,
+             dtype=torch.float64)), TypeError, "got torch.float32 and torch.float64"),
+        Case("FactoredMatrix", "batch axes do not broadcast", lambda e: FactoredMatrix(torch.ones(2, 3, 2),
+             torch.ones(3, 2, 4)), ValueError, "leading (batch) axes"),
+        Case("FactoredMatrix.__matmul__", "tensor of wrong size", lambda e: fm @ torch.ones(3, 3), ValueError,
+             "cannot multiply (3, 4) @ (3, 3)"),
+        Case("FactoredMatrix.__matmul__", "factored of wrong size", lambda e: fm @ fm, ValueError,
+             "the inner dimensions differ"),
+        Case("FactoredMatrix.__rmatmul__", "tensor of wrong size", lambda e: torch.ones(5, 5) @ fm, ValueError,
+             "cannot multiply (5, 5) @ (3, 4)"),
+        Case("FactoredMatrix.diag", "not square", lambda e: fm.diag(), ValueError,
+             "diag needs a square matrix, this one is (3, 4)"),
+        Case("FactoredMatrix.eigenvalues", "not square", lambda e: fm.eigenvalues(), ValueError, "square"),
     ]  # fmt: skip
 
 
@@ -265,7 +408,8 @@ def _cache_cases() -> list[Case]:
 
 
 CASES = _token_cases() + _hook_cases() + _method_cases() + _generate_cases()
-CASES += _function_cases() + _tokenizer_cases() + _cache_cases()
+CASES += _function_cases() + _token_id_cases() + _storage_cases() + _factored_cases() + _tokenizer_cases()
+CASES += _cache_cases()
 
 # Public names with no row, and why (each is covered elsewhere or takes no input to get wrong).
 EXEMPT = {
@@ -274,6 +418,16 @@ EXEMPT = {
     "MiniGPT.from_pretrained": "checkpoint files: tests of model/checkpoint.py (files part of issue 8)",
     "MiniGPT.save_pretrained": "checkpoint files: tests of model/checkpoint.py (files part of issue 8)",
     "Tokenizer.to_dict": "takes no arguments",
+    "model.storage.registry.list_checkpoints": "takes no arguments",
+    "model.storage.registry.shipped_names": "takes no arguments",
+}
+# Functions of the model package that every entry point goes through (ids, sampling, checkpoints): in the walk too.
+FUNCTIONS = {
+    "model.network.logits": ("next_token_loss", "sampling_probs", "sample_tokens"),
+    "model.network.cache": ("hook_shapes",),
+    "model.network.token_ids": ("check_token_ids", "as_id_tensor", "prompt_ids", "char_id", "token_labels"),
+    "model.storage.checkpoint": ("verify_checkpoint", "check_checkpoint_bytes"),
+    "model.storage.registry": ("resolve_path", "list_checkpoints", "shipped_names"),
 }
 
 
@@ -300,8 +454,10 @@ def _public_methods(cls: type) -> set[str]:
 
 def test_every_public_model_method_is_in_the_matrix():
     """Each public method of MiniGPT and Tokenizer has a row (or a stated exemption), so none is forgotten."""
-    public = _public_methods(MiniGPT) | _public_methods(Tokenizer) | {"MiniGPT", "Tokenizer"}
-    public |= {"model.network.logits.next_token_loss", "model.network.logits.sampling_probs"}
+    public = _public_methods(MiniGPT) | _public_methods(Tokenizer) | {"MiniGPT", "Tokenizer", "FactoredMatrix"}
+    public |= {f"{module}.{name}" for module, names in FUNCTIONS.items() for name in names}
+    gone = [f"{m}.{n}" for m, names in FUNCTIONS.items() for n in names if not hasattr(importlib.import_module(m), n)]
+    assert not gone, f"functions listed for the walk that no longer exist: {gone}"
     missing = sorted(public - covered_entries(CASES) - set(EXEMPT))
     assert not missing, f"public entry points without a bad-input row: {missing}; add rows to CASES"
     stale = sorted(set(EXEMPT) - public)

@@ -101,7 +101,7 @@ def test_copying_score_known_answers():
 
 def test_composition_scores_match_dense_formula(tiny_model):
     """Each score equals ||W_A W_B||_F / (||W_A||_F ||W_B||_F) computed on dense d_model x d_model matrices."""
-    df = composition_scores(tiny_model).set_index(["kind", "src_head", "dst_head"])
+    df = composition_scores(tiny_model).set_index(["composition", "src_head", "dst_head"])
     ov0, qk1, ov1 = ov_matrix(tiny_model, 0).full(), qk_matrix(tiny_model, 1).full(), ov_matrix(tiny_model, 1).full()
 
     def dense(a, b):
@@ -118,7 +118,7 @@ def test_composition_baseline_and_constructed_k_composition():
     """Random weights score about the baseline; a key reading the source's output space scores far above it."""
     model = make_model(norm="none", attn_only=True, d_model=64, n_heads=4)
     df = composition_scores(model, seed=3)
-    ratio = df.groupby("kind").ratio.mean()
+    ratio = df.groupby("composition").ratio.mean()
     assert ((ratio > 0.8) & (ratio < 1.25)).all(), f"random heads should score about the baseline, got {ratio}"
     assert df.baseline.min() > 0 and df.baseline.max() < 1, "baseline must be a score in (0, 1)"
     with torch.no_grad():  # dst head 0 keys read (and queries share) exactly what src head 2 writes
@@ -126,7 +126,7 @@ def test_composition_baseline_and_constructed_k_composition():
         model.blocks[1].attn.W_K[0] = W_O.T
         model.blocks[1].attn.W_Q[0] = W_O.T
         model.blocks[0].attn.W_V[2] = W_O.T
-    built = composition_scores(model, seed=3).set_index(["kind", "src_head", "dst_head"])
+    built = composition_scores(model, seed=3).set_index(["composition", "src_head", "dst_head"])
     assert built.ratio[("K", 2, 0)] > 2, "aligned OV and key weights must compose far above the baseline"
     assert composition_scores(model, seed=3).baseline.equals(df.baseline), "baseline must depend only on the seed"
 

@@ -13,7 +13,7 @@ import torch
 from conftest import make_model
 
 from interp import read_contributions_csv
-from interp.cli import analysis as cli_analysis
+from interp.cli import dashboard as cli_dashboard
 from interp.cli.main import main
 from model import MiniGPT
 
@@ -49,7 +49,7 @@ def test_dla_prints_the_top_rows_ranked_and_a_sum_equal_to_the_logit(capsys):
     last = tokens.shape[1] - 1
     top = MiniGPT.from_pretrained("minigpt-text").tokenizer.symbols[int(logits[-1].argmax())]
     assert f"logit[{top!r}] (the top prediction) at position {last}" in lines[0], lines[0]
-    assert lines[1].split() == ["component", "kind", "contribution"], lines[1]
+    assert lines[1].split() == ["component", "component_type", "contribution"], lines[1]
     shown = [abs(float(line.split()[-1])) for line in lines[2:5]]
     assert shown == sorted(shown, reverse=True), f"rows not ranked by |contribution|: {lines[2:5]}"
     assert re.match(r"\(\d+ smaller contributions sum to -?\d+\.\d{4}\)", lines[5]), lines[5]
@@ -79,7 +79,8 @@ def test_dla_out_writes_every_position_and_reads_back_summing_to_the_logit_diffe
     tokens, logits = _logits(tiny_ckpt, "hello there")
     assert f"wrote {len(frame)} rows ({tokens.shape[1]} positions) to {out}" in printed, printed
     assert sorted(frame.pos.unique()) == list(range(tokens.shape[1])), "--out did not write every position"
-    assert set(frame.kind) >= {"neuron", "head", "mlp_bias"}, f"--per neuron ignored: {set(frame.kind)}"
+    kinds = set(frame.component_type)
+    assert kinds >= {"neuron", "head", "mlp_bias"}, f"--per neuron ignored: {kinds}"
     assert (frame.target == 19).all() and (frame.contrast == 15).all(), "target/contrast ids not 'e'/'a'"
     torch.testing.assert_close(_sums(frame), logits[:, 19] - logits[:, 15], atol=1e-4, rtol=0)
 
@@ -162,7 +163,8 @@ def test_contributions_that_miss_the_logit_exit_1_and_write_nothing(tiny_ckpt, t
     from interp.observe import dla
 
     real = dla.direct_logit_attribution
-    monkeypatch.setattr(dla, "direct_logit_attribution", lambda *a, **k: real(*a, **k).query("kind != 'embed'"))
+    drop_embed = lambda *a, **k: real(*a, **k).query("component_type != 'embed'")  # noqa: E731
+    monkeypatch.setattr(dla, "direct_logit_attribution", drop_embed)
     out = tmp_path / "c.csv"
     for command in ("dla", "export"):
         assert main([command, "--model", tiny_ckpt, "--prompt", "abc", "--out", str(out)]) == 1
@@ -175,12 +177,12 @@ def test_contributions_that_miss_the_logit_exit_1_and_write_nothing(tiny_ckpt, t
 # ------------------------------------------------------------------------------------------- dashboard
 def test_dashboard_argv_runs_streamlit_on_the_package_app_bound_to_localhost():
     """The dashboard command is this Python's `streamlit run <repo>/dashboards/app.py` on localhost:8501 by default."""
-    argv = cli_analysis.dashboard_argv()
+    argv = cli_dashboard.dashboard_argv()
     assert argv[:4] == [sys.executable, "-m", "streamlit", "run"], argv
     assert Path(argv[4]).resolve() == ROOT / "dashboards" / "app.py", f"wrong app path {argv[4]}"
     options = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert options == {"--browser.gatherUsageStats": "false", "--server.address": "localhost", "--server.port": "8501"}
-    options = cli_analysis.dashboard_argv(8600, "0.0.0.0")
+    options = cli_dashboard.dashboard_argv(8600, "0.0.0.0")
     assert options[-4:] == ["--server.address", "0.0.0.0", "--server.port", "8600"], options
 
 
@@ -196,11 +198,11 @@ def test_dashboard_command_execs_that_argv(capsys, monkeypatch):
         calls.append((path, argv))
         raise Execed
 
-    monkeypatch.setattr(cli_analysis, "USE_EXEC", True)
-    monkeypatch.setattr(cli_analysis.os, "execv", fake_execv)
+    monkeypatch.setattr(cli_dashboard, "USE_EXEC", True)
+    monkeypatch.setattr(cli_dashboard.os, "execv", fake_execv)
     with pytest.raises(Execed):
         main(["dashboard", "--port", "8600"])
-    argv = cli_analysis.dashboard_argv(8600, "localhost")
+    argv = cli_dashboard.dashboard_argv(8600, "localhost")
     assert calls == [(argv[0], argv)], calls
     assert "http://localhost:8600" in capsys.readouterr().out
 
@@ -213,18 +215,18 @@ def test_dashboard_command_without_exec_runs_a_child_and_returns_its_exit_code(c
         calls.append(argv)
         return subprocess.CompletedProcess(argv, 3)
 
-    monkeypatch.setattr(cli_analysis, "USE_EXEC", False)
-    monkeypatch.setattr(cli_analysis.subprocess, "run", fake_run)
+    monkeypatch.setattr(cli_dashboard, "USE_EXEC", False)
+    monkeypatch.setattr(cli_dashboard.subprocess, "run", fake_run)
     assert main(["dashboard", "--address", "127.0.0.1"]) == 3, "the server's exit code was not passed on"
-    assert calls == [cli_analysis.dashboard_argv(8501, "127.0.0.1")], calls
+    assert calls == [cli_dashboard.dashboard_argv(8501, "127.0.0.1")], calls
     assert "http://127.0.0.1:8501" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--address", ""]], ids=["0", "70000", "blank"])
 def test_dashboard_bad_port_or_address_is_exit_2_and_starts_nothing(argv, capsys, monkeypatch):
     """An out-of-range --port or a blank --address exits 2 in one line without starting a server."""
-    monkeypatch.setattr(cli_analysis.os, "execv", lambda *a: pytest.fail("started a server on bad input"))
-    monkeypatch.setattr(cli_analysis.subprocess, "run", lambda *a, **k: pytest.fail("started a server on bad input"))
+    monkeypatch.setattr(cli_dashboard.os, "execv", lambda *a: pytest.fail("started a server on bad input"))
+    monkeypatch.setattr(cli_dashboard.subprocess, "run", lambda *a, **k: pytest.fail("started a server on bad input"))
     assert main(["dashboard", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("minigpt dashboard: error: --"), err
@@ -233,7 +235,7 @@ def test_dashboard_bad_port_or_address_is_exit_2_and_starts_nothing(argv, capsys
 def test_dashboard_argv_imports_neither_dashboards_nor_streamlit():
     """Building the dashboard command only locates the app: interp never imports dashboards or streamlit."""
     code = (
-        "import sys; from interp.cli.analysis import dashboard_argv; dashboard_argv(); "
+        "import sys; from interp.cli.dashboard import dashboard_argv; dashboard_argv(); "
         "bad = [m for m in ('dashboards', 'streamlit') if m in sys.modules]; assert not bad, bad"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_model
 
-from interp.cli import analysis as cli_analysis
+from interp.cli import dashboard as cli_dashboard
 from interp.cli.main import main
 from model.storage import files
 
@@ -149,8 +149,8 @@ def expand(argv: list[str], fx: Path, tmp: Path) -> list[str]:
 @pytest.fixture(autouse=True)
 def no_server(monkeypatch):
     """A bad dashboard argument must never start a server."""
-    monkeypatch.setattr(cli_analysis.os, "execv", lambda *a: pytest.fail("started a server on bad input"))
-    monkeypatch.setattr(cli_analysis.subprocess, "run", lambda *a, **k: pytest.fail("started a server"))
+    monkeypatch.setattr(cli_dashboard.os, "execv", lambda *a: pytest.fail("started a server on bad input"))
+    monkeypatch.setattr(cli_dashboard.subprocess, "run", lambda *a, **k: pytest.fail("started a server"))
 
 
 @pytest.mark.parametrize(("argv", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -149,7 +149,7 @@ def test_circuits_page_shows_the_chosen_head():
     assert len(charts(at)[0]["data"]) == 3, "one composition panel per kind (Q, K, V)"
     at.selectbox(key="circuit_layer").set_value(1).run()
     at.selectbox(key="circuit_head").set_value(2).run()
-    at.radio(key="circuit_kind").set_value("OV").run()
+    at.radio(key="circuit_choice").set_value("OV").run()
     assert_clean(at, 2)
     assert titles(at)[1] == "OV circuit of L1H2"
     assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "the OV circuit is d_vocab x d_vocab"
@@ -197,7 +197,7 @@ def test_induction_checkpoint_heads_are_classified():
     set_prompt(at, "qzxjvkwpbmgfhty" * 2)
     assert_clean(at, 3)
     table = at.dataframe[0].value
-    kinds = dict(zip(zip(table["layer"], table["head"], strict=True), table["kind"], strict=True))
+    kinds = dict(zip(zip(table["layer"], table["head"], strict=True), table["head_class"], strict=True))
     assert "previous_token" in {k for (layer, _), k in kinds.items() if layer == 0}, (
         f"no L0 previous-token head: {kinds}"
     )
@@ -246,8 +246,9 @@ def test_check_upload_rejects_bad_files(monkeypatch):
     cases = [
         ([("model.pt", b"x")], "exactly one .safetensors"),
         ([("a.safetensors", good), ("b.safetensors", good)], "exactly one .safetensors"),
-        ([("a.safetensors", b"\x00" * 4)], "not a safetensors file"),
-        ([("a.safetensors", (10**6).to_bytes(8, "little") + b"{")], "not a safetensors file"),
+        ([("a.safetensors", good)], "also upload the .json written beside a.safetensors"),
+        ([("a.safetensors", b"\x00" * 4), ("a.json", b"{}")], "not a safetensors file"),
+        ([("a.safetensors", (10**6).to_bytes(8, "little") + b"{"), ("a.json", b"{}")], "not a safetensors file"),
         ([("a.safetensors", good), ("a.json", b"{not json")], "not valid JSON"),
     ]
     for files, reason in cases:

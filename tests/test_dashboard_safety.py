@@ -15,7 +15,7 @@ from conftest import open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import analyses, state
-from interp.cli import analysis as cli_analysis
+from interp.cli import dashboard as cli_dashboard
 from interp.cli.main import build_parser
 from model.storage.registry import CHECKPOINT_DIR
 
@@ -52,7 +52,7 @@ def test_config_binds_localhost_and_caps_uploads():
 def test_cli_and_make_serve_on_localhost():
     """`minigpt dashboard` and `make dashboard` both pass --server.address localhost unless told otherwise."""
     assert build_parser().parse_args(["dashboard"]).address == "localhost", "minigpt dashboard's default address"
-    argv = cli_analysis.dashboard_argv()
+    argv = cli_dashboard.dashboard_argv()
     assert argv[argv.index("--server.address") + 1] == "localhost", argv
     recipe = re.search(r"^dashboard:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert recipe, "no dashboard target in the Makefile"
@@ -102,7 +102,7 @@ def _bad_uploads() -> dict[str, tuple[list[tuple[str, bytes]], str]]:
         "truncated": ([("m.safetensors", weights[: len(weights) // 2]), ("m.json", meta)], "is damaged"),
         "schema": ([("m.safetensors", weights), ("m.json", schema)], "'config.act' must be one of"),
         "weights-only": ([("m.safetensors", weights)], "also upload the .json"),
-        "mismatched": ([("m.safetensors", shipped("induction-2l")[0]), ("m.json", meta)], "does not match the config"),
+        "mismatched": ([("m.safetensors", shipped("induction-2l")[0]), ("m.json", meta)], "does not match its config"),
         "two-saves": ([("m.safetensors", weights), ("m.json", other_hash)], "come from different saves"),
         "two-json": ([("m.safetensors", weights), ("a.json", meta), ("b.json", meta)], "exactly one .safetensors"),
     }

@@ -11,14 +11,18 @@ from interp.common.export import REQUIRED_COLUMNS, SCHEMA
 
 @pytest.fixture
 def frame(tiny_model, tokens):
-    return direct_logit_attribution(tiny_model, None, tokens, contrast=5, per="neuron")
+    return direct_logit_attribution(tiny_model, tokens, contrast=5, per="neuron")
 
 
-def test_round_trip_is_exact(frame, tmp_path):
-    """Writing then reading gives back the same frame: columns, dtypes and float64 values bit for bit."""
+def test_round_trip_is_exact(frame, tiny_model, tokens, tmp_path):
+    """Writing then reading gives back the same frame: columns, dtypes and float64 values bit for bit (<NA> too)."""
     path = contributions_to_csv(frame, tmp_path / "dla.csv")
     back = read_contributions_csv(path)
     pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    no_contrast = direct_logit_attribution(tiny_model, tokens, per="head")
+    back = read_contributions_csv(contributions_to_csv(no_contrast, tmp_path / "plain.csv"))
+    pd.testing.assert_frame_equal(back, no_contrast, check_exact=True)
+    assert back.contrast.isna().all() and back.neuron.isna().all(), "not applicable must read back as <NA>"
 
 
 def test_schema_columns_come_first_and_extras_are_kept(frame, tmp_path):

@@ -20,7 +20,7 @@ def test_layer0_head_is_a_previous_token_head(scores):
     """On BOS + r + r, head_scores names L0H0 a previous-token head with score >= 0.7."""
     l0 = scores.loc["L0H0"]
     assert l0.previous_token >= 0.7, f"L0H0 previous_token {l0.previous_token:.3f}: checkpoint or formula wrong"
-    assert l0.kind == "previous_token", f"L0H0 classified as {l0.kind}"
+    assert l0.head_class == "previous_token", f"L0H0 classified as {l0.head_class}"
 
 
 def test_layer1_head_is_an_induction_head(scores):
@@ -30,12 +30,12 @@ def test_layer1_head_is_an_induction_head(scores):
         f"L1H0 induction {l1.induction:.3f} (first_token {l1.first_token:.3f}): an off-by-one in the induction "
         "key set, or an under-trained checkpoint whose induction head still rests on BOS"
     )
-    assert l1.kind == "induction", f"L1H0 classified as {l1.kind}"
+    assert l1.head_class == "induction", f"L1H0 classified as {l1.head_class}"
 
 
 def test_previous_token_head_k_composes_with_induction_head(induction_model):
     """K-composition L0H0 -> L1H0 is more than 1.5x its random baseline (and the largest ratio of the three)."""
-    df = composition_scores(induction_model).set_index("kind")
+    df = composition_scores(induction_model).set_index("composition")
     k = df.loc["K"]
     assert k.ratio > 1.5, f"K-composition {k.score:.3f} vs baseline {k.baseline:.3f}: transposed QK in the K score?"
 
@@ -50,7 +50,7 @@ def test_induction_head_copies(induction_model):
 def test_induction_head_drives_the_repeated_half(induction_model, repeated_tokens):
     """In the repeated half, L1H0's mean DLA to the correct next token exceeds 1 nat and all other rows combined."""
     _, cache = induction_model.run_with_cache(repeated_tokens)
-    df = direct_logit_attribution(induction_model, cache, repeated_tokens, per="head")
+    df = direct_logit_attribution(induction_model, repeated_tokens, cache, per="head")
     second_half = df[(df.pos > SEG_LEN) & (df.pos < 2 * SEG_LEN)]
     mean = second_half.groupby("component").contribution.mean()
     others = mean.drop("L1H0").abs().sum()
@@ -62,12 +62,12 @@ def test_dla_sums_to_logits_on_minigpt_text(text_model, per):
     """On minigpt-text, every row sums to the next-token logit (and to a logit difference) to 1e-4."""
     tokens = text_model.to_tokens(["the quick brown fox jumps over", "import numpy as np; x = np.one"])
     logits, cache = text_model.run_with_cache(tokens)
-    df = direct_logit_attribution(text_model, cache, tokens, per=per)
+    df = direct_logit_attribution(text_model, tokens, cache, per=per)
     total = torch.tensor(df.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(tokens.shape)
     target = torch.tensor(df.groupby(["batch", "pos"]).target.first().to_numpy()).reshape(tokens.shape)
     expected = logits.gather(-1, target[..., None])[..., 0].double()
     assert (total - expected).abs().max() < 1e-4, "DLA on the shipped text model does not sum to the logits"
-    diff = direct_logit_attribution(text_model, cache, tokens, target="e", contrast="t", per=per)
+    diff = direct_logit_attribution(text_model, tokens, cache, target="e", contrast="t", per=per)
     total = torch.tensor(diff.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(tokens.shape)
     e, t = text_model.tokenizer.encode("et")
     assert (total - (logits[..., e] - logits[..., t]).double()).abs().max() < 1e-4, "logit difference not exact"
@@ -76,7 +76,7 @@ def test_dla_sums_to_logits_on_minigpt_text(text_model, per):
 def test_dla_sums_to_logits_on_induction_2l(induction_model, repeated_tokens):
     """On induction-2l (no LayerNorm, untied, b_U), the rows sum to the logits to 1e-4."""
     logits, cache = induction_model.run_with_cache(repeated_tokens)
-    df = direct_logit_attribution(induction_model, cache, repeated_tokens, per="head")
+    df = direct_logit_attribution(induction_model, repeated_tokens, cache, per="head")
     total = torch.tensor(df.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(repeated_tokens.shape)
     target = torch.tensor(df.groupby(["batch", "pos"]).target.first().to_numpy()).reshape(repeated_tokens.shape)
     expected = logits.gather(-1, target[..., None])[..., 0].double()

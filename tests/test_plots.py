@@ -66,7 +66,7 @@ def test_attention_heatmaps_put_each_head_in_its_cell(run):
     """Each (layer, head) heatmap holds exactly that head's pattern, masked (NaN) above the diagonal."""
     model, tokens, cache, symbols = run
     frame = pd.concat(
-        attention_pattern_frame(model, cache, tokens, layer, head).assign(layer=layer, head=head)
+        attention_pattern_frame(model, tokens, cache, layer=layer, head=head).assign(layer=layer, head=head)
         for layer in range(model.cfg.n_layers)
         for head in range(model.cfg.n_heads)
     )
@@ -107,8 +107,8 @@ def test_next_token_figure_orders_by_logit(run):
 
 def test_write_norms_bar_stacks_every_component(run):
     """One stacked trace per component; each bar's height is that component's write norm at that position."""
-    model, _, cache, symbols = run
-    norms = write_norms(model, cache)
+    model, tokens, cache, symbols = run
+    norms = write_norms(model, tokens, cache)
     fig = validated(plots.write_norms_bar(norms, symbols))
     assert fig.layout.barmode == "stack"
     assert [t.name for t in fig.data] == list(dict.fromkeys(norms["component"])), "one trace per component, in order"
@@ -119,11 +119,11 @@ def test_write_norms_bar_stacks_every_component(run):
 def test_logit_lens_heatmap_shows_target_prob_and_top_k(run):
     """Stage x position colours are the target probabilities; hover lists the top-k guesses."""
     model, tokens, cache, symbols = run
-    lens = logit_lens(model, cache, tokens, k=4)
+    lens = logit_lens(model, tokens, cache, k=4)
     fig = validated(plots.logit_lens_heatmap(lens, symbols))
     z = np.asarray(fig.data[0].z, dtype=float)
     assert z.shape == (model.cfg.n_layers + 1, len(symbols))
-    row = lens[(lens.layer == 1) & (lens.pos == 2)].iloc[0]
+    row = lens[(lens.stage == 1) & (lens.pos == 2)].iloc[0]
     assert z[1, 2] == pytest.approx(row.target_prob)
     assert fig.data[0].customdata[1][2].split("top: ")[1].count(",") == 3, "hover must list k=4 guesses"
 
@@ -131,7 +131,7 @@ def test_logit_lens_heatmap_shows_target_prob_and_top_k(run):
 def test_dla_bar_colours_by_sign(run):
     """Positive contributions are red, negative blue, one bar per component."""
     model, tokens, cache, _ = run
-    df = direct_logit_attribution(model, cache, tokens, per="head")
+    df = direct_logit_attribution(model, tokens, cache, per="head")
     here = df[df.pos == 3]
     fig = validated(plots.dla_bar(here, title="t"))
     colours = dict(zip(fig.data[0].x, fig.data[0].marker.color, strict=True))
@@ -164,7 +164,7 @@ def test_composition_heatmap_has_three_kinds_around_the_baseline(run):
     comp = composition_scores(model, n_draws=2)
     fig = validated(plots.composition_heatmap(comp))
     assert len(fig.data) == 3 and fig.layout.coloraxis.cmid == 1.0
-    k = comp[comp.kind == "K"]
+    k = comp[comp.composition == "K"]
     assert fig.data[1].text[0][0] == f"{k.score.iloc[0]:.2f}", "the cells must show the composition score"
 
 
@@ -173,7 +173,7 @@ def test_head_scores_heatmap_labels_kinds(run):
     model, tokens, cache, _ = run
     scores = head_scores(model, tokens, cache)
     fig = validated(plots.head_scores_heatmap(scores))
-    assert list(fig.data[0].y) == [f"{c} · {k}" for c, k in zip(scores.component, scores.kind, strict=True)]
+    assert list(fig.data[0].y) == [f"{c} · {k}" for c, k in zip(scores.component, scores.head_class, strict=True)]
     assert fig.data[0].text[0][0] == f"{scores.previous_token.iloc[0]:.2f}"
 
 

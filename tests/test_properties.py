@@ -201,7 +201,7 @@ def test_dla_sums_to_the_logit_on_random_configs(config, seed, shape, per, use_c
     contrast = torch.randint(0, 64, shape, generator=gen) if use_contrast else None
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens)
-    df = direct_logit_attribution(model, cache, tokens, target=target, contrast=contrast, per=per)
+    df = direct_logit_attribution(model, tokens, cache, target=target, contrast=contrast, per=per)
     total = torch.tensor(df.groupby(["batch", "pos"]).contribution.sum().to_numpy()).reshape(shape)
     expected = logits.gather(-1, target[..., None])[..., 0].double()
     if use_contrast:

@@ -152,7 +152,9 @@ def test_model_to_tokens_errors():
     model = make_model()  # n_ctx 16
     with pytest.raises(ValueError, match=re.escape("different lengths [2, 4]")):
         model.to_tokens(["a", "abc"])
-    with pytest.raises(ValueError, match="longer than the context n_ctx=16"):
+    with pytest.raises(
+        ValueError, match=re.escape("the text has 16 characters but this model reads at most 15 (n_ctx=16")
+    ):
         model.to_tokens("x" * 16)
     with pytest.raises(ValueError, match="'#' at position 1"):
         model.to_tokens("a#")

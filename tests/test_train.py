@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_cfg
 
+from interp import induction_report
 from model import PRESETS, TrainConfig, load_checkpoint, train
 from model.training.data import TextData
 from model.training.evaluation import bigram_baseline
@@ -96,7 +97,9 @@ def test_resume_errors(tmp_path):
 
 def test_outputs_beside_the_checkpoint(tmp_path):
     """A run leaves the checkpoint, its training state, and the loss curve as HTML and PNG, with provenance."""
-    result = train(TINY_CFG, TINY, tmp_path / "m", progress=False, command="minigpt train --test")
+    result = train(
+        TINY_CFG, TINY, tmp_path / "m", progress=False, command="minigpt train --test", report=induction_report
+    )
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["m.json", "m.loss.html", "m.loss.png", "m.safetensors", "m.train.safetensors"], names
     assert (tmp_path / "m.loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"

@@ -142,7 +142,8 @@ def run_dla(args: argparse.Namespace) -> int:
     rows = frame[frame.pos == pos]
     shown = rows.reindex(rows.contribution.abs().sort_values(ascending=False).index).head(args.top)
     print(_title(model, tokens, pos, args, rows.iloc[0]))
-    print(shown[["component", "kind", "contribution"]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    table = shown[["component", "component_type", "contribution"]]
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     if len(rows) > len(shown):
         rest = rows.contribution.sum() - shown.contribution.sum()
         print(f"({len(rows) - len(shown)} smaller contributions sum to {rest:.4f})")

@@ -44,7 +44,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from model.training.presets import PRESETS, train
+    from model.training.loop import train
+    from model.training.presets import PRESETS
 
     model_cfg, cfg = PRESETS[args.preset]
     fields = ("steps", "lr", "batch_size", "seed", "device", "text_file", "unknown", "eval_every", "ckpt_every")

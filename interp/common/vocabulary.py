@@ -35,6 +35,13 @@ class Column:
     dtype: str
     meaning: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.dtype, str) or not isinstance(self.meaning, str):
+            raise TypeError(
+                f"a Column's dtype and meaning must be str, got {type(self.dtype).__name__} and "
+                f"{type(self.meaning).__name__}"
+            )
+
 
 _ID = "Int64"
 COLUMNS: dict[str, Column] = {
@@ -99,9 +106,16 @@ COLUMNS: dict[str, Column] = {
 
 def nullable_ints(values: Iterable[int | None]) -> pd.Series:
     """An ``Int64`` Series in which None is ``<NA>`` (the vocabulary's "not applicable")."""
-    return pd.array(list(values), dtype=_ID)
+    if not isinstance(values, Iterable) or isinstance(values, str | bytes):
+        raise TypeError(f"nullable_ints takes a list of integers or None, got {type(values).__name__}")
+    try:
+        return pd.array(list(values), dtype=_ID)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"nullable_ints takes integers or None (<NA>): {err}") from None
 
 
 def undocumented(columns: Sequence[str]) -> list[str]:
     """The columns of a frame that this vocabulary does not define (a test keeps this empty)."""
+    if not isinstance(columns, Iterable) or isinstance(columns, str | bytes):
+        raise TypeError(f"columns must be a list of column names, got {type(columns).__name__}")
     return [c for c in columns if c not in COLUMNS]

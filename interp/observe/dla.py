@@ -49,8 +49,8 @@ from torch import Tensor
 from interp.common.checks import prepare, require_finite
 from interp.common.vocabulary import nullable_ints
 from interp.observe.residual import (
+    _final_resid_name,
     _head_writes,
-    final_resid_name,
     label_frame,
     long_frame,
     pos_strings,
@@ -85,7 +85,7 @@ def final_logits(
 
 
 def _final_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch pos d_vocab"]:
-    name = "ln_final.hook_normalized" if model.ln_final is not None else final_resid_name(model)
+    name = "ln_final.hook_normalized" if model.ln_final is not None else _final_resid_name(model)
     x = cache[name]
     logits = x @ model.W_U.detach().to(x.device)
     return logits if model.b_U is None else logits + model.b_U.detach().to(x.device)
@@ -250,6 +250,9 @@ def direct_logit_attribution(
 def token_columns(model: MiniGPT, target: Tensor, contrast: Tensor | None = None) -> dict[str, object]:
     """``target, target_str, contrast, contrast_str`` per position (flat, ``batch * pos``): the columns that say
     which logit a row explains. Without a contrast, ``contrast`` is ``<NA>`` (nullable) and so is its string."""
+    for name, ids in (("target", target), ("contrast", contrast)):
+        if not isinstance(ids, Tensor) and (name == "target" or ids is not None):
+            raise TypeError(f"{name} must be a tensor of token ids, got {type(ids).__name__}")
     target_flat = target.reshape(-1).cpu()
     columns: dict[str, object] = {
         "target": target_flat.numpy(),

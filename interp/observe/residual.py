@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.common.checks import check_index, prepare, require_finite
+from interp.common.checks import check_index, check_model, prepare, require_finite
 from interp.common.vocabulary import nullable_ints
 from model.network.cache import ActivationCache
 from model.network.minigpt import MiniGPT
@@ -115,6 +115,13 @@ def _writes(model: MiniGPT, cache: ActivationCache, per_head: bool) -> list[Writ
 
 def label_frame(rows: list[tuple]) -> pd.DataFrame:
     """Label rows ``(component, layer, head, [neuron,] component_type)`` as a frame with nullable index columns."""
+    if not isinstance(rows, list | tuple):
+        raise TypeError(f"label rows must be a list of tuples, got {type(rows).__name__}")
+    if rows and ({len(row) for row in rows} - {len(rows[0])} or len(rows[0]) not in (4, 5)):
+        raise ValueError(
+            f"label rows must all be (component, layer, head, [neuron,] component_type), got lengths "
+            f"{sorted({len(row) for row in rows})}"
+        )
     names = LABEL_COLUMNS if not rows or len(rows[0]) == 4 else [*LABEL_COLUMNS[:3], "neuron", LABEL_COLUMNS[3]]
     columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     frame = pd.DataFrame({name: list(values) for name, values in zip(names, columns, strict=True)})
@@ -181,6 +188,8 @@ def write_norms(model: MiniGPT, tokens: Int[Tensor, "batch pos"], cache: Activat
 
 def pos_strings(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> np.ndarray:
     """``[batch, pos]`` array of the token strings (the ``pos_str`` column), as ``model.to_str_tokens`` gives them."""
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"tokens must be a [batch, pos] tensor of ids, got {type(tokens).__name__}")
     labels = token_labels(model.tokenizer, tokens.reshape(-1).tolist())
     return np.asarray(labels, dtype=object).reshape(tuple(tokens.shape))
 
@@ -226,6 +235,11 @@ def long_frame(
 
 def final_resid_name(model: MiniGPT) -> str:
     """Hook name of the final residual stream (the last block's ``hook_resid_post``)."""
+    return _final_resid_name(check_model(model))
+
+
+def _final_resid_name(model: MiniGPT) -> str:
+    """:func:`final_resid_name` of a checked model (the analyses check the model once, where it comes in)."""
     return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
 
 
@@ -253,6 +267,6 @@ def accumulated_resid(
 def _accumulated(model: MiniGPT, cache: ActivationCache) -> tuple[Float[Tensor, "stage batch pos d_model"], list[str]]:
     n_layers = model.cfg.n_layers
     labels = [f"L{layer}.resid_pre" for layer in range(n_layers)] + [f"L{n_layers - 1}.resid_post"]
-    stages = torch.stack([cache["resid_pre", layer] for layer in range(n_layers)] + [cache[final_resid_name(model)]])
+    stages = torch.stack([cache["resid_pre", layer] for layer in range(n_layers)] + [cache[_final_resid_name(model)]])
     require_finite(stages, "accumulated_resid", model, cache=cache)
     return stages, labels

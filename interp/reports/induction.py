@@ -41,11 +41,14 @@ SEG_LEN = 15  # length of r in the probe [BOS, r, r]
 
 def probe_tokens(n_seq: int = 512, seed: int = 1234, d_vocab: int = 64, seg_len: int = SEG_LEN) -> Int[Tensor, "b p"]:
     """``[BOS, r, r]`` with ``r`` = ``seg_len`` random non-special tokens: ``[n_seq, 1 + 2 * seg_len]``."""
+    n_seq, seg_len = check_int(n_seq, "n_seq", minimum=1), check_int(seg_len, "seg_len", minimum=1)
+    seed, d_vocab = check_seed(seed), check_int(d_vocab, "d_vocab", minimum=4)  # 3 specials, then the tokens
     return repeated_pair_batch(n_seq, seg_len, torch.Generator().manual_seed(seed), d_vocab=d_vocab)
 
 
 def copy_losses(seg_len: int = SEG_LEN) -> dict[str, LossAt]:
     """The three loss metrics on ``[BOS, r, r]``: first copy, second copy (its first token left out), all of it."""
+    seg_len = check_int(seg_len, "seg_len", minimum=2)  # the second copy without its first token is not empty
     return {
         "first_copy": LossAt(range(1, seg_len + 1)),
         "second_copy": LossAt(range(seg_len + 2, 2 * seg_len + 1)),

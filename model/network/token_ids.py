@@ -30,6 +30,7 @@ shorten it
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -128,7 +129,28 @@ def char_id(tokenizer: Tokenizer, symbol: str, *, what: str = "the token") -> in
 
 
 def token_labels(tokenizer: Tokenizer | None, ids: Iterable[int]) -> list[str]:
-    """The string of every id: its symbol, or the id as text for a model without a tokenizer."""
+    """The string of every id: its symbol, or the id as text for a model without a tokenizer; a TypeError for ids
+    that are not integers, a ValueError for ids outside the tokenizer's vocabulary (never a label from the end)."""
+    if not isinstance(ids, Iterable) or isinstance(ids, str | bytes):
+        raise TypeError(f"ids must be a list of token ids, got {type(ids).__name__}")
+    ids = list(ids)
+    try:
+        values = [operator.index(i) for i in ids]
+    except TypeError:
+        bad = next(i for i in ids if not _is_int(i))
+        raise TypeError(f"token ids must be integers, got {bad!r} ({type(bad).__name__})") from None
     if tokenizer is None:
-        return [str(int(i)) for i in ids]
-    return [tokenizer.symbols[int(i)] for i in ids]
+        return [str(i) for i in values]
+    symbols = tokenizer.symbols
+    if values and not 0 <= min(values) <= max(values) < len(symbols):
+        bad = sorted({i for i in values if not 0 <= i < len(symbols)})[:5]
+        raise ValueError(f"token ids {bad} are outside the vocabulary [0, {len(symbols)})")
+    return [symbols[i] for i in values]
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True

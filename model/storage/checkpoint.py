@@ -262,6 +262,10 @@ def check_checkpoint_bytes(weights_name: str, weights: bytes, meta_name: str, me
         ...
         ValueError: induction-2l.safetensors is damaged: the header length ... does not fit in the file's 100 bytes...
     """
+    if not isinstance(weights, bytes) or not isinstance(meta, bytes):
+        raise TypeError(
+            f"check_checkpoint_bytes takes the files' bytes, got {type(weights).__name__} and {type(meta).__name__}"
+        )
     layout = parse_safetensors_header(weights, len(weights), weights_name)
     doc = _parse_json(meta, meta_name)
     return verify_checkpoint(doc, layout, hashlib.sha256(weights).hexdigest(), weights_name, meta_name)
