@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_dla [--rounds 30] [--device cpu|cuda] [--quick]
 
-Locked config, batch 64 x 32. ``dla`` is ``direct_logit_attribution(model, cache, tokens,
+Locked config, batch 64 x 32. ``dla`` is ``direct_logit_attribution(model, tokens, cache,
 per="head")`` on a cache recorded once (the frame with every head, MLP, embedding and bias row at
 every position); ``cache + dla`` adds the ``run_with_cache`` that produces the cache. The issue
 targets dla / forward <= 1.5. Variants run in ABBA order in one process; nothing here passes or
@@ -29,12 +29,12 @@ def measure(rounds: int, device: str, batch: int = 64, pos: int = 32) -> tuple[d
 
     with torch.inference_mode():
         _, cache = model.run_with_cache(tokens)
-        n_rows = len(direct_logit_attribution(model, cache, tokens, per="head"))
+        n_rows = len(direct_logit_attribution(model, tokens, cache, per="head"))
         variants = {
             "forward": run(lambda: model(tokens)),
-            "dla": run(lambda: direct_logit_attribution(model, cache, tokens, per="head")),
+            "dla": run(lambda: direct_logit_attribution(model, tokens, cache, per="head")),
             "cache + dla": run(
-                lambda: direct_logit_attribution(model, model.run_with_cache(tokens)[1], tokens, per="head")
+                lambda: direct_logit_attribution(model, tokens, model.run_with_cache(tokens)[1], per="head")
             ),
         }
         return abba(variants, rounds), n_rows

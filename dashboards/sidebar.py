@@ -117,7 +117,7 @@ def render() -> state.Selection:
         if prompt_error:
             st.error(f"{prompt_error}.")
         else:
-            labels = [model.tokenizer.symbols[i] for i in token_ids]
+            labels = model.to_str_tokens(list(token_ids))
             st.html(plots.token_strip_html(labels))
     sel = state.Selection(model, model_id, label, prompt, token_ids, prompt_error, load_error)
     st.session_state["selection"] = sel

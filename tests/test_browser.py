@@ -118,8 +118,11 @@ def check_uploads(page) -> None:
     """A broken upload shows the reason and keeps the page drawing; the shipped pair uploads and loads."""
     choose_checkpoint(page, "an uploaded file")
     dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    dropzone.set_input_files(
-        [{"name": "broken.safetensors", "mimeType": "application/octet-stream", "buffer": b"0" * 64}]
+    dropzone.set_input_files(  # with a .json beside it: the weights alone are refused before their header is read
+        [
+            {"name": "broken.safetensors", "mimeType": "application/octet-stream", "buffer": b"0" * 64},
+            {"name": "broken.json", "mimeType": "application/json", "buffer": b"{}"},
+        ]
     )
     wait_idle(page)
     page.wait_for_selector('[data-testid="stAlert"]:has-text("not a safetensors file")', timeout=WAIT_MS)

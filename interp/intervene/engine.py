@@ -43,8 +43,8 @@ ACCELERATOR_CHUNK_BYTES = 256 * 2**20  # the same on a GPU
 
 
 def embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
-    """``blocks.0.hook_resid_pre``: token embedding plus position embedding (none for rotary)."""
-    tokens = model.check_tokens(tokens)
+    """``blocks.0.hook_resid_pre``: token embedding plus position embedding (none for rotary); ``tokens`` are
+    checked ids (the public functions of :mod:`interp.intervene` check them where they come in)."""
     x = model.hook_embed(model.embed(tokens))
     if model.pos_embed is not None:
         x = x + model.hook_pos_embed(model.pos_embed(tokens))

@@ -6,7 +6,7 @@ The CLI's ``--heads`` / ``--neurons`` / ``--positions`` flags and the ``heads=``
 Example:
     >>> parse_pairs("1.2, 0.3"), parse_layers("0,1")
     ([(1, 2), (0, 3)], [0, 1])
-    >>> from interp.intervene.specs import HeadAblation
+    >>> from interp import HeadAblation
     >>> specs_from("0.1,1.3", HeadAblation, "zero", "head")[1]
     HeadAblation(layer=1, head=3, positions=None, method='zero')
 """

@@ -15,7 +15,7 @@ Replacement activations always come from clean runs of the reference (or source)
 
 Example:
     >>> from model import MiniGPT, ModelConfig
-    >>> from interp.intervene.specs import HeadAblation
+    >>> from interp import HeadAblation
     >>> model = MiniGPT(ModelConfig(), seed=0)
     >>> tokens = model.to_tokens("the cat sat on the mat")
     >>> hooks = ablation_hooks(model, [HeadAblation(1, 2)], tokens)
@@ -128,7 +128,7 @@ def ablation_hooks(
 
     Example:
         >>> from model import MiniGPT, ModelConfig
-        >>> from interp.intervene.specs import HeadAblation
+        >>> from interp import HeadAblation
         >>> model = MiniGPT(ModelConfig(), seed=0)
         >>> tokens = model.to_tokens("hello there")
         >>> hooks = ablation_hooks(model, [HeadAblation(0, 1, method="resample")], model.to_tokens(["ab", "cd"]))

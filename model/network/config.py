@@ -5,7 +5,7 @@ vocab 64, context 32). ``cfg.n_params`` gives the parameter count from the close
 formula, which the tests check against the real model to the digit.
 
 Example:
-    >>> from model.network.config import ModelConfig
+    >>> from model import ModelConfig
     >>> cfg = ModelConfig()
     >>> cfg.d_head, cfg.n_params
     (16, 106240)

@@ -11,7 +11,7 @@ does with ids, once, with the same rules and messages everywhere (the model, the
 - :func:`token_labels`: ids -> the strings shown beside them in every frame (``target_str``, ``q_str`` ...).
 
 Example:
-    >>> from model.network.tokenizer import Tokenizer
+    >>> from model import Tokenizer
     >>> tok = Tokenizer()
     >>> check_token_ids([1, 5, 9], d_vocab=64, n_ctx=32)
     tensor([[1, 5, 9]])

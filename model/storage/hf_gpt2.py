@@ -13,7 +13,7 @@ The activation ``gelu_new`` (and its alias ``gelu_pytorch_tanh``) is our ``act="
 ``gelu`` and ``relu`` map to themselves. ``n_positions`` becomes ``n_ctx``, ``n_inner`` (None
 means ``4 * n_embd``) becomes ``d_ff`` and ``layer_norm_epsilon`` becomes ``ln_eps``.
 
-This module deals only in configs and state dicts and never imports ``MiniGPT`` (DESIGN.md);
+This module deals only in configs and state dicts and never imports ``MiniGPT`` (docs/ARCHITECTURE.md);
 ``MiniGPT.from_hf_gpt2`` and ``MiniGPT.to_hf_gpt2_state_dict`` call it.
 
 Example:

@@ -7,7 +7,7 @@ curve as ``name.loss.html`` (plotly) and ``name.loss.png``.
 
 Example:
     >>> import tempfile
-    >>> from model.training.presets import PRESETS
+    >>> from model import PRESETS
     >>> cfg, tcfg = PRESETS["induction-2l"]
     >>> short = tcfg.replace(steps=30, warmup_steps=5, log_every=10, eval_every=10)
     >>> result = train(cfg, short, out=tempfile.mkdtemp() + "/m", progress=False)

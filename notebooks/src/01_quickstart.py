@@ -18,8 +18,7 @@ import plotly.io as pio
 import torch
 
 from dashboards.plots import attention_heatmaps, parameter_bar, write_norms_bar
-from interp import attention_pattern_frame
-from interp import accumulated_resid, residual_stack, write_norms
+from interp import accumulated_resid, attention_pattern_frame, residual_stack, write_norms
 from model import MiniGPT
 
 pio.renderers.default = "plotly_mimetype"  # figures travel inside the notebook as JSON (no plotly.js copy)
@@ -58,7 +57,7 @@ print("tokens", tuple(tokens.shape), "-> logits", tuple(logits.shape))
 print(cache)
 print('cache["pattern", 1] is', tuple(cache["pattern", 1].shape), "[batch, head, q_pos, k_pos]")
 next_id = logits[0, -1].argmax().item()
-print("most likely next character after", repr(prompt), "is", repr(model.tokenizer.symbols[next_id]))
+print("most likely next character after", repr(prompt), "is", repr(model.to_str_tokens([next_id])[0]))
 
 # %% [markdown]
 # ## Hook names and shapes
@@ -91,7 +90,7 @@ hooks
 # label frame; we check the invariant numerically.
 
 # %%
-stack, labels = residual_stack(model, cache, per_head=False)
+stack, labels = residual_stack(model, tokens, cache, per_head=False)
 final = cache["resid_post", model.cfg.n_layers - 1]
 error = (stack.sum(0) - final).abs().max().item()
 print(list(labels.component))
@@ -110,7 +109,7 @@ for layer in range(model.cfg.n_layers - 1):
 
 # %%
 _, cache_heads = model.run_with_cache(tokens, names_filter=lambda name: True)  # every hook, hook_result too
-head_stack, head_labels = residual_stack(model, cache_heads, per_head=True)
+head_stack, head_labels = residual_stack(model, tokens, cache_heads, per_head=True)
 print(list(head_labels.component))
 for layer, block in enumerate(model.blocks):
     heads_plus_bias = cache_heads["result", layer].sum(2) + block.attn.b_O
@@ -124,8 +123,8 @@ assert torch.allclose(head_stack.sum(0), final, atol=1e-5)
 # component:
 
 # %%
-token_strs = [model.tokenizer.symbols[i] for i in tokens[0].tolist()]
-norms = write_norms(model, cache)
+token_strs = model.to_str_tokens(tokens[0])
+norms = write_norms(model, tokens, cache)
 write_norms_bar(norms[norms.batch == 0], token_strs).show()
 
 # %% [markdown]
@@ -133,19 +132,19 @@ write_norms_bar(norms[norms.batch == 0], token_strs).show()
 # layers add to it:
 
 # %%
-stages, stage_labels = accumulated_resid(model, cache)
+stages, stage_labels = accumulated_resid(model, tokens, cache)
 pd.DataFrame({"stage": stage_labels, "mean norm": stages[:, 0].norm(dim=-1).mean(-1).tolist()})
 
 # %% [markdown]
 # ## Attention patterns
 #
-# `attention_pattern_frame` turns one head's pattern into a long frame (`q_pos, k_pos, query, key,
+# `attention_pattern_frame` turns one head's pattern into a long frame (`q_pos, k_pos, q_str, k_str,
 # weight`); `dashboards.plots.attention_heatmaps` draws one heatmap per head (hover for the tokens).
 
 # %%
 patterns = pd.concat(
     [
-        attention_pattern_frame(model, cache, tokens, layer=layer, head=head).assign(layer=layer, head=head)
+        attention_pattern_frame(model, tokens, cache, layer=layer, head=head).assign(layer=layer, head=head)
         for layer in range(model.cfg.n_layers)
         for head in range(model.cfg.n_heads)
     ]

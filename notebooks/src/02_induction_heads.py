@@ -24,8 +24,7 @@ import torch
 
 from dashboards.plots import attention_heatmaps, composition_heatmap, head_scores_heatmap
 from interp import HeadAblation, ablate
-from interp import attention_pattern_frame, head_scores
-from interp import composition_scores, copying_scores
+from interp import attention_pattern_frame, composition_scores, copying_scores, head_scores
 from interp import LossAt
 from interp import head_sweep
 from model import MiniGPT
@@ -61,7 +60,7 @@ print(f"loss on the second copy: {second_copy(logits, tokens).item():.3f} nats")
 #
 # `head_scores` measures, for every head, the mean attention to the previous token, the current
 # token, the first token (BOS), earlier copies of the current token, and the induction target (the
-# token after an earlier copy), plus the entropy of its pattern; `kind` names the head by the first
+# token after an earlier copy), plus the entropy of its pattern; `head_class` names the head by the first
 # score past its threshold.
 
 # %%
@@ -95,10 +94,10 @@ assert PREV[0] == 0 and INDUCTION[0] == 1, (
 
 # %%
 _, cache = model.run_with_cache(tokens[:1], names_filter=lambda name: name.endswith("hook_pattern"))
-token_strs = [model.tokenizer.symbols[i] for i in tokens[0].tolist()]
+token_strs = model.to_str_tokens(tokens[0])
 patterns = pd.concat(
     [
-        attention_pattern_frame(model, cache, tokens[:1], layer=layer, head=head).assign(layer=layer, head=head)
+        attention_pattern_frame(model, tokens[:1], cache, layer=layer, head=head).assign(layer=layer, head=head)
         for layer, head in (PREV, INDUCTION)
     ]
 )
@@ -199,7 +198,7 @@ composition_heatmap(composition).show()
 
 # %%
 k_comp = composition[
-    (composition.kind == "K")
+    (composition.composition == "K")
     & (composition.src_layer == PREV[0])
     & (composition.src_head == PREV[1])
     & (composition.dst_layer == INDUCTION[0])

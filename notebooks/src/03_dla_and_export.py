@@ -40,13 +40,13 @@ for b, prompt in enumerate(prompts):
 # %% [markdown]
 # ## DLA per head
 #
-# `direct_logit_attribution(model, cache, tokens, target=None, per="head")` attributes, at every
+# `direct_logit_attribution(model, tokens, cache, target=None, per="head")` attributes, at every
 # position, the logit of the actual next token (and, at the last position, the model's own top
 # prediction). The contributions at each position sum to the logit: we check it for every
 # position of both prompts.
 
 # %%
-dla = direct_logit_attribution(model, cache, tokens, per="head")
+dla = direct_logit_attribution(model, tokens, cache, per="head")
 sums = dla.groupby(["batch", "pos"]).agg(target=("target", "first"), total=("contribution", "sum")).reset_index()
 b, p, t = (torch.tensor(sums[column].to_numpy()) for column in ("batch", "pos", "target"))
 error = (torch.tensor(sums.total.to_numpy()) - logits[b, p, t].double()).abs().max().item()
@@ -56,23 +56,23 @@ assert error < 1e-4
 # %%
 last = tokens.shape[1] - 1
 at_last = dla[(dla.batch == 0) & (dla.pos == last)]
-target = symbols[at_last.target.iloc[0]]
+target = at_last.target_str.iloc[0]
 dla_bar(at_last, title=f"Direct contributions to the logit of {target!r} after {prompts[0]!r}").show()
 
 # %%
-at_last.sort_values("contribution", key=abs, ascending=False).head(8)[["component", "kind", "contribution"]]
+at_last.sort_values("contribution", key=abs, ascending=False).head(8)[["component", "component_type", "contribution"]]
 
 # %% [markdown]
 # Coarser and finer views sum to the same logit: `per="layer"` (one row per block), and
 # `per="neuron"` (every MLP neuron on its own).
 
 # %%
-by_layer = direct_logit_attribution(model, cache, tokens, per="layer")
-neurons = direct_logit_attribution(model, cache, tokens, per="neuron")
+by_layer = direct_logit_attribution(model, tokens, cache, per="layer")
+neurons = direct_logit_attribution(model, tokens, cache, per="neuron")
 for name, frame in (("layer", by_layer), ("head", dla), ("neuron", neurons)):
     value = frame[(frame.batch == 0) & (frame.pos == last)].contribution.sum()
     print(f"per={name:<7} {len(frame):>6} rows, logit of {target!r} at the last position = {value:.4f}")
-top_neurons = neurons[(neurons.batch == 0) & (neurons.pos == last) & (neurons.kind == "neuron")]
+top_neurons = neurons[(neurons.batch == 0) & (neurons.pos == last) & (neurons.component_type == "neuron")]
 top_neurons.nlargest(5, "contribution")[["component", "layer", "neuron", "contribution"]]
 
 # %% [markdown]
@@ -84,8 +84,8 @@ top_neurons.nlargest(5, "contribution")[["component", "layer", "neuron", "contri
 # %%
 top2 = logits[0, -1].topk(2).indices.tolist()
 answer, runner_up = symbols[top2[0]], symbols[top2[1]]
-diff = logit_difference(model, cache, tokens, answer, runner_up)[0, -1].item()
-contrast = direct_logit_attribution(model, cache, tokens, target=answer, contrast=runner_up, per="head")
+diff = logit_difference(model, tokens, cache, target=answer, contrast=runner_up)[0, -1].item()
+contrast = direct_logit_attribution(model, tokens, cache, target=answer, contrast=runner_up, per="head")
 contrast_last = contrast[(contrast.batch == 0) & (contrast.pos == last)]
 print(f"logit[{answer!r}] - logit[{runner_up!r}] after {prompts[0]!r}: {diff:.4f}")
 print(f"sum of the contributions: {contrast_last.contribution.sum():.4f}")
@@ -102,9 +102,9 @@ dla_bar(contrast_last, title=f"Direct contributions to logit[{answer!r}] - logit
 # "predicts" the current character itself; the blocks are what move it on to the next one.
 
 # %%
-lens = logit_lens(model, cache, tokens, k=5)
+lens = logit_lens(model, tokens, cache, k=5)
 for b in range(len(prompts)):
-    logit_lens_heatmap(lens[lens.batch == b], [symbols[i] for i in tokens[b].tolist()]).show()
+    logit_lens_heatmap(lens[lens.batch == b], model.to_str_tokens(tokens[b])).show()
 
 # %%
 lens.groupby("stage", sort=False).target_prob.mean().rename("mean p(next character)").to_frame()

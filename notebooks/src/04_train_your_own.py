@@ -109,7 +109,7 @@ untrained = head_scores(MiniGPT(model_cfg, seed=train_cfg.seed), windows)
 head_scores_heatmap(trained).show()
 
 # %%
-comparison = trained[["component", "kind", "previous_token", "first_token", "entropy"]].merge(
+comparison = trained[["component", "head_class", "previous_token", "first_token", "entropy"]].merge(
     untrained[["component", "previous_token", "entropy"]], on="component", suffixes=("", " at init")
 )
 best = trained.loc[trained.previous_token.idxmax()]

@@ -1,0 +1,161 @@
+"""One vocabulary: every frame an analysis returns uses documented column names, strings beside token ids,
+missing values (never -1) for "not applicable"; and every public call validates its inputs once."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from conftest import make_model
+
+import interp
+from interp.common.vocabulary import COLUMNS, undocumented
+from model import MiniGPT
+
+INDEX_COLUMNS = ("layer", "head", "neuron", "contrast")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = make_model()
+    tokens = model.to_tokens(["abcabcab", "hello wo"])
+    clean, corrupted = model.to_tokens("abcabcab"), model.to_tokens("abdabdab")
+    return model, tokens, clean, corrupted
+
+
+def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
+    """One frame per public analysis that returns a DataFrame (and per mode where the columns differ)."""
+    out = {f"direct_logit_attribution per={p}": interp.direct_logit_attribution(model, tokens, per=p) for p in
+           ("layer", "component", "head", "neuron")}  # fmt: skip
+    out["direct_logit_attribution contrast"] = interp.direct_logit_attribution(model, tokens, target="a", contrast="b")
+    out["logit_lens"] = interp.logit_lens(model, tokens)
+    out["write_norms"] = interp.write_norms(model, tokens)
+    out["residual_stack labels"] = interp.residual_stack(model, tokens)[1]
+    out["head_scores"] = interp.head_scores(model, tokens)
+    out["attention_pattern_frame"] = interp.attention_pattern_frame(model, tokens, layer=1, head=0)
+    out["copying_scores"] = interp.copying_scores(model)
+    out["composition_scores"] = interp.composition_scores(model)
+    out["head_sweep"] = interp.head_sweep(model, tokens, progress=False)
+    out["neuron_sweep"] = interp.neuron_sweep(model, tokens, layers=[0], neurons=range(4), progress=False)
+    for grid in ("resid_pre", "heads", "heads_by_pos"):
+        out[f"activation_patching {grid}"] = interp.activation_patching(
+            model, clean, corrupted, "loss", grid, progress=False
+        )
+        out[f"attribution_patching {grid}"] = interp.attribution_patching(model, clean, corrupted, "loss", grid)
+    out["classify_heads"] = interp.classify_heads(out["head_scores"]).to_frame()
+    return out
+
+
+def test_every_frame_returning_analysis_is_covered(setup):
+    """The walk below sees every public function whose return annotation is a DataFrame."""
+    returning = {
+        name for name in interp.__all__
+        if callable(fn := getattr(interp, name)) and "DataFrame" in str(inspect.signature(fn).return_annotation)
+    }  # fmt: skip
+    covered = {key.split()[0] for key in frames(*setup)}
+    assert returning <= covered | {"read_contributions_csv"}, f"analyses missing from the walk: {returning - covered}"
+
+
+def test_every_column_is_in_the_vocabulary(setup):
+    """No frame has a column that interp.common.vocabulary does not define."""
+    bad = {name: undocumented(list(frame.columns)) for name, frame in frames(*setup).items()}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"undocumented columns (add them to COLUMNS or use the documented name): {bad}"
+
+
+def test_token_ids_have_their_strings_and_missing_is_not_minus_one(setup):
+    """target has target_str, contrast has contrast_str; layer/head/neuron/contrast are never -1."""
+    for name, frame in frames(*setup).items():
+        for column in ("target", "contrast"):
+            if column in frame:
+                assert f"{column}_str" in frame, f"{name}: {column} without {column}_str"
+        for column in INDEX_COLUMNS:
+            if column in frame:
+                values = frame[column].dropna()
+                assert not (values < 0).any(), f"{name}: {column} holds a negative sentinel, not <NA>"
+
+
+def test_not_applicable_is_a_nullable_missing_value(setup):
+    """On a DLA frame, the embedding row has layer <NA> and an MLP row has head <NA>; both columns are Int64."""
+    model, tokens, _, _ = setup
+    frame = interp.direct_logit_attribution(model, tokens, per="head")
+    assert str(frame["layer"].dtype) == "Int64" and str(frame["head"].dtype) == "Int64"
+    assert frame.loc[frame.component == "embed", "layer"].isna().all()
+    assert frame.loc[frame.component == "L0.mlp", "head"].isna().all()
+    assert frame.loc[frame.component == "L1H2", "head"].eq(2).all()
+    assert frame.contrast.isna().all() and frame.contrast_str.isna().all(), "no contrast must read as missing"
+    assert (frame.target_str == [model.tokenizer.symbols[t] for t in frame.target]).all()
+
+
+def test_vocabulary_dtypes_are_known_pandas_dtypes():
+    """Every documented column names a dtype pandas understands."""
+    for name, column in COLUMNS.items():
+        pd.Series([], dtype=column.dtype), name  # noqa: B018 -- raises TypeError on an unknown dtype
+
+
+class Counter:
+    """Counts interp's own validations of the model and of the tokens during one public call."""
+
+    def __init__(self, monkeypatch):
+        self.model_checks = self.token_checks = 0
+        import interp.common.checks as checks
+
+        original = checks.check_model
+
+        def check_model(model):
+            self.model_checks += 1
+            return original(model)
+
+        for name, module in list(sys.modules.items()):
+            if name.startswith("interp") and getattr(module, "check_model", None) is original:
+                monkeypatch.setattr(module, "check_model", check_model)
+        original_tokens = MiniGPT.check_tokens
+
+        def check_tokens(model, tokens):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("interp"):
+                self.token_checks += 1
+            return original_tokens(model, tokens)
+
+        monkeypatch.setattr(MiniGPT, "check_tokens", check_tokens)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, t, c, x: interp.direct_logit_attribution(m, t, per="head"),
+        lambda m, t, c, x: interp.logit_lens(m, t),
+        lambda m, t, c, x: interp.head_scores(m, t),
+        lambda m, t, c, x: interp.write_norms(m, t),
+        lambda m, t, c, x: interp.ablate(m, t, heads="1.0", mlps=[0], method="mean", reference=t),
+        lambda m, t, c, x: interp.head_sweep(m, t, method="resample", progress=False),
+        lambda m, t, c, x: interp.neuron_sweep(m, t, layers=[1], neurons=[0, 1], progress=False),
+        lambda m, t, c, x: interp.activation_patching(m, c, x, "loss", "heads", progress=False),
+        lambda m, t, c, x: interp.attribution_patching(m, c, x, "loss", "resid_pre"),
+        lambda m, t, c, x: interp.composition_scores(m),
+        lambda m, t, c, x: interp.qk_circuit(m, 1, 0),
+    ],
+    ids=[
+        "dla",
+        "lens",
+        "head_scores",
+        "write_norms",
+        "ablate",
+        "head_sweep",
+        "neuron_sweep",
+        "patching",
+        "attribution",
+        "composition",
+        "qk_circuit",
+    ],  # fmt: skip
+)
+def test_one_public_call_checks_the_model_and_tokens_once(setup, monkeypatch, call):
+    """Validation happens at the public boundary only: interp checks the model once and each token input once."""
+    model, tokens, clean, corrupted = setup
+    counter = Counter(monkeypatch)
+    with torch.no_grad() if "attribution" not in str(call) else torch.enable_grad():
+        call(model, tokens, clean, corrupted)
+    assert counter.model_checks == 1, f"the model was checked {counter.model_checks} times in one call"
+    assert counter.token_checks <= 2, f"interp checked tokens {counter.token_checks} times (clean + corrupted max)"
