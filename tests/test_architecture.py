@@ -88,7 +88,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -144,9 +144,9 @@ def rule_violations(modules: dict[str, Path]) -> list[str]:
                     problems.append(
                         f"{name} imports {target}: two rooms of one tier ({mine[1]}, {theirs[1]}) stay apart"
                     )
-            if name.startswith("dashboards.views.") and top == other == "dashboards":
-                if not any(target == v or target.startswith(v + ".") for v in dashboards.VIEW_IMPORTS):
-                    problems.append(f"{name} imports {target}: a page imports only {dashboards.VIEW_IMPORTS}")
+            allowed = any(target == v or target.startswith(v + ".") for v in dashboards.VIEW_IMPORTS)
+            if name.startswith("dashboards.views.") and top == other == "dashboards" and not allowed:
+                problems.append(f"{name} imports {target}: a page imports only {dashboards.VIEW_IMPORTS}")
             if name.startswith("dashboards.views.") and other in ("model", "interp"):
                 problems.append(f"{name} imports {target}: a page reaches the model only through dashboards.analyses")
         if top == "interp" and "streamlit" in third_party_imports(modules[name]):
@@ -236,7 +236,7 @@ def test_public_names_resolve_to_their_defining_modules():
     for package in (interp, model):
         for name in package.__all__:
             value = getattr(package, name)
-            if isinstance(value, type) or callable(value) and hasattr(value, "__code__"):  # classes and functions
+            if isinstance(value, type) or (callable(value) and hasattr(value, "__code__")):  # classes and functions
                 where = value.__module__
                 assert where == package._EXPORTS[name], f"{package.__name__}.{name} lives in {where}"
 

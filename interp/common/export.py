@@ -174,4 +174,3 @@ def read_contributions_csv(path: str | os.PathLike) -> pd.DataFrame:
             values = frame[name].astype(object).where(frame[name].notna(), None)
             frame[name] = pd.Series(values.tolist(), index=frame.index, name=name)
     return frame
-
