@@ -42,7 +42,7 @@ CPU_CHUNK_BYTES = 2 * 2**20  # widest activation of one chunk, on CPU (see defau
 ACCELERATOR_CHUNK_BYTES = 256 * 2**20  # the same on a GPU
 
 
-def embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+def _embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
     """``blocks.0.hook_resid_pre``: token embedding plus position embedding (none for rotary); ``tokens`` are
     checked ids (the public functions of :mod:`interp.intervene` check them where they come in)."""
     x = model.hook_embed(model.embed(tokens))
@@ -126,7 +126,7 @@ def cached_run(
         store[hook.name] = act
 
     with model.hooks([(name, keep) for name in names]):
-        resid = run_from(model, embed(model, tokens), 0)
+        resid = run_from(model, _embed(model, tokens), 0)
     return metric.score(read_logits(model, resid, metric, tokens.shape[1]), tokens), store
 
 
