@@ -2,8 +2,12 @@
 
 Keys are full hook names (``"blocks.1.attn.hook_pattern"``) or TransformerLens-style shorthand
 tuples: ``cache["pattern", 1]``, ``cache["resid_pre", 0]``, ``cache["scale", 1, "ln2"]``,
-``cache["embed"]``, ``cache["scale"]`` (the final LayerNorm). The cache holds detached tensors
-and no reference to the model.
+``cache["embed"]``, ``cache["scale"]`` (the final LayerNorm); TransformerLens's aliases
+(``cache["attn", 0]`` is the pattern), negative layers (``cache["resid_post", -1]``) and
+``cache["result", l]`` (computed from ``z`` and ``W_O`` when not recorded). The cache holds detached
+tensors and no reference to the model: ``run_with_cache`` attaches a read-only view of the few weights
+its decomposition methods need (:class:`~model.network.weights.CacheWeights`; the methods are in
+:mod:`model.network.cache_methods`).
 
 Example:
     >>> import torch
@@ -16,13 +20,16 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 
 import torch
 from torch import Tensor
 
+from model.network.cache_methods import DecompositionMethods
 from model.network.config import ModelConfig
+from model.network.weights import CacheWeights
 
 
 def _let_allocator_keep_freed_caches() -> None:
@@ -61,16 +68,29 @@ _ATTN = {"q", "k", "v", "z", "rot_q", "rot_k", "attn_scores", "pattern", "result
 _MLP = {"pre", "post"}
 _BLOCK = {"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"}
 _TOP = {"embed": "hook_embed", "pos_embed": "hook_pos_embed"}
+# TransformerLens's aliases (utils.get_act_name): "attn" is the pattern, "a"/"m" the sublayer types
+_NAME_ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "key": "k", "query": "q", "value": "v",
+                 "mlp_pre": "pre", "mlp_post": "post"}  # fmt: skip
+_SUBLAYER_ALIASES = {"a": "attn", "attention": "attn", "m": "mlp", "b": None, "block": None, "blocks": None}
+_SHORTHANDS = _ATTN | _MLP | _BLOCK | set(_TOP) | {"scale", "normalized"} | set(_NAME_ALIASES)
+_COMPACT = re.compile(r"([a-z_]+?)(\d+)([a-z]*)$")  # "pattern1", "z0a": TransformerLens's compact form
 
 
 def act_name(name: str, layer: int | None = None, sublayer: str | None = None) -> str:
-    """Full hook name from shorthand: ``act_name("pattern", 1) == "blocks.1.attn.hook_pattern"``."""
+    """Full hook name from shorthand: ``act_name("pattern", 1) == "blocks.1.attn.hook_pattern"``.
+
+    TransformerLens's aliases work (``"attn"`` is the pattern, ``"attn_logits"`` the scores, ``"key"``, ``"query"``,
+    ``"value"``, ``"mlp_pre"``, ``"mlp_post"``; sublayer ``"a"``/``"m"``). ``"scale"`` and ``"normalized"`` of a
+    block take sublayer ``"ln1"`` (the default; also ``"attn"``) or ``"ln2"`` (``"mlp"``).
+    """
+    name = _NAME_ALIASES.get(name, name)
+    sublayer = _SUBLAYER_ALIASES.get(sublayer, sublayer)
     if name in _TOP and layer is None:
         return _TOP[name]
     if name in ("scale", "normalized"):
         if layer is None:
             return f"ln_final.hook_{name}"
-        return f"blocks.{layer}.{sublayer or 'ln1'}.hook_{name}"
+        return f"blocks.{layer}.{ {'attn': 'ln1', 'mlp': 'ln2'}.get(sublayer, sublayer or 'ln1') }.hook_{name}"
     if layer is None:
         raise KeyError(f"shorthand {name!r} needs a layer, e.g. cache[{name!r}, 0]")
     if name in _ATTN:
@@ -79,21 +99,44 @@ def act_name(name: str, layer: int | None = None, sublayer: str | None = None) -
         return f"blocks.{layer}.mlp.hook_{name}"
     if name in _BLOCK:
         return f"blocks.{layer}.hook_{name}"
-    known = sorted(_ATTN | _MLP | _BLOCK | set(_TOP) | {"scale", "normalized"})
-    raise KeyError(f"unknown shorthand {name!r}; known shorthands are {known}")
+    raise KeyError(f"unknown shorthand {name!r}; known shorthands are {sorted(_SHORTHANDS)}")
 
 
-class ActivationCache(Mapping[str, Tensor]):
-    """Read-only ``{hook name: activation}`` with shorthand keys (see the module docstring)."""
+class ActivationCache(DecompositionMethods, Mapping[str, Tensor]):
+    """Read-only ``{hook name: activation}`` with shorthand keys (see the module docstring).
 
-    def __init__(self, activations: Mapping[str, Tensor]) -> None:
+    ``model`` (optional: a MiniGPT, or the :class:`~model.network.weights.CacheWeights` view of one) gives the
+    decomposition methods the few weights they read; ``run_with_cache`` attaches it. ``has_batch_dim`` is False
+    after :meth:`remove_batch_dim`.
+    """
+
+    def __init__(self, activations: Mapping[str, Tensor], model: object = None, has_batch_dim: bool = True) -> None:
+        if not isinstance(activations, Mapping):
+            raise TypeError(f"activations must be a mapping of hook name to tensor, got {type(activations).__name__}")
+        if not isinstance(has_batch_dim, bool):
+            raise TypeError(f"has_batch_dim must be True or False, got {has_batch_dim!r}")
         self._acts = MappingProxyType(dict(activations))
+        self.weights = model if model is None or isinstance(model, CacheWeights) else CacheWeights.of(model)
+        self.has_batch_dim = has_batch_dim
+
+    def _n_layers(self) -> int:
+        if self.weights is not None:
+            return self.weights.cfg.n_layers
+        layers = [int(m.group(1)) for k in self._acts if (m := re.match(r"blocks\.(\d+)\.", k))]
+        return max(layers, default=-1) + 1
 
     def _key(self, key: str | tuple) -> str:
         if isinstance(key, tuple):
+            if not key or not isinstance(key[0], str):
+                raise TypeError(f"a tuple key is (shorthand, layer[, sublayer]), got {key!r}")
+            if len(key) > 1 and isinstance(key[1], int) and not isinstance(key[1], bool) and key[1] < 0:
+                key = (key[0], self._n_layers() + key[1], *key[2:])  # negative layers count from the top
             return act_name(*key)
         if isinstance(key, str):
-            if key in self._acts or key not in _ATTN | _MLP | _BLOCK | {*_TOP, "scale", "normalized"}:
+            if key in self._acts or key not in _SHORTHANDS:
+                compact = _COMPACT.match(key) if key not in self._acts and "." not in key else None
+                if compact and _NAME_ALIASES.get(compact.group(1), compact.group(1)) in _SHORTHANDS:
+                    return act_name(compact.group(1), int(compact.group(2)), compact.group(3) or None)
                 return key
             return act_name(key)  # shorthand: "embed", "scale" (ln_final); "pattern" says it needs a layer
         raise TypeError(f"cache keys are hook names or (shorthand, layer) tuples, got {type(key).__name__}")
@@ -102,10 +145,13 @@ class ActivationCache(Mapping[str, Tensor]):
         name = self._key(key)
         if name in self._acts:
             return self._acts[name]
+        if name.endswith("attn.hook_result") and name[: -len("result")] + "z" in self._acts and self.weights:
+            return self._result_from_z(int(name.split(".")[1]))  # computed from z and W_O, as TransformerLens does
         close = difflib.get_close_matches(name, list(self._acts), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(map(repr, close))}?" if close else "it was not recorded"
         extra = (
-            " (hook_result is only recorded when asked for: pass names_filter naming it)"
+            " (hook_result is only recorded when asked for: pass names_filter naming it, or record hook_z with a "
+            "cache from run_with_cache, from which it is computed)"
             if name.endswith("hook_result")
             else ""
         )
@@ -126,10 +172,37 @@ class ActivationCache(Mapping[str, Tensor]):
     def __repr__(self) -> str:
         return f"ActivationCache({len(self)} activations: {', '.join(list(self._acts)[:4])}, ...)"
 
-    def to(self, device: str | torch.device) -> ActivationCache:
-        """A copy with every tensor on ``device``."""
+    def to(self, device: str | torch.device, move_model: bool = False) -> ActivationCache:
+        """A copy with every tensor on ``device`` (``move_model`` is accepted for TransformerLens code: the cache
+        holds no model, only a view of some weights, which moves with it)."""
         device = check_device(device)
-        return ActivationCache({k: v.to(device) for k, v in self._acts.items()})
+        weights = None if self.weights is None else self.weights.to(device)
+        return ActivationCache({k: v.to(device) for k, v in self._acts.items()}, weights, self.has_batch_dim)
+
+    def remove_batch_dim(self) -> ActivationCache:
+        """Drop the batch axis of a batch-1 cache, **in place** (as TransformerLens does), and return the cache:
+        afterwards ``cache["pattern", 0]`` is ``[head, q_pos, k_pos]`` and ``cache["pattern", 0][h]`` is head ``h``.
+
+        Without it, ``cache["pattern", 0][h]`` indexes the *batch* (a silent wrong answer for ``h > 0`` and an
+        IndexError only sometimes): use ``run_with_cache(..., remove_batch_dim=True)`` for one-prompt code.
+        A ValueError for a batch of more than one; a second call does nothing.
+
+        Example:
+            >>> c = ActivationCache({"blocks.0.attn.hook_pattern": torch.ones(1, 4, 3, 3)})
+            >>> c.remove_batch_dim()["pattern", 0].shape, c.has_batch_dim
+            (torch.Size([4, 3, 3]), False)
+        """
+        if not self.has_batch_dim:
+            return self
+        bad = next(((k, tuple(v.shape)) for k, v in self._acts.items() if v.shape[0] != 1), None)
+        if bad is not None:
+            raise ValueError(
+                f"remove_batch_dim needs a batch of 1, but {bad[0]} has shape {bad[1]}; index the batch yourself "
+                "(cache[name][i]) or run one prompt"
+            )
+        self._acts = MappingProxyType({k: v[0] for k, v in self._acts.items()})
+        self.has_batch_dim = False
+        return self
 
     @property
     def n_bytes(self) -> int:

@@ -13,6 +13,20 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: d_model=64 is not divisible by n_heads=3; pick n_heads from [1, 2, 4, 8, 16, 32, 64] or change d_model
+
+TransformerLens's keywords map onto ours (``d_mlp`` is ``d_ff``, ``normalization_type="LN"``/``None`` is
+``norm="pre"``/``"none"``, ``act_fn`` is ``act``, ``positional_embedding_type="standard"`` is ``"learned"``), or fail
+naming our spelling; ``cfg.normalization_type``, ``cfg.act_fn``, ``cfg.positional_embedding_type``, ``cfg.device`` and
+``cfg.dtype`` read them back:
+
+    >>> cfg = ModelConfig(d_mlp=128, normalization_type=None, act_fn="relu")
+    >>> cfg.d_ff, cfg.norm, cfg.normalization_type, cfg.positional_embedding_type, str(cfg.device)
+    (128, 'none', None, 'standard', 'cpu')
+    >>> ModelConfig(normalization_type="RMS")
+    Traceback (most recent call last):
+    ...
+    ValueError: normalization_type='RMS' has no MiniGPT counterpart; MiniGPT spells it norm= and takes ['none', 'pre'] \
+(from TransformerLens's ['LN', None])
 """
 
 from __future__ import annotations
@@ -79,6 +93,58 @@ class ModelConfig:
     def has_ln(self) -> bool:
         return self.norm != "none"
 
+    # TransformerLens's names, read-only: HookedTransformerConfig spells these differently
+    @property
+    def normalization_type(self) -> str | None:
+        """``"LN"`` with LayerNorm (pre- or post-norm), ``None`` with ``norm="none"``."""
+        return None if self.norm == "none" else "LN"
+
+    @property
+    def act_fn(self) -> str | None:
+        """The MLP nonlinearity (``act``); None for attention-only models, as in TransformerLens."""
+        return None if self.attn_only else self.act
+
+    @property
+    def positional_embedding_type(self) -> str:
+        """``"standard"`` (learned), ``"sinusoidal"`` or ``"rotary"``."""
+        return {"learned": "standard"}.get(self.positional, self.positional)
+
+    @property
+    def eps(self) -> float:
+        return self.ln_eps
+
+    @property
+    def d_vocab_out(self) -> int:
+        return self.d_vocab
+
+    @property
+    def default_prepend_bos(self) -> bool:
+        return True
+
+    @property
+    def device(self) -> Any:
+        """The device of the model this config belongs to (``torch.device("cpu")`` for a config of no model)."""
+        placement = self.__dict__.get("_placement")
+        if placement is None:
+            import torch
+
+            return torch.device("cpu")
+        return placement[0]
+
+    @property
+    def dtype(self) -> Any:
+        """The parameter dtype of the model this config belongs to (``torch.float32`` for a config of no model)."""
+        placement = self.__dict__.get("_placement")
+        if placement is None:
+            import torch
+
+            return torch.float32
+        return placement[1]
+
+    def _place(self, device: Any, dtype: Any) -> None:
+        """Record the model's device and dtype (each MiniGPT holds its own copy of its config)."""
+        object.__setattr__(self, "_placement", (device, dtype))
+
     @property
     def n_params(self) -> int:
         """Number of trainable parameters, from the closed-form formula.
@@ -105,6 +171,13 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return self.to_dict()  # the fields only: a pickled config belongs to no model
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from a dict, naming unknown keys instead of a bare TypeError."""
@@ -115,3 +188,73 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
         return cls(**data)
+
+
+_TL_ONLY = {  # TransformerLens keywords with no counterpart: what to do instead
+    "device": "move the model: model.to(device)",
+    "dtype": "convert the model: model.to(dtype)",
+    "seed": "pass seed= to MiniGPT(cfg, seed=...)",
+    "tokenizer_name": "MiniGPT uses its 64-symbol character tokenizer",
+    "use_attn_result": "call model.set_use_attn_result(True)",
+}
+_TL_VALUES = {
+    "normalization_type": ("norm", {"LN": "pre", None: "none"}),
+    "positional_embedding_type": (
+        "positional",
+        {"standard": "learned", "sinusoidal": "sinusoidal", "rotary": "rotary"},
+    ),
+    "act_fn": ("act", {a: a for a in ACTIVATIONS}),
+}
+_TL_RENAMES = {"d_mlp": "d_ff", "eps": "ln_eps", "init_range": "init_std"}
+
+
+def _from_transformer_lens(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Our keywords for TransformerLens's (``d_mlp``, ``normalization_type``, ``act_fn``, ...), or an error that names
+    our spelling."""
+    out = {k: v for k, v in kwargs.items() if k not in _TL_RENAMES and k not in _TL_VALUES}
+    for theirs, ours in _TL_RENAMES.items():
+        if theirs in kwargs:
+            if ours in kwargs and kwargs[ours] != kwargs[theirs]:
+                raise ValueError(
+                    f"{theirs}={kwargs[theirs]!r} and {ours}={kwargs[ours]!r} disagree ({theirs} is {ours})"
+                )
+            out[ours] = kwargs[theirs]
+    for theirs, (ours, table) in _TL_VALUES.items():
+        if theirs in kwargs:
+            if kwargs[theirs] not in table:
+                raise ValueError(
+                    f"{theirs}={kwargs[theirs]!r} has no MiniGPT counterpart; MiniGPT spells it {ours}= and takes "
+                    f"{sorted(set(table.values()))} (from TransformerLens's {list(table)})"
+                )
+            out[ours] = table[kwargs[theirs]]
+    if "act_fn" in kwargs and kwargs["act_fn"] is None:
+        out.pop("act")
+    if kwargs.get("d_mlp", 0) is None:  # TransformerLens's attention-only models have d_mlp=None
+        out.pop("d_ff")
+        out.setdefault("attn_only", True)
+    for name, advice in _TL_ONLY.items():
+        if name in out:
+            raise ValueError(f"{name}= is a TransformerLens config keyword MiniGPT does not take; {advice}")
+    return out
+
+
+def _init_with_transformer_lens_keywords(init: Any) -> Any:
+    def __init__(self: ModelConfig, *args: Any, **kwargs: Any) -> None:
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        if set(kwargs) - known - {"d_head"}:
+            kwargs = _from_transformer_lens(kwargs)
+            unknown = sorted(set(kwargs) - known)
+            if unknown:
+                raise TypeError(f"unknown config keywords {unknown}; MiniGPT's are {sorted(known)}")
+        d_head = kwargs.pop("d_head", None)
+        init(self, *args, **kwargs)
+        if d_head is not None and d_head != self.d_head:
+            raise ValueError(
+                f"d_head={d_head} but MiniGPT's d_head is d_model // n_heads = {self.d_head}; set d_model and n_heads"
+            )
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+ModelConfig.__init__ = _init_with_transformer_lens_keywords(ModelConfig.__init__)  # type: ignore[method-assign]

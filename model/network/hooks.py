@@ -7,14 +7,21 @@ so another thread, or the same thread after the call, never sees them, and an ex
 leave one behind. With no active context a HookPoint costs one ``ContextVar.get``.
 
 A hook is ``fn(activation, hook) -> Tensor | None`` (TransformerLens's signature): ``hook.name``
-is the full hook name and ``hook.layer()`` its block index. Returning ``None`` keeps the
-activation; returning a tensor of the same shape replaces it.
+is the full hook name, ``hook.layer()`` its block index and ``hook.ctx`` a dict that lives as long
+as the call (shared by the hooks of one ``run_with_hooks`` or ``with model.hooks()`` block, per hook
+point). Returning ``None`` keeps the activation; returning a tensor of the same shape replaces it.
+
+The one exception to "per call" is TransformerLens's ``model.add_hook(name, fn)``: such a hook fires
+on every later forward of *that model in the thread that added it*, until ``model.reset_hooks()``
+(:func:`add_persistent_hook`). It is kept in a ``threading.local``: another thread (another
+Streamlit session) never sees it. With none added anywhere a hook point pays one global read more.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,6 +35,10 @@ NameOrPredicate = str | Callable[[str], bool]
 
 # owner token -> _HookState, for the models that have hooks in the current call
 _ACTIVE: ContextVar[dict[object, _HookState] | None] = ContextVar("minigpt_hooks", default=None)
+# model.add_hook: per thread, owner token -> _HookState; _ADDED_ANY counts the (thread, model) pairs holding some
+_ADDED = threading.local()
+_ADDED_ANY = [0]
+_ADDED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -39,12 +50,94 @@ class _HookState:
 
     def __post_init__(self) -> None:
         self.wanted = frozenset(self.hooks).union(*(names for names, _, _ in self.caches))
+        self.ctx: dict[str, dict] = {}  # hook name -> hook.ctx, for the life of this state
 
     def merged(self, other: _HookState) -> _HookState:
         hooks = dict(self.hooks)
         for name, fns in other.hooks.items():
             hooks[name] = hooks.get(name, ()) + fns
-        return _HookState(hooks, self.caches + other.caches)
+        merged = _HookState(hooks, self.caches + other.caches)
+        merged.ctx = self.ctx  # the outer state's contexts stay the ones the hooks see
+        return merged
+
+
+def _added_states() -> dict[object, _HookState]:
+    states = getattr(_ADDED, "states", None)
+    if states is None:
+        states = _ADDED.states = {}
+        _ADDED.merged = {}
+    return states
+
+
+def current_state(owner: object) -> _HookState | None:
+    """The hooks and caches of ``owner`` in force here: this call's, after those added with ``add_hook``."""
+    active = _ACTIVE.get()
+    state = None if active is None else active.get(owner)
+    if not _ADDED_ANY[0]:
+        return state
+    added = _added_states().get(owner)
+    if added is None or state is None:
+        return added if state is None else state
+    memo = _ADDED.merged.get(owner)
+    if memo is None or memo[0] is not added or memo[1] is not state:
+        memo = _ADDED.merged[owner] = (added, state, added.merged(state))
+    return memo[2]
+
+
+def add_persistent_hook(owner: object, names: list[str], fn: HookFn, permanent: bool, prepend: bool) -> None:
+    """Add ``fn`` on ``names`` for ``owner`` in this thread, firing on every later forward (module docstring)."""
+    entries = _entries()
+    fresh = owner not in entries
+    new = [(name, fn, permanent) for name in names]
+    entries[owner] = new + entries.get(owner, []) if prepend else entries.get(owner, []) + new
+    if fresh:
+        with _ADDED_LOCK:
+            _ADDED_ANY[0] += 1
+    _rebuild(owner)
+
+
+def reset_persistent_hooks(owner: object, including_permanent: bool = False, clear_contexts: bool = False) -> int:
+    """Remove the hooks added for ``owner`` in this thread (the permanent ones too with ``including_permanent``);
+    returns how many were removed."""
+    entries = _entries()
+    old = entries.get(owner, [])
+    kept = [e for e in old if e[2] and not including_permanent]
+    if kept:
+        entries[owner] = kept
+    elif owner in entries:
+        del entries[owner]
+        with _ADDED_LOCK:
+            _ADDED_ANY[0] -= 1
+    _rebuild(owner, clear_contexts)
+    return len(old) - len(kept)
+
+
+def persistent_hooks(owner: object) -> list[tuple[str, HookFn, bool]]:
+    """``[(name, fn, is_permanent), ...]`` added for ``owner`` in this thread, in firing order."""
+    return list(_entries().get(owner, []))
+
+
+def _entries() -> dict[object, list[tuple[str, HookFn, bool]]]:
+    _added_states()
+    entries = getattr(_ADDED, "entries", None)
+    if entries is None:
+        entries = _ADDED.entries = {}
+    return entries
+
+
+def _rebuild(owner: object, clear_contexts: bool = False) -> None:
+    states, entries = _added_states(), _entries()
+    old = states.pop(owner, None)
+    _ADDED.merged.pop(owner, None)
+    if owner not in entries:
+        return
+    hooks: dict[str, tuple[HookFn, ...]] = {}
+    for name, fn, _ in entries[owner]:
+        hooks[name] = (*hooks.get(name, ()), fn)
+    state = _HookState(hooks)
+    if old is not None and not clear_contexts:
+        state.ctx = old.ctx
+    states[owner] = state
 
 
 class HookPoint(nn.Module):
@@ -61,24 +154,31 @@ class HookPoint(nn.Module):
 
     def __call__(self, x: Tensor) -> Tensor:  # bypasses nn.Module.__call__: no per-call overhead
         active = _ACTIVE.get()
-        if active is None:
+        if active is None and not _ADDED_ANY[0]:
             return x
-        state = active.get(self.owner)
+        state = current_state(self.owner)
         if state is None or self.name not in state.wanted:
             return x
         return self._fire(state, x)
 
     def is_active(self) -> bool:
         """Whether a hook or a cache of the current call wants this activation."""
-        active = _ACTIVE.get()
-        state = None if active is None else active.get(self.owner)
+        state = current_state(self.owner)
         return state is not None and self.name in state.wanted
 
     def is_hooked(self) -> bool:
         """Whether a hook function (not just a cache) of the current call is attached here."""
-        active = _ACTIVE.get()
-        state = None if active is None else active.get(self.owner)
+        state = current_state(self.owner)
         return state is not None and self.name in state.hooks
+
+    @property
+    def ctx(self) -> dict:
+        """A dict for hooks to keep things in, per hook point, for the life of the current call (TransformerLens's
+        ``hook.ctx``); outside any call, and for hooks added with ``add_hook``, until ``reset_hooks``."""
+        state = current_state(self.owner)
+        if state is None:
+            return {}
+        return state.ctx.setdefault(self.name, {})
 
     def layer(self) -> int:
         """Index of the block this hook point lives in (ValueError outside the blocks)."""

@@ -66,8 +66,12 @@ class PosEmbed(nn.Module):
         else:
             self.register_buffer("W_pos", sinusoidal_table(cfg.n_ctx, cfg.d_model), persistent=False)
 
-    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], position_ids: Int[Tensor, "batch pos"] | None = None
+    ) -> Float[Tensor, "batch pos d_model"]:
         batch, pos = tokens.shape
+        if position_ids is not None:  # padded batches: positions counted from each sequence's first real token
+            return F.embedding(position_ids, self.W_pos)
         return self.W_pos.narrow(0, 0, pos).expand(batch, pos, -1)
 
 
@@ -188,7 +192,11 @@ class Attention(nn.Module):
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rotated * sin
 
-    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+    def forward(
+        self, x: Float[Tensor, "batch pos d_model"], key_mask: Tensor | None = None
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """``key_mask [batch, k_pos]`` (0 on padding) hides those keys too; a row with no key left attends to
+        nothing (its pattern is 0), as in TransformerLens."""
         batch, pos, _ = x.shape
         q, k, v = self.qkv(x)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
@@ -199,8 +207,12 @@ class Attention(nn.Module):
         scores = torch.baddbmm(
             self.mask[:pos, :pos], q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=self.scale
         )
-        scores = self.hook_attn_scores(scores.view(batch, -1, pos, pos))
-        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        scores = scores.view(batch, -1, pos, pos)
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
+        scores = self.hook_attn_scores(scores)
+        pattern = scores.softmax(dim=-1)
+        pattern = self.hook_pattern(pattern if key_mask is None else pattern.nan_to_num(0.0))
         z = self.hook_z((pattern @ v).transpose(1, 2))  # batch pos head d_head
         if self.hook_result.is_hooked():  # a hook may edit one head's write: sum the (hooked) heads
             out = self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O)).sum(dim=2)
@@ -264,11 +276,13 @@ class Block(nn.Module):
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
-    def forward(self, resid_pre: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+    def forward(
+        self, resid_pre: Float[Tensor, "batch pos d_model"], key_mask: Tensor | None = None
+    ) -> Float[Tensor, "batch pos d_model"]:
         resid_pre = self.hook_resid_pre(resid_pre)
         post_norm = self.cfg.norm == "post"
         attn_in = resid_pre if self.ln1 is None or post_norm else self.ln1(resid_pre)
-        resid_mid = resid_pre + self.hook_attn_out(self.attn(attn_in))
+        resid_mid = resid_pre + self.hook_attn_out(self.attn(attn_in, key_mask))
         if post_norm:
             resid_mid = self.ln1(resid_mid)
         if self.mlp is None:

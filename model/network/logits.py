@@ -21,12 +21,18 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+from tqdm import tqdm
 
 
 def next_token_loss(
-    logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"], *, per_token: bool = False
+    logits: Float[Tensor, "batch pos d_vocab"],
+    tokens: Int[Tensor, "batch pos"],
+    *,
+    per_token: bool = False,
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
 ) -> Tensor:
-    """Cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]`` (mean, or ``[batch, pos - 1]``)."""
+    """Cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]`` (mean, or ``[batch, pos - 1]``).
+    With an ``attention_mask`` (0 on padding) a prediction counts only where it and the token before are real."""
     if not isinstance(logits, Tensor) or not isinstance(tokens, Tensor):
         raise TypeError(f"next_token_loss takes tensors, got {type(logits).__name__} and {type(tokens).__name__}")
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
@@ -40,6 +46,12 @@ def next_token_loss(
         raise ValueError("the next-token loss needs at least 2 tokens per sequence")
     logprobs = logits[:, :-1].log_softmax(-1)
     nll = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]
+    if attention_mask is not None:  # TransformerLens's rule: count a prediction only if both tokens are real
+        if tuple(attention_mask.shape) != tuple(tokens.shape):
+            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match tokens {tuple(tokens.shape)}")
+        keep = (attention_mask[:, :-1].bool() & attention_mask[:, 1:].bool()).to(nll.device)
+        nll = nll * keep
+        return nll if per_token else nll.sum() / keep.sum()
     return nll if per_token else nll.mean()
 
 
@@ -97,9 +109,13 @@ def sample_tokens(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    stop_token: int | None = None,
+    progress: bool = False,
 ) -> Int[Tensor, "batch pos"]:
     """``tokens`` extended by ``max_new_tokens`` samples, each drawn from :func:`sampling_probs` of
     ``next_logits(tokens so far)``; ``temperature=0`` is greedy, ``seed`` makes it reproducible.
+    With ``stop_token`` a sequence that sampled it is padded with it from then on, and sampling stops when every
+    sequence has (TransformerLens's ``stop_at_eos``); ``progress`` shows a tqdm bar.
 
     Example:
         >>> grow = lambda t: torch.nn.functional.one_hot(t[:, -1] + 1, 8).float() * 10  # always "the next id"
@@ -114,9 +130,15 @@ def sample_tokens(
     generator = torch.Generator(device=tokens.device)
     # seed=None draws the seed from the global RNG (torch.seed() would re-seed it, clobbering the user's seed)
     generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-    for _ in range(max_new_tokens):
+    finished = torch.zeros(tokens.shape[0], 1, dtype=torch.bool, device=tokens.device)
+    for _ in tqdm(range(max_new_tokens), disable=not progress, desc="generate", leave=False):
         probs = sampling_probs(next_logits(tokens), temperature=temperature, top_k=top_k, top_p=top_p)
         greedy = temperature == 0
         nxt = probs.argmax(-1, keepdim=True) if greedy else torch.multinomial(probs, 1, generator=generator)
+        if stop_token is not None:
+            nxt = nxt.masked_fill(finished, stop_token)
+            finished = finished | (nxt == stop_token)
         tokens = torch.cat([tokens, nxt], dim=1)
+        if stop_token is not None and bool(finished.all()):
+            break
     return tokens

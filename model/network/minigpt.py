@@ -18,8 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -29,17 +28,18 @@ from torch import Tensor, nn
 
 from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes
 from model.network.config import ModelConfig
+from model.network.hook_methods import HookMethods
 from model.network.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
 from model.network.layers import Block, Embed, LayerNorm, PosEmbed, Unembed
 from model.network.logits import next_token_loss, sample_tokens
-from model.network.token_ids import as_id_tensor, char_id, check_token_ids, prompt_ids, token_labels
+from model.network.token_methods import TokenMethods, TokensLike
 from model.network.tokenizer import Tokenizer
+from model.network.weights import CacheWeights, WeightMethods
 
 RETURN_TYPES = ("logits", "loss", "both", None)
-TokensLike = Int[Tensor, "batch pos"] | Int[Tensor, " pos"] | Sequence[int] | str
 
 
-class MiniGPT(nn.Module):
+class MiniGPT(TokenMethods, WeightMethods, HookMethods, nn.Module):
     """A hookable decoder-only transformer (see :class:`~model.network.config.ModelConfig`).
 
     Hook points (shapes in brackets)::
@@ -62,9 +62,11 @@ class MiniGPT(nn.Module):
         self, cfg: ModelConfig | None = None, tokenizer: Tokenizer | None = None, *, seed: int | None = None
     ) -> None:
         super().__init__()
-        self.cfg = cfg = cfg if cfg is not None else ModelConfig()
+        cfg = cfg if cfg is not None else ModelConfig()
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+        self.cfg = cfg = cfg.replace()  # this model's own copy: cfg.device / cfg.dtype follow this model
+        self.use_attn_result = False  # set_use_attn_result: the default cache records attn.hook_result too
         if tokenizer is None and cfg.d_vocab == len(Tokenizer()):
             tokenizer = Tokenizer()
         if tokenizer is not None and len(tokenizer) != cfg.d_vocab:
@@ -134,122 +136,59 @@ class MiniGPT(nn.Module):
 
         return minigpt_to_hf_gpt2(self.cfg, self.state_dict())
 
-    # ------------------------------------------------------------------ weights
-    @property
-    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
-        return self.embed.W_E
-
-    @property
-    def W_pos(self) -> Float[Tensor, "pos d_model"] | None:
-        return None if self.pos_embed is None else self.pos_embed.W_pos
-
-    @property
-    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
-        """Unembedding; the transpose of ``W_E`` when tied."""
-        # .t(), not .T: the .T property holds the GIL while it locks W_E's autograd mutex, which deadlocks
-        # against a thread running a forward with gradients (torch 2.13; see tests/test_concurrency.py)
-        return self.unembed.W_U if "W_U" in self.unembed._parameters else self.embed.W_E.t()
-
-    @property
-    def b_U(self) -> Float[Tensor, " d_vocab"] | None:
-        return self.unembed.b_U
-
+    # ------------------------------------------------------------------ placement
     @property
     def device(self) -> torch.device:
         return self.embed.W_E.device
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> MiniGPT:
+        out = super()._apply(fn, *args, **kwargs)  # .to(), .cuda(), .half(): cfg.device and cfg.dtype follow
+        self.cfg._place(self.embed.W_E.device, self.embed.W_E.dtype)
+        return out
 
     def parameter_inventory(self) -> pd.DataFrame:
         """One row per parameter tensor: ``tensor, shape, count``; ``count`` sums to ``cfg.n_params``."""
         rows = [(name, tuple(p.shape), p.numel()) for name, p in self.named_parameters()]
         return pd.DataFrame(rows, columns=["tensor", "shape", "count"])
 
-    # ------------------------------------------------------------------ tokens
-    def to_tokens(self, text: str | Sequence[str], *, unknown: str = "error") -> Int[Tensor, "batch pos"]:
-        """``[1, pos]`` token ids of ``text``, ``<bos>`` first; equal-length texts give ``[batch, pos]``.
-
-        Example:
-            >>> model = MiniGPT(ModelConfig(), seed=0)
-            >>> model.to_tokens("Hi!").tolist(), model.to_str_tokens("Hi!")
-            ([[0, 22, 23, 45]], ['<bos>', 'h', 'i', '!'])
-        """
-        tokenizer = self._require_tokenizer()
-        texts = [text] if isinstance(text, str) else text
-        if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
-            raise TypeError(
-                f"to_tokens expects a str or a list of str, got {type(text).__name__}; "
-                "token ids need no conversion (model.check_tokens validates them)"
-            )
-        if not texts:
-            raise ValueError("to_tokens got an empty list of texts; give at least one")
-        ids = [
-            prompt_ids(tokenizer, t, self.cfg.n_ctx, what="the text", unknown=unknown, allow_empty=True) for t in texts
-        ]
-        if len({len(i) for i in ids}) > 1:
-            raise ValueError(
-                f"texts encode to different lengths {[len(i) for i in ids]}; pass them one at a time or make them equal"
-            )
-        return torch.tensor(ids, dtype=torch.long, device=self.device)
-
-    def to_string(self, tokens: Int[Tensor, "... pos"] | Sequence[int]) -> str | list[str]:
-        """Text of ``tokens`` (``[pos]`` or ``[1, pos]`` -> str, ``[batch, pos]`` -> list of str)."""
-        tokenizer = self._require_tokenizer()
-        t = as_id_tensor(tokens)
-        if t.ndim > 2:
-            raise ValueError(f"to_string takes tokens [pos] or [batch, pos], got shape {tuple(t.shape)}")
-        if t.ndim == 2 and t.shape[0] != 1:
-            return [tokenizer.decode(row.tolist()) for row in t]
-        return tokenizer.decode(t.reshape(-1).tolist())
-
-    def to_str_tokens(self, text_or_tokens: TokensLike) -> list[str]:
-        """The string of every token of one sequence (a text gets its ``<bos>`` first); ids as text without a
-        tokenizer. This is the one id -> label map of the package: every ``*_str`` column comes from it."""
-        tokens = self.check_tokens(text_or_tokens)
-        if tokens.shape[0] != 1:
-            raise ValueError(f"to_str_tokens takes one sequence, got a batch of {tokens.shape[0]}; pass tokens[i]")
-        return token_labels(self.tokenizer, tokens[0].tolist())
-
-    def to_single_token(self, symbol: str) -> int:
-        """The id of one symbol: a character (``"a"``) or a special's name (``"<bos>"``)."""
-        return char_id(self._require_tokenizer(), symbol)
-
-    def _require_tokenizer(self) -> Tokenizer:
-        if self.tokenizer is None:
-            raise ValueError(
-                f"this model has no tokenizer (d_vocab={self.cfg.d_vocab} is not the 64-symbol character "
-                "vocabulary); pass token ids instead of text"
-            )
-        return self.tokenizer
-
-    def check_tokens(self, tokens: TokensLike) -> Int[Tensor, "batch pos"]:
-        """Validate tokens and return them as a ``[batch, pos]`` long tensor on the model's device."""
-        if isinstance(tokens, str):
-            return self.to_tokens(tokens)
-        tokens = check_token_ids(tokens, self.cfg.d_vocab, self.cfg.n_ctx)
-        return tokens.to(device=self.device, dtype=torch.long)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        tokens: TokensLike,
+        input: TokensLike | list[str],
         return_type: str | None = "logits",
-        *,
         loss_per_token: bool = False,
+        prepend_bos: bool = True,
+        padding_side: str | None = None,
+        *,
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        stop_at_layer: int | None = None,
     ) -> Any:
         """Logits ``[batch, pos, d_vocab]``, the next-token loss, both (a tuple), or None.
 
         The loss is the mean cross-entropy of predicting ``tokens[:, 1:]``; with
-        ``loss_per_token=True`` it is ``[batch, pos - 1]``. The forward does not look for NaN or inf:
+        ``loss_per_token=True`` it is ``[batch, pos - 1]``. ``input`` may be ids, a text or a list of texts
+        (:meth:`to_tokens` with ``prepend_bos`` and ``padding_side``). ``attention_mask [batch, pos]`` (0 on
+        padding) hides the padded keys, counts positions from each sequence's first real token and leaves the
+        padding out of the loss; it is made from the tokens when the padding side is ``"left"``, as in
+        TransformerLens. ``stop_at_layer=l`` returns the residual stream entering block ``l`` (``blocks[:l]`` run;
+        negative counts from the top). The forward does not look for NaN or inf:
         a non-finite weight, or a hook that writes one, propagates to the logits (the analyses in
         :mod:`interp` and :meth:`generate` refuse them, naming the first non-finite parameter).
         """
         if return_type not in RETURN_TYPES:
             raise ValueError(f"return_type={return_type!r} is not one of {list(RETURN_TYPES)}")
-        tokens = self.check_tokens(tokens)
+        if not isinstance(loss_per_token, bool):
+            raise TypeError(f"loss_per_token must be True or False, got {loss_per_token!r}")
+        tokens, mask = self._input(input, prepend_bos, padding_side, attention_mask)
+        blocks = self.blocks if stop_at_layer is None else self.blocks[: self._stop_layer(stop_at_layer)]
+        positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
         x = self.hook_embed(self.embed(tokens))
         if self.pos_embed is not None:
-            x = x + self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks:
-            x = block(x)
+            x = x + self.hook_pos_embed(self.pos_embed(tokens, positions))
+        for block in blocks:
+            x = block(x) if mask is None else block(x, mask)
+        if stop_at_layer is not None:
+            return x
         if self.ln_final is not None:
             x = self.ln_final(x)
         logits = self.unembed(x)
@@ -257,56 +196,90 @@ class MiniGPT(nn.Module):
             return logits
         if return_type is None:
             return None
-        loss = next_token_loss(logits, tokens, per_token=loss_per_token)
+        loss = next_token_loss(logits, tokens, per_token=loss_per_token, attention_mask=mask)
         return loss if return_type == "loss" else (logits, loss)
+
+    def loss_fn(
+        self,
+        logits: Float[Tensor, "batch pos d_vocab"],
+        tokens: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        per_token: bool = False,
+    ) -> Tensor:
+        """TransformerLens's ``loss_fn``: next-token cross-entropy, mean or ``[batch, pos - 1]`` with ``per_token``.
+
+        Example:
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> tokens = model.to_tokens("hello")
+            >>> model.loss_fn(model(tokens), tokens, per_token=True).shape
+            torch.Size([1, 5])
+        """
+        if not isinstance(per_token, bool):
+            raise TypeError(f"per_token must be True or False, got {per_token!r}")
+        if isinstance(tokens, Tensor) and isinstance(logits, Tensor):
+            tokens = tokens.to(logits.device)
+        return next_token_loss(logits, tokens, per_token=per_token, attention_mask=attention_mask)
 
     # ------------------------------------------------------------------ hooks
     def resolve_hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]]) -> dict[str, tuple[HookFn, ...]]:
         """``{hook name: (fn, ...)}`` for ``[(name_or_predicate, fn)]``; unknown names -> KeyError with suggestions."""
         return build_hooks(fwd_hooks, self.hook_names)
 
-    @contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = ()) -> Iterator[MiniGPT]:
-        """Hooks active for every forward of *this thread* inside the ``with`` block, and gone after it."""
-        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks)):
-            yield self
-
     def run_with_hooks(
-        self, tokens: TokensLike, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any
+        self, input: Any, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any
     ) -> Any:
-        """``forward(tokens, **kwargs)`` with ``fwd_hooks = [(name_or_predicate, fn), ...]`` active."""
-        with self.hooks(fwd_hooks):
-            return self(tokens, **kwargs)
+        """``forward(input, **kwargs)`` with ``fwd_hooks = [(name_or_predicate, fn), ...]`` active for this call only
+        (``bwd_hooks``, ``reset_hooks_end`` and ``clear_contexts`` are TransformerLens's and accepted as such)."""
+        hook_args = {k: kwargs.pop(k) for k in ("bwd_hooks", "reset_hooks_end", "clear_contexts") if k in kwargs}
+        with self.hooks(fwd_hooks, **hook_args):
+            return self(input, **kwargs)
 
     def run_with_cache(
         self,
-        tokens: TokensLike,
+        input: Any,
         names_filter: NameOrPredicate | Iterable[str] | None = None,
         device: str | torch.device | None = None,
         *,
         fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        remove_batch_dim: bool = False,
+        return_cache_object: bool = True,
         **kwargs: Any,
     ) -> tuple[Any, ActivationCache]:
         """``(forward output, ActivationCache)``.
 
-        ``names_filter``: None (every hook except ``attn.hook_result``, which is recorded only
-        when named), a name, a list of names, or a predicate. ``device`` moves the cache.
+        ``names_filter``: None (every hook except ``attn.hook_result``, which is recorded only when named or
+        after ``set_use_attn_result(True)``), a name, a list of names, or a predicate. ``device`` moves the cache.
+        ``remove_batch_dim=True`` (batch 1 only) drops the batch axis, as TransformerLens does: then
+        ``cache["pattern", 0][h]`` is head ``h`` (without it, that indexes the batch). ``return_cache_object=False``
+        gives a plain dict. Other keywords (``stop_at_layer``, ``attention_mask``, ...) go to :meth:`forward`.
         A cache larger than ``model.max_cache_bytes`` (default 4 GiB; set it per model, ``float("inf")``
         turns the guard off) is refused before anything runs, with a ValueError naming the estimate;
         ``model.hook_shapes(batch, pos)`` tells what each activation costs.
         """
         if names_filter is None:
-            names = [n for n in self.hook_names if not n.endswith("hook_result")]
+            names = [n for n in self.hook_names if self.use_attn_result or not n.endswith("hook_result")]
         else:
             names = resolve_names(names_filter, self.hook_names)
-        tokens = self.check_tokens(tokens)
+        for name in ("remove_batch_dim", "return_cache_object"):
+            if not isinstance(locals()[name], bool):
+                raise TypeError(f"{name} must be True or False, got {locals()[name]!r}")
+        mask = kwargs.pop("attention_mask", None)
+        prepend_bos, padding_side = kwargs.pop("prepend_bos", True), kwargs.pop("padding_side", None)
+        tokens, mask = self._input(input, prepend_bos, padding_side, mask)
+        if remove_batch_dim and tokens.shape[0] != 1:
+            raise ValueError(f"remove_batch_dim=True needs a batch of 1, got {tokens.shape[0]} sequences")
         shapes, size = self.hook_shapes(*tokens.shape), self.W_E.element_size()
         check_cache_size(shapes, names, size, self.max_cache_bytes, tuple(tokens.shape))  # the memory guard
         store: dict[str, Tensor] = {}
         cache_spec = (frozenset(names), store, None if device is None else check_device(device))
         with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec):
-            out = self(tokens, **kwargs)
-        return out, ActivationCache({n: store[n] for n in self.hook_names if n in store})
+            out = self(tokens, attention_mask=mask, **kwargs)
+        weights = CacheWeights.of(self)
+        cache = ActivationCache({n: store[n] for n in self.hook_names if n in store}, weights)
+        cache = cache.to(device) if device is not None else cache
+        if remove_batch_dim:
+            cache.remove_batch_dim()
+        return out, cache if return_cache_object else dict(cache.items())
 
     def hook_shapes(self, batch: int, pos: int) -> dict[str, tuple[int, ...]]:
         """Shape of every hook's activation for a ``[batch, pos]`` input, without running the model."""
@@ -316,21 +289,48 @@ class MiniGPT(nn.Module):
     @torch.no_grad()
     def generate(
         self,
-        text_or_tokens: TokensLike,
+        input: TokensLike = "",
         max_new_tokens: int = 32,
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        *,
+        stop_at_eos: bool = True,
+        eos_token_id: int | None = None,
+        do_sample: bool = True,
+        verbose: bool = False,
+        prepend_bos: bool = True,
     ) -> str | Int[Tensor, "batch pos"]:
-        """Continue a prompt by sampling; ``temperature=0`` is greedy.
+        """Continue a prompt by sampling; ``temperature=0`` (or ``do_sample=False``) is greedy.
 
         Returns the whole text (prompt + continuation, specials left out) for a str prompt,
         else the token tensor. Beyond ``n_ctx`` tokens the model sees only the last ``n_ctx``.
+        ``stop_at_eos`` (TransformerLens's default) stops a sequence at ``eos_token_id`` (default the tokenizer's
+        ``eos_token_id``, which is ``<bos>``: the character tokenizer has no other end-of-text symbol) and pads it with
+        that from then on; ``verbose`` shows a progress bar (off by default here, on in TransformerLens).
         """
-        is_text = isinstance(text_or_tokens, str)
-        tokens = sample_tokens(self._last_logits, self.check_tokens(text_or_tokens), max_new_tokens,
-                               temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # fmt: skip
+        for name, flag in (("stop_at_eos", stop_at_eos), ("do_sample", do_sample), ("verbose", verbose)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        is_text = isinstance(input, str)
+        tokens = self.to_tokens(input, prepend_bos) if is_text else self.check_tokens(input)
+        stop = None
+        if stop_at_eos:
+            stop = eos_token_id if eos_token_id is not None else self._bos_id()
+            if isinstance(stop, bool) or not isinstance(stop, int) or not 0 <= stop < self.cfg.d_vocab:
+                raise ValueError(f"eos_token_id must be a token id in [0, {self.cfg.d_vocab}), got {stop!r}")
+        tokens = sample_tokens(
+            self._last_logits,
+            tokens,
+            max_new_tokens,
+            temperature=temperature if do_sample else 0,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop_token=stop,
+            progress=verbose,
+        )
         if is_text:
             return self._require_tokenizer().decode(tokens[0].tolist(), skip_special=True)
         return tokens

@@ -77,6 +77,73 @@ class Tokenizer:
         self.pad_id = self._ids["<pad>"]
         self.unk_id = self._ids["<unk>"]
         self.special_ids = (self.bos_id, self.pad_id, self.unk_id)
+        self.padding_side = "right"  # where MiniGPT.to_tokens pads a batch of texts (TransformerLens's default)
+
+    # What TransformerLens code reads off a (HuggingFace) tokenizer. There is no separate end-of-text symbol:
+    # as in GPT-2, where <|endoftext|> is both, <bos> is also the eos token (generate(stop_at_eos=True) stops on it).
+    @property
+    def bos_token_id(self) -> int:
+        return self.bos_id
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.bos_id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.pad_id
+
+    @property
+    def unk_token_id(self) -> int:
+        return self.unk_id
+
+    @property
+    def bos_token(self) -> str:
+        return self.symbols[self.bos_id]
+
+    @property
+    def eos_token(self) -> str:
+        return self.symbols[self.bos_id]
+
+    @property
+    def pad_token(self) -> str:
+        return self.symbols[self.pad_id]
+
+    @property
+    def unk_token(self) -> str:
+        return self.symbols[self.unk_id]
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return list(self.special_ids)
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """``{symbol: id}`` (HuggingFace's ``get_vocab()``)."""
+        return dict(self._ids)
+
+    def get_vocab(self) -> dict[str, int]:
+        """``{symbol: id}``, as HuggingFace tokenizers spell it.
+
+        Example:
+            >>> Tokenizer().get_vocab()["a"]
+            15
+        """
+        return dict(self._ids)
+
+    def batch_decode(self, sequences: Iterable[Iterable[int]], *, skip_special: bool = False) -> list[str]:
+        """:meth:`decode` of each sequence (a ``[batch, pos]`` tensor or a list of id lists); a 1-d sequence gives one
+        string per id, as HuggingFace's ``batch_decode`` does (TransformerLens's ``to_str_tokens`` relies on that).
+
+        Example:
+            >>> Tokenizer().batch_decode([[15, 16], [17]]), Tokenizer().batch_decode([15, 16])
+            (['ab', 'c'], ['a', 'b'])
+        """
+        if isinstance(sequences, str | bytes) or not isinstance(sequences, Iterable):
+            raise TypeError(f"batch_decode expects a list of id sequences, got {type(sequences).__name__}")
+        if hasattr(sequences, "tolist"):
+            sequences = sequences.tolist()
+        return [self.decode(s if isinstance(s, Iterable) else [s], skip_special=skip_special) for s in sequences]
 
     @property
     def vocab_size(self) -> int:

@@ -1,0 +1,168 @@
+"""TransformerLens's hook management on a MiniGPT: ``add_hook``, ``reset_hooks``, ``hooks``, ``set_use_attn_result``.
+
+Mixed into :class:`~model.network.minigpt.MiniGPT`. What is shared, exactly:
+
+- ``run_with_hooks``, ``run_with_cache(fwd_hooks=...)`` and ``with model.hooks(...)`` stay **per call**: their hooks
+  live in a context variable for the call (or the ``with`` block) and no other thread ever sees them.
+- ``model.add_hook(name, fn)`` is TransformerLens's one piece of hook *state*: the hook fires on every later forward
+  of this model **in the thread that added it** (kept in a ``threading.local``), until ``model.reset_hooks()`` in
+  that thread. Another thread (another Streamlit session) sharing the model never sees it, and cannot remove it.
+  ``is_permanent=True`` hooks survive ``reset_hooks()`` unless ``including_permanent=True``.
+- ``model.set_use_attn_result(True)`` is per *model*, shared by every thread, as in TransformerLens: it makes the
+  default cache of ``run_with_cache`` (no ``names_filter``) record ``attn.hook_result`` too. It changes what a
+  default cache holds, never a number the model computes, so a thread that did not ask for it gets a larger cache
+  at worst; set it once, where the model is built, in threaded programs.
+
+Example:
+    >>> from model import MiniGPT, ModelConfig
+    >>> model = MiniGPT(ModelConfig(), seed=0)
+    >>> tokens = model.to_tokens("hello")
+    >>> clean = model(tokens)
+    >>> model.add_hook("blocks.0.hook_attn_out", lambda act, hook: act * 0)
+    >>> bool((model(tokens) != clean).any()), len(model.hook_list())
+    (True, 1)
+    >>> model.reset_hooks()
+    >>> bool(torch.equal(model(tokens), clean))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch  # noqa: F401 (the docstring example)
+
+from model.network.hooks import (
+    HookFn,
+    NameOrPredicate,
+    add_persistent_hook,
+    hook_context,
+    persistent_hooks,
+    reset_persistent_hooks,
+    resolve_names,
+)
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _no_backward(dir: str, bwd_hooks: object = ()) -> None:
+    if dir not in ("fwd", "bwd"):
+        raise ValueError(f"dir must be 'fwd' (forward hooks), got {dir!r}")
+    if dir == "bwd" or (bwd_hooks is not None and list(bwd_hooks)):
+        raise ValueError(
+            "MiniGPT has no backward hooks; take gradients with torch.autograd.grad on activations kept by a forward "
+            "hook (see interp.intervene.patching.attribution_patching)"
+        )
+
+
+class HookMethods:
+    """``add_hook`` / ``reset_hooks`` / ``hooks`` / ``set_use_attn_result`` (see the module docstring)."""
+
+    _hook_owner: object  # these three, and resolve_hooks, are MiniGPT's
+    hook_names: list[str]
+    use_attn_result: bool
+
+    def add_hook(
+        self,
+        name: NameOrPredicate,
+        hook: HookFn,
+        dir: str = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
+        """Attach ``hook`` to ``name`` (a hook name or a predicate on names) for every later forward of this model in
+        this thread, until :meth:`reset_hooks` (see the module docstring). ``level`` is accepted and unused (it
+        scopes TransformerLens's nested contexts, which ``with model.hooks()`` blocks are here).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> model.add_hook(lambda name: name.endswith("hook_z"), lambda z, hook: None)
+            >>> len(model.hook_list()), model.reset_hooks() is None, len(model.hook_list())
+            (2, True, 0)
+        """
+        _no_backward(dir)
+        _check_flag("is_permanent", is_permanent)
+        _check_flag("prepend", prepend)
+        if not callable(hook):
+            raise TypeError(f"hook for {name!r} is {type(hook).__name__}, not a callable fn(activation, hook)")
+        if not isinstance(name, str) and not callable(name):
+            raise TypeError(f"name must be a hook name or a predicate on names, got {type(name).__name__}")
+        names = resolve_names(name, self.hook_names)
+        add_persistent_hook(self._hook_owner, names, hook, is_permanent, prepend)
+
+    def reset_hooks(
+        self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None
+    ) -> None:
+        """Remove the hooks :meth:`add_hook` attached in this thread (not the permanent ones unless
+        ``including_permanent``). Hooks of ``run_with_hooks`` need no reset: they end with their call.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> MiniGPT(ModelConfig(), seed=0).reset_hooks(including_permanent=True)
+        """
+        if direction not in ("fwd", "bwd", "both"):
+            raise ValueError(f"direction must be 'fwd', 'bwd' or 'both', got {direction!r}")
+        _check_flag("clear_contexts", clear_contexts)
+        _check_flag("including_permanent", including_permanent)
+        reset_persistent_hooks(self._hook_owner, including_permanent, clear_contexts)
+
+    def hook_list(self) -> list[tuple[str, HookFn, bool]]:
+        """``[(hook name, fn, is_permanent), ...]`` attached with :meth:`add_hook` in this thread, in firing order.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> MiniGPT(ModelConfig(), seed=0).hook_list()
+            []
+        """
+        return persistent_hooks(self._hook_owner)
+
+    @contextmanager
+    def hooks(
+        self,
+        fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        bwd_hooks: Iterable[Any] = (),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+    ) -> Iterator[Any]:
+        """Hooks active for every forward of *this thread* inside the ``with`` block, and gone after it
+        (``reset_hooks_end=False`` keeps them afterwards, as if added with :meth:`add_hook`).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> with model.hooks([("hook_embed", lambda act, hook: act * 0)]):
+            ...     zeroed = model("hi")
+            >>> bool(torch.equal(zeroed, model("hi")))
+            False
+        """
+        _no_backward("fwd", bwd_hooks)
+        _check_flag("reset_hooks_end", reset_hooks_end)
+        _check_flag("clear_contexts", clear_contexts)
+        resolved = self.resolve_hooks(fwd_hooks)
+        with hook_context(self._hook_owner, resolved):
+            yield self
+        if not reset_hooks_end:
+            for name, fns in resolved.items():
+                for fn in fns:
+                    add_persistent_hook(self._hook_owner, [name], fn, False, False)
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Whether the default cache of ``run_with_cache`` records ``attn.hook_result`` (per model, every thread;
+        see the module docstring). A hook on ``hook_result`` works either way.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> model.set_use_attn_result(True)
+            >>> "blocks.0.attn.hook_result" in model.run_with_cache("hi")[1]
+            True
+        """
+        self.use_attn_result = _check_flag("use_attn_result", use_attn_result)
