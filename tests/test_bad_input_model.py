@@ -144,8 +144,10 @@ def _method_cases() -> list[Case]:
              "the text: 1 unknown character: '€' at position 2"),
         Case("MiniGPT.to_tokens", "unknown policy", lambda e: e.model.to_tokens("ab", unknown="skip"),
              ValueError, "unknown='skip' is not one of ['error', 'replace', 'drop']"),
-        Case("MiniGPT.to_tokens", "texts of different lengths", lambda e: e.model.to_tokens(["ab", "abc"]),
-             ValueError, "texts encode to different lengths [3, 4]"),
+        Case("MiniGPT.to_tokens", "padding side 'middle'", lambda e: e.model.to_tokens(["ab", "abc"],
+             padding_side="middle"), ValueError, "padding_side='middle' is not one of ['left', 'right']"),
+        Case("MiniGPT.to_tokens", "prepend_bos 'yes'", lambda e: e.model.to_tokens("ab", prepend_bos="yes"),
+             TypeError, "prepend_bos must be True or False"),
         Case("MiniGPT.to_tokens", "text longer than n_ctx", lambda e: e.model.to_tokens("x" * 20),
              ValueError, "the text has 20 characters but this model reads at most 15 (n_ctx=16, one position goes "
              "to <bos>); shorten it"),

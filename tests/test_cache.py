@@ -48,14 +48,18 @@ def test_default_cache_holds_every_hook_but_hook_result(tiny_model, tokens):
 
 
 def test_hook_result_only_when_named(tiny_model, tokens):
-    """hook_result is absent from the default cache, with a hint, and present when names_filter names it."""
+    """hook_result is not recorded by default; cache["result", l] is computed from z and W_O (as TransformerLens
+    does), equals the recorded one, and a cache with neither has a KeyError with the hint."""
     _, cache = tiny_model.run_with_cache(tokens)
     assert ("result", 0) not in cache, "hook_result should not be in the default cache"
-    with pytest.raises(KeyError, match="hook_result is only recorded when asked for"):
-        cache["result", 0]
     _, named = tiny_model.run_with_cache(tokens, names_filter=["blocks.0.attn.hook_result", "blocks.0.hook_attn_out"])
     assert list(named) == ["blocks.0.attn.hook_result", "blocks.0.hook_attn_out"], f"got {list(named)}"
     assert named["result", 0].shape == (*tokens.shape, 4, 32), "hook_result must be [batch, pos, head, d_model]"
+    err = (cache["result", 0] - named["result", 0]).abs().max().item()
+    print(f"hook_result computed from z vs recorded: max |diff| {err:.2e}")
+    assert err < 1e-6, "cache['result', l] computed from z must equal the recorded hook_result"
+    with pytest.raises(KeyError, match="hook_result is only recorded when asked for"):
+        named["result", 1]
 
 
 def test_names_filter_forms(tiny_model, tokens):

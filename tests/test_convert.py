@@ -135,9 +135,9 @@ def test_round_trip_to_hf_and_back_is_identical(hf_model):
 def test_hf_loads_our_export_and_gives_our_logits(overrides):
     """A GPT2LMHeadModel built from gpt2_config_kwargs and loaded with our export gives our logits."""
     model = make_model(seed=3, **overrides)
-    if model.b_U is not None:
+    if model.unembed.b_U is not None:
         with torch.no_grad():
-            model.b_U.zero_()  # GPT-2's lm_head has no bias
+            model.unembed.b_U.zero_()  # GPT-2's lm_head has no bias
     hf = GPT2LMHeadModel(GPT2Config(**gpt2_config_kwargs(model.cfg))).eval()
     result = hf.load_state_dict(model.to_hf_gpt2_state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys, f"key mismatch: {result}"

@@ -56,7 +56,7 @@ def test_logits_are_the_unembedded_final_residual(variant, tokens):
     model = make_model(**CONFIG_VARIANTS[variant])
     logits, cache = cached(model, tokens)
     final = cache["normalized"] if model.ln_final is not None else cache["resid_post", model.cfg.n_layers - 1]
-    expected = final @ model.W_U + (0 if model.b_U is None else model.b_U)
+    expected = final @ model.W_U + (0 if model.unembed.b_U is None else model.unembed.b_U)
     assert max_err(logits, expected) < 1e-4, "logits are not W_U applied to the final residual"
 
 

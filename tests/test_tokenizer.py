@@ -147,11 +147,21 @@ def test_model_to_string():
     assert model.to_string(model.to_tokens(["ab", "cd"])) == ["<bos>ab", "<bos>cd"], "batch should give a list"
 
 
+def test_model_to_tokens_pads_unequal_texts_as_transformer_lens_does():
+    """Unequal texts are padded with <pad> on the right (the default) or the left, and the attention mask marks it."""
+    model = make_model()
+    pad, bos = model.tokenizer.pad_id, model.tokenizer.bos_id
+    right = model.to_tokens(["a", "abc"])
+    left = model.to_tokens(["a", "abc"], padding_side="left")
+    assert right[0].tolist() == [bos, 15, pad, pad] and left[0].tolist() == [pad, pad, bos, 15], "padding misplaced"
+    assert model.attention_mask(left, "left")[0].tolist() == [0, 0, 1, 1], "left mask must zero the leading pads"
+    assert model.attention_mask(right, "right")[0].tolist() == [1, 1, 0, 0], "right mask must zero the trailing pads"
+    assert model.to_tokens("ab", prepend_bos=False).tolist() == [[15, 16]], "prepend_bos=False must drop <bos>"
+
+
 def test_model_to_tokens_errors():
-    """Unequal lengths, text past n_ctx and unknown characters raise ValueError."""
+    """Text past n_ctx and unknown characters raise ValueError."""
     model = make_model()  # n_ctx 16
-    with pytest.raises(ValueError, match=re.escape("different lengths [2, 4]")):
-        model.to_tokens(["a", "abc"])
     with pytest.raises(
         ValueError, match=re.escape("the text has 16 characters but this model reads at most 15 (n_ctx=16")
     ):

@@ -80,7 +80,7 @@ def run_from(
 def unembedding(model: MiniGPT, metric: Metric) -> tuple[Float[Tensor, "d_model read_vocab"], Tensor | None]:
     """``W_U`` and ``b_U`` restricted to the vocabulary columns ``metric`` reads (all when it reads all)."""
     _check_metric(metric)
-    W_U, b_U = model.W_U, model.b_U
+    W_U, b_U = model.W_U, model.unembed.b_U
     if metric.columns is None:
         return W_U, b_U
     if max(metric.columns) >= model.cfg.d_vocab:

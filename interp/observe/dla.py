@@ -88,7 +88,7 @@ def _final_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batc
     name = "ln_final.hook_normalized" if model.ln_final is not None else _final_resid_name(model)
     x = cache[name]
     logits = x @ model.W_U.detach().to(x.device)
-    return logits if model.b_U is None else logits + model.b_U.detach().to(x.device)
+    return logits if model.unembed.b_U is None else logits + model.unembed.b_U.detach().to(x.device)
 
 
 def resolve_target(
@@ -147,8 +147,8 @@ def _directions(
         readout = (readout - readout.mean(-1, keepdim=True)) / cache["ln_final.hook_scale"].to(device)
         if model.ln_final.b is not None:
             biases.append(("ln_final.b", "ln_bias", direction @ model.ln_final.b.detach().to(device)))
-    if model.b_U is not None:
-        b_U = model.b_U.detach().to(device)
+    if model.unembed.b_U is not None:
+        b_U = model.unembed.b_U.detach().to(device)
         biases.append(("b_U", "unembed_bias", b_U[target] if contrast is None else b_U[target] - b_U[contrast]))
     return readout, biases
 

@@ -60,7 +60,7 @@ def logit_lens(
         ln = model.ln_final
         stages = F.layer_norm(stages, ln.w.shape, ln.w.detach(), None if ln.b is None else ln.b.detach(), ln.eps)
     logits = stages @ model.W_U.detach().to(stages.device)
-    probs = (logits if model.b_U is None else logits + model.b_U.detach().to(stages.device)).softmax(-1)
+    probs = (logits if model.unembed.b_U is None else logits + model.unembed.b_U.detach().to(stages.device)).softmax(-1)
     target_ids = resolve_target(model, tokens, target, _final_logits(model, cache) if target is None else None)
     target_prob = probs.gather(-1, target_ids.expand(len(names), -1, -1)[..., None])  # stage batch pos 1
     require_finite(target_prob, "logit_lens", model, cache=cache)
