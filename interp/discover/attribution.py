@@ -93,7 +93,7 @@ def _input_grads(
     for layer, block in enumerate(model.blocks):
         attn, pre = block.attn, store[f"blocks.{layer}.hook_resid_pre"].detach()
         per_slot = []
-        for s, weight in zip("qkv", (attn.W_Q, attn.W_K, attn.W_V), strict=True):
+        for weight in (attn.W_Q, attn.W_K, attn.W_V):
             grad = grads[i] if grads[i] is not None else torch.zeros_like(store[names[i]])
             per_slot.append(torch.einsum("bphe,hde->bphd", grad, weight))  # batch pos head d_model
             i += 1

@@ -119,7 +119,9 @@ class EdgeGraph:
 
     @cached_property
     def edges(self) -> tuple[tuple[str, str], ...]:
-        return tuple((self.upstream[u], d) for d, n in zip(self.downstream, self.n_reads, strict=True) for u in range(n))
+        return tuple(
+            (self.upstream[u], d) for d, n in zip(self.downstream, self.n_reads, strict=True) for u in range(n)
+        )
 
     @cached_property
     def edge_index(self) -> dict[tuple[str, str], int]:
@@ -170,7 +172,9 @@ class EdgeGraph:
 def _pairs(edges: object, what: str) -> list[tuple[str, str]]:
     if isinstance(edges, pd.DataFrame):
         if not {"upstream", "downstream"} <= set(edges.columns):
-            raise ValueError(f"{what}: a frame of edges needs upstream and downstream columns, got {list(edges.columns)}")
+            raise ValueError(
+                f"{what}: a frame of edges needs upstream and downstream columns, got {list(edges.columns)}"
+            )
         return list(zip(edges["upstream"].tolist(), edges["downstream"].tolist(), strict=True))
     edges = getattr(edges, "edges", edges)
     if isinstance(edges, str | bytes) or not isinstance(edges, Iterable):

@@ -10,7 +10,7 @@ Example:
     >>> node_of("L1H0.k"), node_of("L0.mlp"), node_of("logits")
     ('L1H0', 'L0.mlp', 'logits')
     >>> position("L1H2"), position("embed")
-    ((2.0, 3.0), (-0.5, 0.0))
+    ((2.0, 3.0), (0.5, 0.0))
     >>> read_offset("L1H2.q"), read_offset("L1.mlp")
     (-0.18, 0.0)
 """

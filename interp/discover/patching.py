@@ -32,7 +32,7 @@ Example:
     >>> corrupted = repeated_pair_batch(8, 15, torch.Generator().manual_seed(1))
     >>> frame = edge_patching(model, clean, corrupted, LossAt(range(17, 31)))
     >>> frame.nlargest(2, "abs_score")[["upstream", "downstream"]].values.tolist()
-    [['L1H0', 'logits'], ['embed', 'L1H0.v']]
+    [['embed', 'L1H0.v'], ['L1H0', 'logits']]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[in
             proj = proj + bias[s, h][:, None, None]
         q, k, v = (qkv[i].index_select(2, h).permute(2, 0, 1, 3) for i in range(3))  # variant batch pos d_head
         q, k, v = (torch.where((s == i)[:, None, None, None], proj, c) for i, c in enumerate((q, k, v)))
-        n_var, batch, n_pos, d_head = q.shape
+        n_pos, d_head = q.shape[2:]
         if attn.cfg.positional == "rotary":
             q, k = (attn.rotate(c.reshape(-1, n_pos, 1, d_head)).view(q.shape) for c in (q, k))
         scores = (q @ k.transpose(-1, -2)) * attn.scale + attn.mask[:n_pos, :n_pos]

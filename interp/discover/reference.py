@@ -73,7 +73,10 @@ def _edge_hooks(model: MiniGPT, graph: EdgeGraph, edge: int, delta: Tensor) -> l
     final = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     if model.ln_final is None:
         return [(final, lambda act, hook: act + change)]
-    return [(final, grab), ("ln_final.hook_normalized", lambda act, hook: _norm(model.ln_final, seen["resid"] + change))]
+    return [
+        (final, grab),
+        ("ln_final.hook_normalized", lambda act, hook: _norm(model.ln_final, seen["resid"] + change)),
+    ]
 
 
 def edge_patching_reference(

@@ -25,7 +25,7 @@ from torch import Tensor
 from interp.common.checks import check_model, require_finite
 from interp.common.metrics import Metric, as_metric
 from interp.discover.graph import EdgeGraph, edge_graph
-from interp.intervene.engine import read_logits, run_from, unembedding
+from interp.intervene.engine import read_logits, run_from
 from model.network.minigpt import MiniGPT
 
 MetricLike = Metric | str | Callable[[Tensor, Tensor], Tensor]
@@ -151,4 +151,3 @@ def _normalized(values: np.ndarray, runs: _Runs) -> np.ndarray:
             "normalised; choose a metric or a corruption that tells them apart"
         )
     return (np.asarray(values, dtype=np.float64) - runs.metric_corrupted) / gap
-
