@@ -234,7 +234,9 @@ def test_acdc_in_batches_decides_like_the_one_edge_at_a_time_loop(threshold, mon
     graph, runs, metric = _runs(model, Loss())
     calls = []
     original = acdc_module._masked_metrics
-    monkeypatch.setattr(acdc_module, "_masked_metrics", lambda *a, **k: calls.append(a[2].shape[0]) or original(*a, **k))
+    monkeypatch.setattr(
+        acdc_module, "_masked_metrics", lambda *a, **k: calls.append(a[2].shape[0]) or original(*a, **k)
+    )
     circuit = acdc(model, runs.tokens, _pair()[1], metric, threshold=threshold, progress=False)
     expected = _greedy_acdc(model, runs, metric, threshold)
     print(f"threshold {threshold}: {circuit.size} edges kept; {len(calls)} batched passes of {sum(calls)} variants "
