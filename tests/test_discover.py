@@ -288,3 +288,21 @@ def test_from_scores_thresholds_and_prunes():
     kept = Circuit.from_scores(exact, threshold=float(exact.abs_score.quantile(0.9)))
     assert top.size <= 10 and kept.size <= len(exact) // 10 + 1
     assert set(top.edges) <= set(zip(exact.upstream, exact.downstream, strict=True))
+
+
+@pytest.mark.parametrize("variant", ["locked", "no-norm-attn-only-untied"])
+def test_eap_ig_steps_add_up(variant):
+    """EAP-IG's head scores over several interpolation steps are the sum of the one-step scores of each step (the
+    multi-step branch against the one-step branch, which the autograd test above checks)."""
+    from interp.discover.attribution import _head_scores
+
+    model = make_model(**VARIANTS[variant])
+    gen = torch.Generator().manual_seed(4)
+    batch, n_pos, cfg = 3, 5, model.cfg
+    pre = torch.randn(2 * batch, n_pos, cfg.d_model, generator=gen)
+    grads = [torch.randn(2 * batch, n_pos, cfg.n_heads, cfg.d_head, generator=gen) for _ in range(3)]
+    delta = torch.randn(4, batch, n_pos, cfg.d_model, generator=gen)
+    block = model.blocks[0]
+    together = _head_scores(block, pre, grads, delta, 2)
+    apart = sum(_head_scores(block, pre[s], [g[s] for g in grads], delta, 1) for s in (slice(0, 3), slice(3, 6)))
+    assert torch.allclose(together, apart, atol=1e-4), (together - apart).abs().max()

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from interp.common.checks import check_int, require_finite
 from interp.discover.graph import EdgeGraph
-from interp.discover.runs import MetricLike, _check_pair, _edge_frame, _hook_names, _run, _score_final, _writes
+from interp.discover.runs import MetricLike, _check_pair, _edge_frame, _hook_names, _delta_writes, _run, _score_final
 from model.network.layers import LayerNorm
 from model.network.minigpt import MiniGPT
 
@@ -85,39 +85,60 @@ def _interpolating_run(model: MiniGPT, clean: Tensor, corr_embed: Tensor, steps:
     return store
 
 
-def _input_grads(
-    model: MiniGPT, graph: EdgeGraph, store: dict[str, Tensor], grads: list[Tensor | None], steps: int
-) -> list[Float[Tensor, "input batch pos d_model"]]:
-    """Per layer (and the final residual): the gradient of every input, summed over the interpolation steps."""
+def _head_scores(block, pre: Tensor, grads: list[Tensor], delta: Tensor, steps: int) -> Tensor:
+    """Scores ``[node, head * 3 + q/k/v]`` of every edge into one layer's heads, without forming each input's
+    gradient in the residual stream: with ``g_s`` the gradient of q/k/v (``[step * batch, pos, head, d_head]``),
+    the gradient of input ``s, h`` is ``ln1``'s backward of ``w * (W_s[h] g)``, i.e.
+    ``rstd * (gw - mean(gw) - xhat * mean(gw * xhat))``; its dot product with a delta splits into one matmul
+    (``delta . rstd gw``, summed over the steps in head space) and two small ones (``mean`` terms times
+    ``sum(delta)`` and ``delta . xhat``), where both means are head-space dot products."""
+    attn, ln = block.attn, block.ln1
+    n_heads, d_model, d_head = attn.cfg.n_heads, attn.cfg.d_model, attn.cfg.d_head
+    weight = torch.stack([attn.W_Q, attn.W_K, attn.W_V], dim=1)  # head 3 d_model d_head: slots in edge order
+    g = torch.stack(grads, dim=3)  # (step batch) pos head 3 d_head
+    flat = delta.flatten(1)  # node (batch pos d_model)
+
+    def widen(head_space: Tensor, matrix: Tensor) -> Tensor:  # slot (batch pos d_model), summed over the steps
+        summed = head_space.unflatten(0, (steps, -1)).sum(0).reshape(-1, 3 * n_heads, d_head).transpose(0, 1)
+        return (summed @ matrix.reshape(3 * n_heads, d_model, d_head).transpose(1, 2)).flatten(1)
+
+    if ln is None:
+        return flat @ widen(g, weight).t()
+    centred = pre - pre.mean(-1, keepdim=True)
+    rstd = (centred.pow(2).mean(-1, keepdim=True) + ln.eps).rsqrt()  # (step batch) pos 1
+    xhat = centred * rstd
+    g = g * rstd[..., None, None]
+    gw = widen(g, weight * ln.w[:, None])  # slot (batch pos d_model): rstd * w * (W g), summed over the steps
+    m1 = (g * (ln.w @ weight)).sum(-1).flatten(2)  # rstd * mean(gw) * d_model: (step batch) pos slot
+    if steps == 1:  # mean(gw * xhat) straight from gw; with several steps each step has its own xhat
+        m2 = (gw.view(3 * n_heads, -1, d_model) * xhat.reshape(1, -1, d_model)).sum(-1).t()
+    else:
+        m2 = (g * torch.einsum("bpd,hsde->bphse", xhat * ln.w, weight)).sum(-1).flatten(2).flatten(0, 1)
+    sums = delta.sum(-1).flatten(1)  # node (batch pos)
+    dots = (delta[:, None] * xhat.unflatten(0, (steps, -1))[None]).sum(-1).flatten(1)  # node (step batch pos)
+    m1 = m1.unflatten(0, (steps, -1)).sum(0).flatten(0, 1)  # (batch pos) slot
+    return flat @ gw.t() - (sums @ m1 + dots @ m2) / d_model
+
+
+def _edge_scores(
+    model: MiniGPT, graph: EdgeGraph, store: dict[str, Tensor], grads: list[Tensor | None], delta: Tensor, steps: int
+) -> Float[Tensor, " edge"]:
+    """``delta_u . mean gradient of input d`` for every edge, in edge order (inputs read a prefix of the nodes)."""
     names, out, i = _grad_names(graph), [], 0
+    grads = [g if g is not None else torch.zeros_like(store[n]) for g, n in zip(grads, names, strict=True)]
     for layer, block in enumerate(model.blocks):
-        attn, pre = block.attn, store[f"blocks.{layer}.hook_resid_pre"].detach()
-        per_slot = []
-        for weight in (attn.W_Q, attn.W_K, attn.W_V):
-            grad = grads[i] if grads[i] is not None else torch.zeros_like(store[names[i]])
-            per_slot.append(torch.einsum("bphe,hde->bphd", grad, weight))  # batch pos head d_model
-            i += 1
-        slots = _ln_backward(torch.stack(per_slot, dim=3), pre[:, :, None, None], block.ln1)  # b p head 3 d
-        out.append(slots.flatten(2, 3).unflatten(0, (steps, -1)).sum(0).permute(2, 0, 1, 3))  # slot b p d
+        n = graph.attn_reads(layer)
+        pre = store[f"blocks.{layer}.hook_resid_pre"]
+        out.append(_head_scores(block, pre, grads[i : i + 3], delta[:n], steps).t().flatten())
+        i += 3
         if block.mlp is not None:
-            grad = grads[i] if grads[i] is not None else torch.zeros_like(store[names[i]])
-            back = grad @ block.mlp.W_in.t()
-            mid = store[f"blocks.{layer}.hook_resid_mid"].detach()
-            out.append(_ln_backward(back, mid, block.ln2).unflatten(0, (steps, -1)).sum(0)[None])
+            back = grads[i] @ block.mlp.W_in.t()
+            mid = store[f"blocks.{layer}.hook_resid_mid"]
+            g = _ln_backward(back, mid, block.ln2).unflatten(0, (steps, -1)).sum(0)
+            out.append(delta[: graph.mlp_reads(layer)].flatten(1) @ g.flatten())
             i += 1
-    final = grads[i] if grads[i] is not None else torch.zeros_like(store[names[i]])
-    out.append(final.unflatten(0, (steps, -1)).sum(0)[None])
-    return out
-
-
-def _scores(graph: EdgeGraph, grads: list[Tensor], delta: Tensor, steps: int) -> Tensor:
-    """``delta_u . mean gradient of d`` for every edge, in edge order."""
-    flat, out, first = delta.flatten(1), [], 0
-    for block in grads:  # the inputs of one layer's heads, one MLP, or the logits: all read the same nodes
-        n = graph.n_reads[first]
-        out.append((block.flatten(1) @ flat[:n].t()).flatten() / steps)  # input-major, like the edges
-        first += block.shape[0]
-    return torch.cat(out)
+    out.append(delta.flatten(1) @ grads[i].unflatten(0, (steps, -1)).sum(0).flatten())
+    return torch.cat(out) / steps
 
 
 def _check_steps(method: object, steps: object) -> int:
@@ -155,16 +176,17 @@ def edge_attribution_patching(
     steps = _check_steps(method, steps)
     names = _hook_names(graph)
     with torch.inference_mode():  # the corrupted run needs no graph
-        corr_writes = _writes(graph, _run(model, corrupted, names))
-    store = _interpolating_run(model, clean, corr_writes[0], steps, [*names, *_grad_names(graph)])
+        corr = _run(model, corrupted, names)
+    store = _interpolating_run(model, clean, corr["hook_embed"], steps, [*names, *_grad_names(graph)])
     grad_names = _grad_names(graph)
     with torch.enable_grad():
         values = _score_final(model, store[names[-1]].unflatten(0, (steps, -1)), metric, clean)
         targets = [store[n] for n in grad_names]
         grads = torch.autograd.grad(values.sum(), targets, allow_unused=True)
-    clean_writes = _writes(graph, {n: store[n].detach().unflatten(0, (steps, -1))[-1] for n in names})
+    delta = _delta_writes(model, graph, {n: store[n].detach().unflatten(0, (steps, -1))[-1] for n in names}, corr)
+    del corr
     with torch.no_grad():
-        inputs = _input_grads(model, graph, {k: v.detach() for k, v in store.items()}, list(grads), steps)
-        scores = _scores(graph, inputs, corr_writes - clean_writes, steps)
+        detached = {k: v.detach() for k, v in store.items()}
+        scores = _edge_scores(model, graph, detached, list(grads), delta, steps)
     require_finite(scores, "edge_attribution_patching", model, tokens=clean)
     return _edge_frame(graph, range(graph.n_edges), scores)

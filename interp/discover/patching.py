@@ -46,17 +46,19 @@ from torch import Tensor
 
 from interp.common.checks import require_finite
 from interp.common.metrics import Metric
-from interp.discover.runs import MetricLike, _check_pair, _edge_frame, _record, _Runs, _score_final
-from interp.intervene.engine import check_chunk_size, progress_bar, run_variants, unembedding
+from interp.discover.runs import MetricLike, _check_pair, _edge_frame, _record, _Runs
+from interp.discover.upward import _rows, _score_rows, _upward
+from interp.intervene.engine import check_chunk_size, progress_bar, unembedding
 from model.network.minigpt import MiniGPT
 
 COLUMNS = ["upstream", "downstream", "metric_patched", "score", "abs_score", "metric_clean", "metric_corrupted"]
 
 
-def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[int, int]], delta: Tensor):
-    """``make(a, b)`` for the edges ``(slot, node)`` into layer ``layer``'s heads (slot = 3 * head + q/k/v)."""
+def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[int, int]], rows: Tensor | None):
+    """``make(a, b)`` for the edges ``(slot, node)`` into layer ``layer``'s heads (slot = 3 * head + q/k/v): the
+    state at ``attn_sum``; at the query positions ``rows`` only, when given (the last block)."""
     block, b = model.blocks[layer], f"blocks.{layer}."
-    attn, clean = block.attn, runs.clean
+    attn, clean, delta = block.attn, runs.clean, runs.delta
     pre = clean[b + "hook_resid_pre"]
     base = pre + clean[b + "hook_attn_out"]  # resid_mid: the state the MLP half starts from
     slots = torch.tensor([s for s, _ in pairs], device=pre.device)
@@ -65,7 +67,12 @@ def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[in
     weight = torch.stack([attn.W_Q, attn.W_K, attn.W_V])  # 3 head d_model d_head
     bias = None if attn.b_Q is None else torch.stack([attn.b_Q, attn.b_K, attn.b_V])
     qkv = torch.stack([clean[b + f"attn.hook_{s}"] for s in "qkv"])  # 3 batch pos head d_head
-    result = clean[b + "attn.hook_result"]  # batch pos head d_model
+    head0 = runs.graph.head_node(layer, 0)
+    result = runs.clean_writes[head0 : head0 + attn.cfg.n_heads].permute(1, 2, 0, 3)  # batch pos head d_model
+    n_pos = pre.shape[1]
+    mask = attn.mask[:n_pos, :n_pos]
+    if rows is not None:
+        base, result, mask = base.index_select(1, rows), result.index_select(1, rows), mask.index_select(0, rows)
 
     def make(start: int, stop: int) -> Tensor:
         h, s = heads[start:stop], kinds[start:stop]
@@ -76,20 +83,23 @@ def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[in
             proj = proj + bias[s, h][:, None, None]
         q, k, v = (qkv[i].index_select(2, h).permute(2, 0, 1, 3) for i in range(3))  # variant batch pos d_head
         q, k, v = (torch.where((s == i)[:, None, None, None], proj, c) for i, c in enumerate((q, k, v)))
-        n_pos, d_head = q.shape[2:]
         if attn.cfg.positional == "rotary":
-            q, k = (attn.rotate(c.reshape(-1, n_pos, 1, d_head)).view(q.shape) for c in (q, k))
-        scores = (q @ k.transpose(-1, -2)) * attn.scale + attn.mask[:n_pos, :n_pos]
-        z = scores.softmax(-1) @ v
+            q, k = (attn.rotate(c.reshape(-1, n_pos, 1, c.shape[-1])).view(q.shape) for c in (q, k))
+        if rows is not None:
+            q = q.index_select(2, rows)
+        z = ((q @ k.transpose(-1, -2)) * attn.scale + mask).softmax(-1) @ v
         out = torch.einsum("vbpe,ved->vbpd", z, attn.W_O.index_select(0, h))
         return base + out - result.index_select(2, h).permute(2, 0, 1, 3)
 
     return make
 
 
-def _mlp_variants(model: MiniGPT, runs: _Runs, layer: int, nodes: list[int], delta: Tensor):
+def _mlp_variants(model: MiniGPT, runs: _Runs, layer: int, nodes: list[int], rows: Tensor | None):
     block = model.blocks[layer]
     mid = runs.clean[f"blocks.{layer}.hook_resid_mid"]
+    delta = runs.delta
+    if rows is not None:
+        mid, delta = mid.index_select(1, rows), delta.index_select(2, rows)
     index = torch.tensor(nodes, device=mid.device)
 
     def make(start: int, stop: int) -> Tensor:
@@ -99,37 +109,49 @@ def _mlp_variants(model: MiniGPT, runs: _Runs, layer: int, nodes: list[int], del
     return make
 
 
-def _logit_variants(model: MiniGPT, runs: _Runs, nodes: list[int], delta: Tensor, metric: Metric, chunk: int, on_chunk):
-    final, tokens = runs.clean[runs.final_name], runs.tokens
-    per_chunk, unembed, values = max(1, chunk // tokens.shape[0]), unembedding(model, metric), []
+def _logit_variants(runs: _Runs, nodes: list[int], rows: Tensor):
+    final, delta = runs.clean[runs.final_name].index_select(1, rows), runs.delta.index_select(2, rows)
     index = torch.tensor(nodes, device=final.device)
-    for start in range(0, len(nodes), per_chunk):
-        resid = final + delta[index[start : start + per_chunk]]
-        values.append(_score_final(model, resid, metric, tokens, unembed))
-        on_chunk(resid.shape[0])
+    return lambda start, stop: final + delta[index[start:stop]]
+
+
+def _run(model, make, n: int, layer: int, stage: str, metric: Metric, runs: _Runs, chunk: int, on_chunk) -> Tensor:
+    """The metric of ``n`` variants built by ``make`` (state at ``stage`` of ``layer``), in chunks of sequences."""
+    tokens = runs.tokens
+    rows = _rows(metric, tokens.shape[1])
+    per_chunk, unembed, values = max(1, chunk // tokens.shape[0]), unembedding(model, metric), []
+    at_rows = layer == model.cfg.n_layers - 1
+    for start in range(0, n, per_chunk):
+        states = make(start, min(n, start + per_chunk)).flatten(0, 1)
+        resid = states if stage == "final" else _upward(model, states, layer, stage, rows, at_rows=at_rows)
+        values.append(_score_rows(model, resid, metric, tokens, unembed))
+        on_chunk(values[-1].shape[0])
     return torch.cat(values)
 
 
 def _patch_edges(model: MiniGPT, runs: _Runs, index: list[int], metric: Metric, chunk: int, on_chunk) -> Tensor:
     """The patched metric of every edge of ``index`` (sorted, graph order)."""
-    graph, delta, tokens = runs.graph, runs.delta, runs.tokens
+    graph, cfg = runs.graph, model.cfg
+    rows = torch.tensor(_rows(metric, runs.tokens.shape[1]), device=runs.tokens.device)
     by_input: dict[int, list[int]] = defaultdict(list)
     for i in index:
         by_input[graph.edge_down[i]].append(graph.edge_up[i])
     values, first = [], 0
-    for layer in range(model.cfg.n_layers):
-        pairs = [(d - first, u) for d in range(first, first + 3 * model.cfg.n_heads) for u in by_input[d]]
+    for layer in range(cfg.n_layers):
+        at = rows if layer == cfg.n_layers - 1 else None
+        pairs = [(d - first, u) for d in range(first, first + 3 * cfg.n_heads) for u in by_input[d]]
         if pairs:
-            make = _head_variants(model, runs, layer, pairs, delta)
-            values.append(run_variants(model, make, len(pairs), layer, "attn_sum", metric, tokens, chunk, on_chunk))
-        first += 3 * model.cfg.n_heads
-        if not model.cfg.attn_only:
+            make = _head_variants(model, runs, layer, pairs, at)
+            values.append(_run(model, make, len(pairs), layer, "attn_sum", metric, runs, chunk, on_chunk))
+        first += 3 * cfg.n_heads
+        if not cfg.attn_only:
             if nodes := by_input[first]:
-                make = _mlp_variants(model, runs, layer, nodes, delta)
-                values.append(run_variants(model, make, len(nodes), layer, "mlp_sum", metric, tokens, chunk, on_chunk))
+                make = _mlp_variants(model, runs, layer, nodes, at)
+                values.append(_run(model, make, len(nodes), layer, "mlp_sum", metric, runs, chunk, on_chunk))
             first += 1
     if nodes := by_input[first]:
-        values.append(_logit_variants(model, runs, nodes, delta, metric, chunk, on_chunk))
+        make = _logit_variants(runs, nodes, rows)
+        values.append(_run(model, make, len(nodes), cfg.n_layers - 1, "final", metric, runs, chunk, on_chunk))
     return torch.cat(values) if values else torch.zeros(0)
 
 

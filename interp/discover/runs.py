@@ -75,20 +75,41 @@ def _hook_names(graph: EdgeGraph, qkv: bool = False) -> list[str]:
     names = ["hook_embed"] + ([] if graph.n_first == 1 else ["hook_pos_embed"])
     for layer in range(cfg.n_layers):
         b = f"blocks.{layer}."
-        names += [b + "hook_resid_pre", b + "attn.hook_result"]
+        names += [b + "hook_resid_pre", b + "attn.hook_z"]
         names += [b + f"attn.hook_{s}" for s in "qkv"] + [b + "hook_attn_out"] if qkv else []
         names += [] if cfg.attn_only else [b + "hook_resid_mid", b + "hook_mlp_out"]
     return [*names, f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
 
 
-def _writes(graph: EdgeGraph, store: dict[str, Tensor]) -> Float[Tensor, "node batch pos d_model"]:
-    """Every node's write, in node order, from a run's activations."""
-    out = [store["hook_embed"]] + ([] if graph.n_first == 1 else [store["hook_pos_embed"]])
-    for layer in range(graph.cfg.n_layers):
-        result = store[f"blocks.{layer}.attn.hook_result"]
-        out += list(result.unbind(2))
-        out += [] if graph.cfg.attn_only else [store[f"blocks.{layer}.hook_mlp_out"]]
-    return torch.stack(out)
+def _head_results(model: MiniGPT, layer: int, z: Tensor) -> Float[Tensor, "batch pos head d_model"]:
+    """Each head's write ``z_h W_O[h]`` (``attn.hook_result``), computed from ``z`` outside the forward, so that the
+    forward keeps its fused output projection."""
+    return torch.einsum("bphe,hed->bphd", z, model.blocks[layer].attn.W_O)
+
+
+def _writes(model: MiniGPT, graph: EdgeGraph, store: dict[str, Tensor]) -> Float[Tensor, "node batch pos d_model"]:
+    """Every node's write, in node order, from a run's activations (no graph is recorded)."""
+    with torch.no_grad():
+        out = [store["hook_embed"]] + ([] if graph.n_first == 1 else [store["hook_pos_embed"]])
+        for layer in range(graph.cfg.n_layers):
+            out += list(_head_results(model, layer, store[f"blocks.{layer}.attn.hook_z"]).unbind(2))
+            out += [] if graph.cfg.attn_only else [store[f"blocks.{layer}.hook_mlp_out"]]
+        return torch.stack(out)
+
+
+def _delta_writes(
+    model: MiniGPT, graph: EdgeGraph, clean: dict[str, Tensor], corr: dict[str, Tensor]
+) -> Float[Tensor, "node batch pos d_model"]:
+    """``corrupted write - clean write`` of every node, built once (a head's from ``z_corr - z_clean``)."""
+    with torch.no_grad():
+        out = [corr["hook_embed"] - clean["hook_embed"]]
+        out += [] if graph.n_first == 1 else [corr["hook_pos_embed"] - clean["hook_pos_embed"]]
+        for layer in range(graph.cfg.n_layers):
+            z = f"blocks.{layer}.attn.hook_z"
+            out += list(_head_results(model, layer, corr[z] - clean[z]).unbind(2))
+            if not graph.cfg.attn_only:
+                out.append(corr[f"blocks.{layer}.hook_mlp_out"] - clean[f"blocks.{layer}.hook_mlp_out"])
+        return torch.stack(out)
 
 
 def _run(model: MiniGPT, tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
@@ -125,7 +146,7 @@ def _record(
         metrics = _score_final(model, final, metric, clean)
     require_finite(metrics, "circuit discovery", model, tokens=clean)
     return _Runs(
-        graph, clean, clean_store, corr_store, _writes(graph, clean_store), _writes(graph, corr_store),
+        graph, clean, clean_store, corr_store, _writes(model, graph, clean_store), _writes(model, graph, corr_store),
         float(metrics[0]), float(metrics[1]),
     )  # fmt: skip
 

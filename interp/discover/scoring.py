@@ -66,4 +66,6 @@ def score_correlation(a: pd.DataFrame, b: pd.DataFrame, method: str = "pearson")
         raise ValueError(f"the frames share {len(both)} edges; a correlation needs at least 2")
     if both.std().eq(0).any():
         raise ValueError("one frame's scores are all equal on the shared edges: the correlation is undefined")
-    return float(both.iloc[:, 0].corr(both.iloc[:, 1], method=method))
+    if method == "spearman":  # the Pearson correlation of the ranks (pandas would need scipy for it)
+        both = both.rank(method="average")
+    return float(both.iloc[:, 0].corr(both.iloc[:, 1]))
