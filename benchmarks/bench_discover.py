@@ -187,7 +187,7 @@ def main() -> None:
                 g["eap"],
                 "< 4",
                 f"floor {g['floor'][0]:.2f}",
-            ),  # fmt: skip
+            ),
             _row("gpt2-sized: EAP floor / forward", g["floor"], "-"),
             ("gpt2-sized: EAP peak extra memory (MiB)", f"{mem:.0f}", "", "printed", "-"),
         ]

@@ -239,7 +239,7 @@ def _edge_frame(model: MiniGPT, clean, corrupted, metric: Metric, method: str) -
 
 @st.cache_data(max_entries=16, show_spinner="Scoring every edge ...")
 def edge_scores(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, method: str) -> tuple[pd.DataFrame, str]:
-    """Every edge's score by ``method`` (exact, eap, eap-ig) from ``clean`` to ``corrupted``, and the metric in words."""
+    """Every edge's score by ``method`` (exact, eap, eap-ig) from ``clean`` to ``corrupted``; the metric in words."""
     metric, words = contrast_metric(_model, model_id, clean, corrupted)
     return _edge_frame(_model, tokens_of(clean), tokens_of(corrupted), metric, method), words
 

@@ -12,8 +12,21 @@ import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, params
 
-from interp.discover import acdc, attribution, circuit, graph, layout, patching, paths, picture, planted, reference
-from interp.discover import scoring, tasks, trained
+from interp.discover import (
+    acdc,
+    attribution,
+    circuit,
+    graph,
+    layout,
+    patching,
+    paths,
+    picture,
+    planted,
+    reference,
+    scoring,
+    tasks,
+    trained,
+)
 from model import ModelConfig
 
 EDGES = pd.DataFrame({"upstream": ["embed", "L0H0"], "downstream": ["L0H0.v", "logits"], "score": [1.0, -2.0]})
@@ -95,8 +108,8 @@ def _method_cases() -> list[Case]:
              "steps must be >= 1, got 0"),
         Case(A + "edge_attribution_patching", "steps 2.5", eap(method="eap-ig", steps=2.5), TypeError,
              "steps must be an int"),
-        Case(A + "edge_attribution_patching", "inference mode", lambda e: _in_inference_mode(lambda: eap()(e)), ValueError,
-             "edge attribution patching needs gradients"),
+        Case(A + "edge_attribution_patching", "inference mode", lambda e: _in_inference_mode(lambda: eap()(e)),
+             ValueError, "edge attribution patching needs gradients"),
         Case(A + "edge_attribution_patching", "NaN weight", lambda e: attribution.edge_attribution_patching(
             e.nan_model, e.tokens, e.other, "loss"), ValueError, "parameter 'blocks.1.attn.W_Q'"),
         Case(C + "acdc", "negative threshold", lambda e: acdc.acdc(e.model, e.tokens, e.other, "loss", -0.1),

@@ -306,3 +306,22 @@ def test_eap_ig_steps_add_up(variant):
     together = _head_scores(block, pre, grads, delta, 2)
     apart = sum(_head_scores(block, pre[s], [g[s] for g in grads], delta, 1) for s in (slice(0, 3), slice(3, 6)))
     assert torch.allclose(together, apart, atol=1e-4), (together - apart).abs().max()
+
+
+def test_graph_figure_is_valid_plotly_and_draws_each_edge_once():
+    """dashboards.plots.edge_graph_figure: valid plotly; one hover point per edge; missed known edges dashed."""
+    from test_plots import validated
+
+    from dashboards.plots import edge_graph_figure
+
+    model, (clean, corrupted) = make_model(), _pair()
+    exact = edge_patching(model, clean, corrupted, Loss(), progress=False)
+    shown = exact.nlargest(12, "abs_score")
+    known = [("embed", "L0H0.v"), ("L0H0", "L1H0.k")]
+    fig = validated(edge_graph_figure(shown, n_heads=4, n_layers=2, known=known, title="top 12"))
+    names = [trace.name for trace in fig.data]
+    hover = next(t for t in fig.data if t.name == "edges")
+    assert len(hover.x) == 12 and "nodes" in names
+    missed = [e for e in known if e not in set(zip(shown.upstream, shown.downstream, strict=True))]
+    assert ("known, not shown" in names) == bool(missed)
+    validated(edge_graph_figure(circuit_graph(model)))  # no scores: every edge drawn grey

@@ -88,8 +88,10 @@ def test_thresholded_attribution_circuits(scored, name):
 def test_eap_misses_the_saturated_induction_circuit(scored):
     """EAP's known weakness, kept as a test: on the planted induction model the heads' patterns are saturated (a
     margin of 24 in the scores) and so is the loss, so the gradient at the clean run all but vanishes. EAP then
-    scores the K-composition edge a million times too low, gets the sign of the value edges wrong, and its
-    thresholded circuit keeps nothing; EAP-IG, exact patching and ACDC find the circuit."""
+    scores the K-composition edge a million times too low (on these 16 prompts; tokens repeated inside a segment
+    split the attention of a few rows and give it some gradient on other batches), gets the sign of the value edge
+    wrong, and its thresholded circuit misses the known edges. EAP-IG is wrong about the K edge's sign too, but not
+    about its being there; exact patching and ACDC find the circuit (previous tests)."""
     task, frames = scored["planted-induction"]
     exact, eap, ig = (frames[m].set_index(["upstream", "downstream"]).score for m in ("exact", "eap", "eap-ig"))
     k_edge, v_edge = ("L0H0", "L1H0.k"), ("embed", "L1H0.v")
@@ -100,8 +102,9 @@ def test_eap_misses_the_saturated_induction_circuit(scored):
     args = (task.model, task.clean, task.corrupted, task.metric)
     thresholded = Circuit.from_scores(frames["eap"], threshold=THRESHOLD * _gap(frames["exact"]))
     faithful = thresholded.faithfulness(*args)
-    print(f"thresholded EAP: {thresholded.size} edges, faithfulness {faithful:.3f}")
-    assert k_edge not in thresholded and faithful < 0.5
+    found = len(set(thresholded.edges) & set(task.circuit.edges))
+    print(f"thresholded EAP: {thresholded.size} edges, {found} of {task.circuit.size} known, faithfulness {faithful:.3f}")
+    assert k_edge not in thresholded and found < task.circuit.size
 
 
 @pytest.mark.parametrize("name", ["planted-induction", "planted-lookup"])

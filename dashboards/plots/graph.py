@@ -65,7 +65,9 @@ def _edge_traces(frame: pd.DataFrame, n_heads: int, n_layers: int) -> list[dict]
                            "line": {"color": colour, "width": width}, "opacity": 0.75})  # fmt: skip
             first = False
     mids = [tuple(np.mean(p, axis=0)) for p in (_ends(u, d, n_heads, n_layers) for u, d in pairs)]
-    text = [f"{u} → {d}" + ("" if np.isnan(s) else f"<br>score {s:+.4g}") for (u, d), s in zip(pairs, scores, strict=True)]
+    text = [
+        f"{u} → {d}" + ("" if np.isnan(s) else f"<br>score {s:+.4g}") for (u, d), s in zip(pairs, scores, strict=True)
+    ]
     traces.append({"type": "scatter", "mode": "markers", "x": [m[0] for m in mids], "y": [m[1] for m in mids],
                    "name": "edges", "showlegend": False, "marker": {"size": 7, "opacity": 0}, "text": text,
                    "hovertemplate": "%{text}<extra></extra>"})  # fmt: skip

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from interp.common.checks import check_int, require_finite
 from interp.discover.graph import EdgeGraph
-from interp.discover.runs import MetricLike, _check_pair, _edge_frame, _hook_names, _delta_writes, _run, _score_final
+from interp.discover.runs import MetricLike, _check_pair, _delta_writes, _edge_frame, _hook_names, _run, _score_final
 from model.network.layers import LayerNorm
 from model.network.minigpt import MiniGPT
 
