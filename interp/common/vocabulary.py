@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -121,8 +122,11 @@ COLUMNS: dict[str, Column] = {
 }
 
 
-def nullable_ints(values: Iterable[int | None]) -> pd.Series:
-    """An ``Int64`` Series in which None is ``<NA>`` (the vocabulary's "not applicable")."""
+def nullable_ints(values: Iterable[int | None], *, missing: bool = False) -> pd.api.extensions.ExtensionArray:
+    """An ``Int64`` array in which None is ``<NA>`` (the vocabulary's "not applicable"); ``missing=True`` makes
+    every entry ``<NA>``. An integer numpy array is wrapped without a per-entry conversion."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return pd.arrays.IntegerArray(values.astype(np.int64), np.full(values.shape, bool(missing)))
     if not isinstance(values, Iterable) or isinstance(values, str | bytes):
         raise TypeError(f"nullable_ints takes a list of integers or None, got {type(values).__name__}")
     try:
