@@ -1,0 +1,8 @@
+"""TransformerLens's helper modules, for code written against TransformerLens: ``from interp.compat import utils,
+patching`` where a TransformerLens user writes ``from transformer_lens import utils, patching``.
+
+- :mod:`interp.compat.utils`: ``get_act_name`` (with TransformerLens's aliases) and ``test_prompt``.
+- :mod:`interp.compat.patching`: TransformerLens's activation-patching functions (``get_act_patch_resid_pre`` ...,
+  ``generic_activation_patch``), with its signatures and return shapes, run on the batched engine of
+  :mod:`interp.intervene.engine` instead of one forward per cell.
+"""

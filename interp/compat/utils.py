@@ -1,0 +1,120 @@
+"""TransformerLens's ``utils`` helpers a notebook reaches for: :func:`get_act_name` and :func:`test_prompt`.
+
+Example:
+    >>> get_act_name("attn", 1), get_act_name("scale", 0, "ln2"), get_act_name("z", 0, "a"), get_act_name("k1")
+    ('blocks.1.attn.hook_pattern', 'blocks.0.ln2.hook_scale', 'blocks.0.attn.hook_z', 'blocks.1.attn.hook_k')
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from model.network.minigpt import MiniGPT
+
+_ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "key": "k", "query": "q", "value": "v",
+            "mlp_pre": "pre", "mlp_post": "post"}  # fmt: skip
+_LAYER_TYPES = {"a": "attn", "m": "mlp", "b": "", "block": "", "blocks": "", "attention": "attn"}
+_ATTN = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores"}
+_MLP = {"pre", "post"}
+
+
+def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+    """The full hook name, as TransformerLens's ``utils.get_act_name`` spells it.
+
+    ``name`` is a shorthand (``"resid_pre"``, ``"z"``, ``"pattern"``, ``"scale"``, ``"normalized"``, ``"post"``
+    ...) or one of TransformerLens's aliases (``"attn"`` is the pattern, ``"attn_logits"`` the scores, ``"key"``,
+    ``"query"``, ``"value"``, ``"mlp_pre"``, ``"mlp_post"``); ``layer_type`` is ``"attn"``/``"a"``,
+    ``"mlp"``/``"m"``, ``"ln1"``, ``"ln2"`` or ``"b"`` (none). Compact forms work (``"k6"``, ``"scale4ln1"``), and a
+    full name comes back unchanged. ``"scale"`` / ``"normalized"`` without a layer are the final LayerNorm's.
+
+    Example:
+        >>> get_act_name("normalized", 1, "ln2"), get_act_name("scale"), get_act_name("hook_embed")
+        ('blocks.1.ln2.hook_normalized', 'ln_final.hook_scale', 'hook_embed')
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str such as 'resid_pre' or 'pattern', got {name!r}")
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
+        raise TypeError(f"layer must be a block index (an int >= 0) or None, got {layer!r}")
+    if layer_type is not None and not isinstance(layer_type, str):
+        raise TypeError(f"layer_type must be a str such as 'attn', 'mlp', 'ln1' or 'ln2', got {layer_type!r}")
+    if ("." in name or name.startswith("hook_")) and layer is None and layer_type is None:
+        return name
+    compact = re.fullmatch(r"([a-z_]+?)(\d+)([a-z]\w*)?", name)
+    if compact is not None and layer is None:
+        name, layer, layer_type = compact.group(1), int(compact.group(2)), compact.group(3)
+    name = _ALIASES.get(name, name)
+    if name in _ATTN:
+        layer_type = "attn"
+    elif name in _MLP:
+        layer_type = "mlp"
+    elif layer_type in _LAYER_TYPES:
+        layer_type = _LAYER_TYPES[layer_type]
+    full = ("" if layer is None else f"blocks.{layer}.") + (f"{layer_type}." if layer_type else "") + f"hook_{name}"
+    return f"ln_final.{full}" if name in ("scale", "normalized") and layer is None else full
+
+
+def test_prompt(
+    prompt: str,
+    answer: str | list[str],
+    model: MiniGPT,
+    prepend_space_to_answer: bool = True,
+    print_details: bool = True,
+    prepend_bos: bool = True,
+    top_k: int = 10,
+) -> list[tuple[str, int]]:
+    """Print how ``model`` ranks ``answer`` after ``prompt`` (TransformerLens's ``utils.test_prompt``), and return
+    ``[(answer token, rank), ...]`` (rank 0 is the model's first choice; TransformerLens prints these and returns
+    None). A str answer is scored token by token (each character here); a list of answers compares their first
+    tokens. ``prepend_space_to_answer`` (TransformerLens's default, True) puts a space before an answer that has none.
+
+    Example:
+        >>> model = MiniGPT.from_pretrained("induction-2l")
+        >>> ranks = test_prompt("abcab", "c", model, prepend_space_to_answer=False, print_details=False)
+        >>> [token for token, _ in ranks]
+        ['c']
+    """
+    for flag_name, flag in (("prepend_space_to_answer", prepend_space_to_answer), ("print_details", print_details)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be True or False, got {flag!r}")
+    if not isinstance(model, MiniGPT):
+        raise TypeError(f"model must be a MiniGPT, got {type(model).__name__}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    answers = [answer] if isinstance(answer, str) else answer
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
+        raise TypeError(f"answer must be a non-empty str or a list of them, got {answer!r}")
+    if prepend_space_to_answer:
+        answers = [a if a.startswith(" ") else " " + a for a in answers]
+    prompt_ids = model.to_tokens(prompt, prepend_bos=prepend_bos)
+    answer_lists = [model.to_tokens(a, prepend_bos=False)[0] for a in answers]
+    length = 1 if len(answers) > 1 else len(answer_lists[0])
+    answer_ids = torch.stack([ids[:length] for ids in answer_lists])
+    tokens = torch.cat([prompt_ids.repeat(len(answers), 1), answer_ids.to(prompt_ids.device)], dim=1)
+    if print_details:
+        print("Tokenized prompt:", model.to_str_tokens(prompt_ids[0]))
+        print("Tokenized answer:", [model.to_str_tokens(ids[:length]) for ids in answer_lists])
+    with torch.no_grad():
+        logits = model(tokens)
+    ranks = []
+    start = prompt_ids.shape[1]
+    for index in range(start, start + length):
+        probs = logits[:, index - 1].softmax(-1)
+        order = probs.argsort(-1, descending=True)
+        for row in range(len(answers)):
+            token = int(tokens[row, index])
+            rank = int((order[row] == token).nonzero()[0, 0])
+            label = model.to_str_tokens([token])[0]
+            ranks.append((label, rank))
+            if print_details:
+                logit, prob = float(logits[row, index - 1, token]), float(probs[row, token])
+                print(f"Performance on answer token: Rank: {rank:<4} Logit: {logit:5.2f} Prob: {prob:6.2%} "
+                      f"Token: |{label}|")
+                for k, top in enumerate(order[row, :top_k].tolist()):
+                    top_logit, top_prob = float(logits[row, index - 1, top]), float(probs[row, top])
+                    print(f"Top {k}th token. Logit: {top_logit:5.2f} Prob: {top_prob:6.2%} "
+                          f"Token: |{model.to_str_tokens([top])[0]}|")
+    if print_details:
+        print(f"Ranks of the answer tokens: {ranks}")
+    return ranks
