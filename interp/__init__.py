@@ -14,6 +14,8 @@ module imports only from its own tier or a lower one, and from ``model``; never 
 - ``interp.reports``: what a training run is judged by (the induction report).
 - ``interp.discover``: circuit discovery (the edge graph, edge patching, EAP, EAP-IG, ACDC, path patching,
   circuits, and models whose circuit is known by construction).
+- ``interp.compat``: TransformerLens's ``utils`` and ``patching`` helpers (``from interp.compat import utils,
+  patching``), the patching functions on the batched engine.
 - ``interp.cli``: the ``minigpt`` command line, the only room that may import all the others.
 
 Example:
@@ -28,7 +30,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("interp.common",),
     ("interp.observe", "interp.weights"),
     ("interp.intervene",),
-    ("interp.reports", "interp.discover"),  # planned beside them: interp.dynamics (training)
+    ("interp.reports", "interp.discover", "interp.compat"),  # planned beside them: interp.dynamics (training)
     ("interp.cli",),
 )
 

@@ -109,12 +109,16 @@ def test_prompt(
             ranks.append((label, rank))
             if print_details:
                 logit, prob = float(logits[row, index - 1, token]), float(probs[row, token])
-                print(f"Performance on answer token: Rank: {rank:<4} Logit: {logit:5.2f} Prob: {prob:6.2%} "
-                      f"Token: |{label}|")
+                print(
+                    f"Performance on answer token: Rank: {rank:<4} Logit: {logit:5.2f} Prob: {prob:6.2%} "
+                    f"Token: |{label}|"
+                )
                 for k, top in enumerate(order[row, :top_k].tolist()):
                     top_logit, top_prob = float(logits[row, index - 1, top]), float(probs[row, top])
-                    print(f"Top {k}th token. Logit: {top_logit:5.2f} Prob: {top_prob:6.2%} "
-                          f"Token: |{model.to_str_tokens([top])[0]}|")
+                    print(
+                        f"Top {k}th token. Logit: {top_logit:5.2f} Prob: {top_prob:6.2%} "
+                        f"Token: |{model.to_str_tokens([top])[0]}|"
+                    )
     if print_details:
         print(f"Ranks of the answer tokens: {ranks}")
     return ranks
