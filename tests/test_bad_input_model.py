@@ -360,7 +360,7 @@ def _factored_cases() -> list[Case]:
              "cannot multiply (5, 5) @ (3, 4)"),
         Case("FactoredMatrix.diag", "not square", lambda e: fm.diag(), ValueError,
              "diag needs a square matrix, this one is (3, 4)"),
-        Case("FactoredMatrix.eigenvalues", "not square", lambda e: fm.eigenvalues(), ValueError, "square"),
+        Case("FactoredMatrix.eigenvalues", "not square", lambda e: fm.eigenvalues, ValueError, "square"),
     ]  # fmt: skip
 
 

@@ -33,15 +33,15 @@ def test_factored_matrix_matches_dense(factors):
     other = FactoredMatrix(torch.randn(40, 2, dtype=torch.float64), torch.randn(2, 40, dtype=torch.float64))
     assert torch.allclose((fm @ other).full(), dense @ other.full()) and (fm @ other).inner == 2
     top = torch.linalg.eigvals(dense[0]).abs().sort(descending=True).values[:5]
-    assert torch.allclose(fm.eigenvalues()[0].abs().sort(descending=True).values, top, atol=1e-8)
+    assert torch.allclose(fm.eigenvalues[0].abs().sort(descending=True).values, top, atol=1e-8)
 
 
 def test_factored_svd_reconstructs(factors):
     """Compact SVD from the factors reconstructs the product and gives its singular values."""
     A, B = factors
-    U, S, Vh = FactoredMatrix(A, B).svd()
-    assert U.shape == (3, 40, 5) and S.shape == (3, 5) and Vh.shape == (3, 5, 40)
-    assert torch.allclose(U @ torch.diag_embed(S) @ Vh, A @ B), "SVD does not reconstruct A @ B"
+    U, S, Vh = FactoredMatrix(A, B).svd()  # TransformerLens's convention: Vh is V, [..., n, k]
+    assert U.shape == (3, 40, 5) and S.shape == (3, 5) and Vh.shape == (3, 40, 5)
+    assert torch.allclose(U @ torch.diag_embed(S) @ Vh.mT, A @ B), "SVD does not reconstruct A @ B"
     assert torch.allclose(S, torch.linalg.svdvals(A @ B)[:, :5])
 
 

@@ -103,7 +103,9 @@ def test_eap_misses_the_saturated_induction_circuit(scored):
     thresholded = Circuit.from_scores(frames["eap"], threshold=THRESHOLD * _gap(frames["exact"]))
     faithful = thresholded.faithfulness(*args)
     found = len(set(thresholded.edges) & set(task.circuit.edges))
-    print(f"thresholded EAP: {thresholded.size} edges, {found} of {task.circuit.size} known, faithfulness {faithful:.3f}")
+    print(
+        f"thresholded EAP: {thresholded.size} edges, {found} of {task.circuit.size} known, faithfulness {faithful:.3f}"
+    )
     assert k_edge not in thresholded and found < task.circuit.size
 
 

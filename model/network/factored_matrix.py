@@ -20,8 +20,11 @@ class FactoredMatrix:
     Example:
         >>> A, B = torch.randn(100, 3), torch.randn(3, 200)
         >>> fm = FactoredMatrix(A, B)
-        >>> fm.shape, bool(torch.allclose(fm.svd()[1], torch.linalg.svdvals(A @ B)[:3], rtol=1e-4))
+        >>> fm.shape, bool(torch.allclose(fm.S, torch.linalg.svdvals(A @ B)[:3], rtol=1e-4))
         ((100, 200), True)
+        >>> heads = FactoredMatrix(torch.randn(2, 4, 8, 3), torch.randn(2, 4, 3, 8))
+        >>> heads[1, 2].shape, heads[:, 0].shape, heads.ndim, (heads @ heads).AB.shape
+        ((8, 8), (2, 8, 8), 4, torch.Size([2, 4, 8, 8]))
     """
 
     def __init__(self, A: Float[Tensor, "... m r"], B: Float[Tensor, "... r n"]) -> None:
@@ -95,11 +98,56 @@ class FactoredMatrix:
         return squared.clamp_min(0).sqrt()
 
     def svd(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Compact SVD ``U [..., m, k], S [..., k], Vh [..., k, n]`` (``k = min(m, n, r)``) via QR of the factors."""
+        """Compact SVD as TransformerLens returns it: ``U [..., m, k], S [..., k], Vh [..., n, k]`` with
+        ``U @ S.diag_embed() @ Vh.mT == A @ B`` (note the transpose: TransformerLens's ``Vh`` is ``V``), ``k =
+        min(m, n, r)``, computed via QR of the factors."""
         Qa, Ra = torch.linalg.qr(self.A)
         Qb, Rb = torch.linalg.qr(self.B.mT)
         U, S, Vh = torch.linalg.svd(Ra @ Rb.mT, full_matrices=False)
-        return Qa @ U, S, Vh @ Qb.mT
+        return Qa @ U, S, Qb @ Vh.mT
+
+    @property
+    def U(self) -> Float[Tensor, "... m k"]:
+        return self.svd()[0]
+
+    @property
+    def S(self) -> Float[Tensor, "... k"]:
+        """Singular values, largest first."""
+        return self.svd()[1]
+
+    @property
+    def Vh(self) -> Float[Tensor, "... n k"]:
+        """TransformerLens's ``Vh`` (``V``, ``[..., n, k]``: ``U @ diag(S) @ Vh.mT`` is the matrix)."""
+        return self.svd()[2]
+
+    @property
+    def AB(self) -> Float[Tensor, "... m n"]:
+        """The product ``A @ B`` (TransformerLens's name for :meth:`full`)."""
+        return self.full()
+
+    @property
+    def BA(self) -> Float[Tensor, "... r r"]:
+        """The small product ``B @ A`` (``m == n`` only), whose eigenvalues are those of ``A @ B``."""
+        self._require_square("BA")
+        return self.B @ self.A
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, index: object) -> FactoredMatrix:
+        """Index the leading (batch) axes, as TransformerLens does: ``model.OV[1, 2]`` is head 2 of layer 1,
+        ``model.OV[:, 0]`` head 0 of every layer."""
+        index = index if isinstance(index, tuple) else (index,)
+        lead = torch.broadcast_shapes(self.A.shape[:-2], self.B.shape[:-2])
+        if len(index) > len(lead):
+            raise IndexError(
+                f"a FactoredMatrix {self.shape} indexes its {len(lead)} leading axes only, got {len(index)} indices; "
+                "index .AB for entries of the matrix"
+            )
+        A = self.A.expand(*lead, *self.A.shape[-2:])
+        B = self.B.expand(*lead, *self.B.shape[-2:])
+        return FactoredMatrix(A[index], B[index])
 
     def _require_square(self, what: str) -> None:
         if self.shape[-1] != self.shape[-2]:
@@ -110,7 +158,9 @@ class FactoredMatrix:
         self._require_square("diag")
         return (self.A * self.B.mT).sum(-1)
 
+    @property
     def eigenvalues(self) -> Tensor:
-        """The ``r`` eigenvalues of ``B @ A``: the non-zero eigenvalues of ``A @ B`` (complex, square only)."""
+        """The ``r`` eigenvalues of ``B @ A``: the non-zero eigenvalues of ``A @ B`` (complex, square only; a
+        property, as in TransformerLens)."""
         self._require_square("eigenvalues")
         return torch.linalg.eigvals(self.B @ self.A)

@@ -1,0 +1,137 @@
+"""Write tests/data/transformerlens_reference.npz: TransformerLens 2.x's outputs on a seeded HF GPT-2 of the locked
+MiniGPT sizes, for tests/test_transformerlens_reference.py to compare ours against (at 1e-5) on the same weights.
+
+Runs only in a TransformerLens 2.x venv (TransformerLens pins a numpy<2 world, so not in the project's venv)::
+
+    python3 -m venv /work/tlvenv && /work/tlvenv/bin/pip install torch==2.13.0
+    /work/tlvenv/bin/pip install torch==2.13.0 transformer-lens==2.18.0 "datasets<3" "pyarrow<18"
+    /work/tlvenv/bin/python tests/data/make_transformerlens_reference.py
+
+The GPT-2 is seeded (torch.manual_seed(0)); its biases are drawn at random (HF initialises them to zero) and every
+LayerNorm has gain 1 and bias 0, so that TransformerLens's folded-LayerNorm semantics (``apply_ln_to_stack``,
+``logit_attrs``, ``apply_ln=True`` decompositions) are the LayerNorm itself. The npz holds the HF state dict
+(``hf/<key>``), the GPT2Config (``meta`` JSON), the tokens, TransformerLens's outputs (``tl/<name>``) and their labels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformer_lens
+from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
+from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+from transformers import GPT2Config, GPT2LMHeadModel
+
+OUT = Path(__file__).with_name("transformerlens_reference.npz")
+GPT2 = dict(vocab_size=64, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=256,
+            activation_function="gelu_new", layer_norm_epsilon=1e-5)  # fmt: skip
+ANSWER, WRONG = 20, 30
+
+
+def seeded_gpt2() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(**GPT2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if "ln_" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.05)
+    return hf
+
+
+def hooked(hf: GPT2LMHeadModel) -> HookedTransformer:
+    cfg = HookedTransformerConfig(n_layers=2, d_model=64, n_ctx=32, d_head=16, n_heads=4, d_mlp=256, d_vocab=64,
+                                  act_fn="gelu_new", normalization_type="LN", eps=1e-5, device="cpu",
+                                  original_architecture="GPT2LMHeadModel", default_prepend_bos=False)  # fmt: skip
+    model = HookedTransformer(cfg)
+    model.load_and_process_state_dict(
+        convert_gpt2_weights(hf, cfg),
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+    )
+    return model.eval()
+
+
+def record(model: HookedTransformer, tokens: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    out: dict[str, torch.Tensor] = {}
+    labels: dict[str, list[str]] = {}
+    logits, cache = model.run_with_cache(tokens)
+    out["logits"], out["loss_per_token"] = logits, model.loss_fn(logits, tokens, per_token=True)
+    out["stop_at_layer_1"] = model(tokens, stop_at_layer=1)
+    for name in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "W_out", "b_in", "b_out", "b_U"):
+        out[f"weight_{name}"] = getattr(model, name)
+    out["OV_AB_1_2"], out["QK_AB_0_3"] = model.OV[1, 2].AB, model.QK[0, 3].AB
+    out["OV_S"], out["QK_S"], out["OV_norm"] = model.OV.S, model.QK.S, model.OV.norm()
+    out["OV_eigenvalues_real"] = model.OV.eigenvalues.real
+    out["OV_eigenvalues_abs"] = model.OV.eigenvalues.abs()
+    out["residual_directions"] = model.tokens_to_residual_directions(tokens[0, :3])
+    calls = {
+        "decompose_resid": lambda: cache.decompose_resid(return_labels=True),
+        "decompose_resid_l1_mlp_ln": lambda: cache.decompose_resid(1, mlp_input=True, apply_ln=True, pos_slice=-1,
+                                                                   return_labels=True),
+        "accumulated_resid": lambda: cache.accumulated_resid(incl_mid=True, return_labels=True),
+        "accumulated_resid_ln": lambda: cache.accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True),
+        "accumulated_resid_l1_mlp": lambda: cache.accumulated_resid(1, mlp_input=True, apply_ln=True,
+                                                                    return_labels=True),
+        "stack_head_results": lambda: cache.stack_head_results(return_labels=True),
+        "stack_head_results_ln_rem": lambda: cache.stack_head_results(-1, True, True, -1, True),
+        "stack_head_results_l1": lambda: cache.stack_head_results(1, return_labels=True),
+        "full_resid": lambda: cache.get_full_resid_decomposition(expand_neurons=False, return_labels=True),
+        "full_resid_neurons_ln": lambda: cache.get_full_resid_decomposition(apply_ln=True, pos_slice=-1,
+                                                                            return_labels=True),
+    }  # fmt: skip
+    for name, call in calls.items():
+        out[name], labels[name] = call()
+    stack = cache.stack_head_results(pos_slice=-1)
+    out["apply_ln_to_stack"] = cache.apply_ln_to_stack(stack, pos_slice=-1)
+    out["logit_attrs"] = cache.logit_attrs(stack, tokens[:, -1], pos_slice=-1)
+    out["logit_attrs_diff"] = cache.logit_attrs(stack, ANSWER, WRONG, pos_slice=-1)
+    out["cache_attn_1"], out["cache_result_0"] = cache["attn", 1], cache["result", 0]
+    out["cache_resid_post_neg1"] = cache["resid_post", -1]
+    _, single = model.run_with_cache(tokens[:1], remove_batch_dim=True)
+    out["single_pattern_0"] = single["pattern", 0]
+    return {k: v.detach().numpy() for k, v in out.items()}, labels
+
+
+def record_patching(model: HookedTransformer, clean: torch.Tensor, corrupted: torch.Tensor) -> dict[str, np.ndarray]:
+    _, clean_cache = model.run_with_cache(clean)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return (logits[:, -1, ANSWER] - logits[:, -1, WRONG]).mean()
+
+    names = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
+             "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos",
+             "get_act_patch_attn_head_k_all_pos", "get_act_patch_attn_head_pattern_all_pos",
+             "get_act_patch_attn_head_pattern_by_pos", "get_act_patch_attn_head_all_pos_every",
+             "get_act_patch_block_every"]  # fmt: skip
+    return {f"patch_{n}": getattr(patching, n)(model, corrupted, clean_cache, metric).numpy() for n in names}
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    hf = seeded_gpt2()
+    model = hooked(hf)
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(3, 64, (2, 10), generator=gen)  # ids 0-2 are MiniGPT's specials: not drawn
+    corrupted = tokens.clone()
+    corrupted[:, 3] = torch.randint(3, 64, (2,), generator=gen)
+    outputs, labels = record(model, tokens)
+    outputs |= record_patching(model, tokens, corrupted)
+    arrays = {f"tl/{k}": v for k, v in outputs.items()}
+    arrays |= {f"hf/{k}": v.detach().numpy() for k, v in hf.state_dict().items() if not k.endswith(".attn.bias")}
+    meta = {"gpt2_config": GPT2, "labels": labels, "answer": ANSWER, "wrong": WRONG,
+            "transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "2.x",
+            "torch": torch.__version__, "made_by": "tests/data/make_transformerlens_reference.py"}  # fmt: skip
+    np.savez_compressed(OUT, tokens=tokens.numpy(), corrupted=corrupted.numpy(), meta=np.array(json.dumps(meta)),
+                        **arrays)  # fmt: skip
+    print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KiB, {len(arrays)} arrays)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Ours against TransformerLens 2.x itself: tests/data/transformerlens_reference.npz holds TransformerLens's outputs on
+a seeded HF GPT-2 of the locked sizes (written by tests/data/make_transformerlens_reference.py in a TransformerLens
+venv); we load the same GPT-2 weights with ``MiniGPT.from_hf_gpt2`` and compare at 1e-5.
+
+Every LayerNorm of that GPT-2 has gain 1 and bias 0 (and its other biases are random): TransformerLens's
+``apply_ln_to_stack``, ``logit_attrs`` and the ``apply_ln=True`` decompositions assume folded LayerNorms, and with
+gain 1 / bias 0 folding changes nothing, so both sides compute the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from interp.compat import patching
+from model import MiniGPT
+
+DATA = Path(__file__).parent / "data" / "transformerlens_reference.npz"
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def ref():
+    data = np.load(DATA)
+    meta = json.loads(str(data["meta"]))
+    hf = GPT2LMHeadModel(GPT2Config(**meta["gpt2_config"])).eval()
+    state = {k[3:]: torch.from_numpy(data[k]) for k in data.files if k.startswith("hf/")}
+    missing = hf.load_state_dict(state, strict=False).missing_keys
+    assert all(k.endswith(".attn.bias") or k == "lm_head.weight" for k in missing), f"weights missing: {missing}"
+    model = MiniGPT.from_hf_gpt2(hf).eval()
+    tl = {k[3:]: torch.from_numpy(data[k]) for k in data.files if k.startswith("tl/")}
+    tokens, corrupted = torch.from_numpy(data["tokens"]), torch.from_numpy(data["corrupted"])
+    return model, tl, meta, tokens, corrupted
+
+
+def close(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    ours = torch.as_tensor(ours).detach().float()
+    assert tuple(ours.shape) == tuple(theirs.shape), f"{name}: shape {tuple(ours.shape)} vs TL {tuple(theirs.shape)}"
+    err = (ours - theirs).abs().max().item() if ours.numel() else 0.0
+    print(f"{name:40s} {str(tuple(ours.shape)):22s} max |ours - TL| {err:.2e}")
+    assert err < TOL, f"{name} differs from TransformerLens by {err:.2e}"
+
+
+def test_forward_loss_and_weights(ref):
+    model, tl, _, tokens, _ = ref
+    logits, _ = model.run_with_cache(tokens)
+    close("logits", logits, tl["logits"])
+    close("loss_fn(per_token=True)", model.loss_fn(logits, tokens, per_token=True), tl["loss_per_token"])
+    close("forward(stop_at_layer=1)", model(tokens, stop_at_layer=1), tl["stop_at_layer_1"])
+    for name in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "W_out", "b_in", "b_out", "b_U"):
+        close(f"model.{name}", getattr(model, name), tl[f"weight_{name}"])
+    close(
+        "tokens_to_residual_directions", model.tokens_to_residual_directions(tokens[0, :3]), tl["residual_directions"]
+    )
+
+
+def test_factored_matrices(ref):
+    model, tl, _, _, _ = ref
+    close("OV[1, 2].AB", model.OV[1, 2].AB, tl["OV_AB_1_2"])
+    close("QK[0, 3].AB", model.QK[0, 3].AB, tl["QK_AB_0_3"])
+    close("OV.S", model.OV.S, tl["OV_S"])
+    close("QK.S", model.QK.S, tl["QK_S"])
+    close("OV.norm()", model.OV.norm(), tl["OV_norm"])
+    # eigenvalues come in no fixed order: compare their moduli sorted
+    ours = torch.sort(model.OV.eigenvalues.abs(), dim=-1).values
+    close("sorted |OV.eigenvalues|", ours, torch.sort(tl["OV_eigenvalues_abs"], dim=-1).values)
+
+
+CACHE_CALLS = {
+    "decompose_resid": lambda c: c.decompose_resid(return_labels=True),
+    "decompose_resid_l1_mlp_ln": lambda c: c.decompose_resid(1, mlp_input=True, apply_ln=True, pos_slice=-1,
+                                                             return_labels=True),
+    "accumulated_resid": lambda c: c.accumulated_resid(incl_mid=True, return_labels=True),
+    "accumulated_resid_ln": lambda c: c.accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True),
+    "accumulated_resid_l1_mlp": lambda c: c.accumulated_resid(1, mlp_input=True, apply_ln=True, return_labels=True),
+    "stack_head_results": lambda c: c.stack_head_results(return_labels=True),
+    "stack_head_results_ln_rem": lambda c: c.stack_head_results(-1, True, True, -1, True),
+    "stack_head_results_l1": lambda c: c.stack_head_results(1, return_labels=True),
+    "full_resid": lambda c: c.get_full_resid_decomposition(expand_neurons=False, return_labels=True),
+    "full_resid_neurons_ln": lambda c: c.get_full_resid_decomposition(apply_ln=True, pos_slice=-1, return_labels=True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CACHE_CALLS))
+def test_cache_decompositions_and_labels(ref, name):
+    model, tl, meta, tokens, _ = ref
+    _, cache = model.run_with_cache(tokens)
+    stack, labels = CACHE_CALLS[name](cache)
+    assert labels == meta["labels"][name], f"{name}: labels {labels} vs TL {meta['labels'][name]}"
+    close(name, stack, tl[name])
+
+
+def test_ln_stack_logit_attrs_and_keys(ref):
+    model, tl, meta, tokens, _ = ref
+    _, cache = model.run_with_cache(tokens)
+    stack = cache.stack_head_results(pos_slice=-1)
+    close("apply_ln_to_stack", cache.apply_ln_to_stack(stack, pos_slice=-1), tl["apply_ln_to_stack"])
+    close("logit_attrs", cache.logit_attrs(stack, tokens[:, -1], pos_slice=-1), tl["logit_attrs"])
+    close("logit_attrs(answer, wrong)", cache.logit_attrs(stack, meta["answer"], meta["wrong"], pos_slice=-1),
+          tl["logit_attrs_diff"])  # fmt: skip
+    close('cache["attn", 1]', cache["attn", 1], tl["cache_attn_1"])
+    close('cache["result", 0] (from z)', cache["result", 0], tl["cache_result_0"])
+    close('cache["resid_post", -1]', cache["resid_post", -1], tl["cache_resid_post_neg1"])
+    _, single = model.run_with_cache(tokens[:1], remove_batch_dim=True)
+    close('remove_batch_dim: ["pattern", 0]', single["pattern", 0], tl["single_pattern_0"])
+
+
+PATCHES = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
+           "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos",
+           "get_act_patch_attn_head_k_all_pos", "get_act_patch_attn_head_pattern_all_pos",
+           "get_act_patch_attn_head_pattern_by_pos", "get_act_patch_attn_head_all_pos_every",
+           "get_act_patch_block_every"]  # fmt: skip
+
+
+def test_patching_functions(ref):
+    model, tl, meta, tokens, corrupted = ref
+    _, clean_cache = model.run_with_cache(tokens)
+    a, w = meta["answer"], meta["wrong"]
+
+    def metric(logits):
+        return (logits[:, -1, a] - logits[:, -1, w]).mean()
+
+    for name in PATCHES:
+        close(f"patching.{name}", getattr(patching, name)(model, corrupted, clean_cache, metric), tl[f"patch_{name}"])
