@@ -42,7 +42,7 @@ def close(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> None:
     ours = torch.as_tensor(ours).detach().float()
     assert tuple(ours.shape) == tuple(theirs.shape), f"{name}: shape {tuple(ours.shape)} vs TL {tuple(theirs.shape)}"
     err = (ours - theirs).abs().max().item() if ours.numel() else 0.0
-    print(f"{name:40s} {str(tuple(ours.shape)):22s} max |ours - TL| {err:.2e}")
+    print(f"{name:40s} {tuple(ours.shape)!s:22s} max |ours - TL| {err:.2e}")
     assert err < TOL, f"{name} differs from TransformerLens by {err:.2e}"
 
 

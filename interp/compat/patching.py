@@ -58,37 +58,49 @@ from model.network.minigpt import MiniGPT
 AXES = ("layer", "pos", "head_index", "head", "src_pos", "dest_pos")
 
 
+def _index(index: object, names: str, setter: str) -> list[int]:
+    """``index`` as a list of ints of the length ``names`` says, or a ValueError naming the setter."""
+    want = names.split(", ")
+    try:
+        values = [int(v) for v in index]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != len(want):
+        raise ValueError(f"{setter} takes index [{names}], got {index!r}")
+    return values
+
+
 def layer_pos_patch_setter(corrupted_activation: Tensor, index: Sequence[int], clean_activation: Tensor) -> Tensor:
     """``index = [layer, pos]``, activation ``[batch, pos, ...]``."""
-    _, pos = index
+    _, pos = _index(index, "layer, pos", "layer_pos_patch_setter")
     corrupted_activation[:, pos, ...] = clean_activation[:, pos, ...]
     return corrupted_activation
 
 
 def layer_pos_head_vector_patch_setter(corrupted_activation: Tensor, index: Sequence[int], clean_activation: Tensor):
     """``index = [layer, pos, head]``, activation ``[batch, pos, head, ...]`` (q, k, v, z, result)."""
-    _, pos, head = index
+    _, pos, head = _index(index, "layer, pos, head", "layer_pos_head_vector_patch_setter")
     corrupted_activation[:, pos, head] = clean_activation[:, pos, head]
     return corrupted_activation
 
 
 def layer_head_vector_patch_setter(corrupted_activation: Tensor, index: Sequence[int], clean_activation: Tensor):
     """``index = [layer, head]``, activation ``[batch, pos, head, ...]``: the head at every position."""
-    _, head = index
+    _, head = _index(index, "layer, head", "layer_head_vector_patch_setter")
     corrupted_activation[:, :, head] = clean_activation[:, :, head]
     return corrupted_activation
 
 
 def layer_head_pattern_patch_setter(corrupted_activation: Tensor, index: Sequence[int], clean_activation: Tensor):
     """``index = [layer, head]``, activation ``[batch, head, dest_pos, src_pos]``."""
-    _, head = index
+    _, head = _index(index, "layer, head", "layer_head_pattern_patch_setter")
     corrupted_activation[:, head] = clean_activation[:, head]
     return corrupted_activation
 
 
 def layer_head_pos_pattern_patch_setter(corrupted_activation: Tensor, index: Sequence[int], clean_activation: Tensor):
     """``index = [layer, head, dest_pos]``, activation ``[batch, head, dest_pos, src_pos]``."""
-    _, head, dest = index
+    _, head, dest = _index(index, "layer, head, dest_pos", "layer_head_pos_pattern_patch_setter")
     corrupted_activation[:, head, dest] = clean_activation[:, head, dest]
     return corrupted_activation
 
@@ -97,7 +109,7 @@ def layer_head_dest_src_pos_pattern_patch_setter(
     corrupted_activation: Tensor, index: Sequence[int], clean_activation: Tensor
 ) -> Tensor:
     """``index = [layer, head, dest_pos, src_pos]``, activation ``[batch, head, dest_pos, src_pos]``."""
-    _, head, dest, src = index
+    _, head, dest, src = _index(index, "layer, head, dest_pos, src_pos", "layer_head_dest_src_pos_pattern_patch_setter")
     corrupted_activation[:, head, dest, src] = clean_activation[:, head, dest, src]
     return corrupted_activation
 
@@ -109,6 +121,13 @@ def make_df_from_ranges(column_max_ranges: Sequence[int], column_names: Sequence
         >>> make_df_from_ranges([2, 2], ["layer", "pos"]).values.tolist()
         [[0, 0], [0, 1], [1, 0], [1, 1]]
     """
+    if len(column_max_ranges) != len(column_names) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in column_max_ranges
+    ):
+        raise ValueError(
+            f"make_df_from_ranges needs one positive int range per column name, got {list(column_max_ranges)} for "
+            f"{list(column_names)}"
+        )
     rows = list(itertools.product(*[range(n) for n in column_max_ranges]))
     return pd.DataFrame(rows, columns=list(column_names))
 
