@@ -49,8 +49,10 @@ from torch import Tensor
 from interp.common.checks import check_index, check_model, prepare, require_finite
 from interp.common.vocabulary import nullable_ints
 from model.network.cache import ActivationCache
+from model.network.decompose import Write, head_results, residual_writes
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
+from model.network.weights import CacheWeights
 
 LABEL_COLUMNS = ["component", "layer", "head", "component_type"]
 
@@ -85,34 +87,13 @@ def head_writes(
 
 
 def _head_writes(model: MiniGPT, cache: ActivationCache, layer: int) -> Float[Tensor, "batch pos head d_model"]:
-    if ("result", layer) in cache:
-        return cache["result", layer]
-    z = cache["z", layer]
-    W_O = model.blocks[layer].attn.W_O.detach().to(z.device)
-    return torch.einsum("bphe,hed->bphd", z, W_O)
-
-
-Write = tuple[str, int | None, int | None, str, Tensor]  # component, layer, head, component_type, [batch, pos, d]
+    return head_results(cache, CacheWeights.of(model), layer)  # the one core (model.network.decompose)
 
 
 def _writes(model: MiniGPT, cache: ActivationCache, per_head: bool) -> list[Write]:
-    """``(component, layer, head, component_type, write [batch, pos, d_model])`` for every residual write, in order."""
-    embed = cache["hook_embed"]
-    writes: list[Write] = [("embed", None, None, "embed", embed)]
-    if "hook_pos_embed" in cache:
-        writes.append(("pos_embed", None, None, "pos_embed", cache["hook_pos_embed"]))
-    for layer, block in enumerate(model.blocks):
-        if per_head:
-            result = _head_writes(model, cache, layer)
-            writes += [(f"L{layer}H{h}", layer, h, "head", result[:, :, h]) for h in range(result.shape[2])]
-            if block.attn.b_O is not None:
-                bias = block.attn.b_O.detach().to(embed.device).expand_as(embed)
-                writes.append((f"L{layer}.attn_bias", layer, None, "attn_bias", bias))
-        else:
-            writes.append((f"L{layer}.attn", layer, None, "attn", cache["attn_out", layer]))
-        if block.mlp is not None:
-            writes.append((f"L{layer}.mlp", layer, None, "mlp", cache["mlp_out", layer]))
-    return writes
+    """``(component, layer, head, component_type, write [batch, pos, d_model])`` for every residual write, in order
+    (:func:`model.network.decompose.residual_writes`, which the cache's TransformerLens methods use too)."""
+    return residual_writes(cache, CacheWeights.of(model), per_head)
 
 
 def label_frame(rows: list[tuple]) -> pd.DataFrame:
