@@ -82,6 +82,10 @@ def test_induction_cells(model):
     )
     print(f"ARENA induction (stripe) scores:\n{induction_score_store}")
     assert induction_score_store[1, 0] > 0.5 > induction_score_store[0, 0], "the stripe score must pick L1H0"
+    _, cache_10 = model.run_with_cache(rep_tokens_10)
+    ours = utils.arena_induction_scores(cache_10, seq_len)
+    print(f"utils.arena_induction_scores: {ours.flatten().tolist()}")
+    assert t.allclose(ours, induction_score_store, atol=1e-6), "arena_induction_scores must be ARENA's stripe score"
 
 
 def test_logit_attribution_cells(model):

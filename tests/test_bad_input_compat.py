@@ -52,6 +52,8 @@ def _cases() -> list[Case]:
              "layer must be a block index"),
         Case(U + "test_prompt", "answer None", lambda e: utils.test_prompt("ab", None, e.model), TypeError,
              "answer must be a non-empty str or a list of them"),
+        Case(U + "arena_induction_scores", "seq_len 1", lambda e: utils.arena_induction_scores(e.cache, 1),
+             ValueError, "seq_len must be the length (an int >= 2) of the repeated segment, got 1"),
         Case(U + "test_prompt", "top_k 0", lambda e: utils.test_prompt("ab", "c", e.model, top_k=0), ValueError,
              "top_k must be a positive int, got 0"),
     ]  # fmt: skip

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
+from model.network.cache import ActivationCache
 from model.network.minigpt import MiniGPT
 
 _ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "key": "k", "query": "q", "value": "v",
@@ -122,3 +125,37 @@ def test_prompt(
     if print_details:
         print(f"Ranks of the answer tokens: {ranks}")
     return ranks
+
+
+test_prompt.__test__ = False  # TransformerLens's name, not a pytest test
+
+
+def arena_induction_scores(cache: ActivationCache, seq_len: int) -> Float[Tensor, "layer head"]:
+    """ARENA's induction ("stripe") score of every head: the mean attention from each token of the second copy to
+    the token after its first occurrence (``pattern.diagonal(offset=1 - seq_len)``), over batch and positions, for
+    a cache of ``[<bos>, x, x]`` with ``len(x) = seq_len``. It is defined differently from ours
+    (:func:`interp.head_scores`' ``induction``), so the two differ on the same heads; this one is ARENA's.
+
+    Example:
+        >>> model = MiniGPT.from_pretrained("induction-2l")
+        >>> x = model.random_tokens(2, 15, seed=0)
+        >>> bos = torch.full((2, 1), model.tokenizer.bos_token_id)
+        >>> _, cache = model.run_with_cache(torch.cat([bos, x, x], dim=1))
+        >>> arena_induction_scores(cache, 15).shape
+        torch.Size([2, 1])
+    """
+    if not isinstance(cache, ActivationCache):
+        raise TypeError(f"cache must be an ActivationCache from model.run_with_cache, got {type(cache).__name__}")
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:
+        raise ValueError(f"seq_len must be the length (an int >= 2) of the repeated segment, got {seq_len!r}")
+    layers = sorted(int(name.split(".")[1]) for name in cache if name.endswith("attn.hook_pattern"))
+    if not layers:
+        raise KeyError("the cache holds no attention pattern; record blocks.{l}.attn.hook_pattern")
+    scores = []
+    for layer in layers:
+        pattern = cache["pattern", layer]
+        pattern = pattern if cache.has_batch_dim else pattern[None]
+        if pattern.shape[-1] < 2 * seq_len:
+            raise ValueError(f"the cache covers {pattern.shape[-1]} positions, fewer than two copies of {seq_len}")
+        scores.append(pattern.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1).mean(dim=(0, -1)))
+    return torch.stack(scores)
