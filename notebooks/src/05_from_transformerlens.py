@@ -11,11 +11,14 @@
 
 # %%
 import einops
+import plotly.express as px
+import plotly.io as pio
 import torch as t
 
 from interp.compat import patching, utils  # TransformerLens: from transformer_lens import patching, utils
 from model import FactoredMatrix, MiniGPT
 
+pio.renderers.default = "plotly_mimetype"  # figures travel inside the notebook as JSON (no plotly.js copy)
 t.manual_seed(0)
 model = MiniGPT.from_pretrained("induction-2l")
 print(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model, model.cfg.d_mlp, model.cfg.normalization_type,
@@ -67,6 +70,9 @@ def induction_attn_detector(cache):
 
 print("induction heads:", induction_attn_detector(cache))
 print(cache["attn", 1].shape, utils.get_act_name("attn", 1))  # TransformerLens's alias: "attn" is the pattern
+labels = [f"{i}:{s}" for i, s in enumerate(model.to_str_tokens(rep_tokens[0]))]
+px.imshow(cache["pattern", 1][0], x=labels, y=labels, color_continuous_scale="Blues",
+          title="L1H0 attention: the induction stripe").show()  # fmt: skip
 
 # %% [markdown]
 # ## The residual stream, decomposed
