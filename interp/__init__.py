@@ -12,6 +12,8 @@ module imports only from its own tier or a lower one, and from ``model``; never 
 - ``interp.weights``: reading weights (QK/OV circuits, copying, composition).
 - ``interp.intervene``: changing activations (ablation specs, replacements, the batched engine, sweeps, patching).
 - ``interp.reports``: what a training run is judged by (the induction report).
+- ``interp.features``: sparse autoencoders and transcoders (training, the standard figures, feature analyses,
+  steering, automatic labels).
 - ``interp.cli``: the ``minigpt`` command line, the only room that may import all the others.
 
 Example:
@@ -27,6 +29,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("interp.observe", "interp.weights"),
     ("interp.intervene",),
     ("interp.reports",),  # planned beside it: interp.discover (circuit discovery), interp.dynamics (training)
+    ("interp.features",),  # sparse autoencoders and transcoders: their training, analyses and steering
     ("interp.cli",),
 )
 
@@ -50,6 +53,16 @@ _ROOMS = {
     "interp.intervene.sweeps": ["head_sweep", "neuron_sweep"],
     "interp.intervene.patching": ["activation_patching", "attribution_patching"],
     "interp.reports.induction": ["induction_report"],
+    "interp.features.config": ["SAEConfig"],
+    "interp.features.sae": ["SAE", "list_saes"],
+    "interp.features.toy": ["ToyFeatures", "planted_feature_recovery", "toy_features"],
+    "interp.features.training": ["SAETrainConfig", "train_sae", "train_transcoder"],
+    "interp.features.evaluate": ["feature_summary", "sae_metrics"],
+    "interp.features.analysis": [
+        "activation_histogram", "feature_dla", "feature_logit_effects", "sae_activations", "top_activations",
+    ],
+    "interp.features.steering": ["feature_hooks", "feature_intervention", "generate_steered"],
+    "interp.features.labels": ["feature_label", "feature_labels", "label_from_contexts"],
 }  # fmt: skip
 _EXPORTS = {name: module for module, names in _ROOMS.items() for name in names}
 __all__ = sorted(_EXPORTS)
