@@ -14,6 +14,8 @@ module imports only from its own tier or a lower one, and from ``model``; never 
 - ``interp.reports``: what a training run is judged by (the induction report).
 - ``interp.features``: sparse autoencoders and transcoders (training, the standard figures, feature analyses,
   steering, automatic labels).
+- ``interp.discover``: circuit discovery (the edge graph, edge patching, EAP, EAP-IG, ACDC, path patching,
+  circuits, and models whose circuit is known by construction).
 - ``interp.cli``: the ``minigpt`` command line, the only room that may import all the others.
 
 Example:
@@ -28,7 +30,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("interp.common",),
     ("interp.observe", "interp.weights"),
     ("interp.intervene",),
-    ("interp.reports",),  # planned beside it: interp.discover (circuit discovery), interp.dynamics (training)
+    ("interp.reports", "interp.discover"),  # planned beside them: interp.dynamics (training)
     ("interp.features",),  # sparse autoencoders and transcoders: their training, analyses and steering
     ("interp.cli",),
 )
@@ -63,6 +65,17 @@ _ROOMS = {
     ],
     "interp.features.steering": ["feature_hooks", "feature_intervention", "generate_steered"],
     "interp.features.labels": ["feature_label", "feature_labels", "label_from_contexts"],
+    "interp.discover.graph": ["EdgeGraph", "circuit_graph", "edge_graph"],
+    "interp.discover.patching": ["edge_patching"],
+    "interp.discover.reference": ["edge_patching_reference"],
+    "interp.discover.attribution": ["edge_attribution_patching"],
+    "interp.discover.acdc": ["acdc"],
+    "interp.discover.paths": ["path_patching"],
+    "interp.discover.circuit": ["Circuit", "circuit_from_edges"],
+    "interp.discover.scoring": ["edge_auc", "score_correlation"],
+    "interp.discover.planted": ["planted_induction", "planted_lookup"],
+    "interp.discover.trained": ["modular_sum_data", "train_modular_sum"],
+    "interp.discover.tasks": ["KnownCircuit", "known_circuit"],
 }  # fmt: skip
 _EXPORTS = {name: module for module, names in _ROOMS.items() for name in names}
 __all__ = sorted(_EXPORTS)

@@ -25,6 +25,7 @@ from dashboards.plots.features import (
     logit_effects_figure,
     prompt_activation_bar,
 )
+from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
 
@@ -41,6 +42,7 @@ __all__ = [
     "display_token",
     "distributions_compare",
     "dla_bar",
+    "edge_graph_figure",
     "head_heatmap",
     "head_scores_heatmap",
     "intervention_compare",
