@@ -139,7 +139,7 @@ def test_transcoder_trains_from_mlp_input_to_output(tiny):
     fvu = float((tc(x).detach() - y).pow(2).sum() / (y - y.mean((0, 1))).pow(2).sum())
     print(f"\ntiny transcoder: fraction of variance unexplained {fvu:.3f}")
     assert fvu < 0.5
-    out, cache = tiny.run_with_cache_with_saes(tokens, [tc])
+    _, cache = tiny.run_with_cache_with_saes(tokens, [tc])
     assert torch.allclose(cache["blocks.1.hook_mlp_out.hook_sae_recons"], tc(x), atol=1e-5)
 
 

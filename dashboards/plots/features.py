@@ -41,10 +41,19 @@ def activation_histogram_figure(hist: pd.DataFrame, *, title: str) -> go.Figure:
     """Bars of ``activation_histogram`` (columns ``bin_start, bin_end, count``)."""
     centres = ((hist["bin_start"] + hist["bin_end"]) / 2).tolist()
     widths = (hist["bin_end"] - hist["bin_start"]).tolist()
-    trace = {"type": "bar", "x": centres, "y": hist["count"].tolist(), "width": widths, "marker": {"color": "#fd8d3c"},
-             "hovertemplate": "activation %{x:.2f}<br>%{y} tokens<extra></extra>"}  # fmt: skip
-    layout = {"xaxis": {"title": {"text": "activation (where it fires)"}}, "yaxis": {"title": {"text": "tokens"}},
-              "bargap": 0.05}  # fmt: skip
+    trace = {
+        "type": "bar",
+        "x": centres,
+        "y": hist["count"].tolist(),
+        "width": widths,
+        "marker": {"color": "#fd8d3c"},
+        "hovertemplate": "activation %{x:.2f}<br>%{y} tokens<extra></extra>",
+    }
+    layout = {
+        "xaxis": {"title": {"text": "activation (where it fires)"}},
+        "yaxis": {"title": {"text": "tokens"}},
+        "bargap": 0.05,
+    }
     return make_figure([trace], layout, title, height=320)
 
 
@@ -67,8 +76,9 @@ def prompt_activation_bar(acts: pd.DataFrame, tokens: list[str], feature: int) -
     labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
     trace = {"type": "bar", "x": labels, "y": values, "marker": {"color": "#fd8d3c"},
              "hovertemplate": "%{x}<br>activation %{y:.3f}<extra></extra>"}  # fmt: skip
-    layout = {"xaxis": {"type": "category", "tickmode": "array", "tickvals": labels,
-                        "ticktext": [display_token(t) for t in tokens]}, "yaxis": {"title": {"text": "activation"}}}  # fmt: skip
+    ticks = [display_token(t) for t in tokens]
+    layout = {"xaxis": {"type": "category", "tickmode": "array", "tickvals": labels, "ticktext": ticks},
+              "yaxis": {"title": {"text": "activation"}}}  # fmt: skip
     return make_figure([trace], layout, f"Feature {feature} along the prompt", height=300)
 
 

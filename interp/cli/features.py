@@ -136,7 +136,9 @@ def _features(args: argparse.Namespace) -> int:
     hist = activation_histogram(model, tokens, cache, sae=sae, feature=args.feature)
     print(f"feature {args.feature} of {args.sae}: {feature_label(model, tokens, cache, sae=sae, feature=args.feature)}")
     print(f"fires on {hist['count'].sum()} of {tokens.numel()} validation tokens ({hist.firing_rate.sum():.2%})")
-    effects = feature_logit_effects(model, sae, args.feature, k=args.top) if sae.cfg.d_out == model.cfg.d_model else None
+    effects = (
+        feature_logit_effects(model, sae, args.feature, k=args.top) if sae.cfg.d_out == model.cfg.d_model else None
+    )
     if effects is not None:
         for side in ("promoted", "suppressed"):
             chars = " ".join(repr(s) for s in effects[effects.side == side].target_str)

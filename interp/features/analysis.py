@@ -32,7 +32,7 @@ from torch import Tensor
 
 from interp.common.checks import check_int, check_model, require_finite
 from interp.common.vocabulary import nullable_ints
-from interp.features.common import RESIDUAL_WRITES, check_feature, check_sae, prepare_features, write_point
+from interp.features.common import RESIDUAL_WRITES, _check_feature, _check_sae, _prepare_features, _write_point
 from interp.features.sae import SAE
 from interp.observe.dla import _directions, _final_logits, resolve_target, token_columns
 from interp.observe.residual import pos_strings
@@ -47,7 +47,7 @@ def sae_activations(
 ) -> pd.DataFrame:
     """Every non-zero activation: columns batch, pos, pos_str, feature, activation (rows by batch, pos, then
     activation, strongest first)."""
-    model, tokens, _, acts = prepare_features(model, tokens, cache, sae, what="sae_activations")
+    model, tokens, _, acts = _prepare_features(model, tokens, cache, sae, what="sae_activations")
     require_finite(acts, "sae_activations", model)
     b, p, f = (acts > 0).nonzero(as_tuple=True)
     values = acts[b, p, f].double().cpu().numpy()
@@ -82,8 +82,8 @@ def top_activations(
     characters before it), context_right (up to ``right`` after it, in the same sequence), context (the three
     joined, the activating character marked ``«c»``), next_str (the character after it; <NA> at the end).
     """
-    model, tokens, _, acts = prepare_features(model, tokens, cache, sae, what="top_activations")
-    feature = check_feature(sae, feature)
+    model, tokens, _, acts = _prepare_features(model, tokens, cache, sae, what="top_activations")
+    feature = _check_feature(sae, feature)
     k, left, right = (check_int(v, n, minimum=m) for v, n, m in ((k, "k", 1), (left, "left", 0), (right, "right", 0)))
     column = acts[..., feature].flatten().cpu()
     order = column.argsort(descending=True, stable=True)[: min(k, int((column > 0).sum()))]
@@ -112,8 +112,8 @@ def activation_histogram(
     Columns: feature, bin_start, bin_end, count (int), firing_rate (the fraction of all tokens in this bin). No
     rows when the feature never fires on ``tokens``.
     """
-    model, tokens, _, acts = prepare_features(model, tokens, cache, sae, what="activation_histogram")
-    feature, bins = check_feature(sae, feature), check_int(bins, "bins", minimum=1)
+    model, tokens, _, acts = _prepare_features(model, tokens, cache, sae, what="activation_histogram")
+    feature, bins = _check_feature(sae, feature), check_int(bins, "bins", minimum=1)
     values = acts[..., feature].flatten().double().cpu()
     fired = values[values > 0]
     if len(fired) == 0:
@@ -142,10 +142,10 @@ def feature_logit_effects(model: object, sae: SAE, feature: int, k: int = 10) ->
         (['promoted', 'promoted', 'promoted', 'suppressed', 'suppressed', 'suppressed'], True)
     """
     model = check_model(model)
-    sae = check_sae(model, sae)
-    feature, k = check_feature(sae, feature), check_int(k, "k", minimum=1)
-    if write_point(sae).rsplit(".", 1)[-1] not in RESIDUAL_WRITES:
-        raise ValueError(f"the SAE writes {write_point(sae)!r}, not the residual stream: its decoder direction has no "
+    sae = _check_sae(model, sae)
+    feature, k = _check_feature(sae, feature), check_int(k, "k", minimum=1)
+    if _write_point(sae).rsplit(".", 1)[-1] not in RESIDUAL_WRITES:
+        raise ValueError(f"the SAE writes {_write_point(sae)!r}, not the residual stream: its decoder direction has no "
                          "direct path to the logits")  # fmt: skip
     direction = sae.W_dec[feature].detach().to(model.device)
     if model.ln_final is not None:
@@ -155,11 +155,16 @@ def feature_logit_effects(model: object, sae: SAE, feature: int, k: int = 10) ->
     k = min(k, len(effect))
     top, bottom = effect.topk(k), (-effect).topk(k)
     ids = torch.cat([top.indices, bottom.indices])
-    return pd.DataFrame({
-        "feature": np.full(2 * k, feature), "side": ["promoted"] * k + ["suppressed"] * k,
-        "rank": np.tile(np.arange(k), 2), "target": ids.numpy(), "target_str": token_labels(model.tokenizer, ids.tolist()),
-        "logit_effect": effect[ids].numpy(),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "feature": np.full(2 * k, feature),
+            "side": ["promoted"] * k + ["suppressed"] * k,
+            "rank": np.tile(np.arange(k), 2),
+            "target": ids.numpy(),
+            "target_str": token_labels(model.tokenizer, ids.tolist()),
+            "logit_effect": effect[ids].numpy(),
+        }
+    )
 
 
 @torch.no_grad()
@@ -183,17 +188,19 @@ def feature_dla(
     checked = check_model(model)
     final = ("ln_final.hook_scale", "ln_final.hook_normalized") if checked.ln_final is not None else ()
     extra = final or (f"blocks.{checked.cfg.n_layers - 1}.hook_resid_post",)
-    model, tokens, cache, acts = prepare_features(model, tokens, cache, sae, extra=extra, what="feature_dla")
-    if write_point(sae).rsplit(".", 1)[-1] not in RESIDUAL_WRITES:
-        raise ValueError(f"the SAE writes {write_point(sae)!r}, not the residual stream: no direct path to the logits")
+    model, tokens, cache, acts = _prepare_features(model, tokens, cache, sae, extra=extra, what="feature_dla")
+    if _write_point(sae).rsplit(".", 1)[-1] not in RESIDUAL_WRITES:
+        raise ValueError(f"the SAE writes {_write_point(sae)!r}, not the residual stream: no direct path to the logits")
     if model.cfg.norm == "post":
-        raise ValueError("norm='post' re-normalises the residual stream after every block: no direct path to the logits")
+        raise ValueError(
+            "norm='post' re-normalises the residual stream after every block: no direct path to the logits"
+        )
     logits = _final_logits(model, cache) if target is None else None
     target_ids = resolve_target(model, tokens, target, logits)
     readout, _ = _directions(model, cache, target_ids, None)  # batch pos d_model
     readout = readout.to(sae.device)
     per_feature = acts * (readout @ sae.W_dec.T)  # batch pos d_sae
-    y = cache[write_point(sae)].to(sae.device)
+    y = cache[_write_point(sae)].to(sae.device)
     bias = readout @ sae.b_dec
     error = ((y - sae._decode(acts)) * readout).sum(-1)
     require_finite(per_feature, "feature_dla", model, cache=cache)
@@ -201,20 +208,40 @@ def feature_dla(
     n_b, n_p = tokens.shape
     every_b, every_p = np.repeat(np.arange(n_b), n_p), np.tile(np.arange(n_p), n_b)
     parts = [
-        pd.DataFrame({"batch": b, "pos": p, "kind": 0, "feature": f, "activation": acts[b, p, f].double().cpu().numpy(),
-                      "contribution": per_feature[b, p, f].double().cpu().numpy()}),
-        pd.DataFrame({"batch": every_b, "pos": every_p, "kind": 1, "contribution": bias.flatten().double().cpu().numpy()}),
-        pd.DataFrame({"batch": every_b, "pos": every_p, "kind": 2, "contribution": error.flatten().double().cpu().numpy()}),
-    ]  # fmt: skip
+        pd.DataFrame(
+            {
+                "batch": b,
+                "pos": p,
+                "kind": 0,
+                "feature": f,
+                "activation": acts[b, p, f].double().cpu().numpy(),
+                "contribution": per_feature[b, p, f].double().cpu().numpy(),
+            }
+        ),
+        pd.DataFrame(
+            {"batch": every_b, "pos": every_p, "kind": 1, "contribution": bias.flatten().double().cpu().numpy()}
+        ),
+        pd.DataFrame(
+            {"batch": every_b, "pos": every_p, "kind": 2, "contribution": error.flatten().double().cpu().numpy()}
+        ),
+    ]
     frame = pd.concat(parts, ignore_index=True).sort_values(["batch", "pos", "kind"], kind="stable", ignore_index=True)
     flat = (frame.batch * n_p + frame.pos).to_numpy()
     targets = token_columns(model, target_ids)
     feature_ids = nullable_ints([None if np.isnan(x) else int(x) for x in frame.feature])
     component = np.array(["", "sae.b_dec", "sae.error"], dtype=object)[frame.kind]
     component[frame.kind == 0] = ["F" + str(int(x)) for x in frame.feature[frame.kind == 0]]
-    return pd.DataFrame({
-        "batch": frame.batch.to_numpy(), "pos": frame.pos.to_numpy(), "pos_str": pos_strings(model, tokens)[frame.batch, frame.pos],
-        "target": targets["target"][flat], "target_str": targets["target_str"][flat], "component": component,
-        "component_type": np.array(["feature", "sae_bias", "sae_error"], dtype=object)[frame.kind],
-        "feature": feature_ids, "activation": frame.activation.to_numpy(dtype=float), "contribution": frame.contribution.to_numpy(),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "batch": frame.batch.to_numpy(),
+            "pos": frame.pos.to_numpy(),
+            "pos_str": pos_strings(model, tokens)[frame.batch, frame.pos],
+            "target": targets["target"][flat],
+            "target_str": targets["target_str"][flat],
+            "component": component,
+            "component_type": np.array(["feature", "sae_bias", "sae_error"], dtype=object)[frame.kind],
+            "feature": feature_ids,
+            "activation": frame.activation.to_numpy(dtype=float),
+            "contribution": frame.contribution.to_numpy(),
+        }
+    )

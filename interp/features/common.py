@@ -11,7 +11,7 @@ Example:
     >>> from interp.features.config import SAEConfig
     >>> model = MiniGPT(ModelConfig(), seed=0)
     >>> sae = SAE(SAEConfig("topk", d_in=64, d_sae=128, hook_name="blocks.0.hook_resid_post", k=4), seed=0)
-    >>> _, tokens, cache, acts = prepare_features(model, "hello", None, sae)
+    >>> _, tokens, cache, acts = _prepare_features(model, "hello", None, sae)
     >>> acts.shape, int((acts > 0).sum(-1).max())
     (torch.Size([1, 6, 128]), 4)
 """
@@ -32,13 +32,13 @@ RESIDUAL_WRITES = ("hook_embed", "hook_pos_embed", "hook_resid_pre", "hook_resid
                    "hook_attn_out", "hook_mlp_out")  # fmt: skip
 
 
-def check_sae(model: MiniGPT, sae: object) -> SAE:
+def _check_sae(model: MiniGPT, sae: object) -> SAE:
     """``sae`` itself when it is an SAE whose hook points exist in ``model`` with the sizes it reads and writes.
 
     Example:
         >>> from model import MiniGPT, ModelConfig
         >>> from interp.features.config import SAEConfig
-        >>> check_sae(MiniGPT(ModelConfig()), SAE(SAEConfig("standard", d_in=32, d_sae=8, hook_name="hook_embed")))
+        >>> _check_sae(MiniGPT(ModelConfig()), SAE(SAEConfig("standard", d_in=32, d_sae=8, hook_name="hook_embed")))
         Traceback (most recent call last):
         ...
         ValueError: the SAE reads 32 numbers at 'hook_embed', but the model's activation there has 64 (shape \
@@ -63,17 +63,17 @@ def check_sae(model: MiniGPT, sae: object) -> SAE:
     return sae
 
 
-def write_point(sae: SAE) -> str:
+def _write_point(sae: SAE) -> str:
     """Where the SAE's reconstruction goes: its read point, or a transcoder's ``hook_name_out``."""
     return sae.cfg.hook_name_out or sae.cfg.hook_name
 
 
-def check_feature(sae: SAE, feature: object) -> int:
+def _check_feature(sae: SAE, feature: object) -> int:
     """A feature index of ``sae``: an int in ``0 .. d_sae - 1``.
 
     Example:
         >>> from interp.features.config import SAEConfig
-        >>> check_feature(SAE(SAEConfig("standard", d_in=4, d_sae=8, hook_name="x")), 8)
+        >>> _check_feature(SAE(SAEConfig("standard", d_in=4, d_sae=8, hook_name="x")), 8)
         Traceback (most recent call last):
         ...
         IndexError: feature 8 is out of range: the model has 8 features (valid 0..7)
@@ -81,13 +81,19 @@ def check_feature(sae: SAE, feature: object) -> int:
     return check_index(feature, sae.cfg.d_sae, "feature")
 
 
-def prepare_features(
-    model: object, tokens: object, cache: object, sae: object, *, extra: tuple[str, ...] = (), what: str = "this analysis"
+def _prepare_features(
+    model: object,
+    tokens: object,
+    cache: object,
+    sae: object,
+    *,
+    extra: tuple[str, ...] = (),
+    what: str = "this analysis",
 ) -> tuple[MiniGPT, Int[Tensor, "batch pos"], ActivationCache, Float[Tensor, "batch pos d_sae"]]:
     """``(model, tokens, cache, features)`` checked once; the cache records the SAE's points and ``extra``."""
     model = check_model(model)
-    sae = check_sae(model, sae)
-    names = list(dict.fromkeys([sae.cfg.hook_name, write_point(sae), *extra]))
+    sae = _check_sae(model, sae)
+    names = list(dict.fromkeys([sae.cfg.hook_name, _write_point(sae), *extra]))
     model, tokens, cache = prepare(model, tokens, cache, names_filter=names, what=what)
     for name in names:
         if name not in cache:

@@ -38,11 +38,11 @@ CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 FORMAT, FORMAT_VERSION = "minigpt-lens-sae", 1
 
 
-def architecture_for(activation: str, transcoder: bool) -> str:
+def _architecture_for(activation: str, transcoder: bool) -> str:
     """The SAELens ``architecture`` of an activation (``"relu"``/``"topk"``) and kind (SAE or transcoder).
 
     Example:
-        >>> architecture_for("relu", False), architecture_for("topk", True)
+        >>> _architecture_for("relu", False), _architecture_for("topk", True)
         ('standard', 'topk_transcoder')
     """
     if activation not in ACTIVATIONS:

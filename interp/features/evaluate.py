@@ -30,8 +30,8 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm import tqdm
 
-from interp.common.checks import check_int, check_model
-from interp.features.common import check_sae, write_point
+from interp.common.checks import check_int, check_model, require_finite
+from interp.features.common import _check_sae, _write_point
 from interp.features.sae import SAE
 
 
@@ -44,7 +44,7 @@ def _check_threshold(value: object) -> float:
 @torch.no_grad()
 def _passes(model, tokens: Tensor, sae: SAE, batch_size: int, progress: bool) -> dict[str, Tensor]:
     """Sums over every token of what the figures need, one chunk of ``batch_size`` sequences at a time."""
-    write = write_point(sae)
+    write = _write_point(sae)
     names = [f"{write}.hook_sae_acts", f"{write}.hook_sae_recons", f"{write}.hook_sae_error"]
     zero = [(write, lambda act, hook: torch.zeros_like(act))]
     sums = {"sq_error": 0.0, "y": 0.0, "y2": 0.0, "n": 0, "l0": 0.0, "clean": 0.0, "spliced": 0.0, "zero": 0.0,
@@ -83,7 +83,7 @@ def sae_metrics(
     token) and ce_recovered.
     """
     model = check_model(model)
-    sae = check_sae(model, sae)
+    sae = _check_sae(model, sae)
     tokens = model.check_tokens(tokens)
     if tokens.shape[1] < 2:
         raise ValueError("sae_metrics needs sequences of at least 2 tokens (the loss predicts the next one)")
@@ -93,6 +93,7 @@ def sae_metrics(
     variance = s["y2"] - s["n"] * float(mean.pow(2).sum())
     rate = s["fired"].double() / s["n"]
     clean, spliced, zero = (s[k] / s["n_loss"] for k in ("clean", "spliced", "zero"))
+    require_finite(torch.tensor([clean, spliced, zero, float(variance)]), "sae_metrics", model, tokens=tokens[:1])
     where = sae.cfg.hook_name + (f" -> {sae.cfg.hook_name_out}" if sae.cfg.is_transcoder else "")
     return pd.DataFrame({
         "hook_name": [where], "architecture": [sae.cfg.architecture], "d_sae": [sae.cfg.d_sae],
@@ -104,7 +105,9 @@ def sae_metrics(
 
 
 @torch.no_grad()
-def feature_summary(model: object, tokens: Int[Tensor, "batch pos"], *, sae: SAE, batch_size: int = 256) -> pd.DataFrame:
+def feature_summary(
+    model: object, tokens: Int[Tensor, "batch pos"], *, sae: SAE, batch_size: int = 256
+) -> pd.DataFrame:
     """One row per feature: how often it fires on ``tokens`` and how strongly.
 
     Columns: feature, firing_rate (fraction of tokens where it is > 0), mean_activation (over the tokens where
@@ -118,7 +121,7 @@ def feature_summary(model: object, tokens: Int[Tensor, "batch pos"], *, sae: SAE
         (True, True)
     """
     model = check_model(model)
-    sae = check_sae(model, sae)
+    sae = _check_sae(model, sae)
     tokens = model.check_tokens(tokens)
     count = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
     total, peak, n = torch.zeros_like(count), torch.zeros_like(count), 0

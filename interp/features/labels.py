@@ -28,7 +28,7 @@ from torch import Tensor
 
 from interp.common.checks import check_int
 from interp.features.analysis import _contexts, top_activations
-from interp.features.common import check_feature, prepare_features
+from interp.features.common import _check_feature, _prepare_features
 from interp.features.sae import SAE
 from model.network.cache import ActivationCache
 from model.network.token_ids import token_labels
@@ -54,11 +54,11 @@ def _shown(symbol: str) -> str:
     return {" ": "a space", "\n": "a newline", "<bos>": "the start of the text"}.get(symbol, repr(symbol))
 
 
-def describe(symbols: Sequence[str | None], share: float = 0.75) -> str | None:
+def _describe(symbols: Sequence[str | None], share: float = 0.75) -> str | None:
     """The most specific description covering ``share`` of ``symbols`` (None entries count against), or None.
 
     Example:
-        >>> describe(list("eeee ")), describe(list("aeio ")), describe(list("a1.- "))
+        >>> _describe(list("eeee ")), _describe(list("aeio ")), _describe(list("a1.- "))
         ("'e'", 'a vowel', None)
     """
     present = [s for s in symbols if s is not None and not pd.isna(s)]
@@ -74,7 +74,8 @@ def describe(symbols: Sequence[str | None], share: float = 0.75) -> str | None:
 
 
 def label_from_contexts(frame: pd.DataFrame, share: float = 0.75) -> str:
-    """The label of a feature from its :func:`interp.features.analysis.top_activations` frame (see the module docstring)."""
+    """The label of a feature from its :func:`interp.features.analysis.top_activations` frame (see the module
+    docstring)."""
     if not isinstance(frame, pd.DataFrame) or any(c not in frame for c in REQUIRED):
         raise TypeError(f"label_from_contexts takes a top_activations frame (columns {list(REQUIRED)})")
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0.5 <= share <= 1:
@@ -88,7 +89,7 @@ def label_from_contexts(frame: pd.DataFrame, share: float = 0.75) -> str:
     after = frame.next_str.tolist()
     parts = {}
     for word, symbols in (("on", here), ("after", before), ("before", after)):
-        found = describe(symbols, share)
+        found = _describe(symbols, share)
         if found is not None:
             parts[word] = found
     informative = {w: d for w, d in parts.items() if d not in VAGUE}
@@ -147,8 +148,8 @@ def feature_labels(
         >>> feature_labels(model, "the value of the", sae=sae, features=[0, 1]).columns.tolist()
         ['feature', 'label']
     """
-    model, tokens, _, acts = prepare_features(model, tokens, cache, sae, what="feature_labels")
-    chosen = list(range(sae.cfg.d_sae)) if features is None else [check_feature(sae, f) for f in features]
+    model, tokens, _, acts = _prepare_features(model, tokens, cache, sae, what="feature_labels")
+    chosen = list(range(sae.cfg.d_sae)) if features is None else [_check_feature(sae, f) for f in features]
     k = check_int(k, "k", minimum=1)
     labels = [token_labels(model.tokenizer, row) for row in tokens.tolist()]
     flat, n_pos, out = acts.flatten(0, 1).cpu(), tokens.shape[1], []

@@ -161,7 +161,7 @@ class SAE(nn.Module):
             >>> SAE.from_pretrained("minigpt-text-resid-post-1").cfg.hook_name
             'blocks.1.hook_resid_post'
         """
-        folder = resolve_sae(name_or_path)
+        folder = _resolve_sae(name_or_path)
         doc = _read_cfg(folder / CFG_FILE)
         cfg = SAEConfig.from_dict(_flatten(doc), str(folder / CFG_FILE))
         weights = folder / WEIGHTS_FILE
@@ -237,11 +237,11 @@ def list_saes() -> dict[str, str]:
     return found
 
 
-def resolve_sae(name_or_path: str | os.PathLike) -> Path:
+def _resolve_sae(name_or_path: str | os.PathLike) -> Path:
     """The folder of a shipped SAE name, or of a path (a folder, or its ``cfg.json`` / weights file).
 
     Example:
-        >>> resolve_sae("no-such-sae")
+        >>> _resolve_sae("no-such-sae")
         Traceback (most recent call last):
         ...
         FileNotFoundError: no shipped SAE named 'no-such-sae' and no folder no-such-sae; shipped: [...]

@@ -32,7 +32,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.common.checks import check_int, check_model, check_seed
-from interp.features.common import check_feature, check_sae, write_point
+from interp.features.common import _check_feature, _check_sae, _write_point
 from interp.features.sae import SAE
 from model.network.hooks import HookFn, HookPoint
 from model.network.token_ids import token_labels
@@ -73,11 +73,11 @@ def feature_hooks(
     """
     if not isinstance(sae, SAE):
         raise TypeError(f"sae must be an SAE, got {type(sae).__name__}")
-    return _hooks(sae, check_feature(sae, feature), mode, _check_mode(mode, value), _positions(positions))
+    return _hooks(sae, _check_feature(sae, feature), mode, _check_mode(mode, value), _positions(positions))
 
 
 def _hooks(sae: SAE, feature: int, mode: str, value: float, positions: list[int] | None) -> list[tuple[str, HookFn]]:
-    read, write = sae.cfg.hook_name, write_point(sae)
+    read, write = sae.cfg.hook_name, _write_point(sae)
     inputs: dict[str, Tensor] = {}
 
     def read_hook(x: Tensor, hook: HookPoint) -> None:
@@ -117,8 +117,8 @@ def feature_intervention(
     rows by batch, then prob_delta, largest rise first.
     """
     model = check_model(model)
-    sae = check_sae(model, sae)
-    feature, value = check_feature(sae, feature), _check_mode(mode, value)
+    sae = _check_sae(model, sae)
+    feature, value = _check_feature(sae, feature), _check_mode(mode, value)
     tokens = model.check_tokens(tokens)
     pos = check_int(pos, "pos")
     if not -tokens.shape[1] <= pos < tokens.shape[1]:
@@ -126,12 +126,17 @@ def feature_intervention(
     clean = model(tokens)[:, pos].softmax(-1).double().cpu()
     edited = model.run_with_hooks(tokens, _hooks(sae, feature, mode, value, None))[:, pos].softmax(-1).double().cpu()
     n_batch, n_vocab = clean.shape
-    frame = pd.DataFrame({
-        "batch": np.repeat(np.arange(n_batch), n_vocab), "pos": pos % tokens.shape[1],
-        "target": np.tile(np.arange(n_vocab), n_batch), "target_str": token_labels(model.tokenizer, range(n_vocab)) * n_batch,
-        "prob_clean": clean.flatten().numpy(), "prob_intervened": edited.flatten().numpy(),
-        "prob_delta": (edited - clean).flatten().numpy(),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "batch": np.repeat(np.arange(n_batch), n_vocab),
+            "pos": pos % tokens.shape[1],
+            "target": np.tile(np.arange(n_vocab), n_batch),
+            "target_str": token_labels(model.tokenizer, range(n_vocab)) * n_batch,
+            "prob_clean": clean.flatten().numpy(),
+            "prob_intervened": edited.flatten().numpy(),
+            "prob_delta": (edited - clean).flatten().numpy(),
+        }
+    )
     return frame.sort_values(["batch", "prob_delta"], ascending=[True, False], ignore_index=True)
 
 
@@ -159,10 +164,10 @@ def generate_steered(
         True
     """
     model = check_model(model)
-    sae = check_sae(model, sae)
+    sae = _check_sae(model, sae)
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-    hooks = _hooks(sae, check_feature(sae, feature), mode, _check_mode(mode, value), None)
+    hooks = _hooks(sae, _check_feature(sae, feature), mode, _check_mode(mode, value), None)
     with model.hooks(hooks):
         return model.generate(prompt, check_int(max_new_tokens, "max_new_tokens", minimum=1), temperature=temperature,
                               seed=check_seed(seed))  # fmt: skip

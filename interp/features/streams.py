@@ -3,16 +3,16 @@
 Every batch is a pure function of ``(seed, step)``, so a resumed run sees exactly the batches the uninterrupted
 one would have seen:
 
-- :class:`TensorSource` holds ``[n, d_in]`` activations (and, for a transcoder, ``[n, d_out]`` targets) and
+- :class:`_TensorSource` holds ``[n, d_in]`` activations (and, for a transcoder, ``[n, d_out]`` targets) and
   draws each batch's rows at random with a generator seeded by ``(seed, step)``;
-- :class:`ModelSource` runs the model on windows of ``tokens`` (``[n_seq, pos]``) and reads one hook point (an
+- :class:`_ModelSource` runs the model on windows of ``tokens`` (``[n_seq, pos]``) and reads one hook point (an
   SAE) or two (a transcoder: the MLP's input and output). It fills a buffer covering ``buffer_steps`` batches
   from windows drawn by ``(seed, buffer index)``, shuffles it, and serves it in order: the model runs once per
   buffer, never on the whole token set at once.
 
 Example:
     >>> import torch
-    >>> source = TensorSource(torch.arange(20.0).view(10, 2), batch_size=4, seed=0)
+    >>> source = _TensorSource(torch.arange(20.0).view(10, 2), batch_size=4, seed=0)
     >>> bool(torch.equal(source.batch(3)[0], source.batch(3)[0])), source.batch(3)[0].shape, source.batch(3)[1]
     (True, torch.Size([4, 2]), None)
 """
@@ -46,14 +46,16 @@ def _check_activations(x: object, what: str) -> Tensor:
     return x.detach()
 
 
-class TensorSource:
+class _TensorSource:
     """Batches of rows of a ``[n, d_in]`` tensor (and of ``targets [n, d_out]`` for a transcoder)."""
 
     def __init__(self, x: Tensor, batch_size: int, seed: int, targets: Tensor | None = None) -> None:
         self.x = _check_activations(x, "activations")
         self.targets = None if targets is None else _check_activations(targets, "targets")
         if self.targets is not None and len(self.targets) != len(self.x):
-            raise ValueError(f"activations have {len(self.x)} rows but targets {len(self.targets)}; pair them row by row")
+            raise ValueError(
+                f"activations have {len(self.x)} rows but targets {len(self.targets)}; pair them row by row"
+            )
         self.batch_size, self.seed = batch_size, seed
         self.d_in = self.x.shape[1]
         self.d_out = self.d_in if self.targets is None else self.targets.shape[1]
@@ -68,7 +70,7 @@ class TensorSource:
         return f"a tensor of {len(self.x)} activations [{len(self.x)}, {self.d_in}]"
 
 
-class ModelSource:
+class _ModelSource:
     """Activations at ``hook_name`` (and, for a transcoder, ``hook_name_out``) of ``model`` on windows of ``tokens``."""
 
     def __init__(
@@ -118,7 +120,7 @@ class ModelSource:
         return f"{where} of the model on windows of {tuple(self.tokens.shape)} tokens"
 
 
-def mlp_input_name(model: MiniGPT, layer: int) -> str:
+def _mlp_input_name(model: MiniGPT, layer: int) -> str:
     """The hook point holding exactly what layer ``layer``'s MLP reads: ``ln2.hook_normalized`` (pre-norm), else
     ``hook_resid_mid``. A transcoder reads there."""
     if model.blocks[layer].ln2 is not None and model.cfg.norm == "pre":
@@ -126,12 +128,12 @@ def mlp_input_name(model: MiniGPT, layer: int) -> str:
     return f"blocks.{layer}.hook_resid_mid"
 
 
-def make_source(activations: Any, batch_size: int, seed: int, *, transcoder: bool, buffer_steps: int = 32):
+def _make_source(activations: Any, batch_size: int, seed: int, *, transcoder: bool, buffer_steps: int = 32):
     """The source an activations argument names (see :func:`interp.features.training.train_sae`)."""
     if isinstance(activations, Tensor):
         if transcoder:
             raise TypeError("a transcoder needs (inputs, targets) tensors or a (model, layer, tokens) source")
-        return TensorSource(activations, batch_size, seed)
+        return _TensorSource(activations, batch_size, seed)
     if not isinstance(activations, tuple | list) or len(activations) not in (2, 3):
         raise TypeError(
             "activations must be a tensor [n, d_in] or a (model, hook_name, tokens) source (a transcoder: "
@@ -140,7 +142,7 @@ def make_source(activations: Any, batch_size: int, seed: int, *, transcoder: boo
     if len(activations) == 2:
         if not transcoder:
             raise TypeError("(inputs, targets) pairs train a transcoder (train_transcoder); an SAE takes one tensor")
-        return TensorSource(activations[0], batch_size, seed, targets=activations[1])
+        return _TensorSource(activations[0], batch_size, seed, targets=activations[1])
     model, where, tokens = activations
     if transcoder:
         layer = check_int(where, "layer", minimum=0)
@@ -148,8 +150,8 @@ def make_source(activations: Any, batch_size: int, seed: int, *, transcoder: boo
         if layer >= model.cfg.n_layers or model.blocks[layer].mlp is None:
             raise ValueError(f"layer {layer} has no MLP to transcode (the model has {model.cfg.n_layers} layers"
                              f"{', attention only' if model.cfg.attn_only else ''})")  # fmt: skip
-        return ModelSource(model, mlp_input_name(model, layer), tokens, batch_size, seed,
+        return _ModelSource(model, _mlp_input_name(model, layer), tokens, batch_size, seed,
                            hook_name_out=f"blocks.{layer}.hook_mlp_out", buffer_steps=buffer_steps)  # fmt: skip
     if not isinstance(where, str):
         raise TypeError(f"the hook name of a (model, hook_name, tokens) source must be a str, got {where!r}")
-    return ModelSource(model, where, tokens, batch_size, seed, buffer_steps=buffer_steps)
+    return _ModelSource(model, where, tokens, batch_size, seed, buffer_steps=buffer_steps)

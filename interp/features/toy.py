@@ -36,6 +36,17 @@ class ToyFeatures:
     magnitudes: Float[Tensor, "n n_features"]  # 0 where a feature is off
     active: Bool[Tensor, "n n_features"]
 
+    def __post_init__(self) -> None:
+        for name in ("activations", "directions", "magnitudes", "active"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor) or value.ndim != 2:
+                raise TypeError(f"ToyFeatures.{name} must be a 2-D tensor, got {type(value).__name__}")
+        n, (n_features, d) = len(self.activations), self.directions.shape
+        expected = {"activations": (n, d), "magnitudes": (n, n_features), "active": (n, n_features)}
+        for name, shape in expected.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"ToyFeatures.{name} has shape {tuple(getattr(self, name).shape)}, expected {shape}")
+
     @property
     def l0(self) -> float:
         """Mean number of active features per sample (``n_features * p`` in expectation)."""
@@ -90,5 +101,9 @@ def planted_feature_recovery(sae: SAE, directions: Float[Tensor, "n_features d"]
     cosines = true.float().cpu() @ learned.T  # n_features d_sae
     best, which = cosines.max(dim=1)
     return pd.DataFrame(
-        {"true_feature": np.arange(len(true)), "feature": which.numpy().astype(np.int64), "cosine": best.double().numpy()}
+        {
+            "true_feature": np.arange(len(true)),
+            "feature": which.numpy().astype(np.int64),
+            "cosine": best.double().numpy(),
+        }
     )

@@ -43,9 +43,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from interp.common.checks import check_int, check_seed
-from interp.features.config import WEIGHTS_FILE, SAEConfig, architecture_for
+from interp.features.config import WEIGHTS_FILE, SAEConfig, _architecture_for
 from interp.features.sae import SAE
-from interp.features.streams import make_source
+from interp.features.streams import _make_source
 from model.storage.files import atomic_write
 from model.training.loop import lr_at
 from model.training.lossplot import loss_figure, write_loss_png
@@ -144,11 +144,11 @@ def _train(activations: Any, d_sae: int, architecture: str, *, transcoder: bool,
         raise TypeError(f"unknown option(s) {unknown}; known: {sorted(fields - {'d_sae', 'architecture'})} "
                         f"and {list(_RUN_OPTIONS)}")  # fmt: skip
     cfg = SAETrainConfig(d_sae=d_sae, architecture=architecture, **options)
-    source = make_source(activations, cfg.batch_size, cfg.seed, transcoder=transcoder, buffer_steps=cfg.buffer_steps)
+    source = _make_source(activations, cfg.batch_size, cfg.seed, transcoder=transcoder, buffer_steps=cfg.buffer_steps)
     hook_name = run.get("hook_name") or source.hook_name or "activations"
     hook_name_out = run.get("hook_name_out") or source.hook_name_out or (f"{hook_name}.out" if transcoder else None)
     sae_cfg = SAEConfig(
-        architecture_for(cfg.architecture, transcoder), d_in=source.d_in, d_sae=cfg.d_sae, hook_name=hook_name,
+        _architecture_for(cfg.architecture, transcoder), d_in=source.d_in, d_sae=cfg.d_sae, hook_name=hook_name,
         k=cfg.k, d_out=source.d_out if transcoder else None, hook_name_out=hook_name_out,
         model_name=run.get("model_name") or source.model_name, context_size=source.context_size,
         dataset_path=run.get("dataset_path", ""),
