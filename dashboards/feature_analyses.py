@@ -43,7 +43,11 @@ def validation(_model: MiniGPT, model_id: str, sae_name: str) -> tuple[torch.Ten
     tokens = text_eval_batches(builtin_corpus(_model.tokenizer).val, _model.cfg.n_ctx, max_windows=VALIDATION_WINDOWS)
     tokens = torch.cat(tokens).to(_model.device)
     with torch.no_grad():
-        _, cache = _model.run_with_cache(tokens, names_filter=[sae.cfg.hook_name], return_type=None)
+        _, cache = _model.run_with_cache(
+            tokens,
+            names_filter=list(dict.fromkeys([sae.cfg.hook_name, sae.cfg.hook_name_out or sae.cfg.hook_name])),
+            return_type=None,
+        )
     return tokens, cache
 
 

@@ -124,7 +124,11 @@ def _features(args: argparse.Namespace) -> int:
     check_out(args.out)
     model, sae = _load(args)
     tokens = _corpus_windows(model, "val", args.windows)
-    _, cache = model.run_with_cache(tokens, names_filter=[sae.cfg.hook_name], return_type=None)
+    _, cache = model.run_with_cache(
+        tokens,
+        names_filter=list(dict.fromkeys([sae.cfg.hook_name, sae.cfg.hook_name_out or sae.cfg.hook_name])),
+        return_type=None,
+    )
     if args.prompt is not None:
         active = sae_activations(model, prompt_tokens(model, args.prompt), sae=sae)
         shown = active.groupby("pos", sort=True).head(3).reset_index(drop=True)
