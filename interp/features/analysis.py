@@ -16,7 +16,7 @@ Example:
     >>> from model import MiniGPT
     >>> from interp.features.sae import SAE
     >>> model, sae = MiniGPT.from_pretrained("minigpt-text"), SAE.from_pretrained("minigpt-text-resid-post-0")
-    >>> tokens = model.to_tokens(["the value of the attribute is", "a class is a type of the object"])
+    >>> tokens = model.to_tokens(["the value of the attribute is", "the name of the class is here"])
     >>> top = top_activations(model, tokens, sae=sae, feature=int(sae_activations(model, tokens, sae=sae).feature[0]))
     >>> list(top.columns[:4]), bool((top.activation.diff().dropna() <= 0).all())
     (['feature', 'batch', 'pos', 'pos_str'], True)

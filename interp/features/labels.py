@@ -12,7 +12,7 @@ so and names the most common character (``"mixed: mostly 'e' (40%)"``).
 Example:
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"pos_str": list("aeiou"), "context_left": ["x ", "y ", "z ", " ", "q "],
-    ...                       "next_str": list("tttts")})
+    ...                       "next_str": list("tkmts")})
     >>> label_from_contexts(frame)
     'on a vowel, after a space, before a consonant'
 """
