@@ -22,7 +22,8 @@ at the end), ``sae_weights.train.safetensors`` (what resuming needs) and ``loss.
 Example:
     >>> from interp.features.toy import planted_feature_recovery, toy_features
     >>> toy = toy_features(n_features=8, d=4, p=0.1, n=4000, seed=0)
-    >>> sae = train_sae(toy.activations, 16, architecture="topk", k=1, steps=120, batch_size=256, seed=0, progress=False)
+    >>> sae = train_sae(toy.activations, 16, architecture="topk", k=1, steps=120, batch_size=256, seed=0,
+    ...                 progress=False)
     >>> sae.cfg.d_sae, bool(planted_feature_recovery(sae, toy.directions).cosine.mean() > 0.8)
     (16, True)
 """
