@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboards import feature_analyses as features  # noqa: F401 (the Features page: analyses.features.<name>)
 from interp.common.export import contributions_to_csv
 from interp.common.metrics import LogitDiff, Loss, Metric
 from interp.discover.attribution import edge_attribution_patching

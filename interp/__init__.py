@@ -12,6 +12,8 @@ module imports only from its own tier or a lower one, and from ``model``; never 
 - ``interp.weights``: reading weights (QK/OV circuits, copying, composition).
 - ``interp.intervene``: changing activations (ablation specs, replacements, the batched engine, sweeps, patching).
 - ``interp.reports``: what a training run is judged by (the induction report).
+- ``interp.features``: sparse autoencoders and transcoders (training, the standard figures, feature analyses,
+  steering, automatic labels).
 - ``interp.discover``: circuit discovery (the edge graph, edge patching, EAP, EAP-IG, ACDC, path patching,
   circuits, and models whose circuit is known by construction).
 - ``interp.compat``: TransformerLens's ``utils`` and ``patching`` helpers (``from interp.compat import utils,
@@ -31,6 +33,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("interp.observe", "interp.weights"),
     ("interp.intervene",),
     ("interp.reports", "interp.discover", "interp.compat"),  # planned beside them: interp.dynamics (training)
+    ("interp.features",),  # sparse autoencoders and transcoders: their training, analyses and steering
     ("interp.cli",),
 )
 
@@ -54,6 +57,16 @@ _ROOMS = {
     "interp.intervene.sweeps": ["head_sweep", "neuron_sweep"],
     "interp.intervene.patching": ["activation_patching", "attribution_patching"],
     "interp.reports.induction": ["induction_report"],
+    "interp.features.config": ["SAEConfig"],
+    "interp.features.sae": ["SAE", "list_saes"],
+    "interp.features.toy": ["ToyFeatures", "planted_feature_recovery", "toy_features"],
+    "interp.features.training": ["SAETrainConfig", "train_sae", "train_transcoder"],
+    "interp.features.evaluate": ["feature_summary", "sae_metrics"],
+    "interp.features.analysis": [
+        "activation_histogram", "feature_dla", "feature_logit_effects", "sae_activations", "top_activations",
+    ],
+    "interp.features.steering": ["feature_hooks", "feature_intervention", "generate_steered"],
+    "interp.features.labels": ["feature_label", "feature_labels", "label_from_contexts"],
     "interp.discover.graph": ["EdgeGraph", "circuit_graph", "edge_graph"],
     "interp.discover.patching": ["edge_patching"],
     "interp.discover.reference": ["edge_patching_reference"],

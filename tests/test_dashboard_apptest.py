@@ -293,3 +293,32 @@ def test_uploaded_checkpoint_loads_the_same_weights():
     shipped = MiniGPT.from_pretrained("minigpt-text")
     for (name, a), (_, b) in zip(model.state_dict().items(), shipped.state_dict().items(), strict=True):
         assert torch.equal(a, b), f"{name} differs after the upload round trip"
+
+
+def test_features_page_shows_a_card_lists_active_features_and_steers():
+    """Features page: a shipped SAE's feature card (contexts, histogram, logit effects), a character of the prompt
+    picked lists its active features, and the steering slider changes the next-token distribution."""
+    at = open_page("features")
+    assert_clean(at, 3)
+    assert at.subheader[0].value.startswith("Feature ")
+    at.selectbox(key="feat_sae").set_value("minigpt-text-resid-post-1").run()
+    at.number_input(key="feat_id").set_value(3).run()
+    assert_clean(at, 3)
+    assert at.subheader[0].value.startswith("Feature 3:")
+    before = [fig for fig in charts(at) if "steered" in fig["layout"].get("title", {}).get("text", "")]
+    at.slider(key="feat_steer").set_value(6.0).run()
+    assert_clean(at, 3)
+    after = [fig for fig in charts(at) if "steered" in fig["layout"].get("title", {}).get("text", "")]
+    assert before and after and before[0] != after[0], "the steering slider must change the next-token chart"
+    at.pills(key="feat_pos").set_value(2).run()
+    assert_clean(at, 3)
+    assert "features are active at position" in " ".join(c.value for c in at.caption)
+    assert len(at.dataframe) >= 1, "the active features of the picked character are listed"
+
+
+def test_features_page_explains_when_no_sae_fits_the_model():
+    at = open_page("features")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    at.switch_page("views/features.py").run()
+    assert not at.exception
+    assert any("No shipped sparse autoencoder" in i.value for i in at.info)

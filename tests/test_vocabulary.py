@@ -54,6 +54,21 @@ def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
                                                                                       method=method)  # fmt: skip
     out["path_patching"] = interp.path_patching(model, clean, corrupted, ["L0H0", "L0.mlp"], ["L1H1", "logits"], "loss")
     out["Circuit.to_frame"] = interp.Circuit.from_scores(out["edge_patching"], top=5).to_frame()
+    return out | feature_frames(model, tokens)
+
+
+def feature_frames(model, tokens) -> dict[str, pd.DataFrame]:
+    """The frames of interp.features, with a seeded untrained SAE on the first residual stream."""
+    cfg = interp.SAEConfig("topk", d_in=model.cfg.d_model, d_sae=16, hook_name="blocks.0.hook_resid_post", k=3)
+    sae, out = interp.SAE(cfg, seed=0), {}
+    for name in ("sae_activations", "feature_dla", "feature_summary", "sae_metrics"):
+        out[name] = getattr(interp, name)(model, tokens, sae=sae)
+    for name in ("top_activations", "activation_histogram", "feature_intervention"):
+        out[name] = getattr(interp, name)(model, tokens, sae=sae, feature=1)
+    out["feature_labels"] = interp.feature_labels(model, tokens, sae=sae, features=[0, 1])
+    out["feature_logit_effects"] = interp.feature_logit_effects(model, sae, 1)
+    out["planted_feature_recovery"] = interp.planted_feature_recovery(sae, interp.toy_features(
+        n_features=8, d=model.cfg.d_model, n=10).directions)  # fmt: skip
     return out
 
 

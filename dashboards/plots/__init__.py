@@ -18,6 +18,13 @@ Example:
 from dashboards.plots.attention import attention_heatmaps, head_heatmap, head_scores_heatmap, position_heatmap
 from dashboards.plots.base import DIVERGING, GREYS, QUALITATIVE, SEQUENTIAL, display_token, token_strip_html
 from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
+from dashboards.plots.features import (
+    activation_histogram_figure,
+    contexts_html,
+    intervention_compare,
+    logit_effects_figure,
+    prompt_activation_bar,
+)
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
@@ -27,19 +34,24 @@ __all__ = [
     "GREYS",
     "QUALITATIVE",
     "SEQUENTIAL",
+    "activation_histogram_figure",
     "attention_heatmaps",
     "circuit_heatmap",
     "composition_heatmap",
+    "contexts_html",
     "display_token",
     "distributions_compare",
     "dla_bar",
     "edge_graph_figure",
     "head_heatmap",
     "head_scores_heatmap",
+    "intervention_compare",
+    "logit_effects_figure",
     "logit_lens_heatmap",
     "next_token_figure",
     "parameter_bar",
     "position_heatmap",
+    "prompt_activation_bar",
     "token_strip_html",
     "write_norms_bar",
 ]

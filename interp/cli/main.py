@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from interp.cli import analysis, dashboard, discover, intervene, model_commands
+from interp.cli import analysis, dashboard, discover, features, intervene, model_commands
 
 USER_ERRORS = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
 
@@ -91,6 +91,12 @@ COMMANDS: dict[str, Command] = {
         analysis.EXPORT_EXAMPLES,
         analysis.add_export_arguments,
         analysis.run_export,
+    ),
+    "sae": Command(
+        "sparse autoencoders and transcoders: train one, show a feature, steer one (sae train|features|steer)",
+        features.SAE_EXAMPLES,
+        features.add_sae_arguments,
+        features.run_sae,
     ),
     "dashboard": Command(
         "serve the Streamlit dashboard (streamlit run dashboards/app.py), on localhost by default",

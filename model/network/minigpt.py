@@ -1,7 +1,6 @@
 """MiniGPT: a small GPT whose every activation can be seen, hooked and cached.
 
-Axis names: batch, pos (q_pos, k_pos), d_model, head, d_head, d_mlp, d_vocab, layer
-(see :mod:`model.network.layers`).
+Axis names: batch, pos (q_pos, k_pos), d_model, head, d_head, d_mlp, d_vocab, layer (see :mod:`model.network.layers`).
 
 Example:
     >>> import torch
@@ -32,6 +31,7 @@ from model.network.hook_methods import HookMethods
 from model.network.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
 from model.network.layers import Block, Embed, LayerNorm, PosEmbed, Unembed
 from model.network.logits import next_token_loss, sample_tokens
+from model.network.splice import SAESplicing
 from model.network.token_methods import TokenMethods, TokensLike
 from model.network.tokenizer import Tokenizer
 from model.network.weights import CacheWeights, WeightMethods
@@ -39,7 +39,7 @@ from model.network.weights import CacheWeights, WeightMethods
 RETURN_TYPES = ("logits", "loss", "both", None)
 
 
-class MiniGPT(TokenMethods, WeightMethods, HookMethods, nn.Module):
+class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, nn.Module):
     """A hookable decoder-only transformer (see :class:`~model.network.config.ModelConfig`).
 
     Hook points (shapes in brackets)::
@@ -53,9 +53,9 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, nn.Module):
         blocks.{l}.ln2.hook_scale / hook_normalized, blocks.{l}.mlp.hook_pre / hook_post [batch, pos, d_mlp]
         ln_final.hook_scale, ln_final.hook_normalized
 
-    ``model.hook_names`` lists the ones this config has (rotary adds ``attn.hook_rot_q/k``;
-    learned and sinusoidal positions have ``hook_pos_embed``; attention-only blocks have no
-    ``hook_resid_mid``/``hook_mlp_out``; only ``norm="pre"`` has ``ln_final``).
+    ``model.hook_names`` lists the ones this config has (rotary adds ``attn.hook_rot_q/k``; learned and
+    sinusoidal positions have ``hook_pos_embed``; attention-only blocks have no ``hook_resid_mid``/``hook_mlp_out``;
+    only ``norm="pre"`` has ``ln_final``). ``run_with_saes``/``run_with_cache_with_saes``: :mod:`model.network.splice`.
     """
 
     def __init__(

@@ -1,0 +1,1 @@
+"""Sparse autoencoders and transcoders (see docs/ARCHITECTURE.md); import the names from :mod:`interp`."""
