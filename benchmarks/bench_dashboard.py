@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import table
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
 WARMUP = ["the value of the attribute is", "a list of the arguments"]
 BUDGET_S = 0.5
 

@@ -17,7 +17,11 @@ import streamlit as st
 import torch
 
 from interp.common.export import contributions_to_csv
-from interp.common.metrics import LogitDiff, Loss
+from interp.common.metrics import LogitDiff, Loss, Metric
+from interp.discover.attribution import edge_attribution_patching
+from interp.discover.circuit import Circuit
+from interp.discover.patching import edge_patching
+from interp.discover.tasks import KnownCircuit, known_circuit
 from interp.intervene.ablate import ablate
 from interp.intervene.patching import activation_patching
 from interp.intervene.sweeps import head_sweep
@@ -210,16 +214,62 @@ def patching(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, grid: s
     The metric is the last position's logit difference between the clean and the corrupted top guesses;
     when both runs guess the same token, the next-token loss.
     """
+    metric, words = contrast_metric(_model, model_id, clean, corrupted)
+    frame = activation_patching(_model, tokens_of(clean), tokens_of(corrupted), metric, grid=grid, progress=False)
+    return frame, words
+
+
+def contrast_metric(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids) -> tuple[Metric, str]:
+    """The metric of the patching views, and its words: the last position's logit difference between the clean and
+    the corrupted top guesses; when both runs guess the same token, the next-token loss."""
     answer = int(next_token_distribution(_model, model_id, clean, len(clean) - 1)["token_id"].iloc[0])
     wrong = int(next_token_distribution(_model, model_id, corrupted, len(corrupted) - 1)["token_id"].iloc[0])
     if answer == wrong:
-        metric, words = Loss(), "next-token loss (both prompts have the same top guess)"
-    else:
-        names = [repr(s) for s in _model.to_str_tokens([answer, wrong])]
-        metric = LogitDiff(answer=answer, wrong=wrong)
-        words = f"logit of {names[0]} (clean top guess) minus logit of {names[1]} (corrupted top guess), last position"
-    frame = activation_patching(_model, tokens_of(clean), tokens_of(corrupted), metric, grid=grid, progress=False)
-    return frame, words
+        return Loss(), "next-token loss (both prompts have the same top guess)"
+    names = [repr(s) for s in _model.to_str_tokens([answer, wrong])]
+    words = f"logit of {names[0]} (clean top guess) minus logit of {names[1]} (corrupted top guess), last position"
+    return LogitDiff(answer=answer, wrong=wrong), words
+
+
+def _edge_frame(model: MiniGPT, clean, corrupted, metric: Metric, method: str) -> pd.DataFrame:
+    if method == "exact":
+        return edge_patching(model, clean, corrupted, metric, progress=False)
+    return edge_attribution_patching(model, clean, corrupted, metric, method=method)
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring every edge ...")
+def edge_scores(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, method: str) -> tuple[pd.DataFrame, str]:
+    """Every edge's score by ``method`` (exact, eap, eap-ig) from ``clean`` to ``corrupted``; the metric in words."""
+    metric, words = contrast_metric(_model, model_id, clean, corrupted)
+    return _edge_frame(_model, tokens_of(clean), tokens_of(corrupted), metric, method), words
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the circuit alone ...")
+def faithfulness(_model: MiniGPT, model_id: str, clean: Ids, corrupted: Ids, edges: tuple) -> float:
+    """``Circuit(edges).faithfulness`` with the metric of :func:`edge_scores`."""
+    metric, _ = contrast_metric(_model, model_id, clean, corrupted)
+    return Circuit(edges).faithfulness(_model, tokens_of(clean), tokens_of(corrupted), metric)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Building the model with a known circuit ...")
+def known_task(name: str) -> KnownCircuit:
+    """``interp.discover.tasks.known_circuit(name)`` on 16 prompts (the modular-sum model trains in ~2 s)."""
+    task = known_circuit(name, batch=16)
+    task.model.requires_grad_(False)  # shared across sessions; EAP needs no weight gradients
+    return task
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring every edge ...")
+def task_edge_scores(name: str, method: str) -> pd.DataFrame:
+    """Every edge's score by ``method`` on the known-circuit task ``name``."""
+    task = known_task(name)
+    return _edge_frame(task.model, task.clean, task.corrupted, task.metric, method)
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the circuit alone ...")
+def task_faithfulness(name: str, edges: tuple) -> float:
+    task = known_task(name)
+    return Circuit(edges).faithfulness(task.model, task.clean, task.corrupted, task.metric)
 
 
 @st.cache_data(max_entries=8, show_spinner="Scoring composition ...")

@@ -34,6 +34,7 @@ PAGES = [
     st.Page(VIEWS / "logit_attribution.py", title="Direct logit attribution", icon=":material/bar_chart:"),
     st.Page(VIEWS / "ablation.py", title="Ablation & patching", icon=":material/content_cut:"),
     st.Page(VIEWS / "circuits.py", title="Circuits", icon=":material/hub:"),
+    st.Page(VIEWS / "discovery.py", title="Circuit discovery", icon=":material/account_tree:"),
 ]
 
 st.set_page_config(page_title="MiniGPT Lens", page_icon=":material/visibility:", layout="wide")

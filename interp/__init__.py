@@ -12,6 +12,8 @@ module imports only from its own tier or a lower one, and from ``model``; never 
 - ``interp.weights``: reading weights (QK/OV circuits, copying, composition).
 - ``interp.intervene``: changing activations (ablation specs, replacements, the batched engine, sweeps, patching).
 - ``interp.reports``: what a training run is judged by (the induction report).
+- ``interp.discover``: circuit discovery (the edge graph, edge patching, EAP, EAP-IG, ACDC, path patching,
+  circuits, and models whose circuit is known by construction).
 - ``interp.cli``: the ``minigpt`` command line, the only room that may import all the others.
 
 Example:
@@ -26,7 +28,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("interp.common",),
     ("interp.observe", "interp.weights"),
     ("interp.intervene",),
-    ("interp.reports",),  # planned beside it: interp.discover (circuit discovery), interp.dynamics (training)
+    ("interp.reports", "interp.discover"),  # planned beside them: interp.dynamics (training)
     ("interp.cli",),
 )
 
@@ -50,6 +52,17 @@ _ROOMS = {
     "interp.intervene.sweeps": ["head_sweep", "neuron_sweep"],
     "interp.intervene.patching": ["activation_patching", "attribution_patching"],
     "interp.reports.induction": ["induction_report"],
+    "interp.discover.graph": ["EdgeGraph", "circuit_graph", "edge_graph"],
+    "interp.discover.patching": ["edge_patching"],
+    "interp.discover.reference": ["edge_patching_reference"],
+    "interp.discover.attribution": ["edge_attribution_patching"],
+    "interp.discover.acdc": ["acdc"],
+    "interp.discover.paths": ["path_patching"],
+    "interp.discover.circuit": ["Circuit", "circuit_from_edges"],
+    "interp.discover.scoring": ["edge_auc", "score_correlation"],
+    "interp.discover.planted": ["planted_induction", "planted_lookup"],
+    "interp.discover.trained": ["modular_sum_data", "train_modular_sum"],
+    "interp.discover.tasks": ["KnownCircuit", "known_circuit"],
 }  # fmt: skip
 _EXPORTS = {name: module for module, names in _ROOMS.items() for name in names}
 __all__ = sorted(_EXPORTS)

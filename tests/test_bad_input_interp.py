@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entries, in_hooks, nan_hook, params
+from test_bad_input_discover import CASES as DISCOVER_CASES
 from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 import interp
@@ -443,9 +444,10 @@ def test_every_public_interp_function_is_in_the_matrix():
     """Every public function and class of interp/ (but the CLI) has a bad-input row, so none is forgotten."""
     public = _public_names()
     assert len(public) > 60, f"found only {len(public)} public names: is the walk broken?"
-    missing = sorted(public - covered_entries(CASES + INTERVENTION_CASES))
+    rows = CASES + INTERVENTION_CASES + DISCOVER_CASES
+    missing = sorted(public - covered_entries(rows))
     assert not missing, f"public interp entry points without a bad-input row: {missing}; add rows to CASES"
-    unknown = sorted({c.entry for c in CASES + INTERVENTION_CASES} - public - _methods(public))
+    unknown = sorted({c.entry for c in rows} - public - _methods(public))
     assert not unknown, f"rows for entry points that do not exist (renamed?): {unknown}"
 
 

@@ -33,6 +33,7 @@ PAGES = {  # sidebar link text -> screenshot name
     "Direct logit attribution": "logit_attribution",
     "Ablation & patching": "ablation",
     "Circuits": "circuits",
+    "Circuit discovery": "discovery",
 }
 PROMPT = "the list of the names is the li"  # 31 characters: the longest prompt the locked config takes
 VIEWPORT = {"width": 1440, "height": 1000}

@@ -155,6 +155,31 @@ def test_circuits_page_shows_the_chosen_head():
     assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "the OV circuit is d_vocab x d_vocab"
 
 
+def test_discovery_page_scores_thresholds_and_judges_the_circuit():
+    """Circuit discovery page: edges scored on the sidebar's prompt, the slider changes what is drawn and its
+    faithfulness; on the planted induction model the known circuit is found and its faithfulness is 1."""
+    at = open_page("discovery")
+    assert_clean(at, 1)
+    shown_before = at.metric[0].value
+    at.slider(key="disc_share").set_value(0.5).run()
+    assert_clean(at, 1)
+    assert at.metric[0].value != shown_before, "the threshold slider must change the edges shown"
+    at.selectbox(key="disc_method").set_value("eap").run()
+    assert_clean(at, 1)
+    at.selectbox(key="disc_source").set_value("planted-induction").run()
+    at.selectbox(key="disc_method").set_value("exact").run()
+    at.slider(key="disc_share").set_value(0.1).run()
+    assert_clean(at, 1)
+    shown, faithful = at.metric[0].value, float(at.metric[1].value)
+    print(f"planted induction, exact, 10% of the largest: {shown} edges, faithfulness {faithful:.3f}")
+    assert shown.startswith("5 of") and faithful > 0.99
+    names = [trace.get("name") for trace in charts(at)[0]["data"]]
+    assert "known, not shown" not in names, "every known edge is drawn"
+    at.selectbox(key="disc_source").set_value("the sidebar's model and prompt").run()
+    at.text_input(key="disc_corrupted").input("x").run()
+    assert any("same shape" in e for e in errors(at)), "prompts of different lengths need a clear error"
+
+
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [("", "empty"), ("naïve", "'ï' at position 2"), ("x" * 40, "at most 31")],
@@ -204,7 +229,7 @@ def test_induction_checkpoint_heads_are_classified():
     assert "induction" in {k for (layer, _), k in kinds.items() if layer == 1}, f"no L1 induction head: {kinds}"
 
 
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
 
 
 @pytest.mark.parametrize("kind", ["induction-2l", "random", "post-norm"])
@@ -224,8 +249,8 @@ def test_every_page_works_on_other_models(kind, tmp_path):
     assert not errors(at), f"loading {kind} failed: {errors(at)}"
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
-        if kind == "post-norm" and page == "logit_attribution":
-            assert not at.exception and any("norm='post'" in e for e in errors(at)), "post-norm DLA must be refused"
+        if kind == "post-norm" and page in ("logit_attribution", "discovery"):
+            assert not at.exception and any("norm='post'" in e for e in errors(at)), f"post-norm {page} must be refused"
         else:
             assert_clean(at, 1)
 

@@ -20,7 +20,7 @@ from interp.cli.main import build_parser
 from model.storage.registry import CHECKPOINT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
 UPLOAD = "an uploaded file"
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 

@@ -45,6 +45,15 @@ def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
         )
         out[f"attribution_patching {grid}"] = interp.attribution_patching(model, clean, corrupted, "loss", grid)
     out["classify_heads"] = interp.classify_heads(out["head_scores"]).to_frame()
+    out["circuit_graph"] = interp.circuit_graph(model)
+    out["edge_patching"] = interp.edge_patching(model, clean, corrupted, "loss", progress=False)
+    out["edge_patching_reference"] = interp.edge_patching_reference(model, clean, corrupted, "loss", edges=[
+        ("embed", "logits")], progress=False)  # fmt: skip
+    for method in ("eap", "eap-ig"):
+        out[f"edge_attribution_patching {method}"] = interp.edge_attribution_patching(model, clean, corrupted, "loss",
+                                                                                      method=method)  # fmt: skip
+    out["path_patching"] = interp.path_patching(model, clean, corrupted, ["L0H0", "L0.mlp"], ["L1H1", "logits"], "loss")
+    out["Circuit.to_frame"] = interp.Circuit.from_scores(out["edge_patching"], top=5).to_frame()
     return out
 
 
@@ -139,6 +148,14 @@ CALLS = {  # name: (call, how many token inputs it takes)
     "attribution_patching (clean, corrupted)": (lambda m, t, c, x: interp.attribution_patching(m, c, x, "loss"), 2),
     "composition_scores": (lambda m, t, c, x: interp.composition_scores(m), 0),
     "qk_circuit": (lambda m, t, c, x: interp.qk_circuit(m, 1, 0), 0),
+    "edge_patching": (lambda m, t, c, x: interp.edge_patching(m, c, x, "loss", progress=False), 2),
+    "edge_attribution_patching": (lambda m, t, c, x: interp.edge_attribution_patching(m, c, x, "loss", "eap-ig"), 2),
+    "acdc": (lambda m, t, c, x: interp.acdc(m, c, x, "loss", threshold=0.01, progress=False), 2),
+    "path_patching": (lambda m, t, c, x: interp.path_patching(m, c, x, "L0H1", "L1H0", "loss"), 2),
+    "Circuit.faithfulness": (
+        lambda m, t, c, x: interp.Circuit((("embed", "logits"),)).faithfulness(m, c, x, "loss"),
+        2,
+    ),
 }
 
 

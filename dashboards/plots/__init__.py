@@ -18,6 +18,7 @@ Example:
 from dashboards.plots.attention import attention_heatmaps, head_heatmap, head_scores_heatmap, position_heatmap
 from dashboards.plots.base import DIVERGING, GREYS, QUALITATIVE, SEQUENTIAL, display_token, token_strip_html
 from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
+from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
 
@@ -32,6 +33,7 @@ __all__ = [
     "display_token",
     "distributions_compare",
     "dla_bar",
+    "edge_graph_figure",
     "head_heatmap",
     "head_scores_heatmap",
     "logit_lens_heatmap",

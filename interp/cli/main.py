@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from interp.cli import analysis, dashboard, intervene, model_commands
+from interp.cli import analysis, dashboard, discover, intervene, model_commands
 
 USER_ERRORS = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
 
@@ -79,6 +79,12 @@ COMMANDS: dict[str, Command] = {
         intervene.PATCH_EXAMPLES,
         intervene.add_patch_arguments,
         intervene.run_patch,
+    ),
+    "circuit": Command(
+        "find the circuit between a clean and a corrupted prompt: exact edge patching, EAP, EAP-IG or ACDC",
+        discover.CIRCUIT_EXAMPLES,
+        discover.add_circuit_arguments,
+        discover.run_circuit,
     ),
     "export": Command(
         "write the direct contributions of every component at every position of a prompt to CSV",

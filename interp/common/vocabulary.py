@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -66,6 +67,12 @@ COLUMNS: dict[str, Column] = {
     "dst_layer": Column("int64", "composition: the later head's layer"),
     "dst_head": Column("int64", "composition: the later head"),
     "composition": Column("object", "which input of the later head reads the earlier one's output: Q, K or V"),
+    "upstream": Column("object", "circuit graph: the node an edge leaves (embed, pos_embed, L{l}H{h}, L{l}.mlp)"),
+    "downstream": Column(
+        "object",
+        "circuit graph: the input an edge enters (L{l}H{h}.q/.k/.v, L{l}.mlp, logits); path patching: the "
+        "receiver inputs, comma-separated",
+    ),
     # tokens
     "target": Column("int64", "token id whose logit is explained"),
     "target_str": Column("object", "the string of target"),
@@ -79,7 +86,12 @@ COLUMNS: dict[str, Column] = {
     "weight": Column("float64", "attention weight A[q_pos, k_pos]"),
     "target_prob": Column("float64", "probability of target"),
     "target_rank": Column("int64", "rank of target among all tokens (0 = the top token)"),
-    "score": Column("float64", "composition score in [0, 1]"),
+    "score": Column(
+        "float64",
+        "composition: the score in [0, 1]; circuit discovery: an edge's (or path's) effect, metric_patched - "
+        "metric_clean when it alone carries its corrupted value (exact, or estimated by EAP / EAP-IG)",
+    ),
+    "abs_score": Column("float64", "|score|: how much an edge matters, whatever the sign"),
     "baseline": Column("float64", "the same score for random matrices of the same shapes"),
     "ratio": Column("float64", "score / baseline"),
     "copying_score": Column("float64", "how often attending to a token most raises that token's logit"),
@@ -97,15 +109,24 @@ COLUMNS: dict[str, Column] = {
     },
     "metric_clean": Column("float64", "the metric on the clean (unablated, unpatched) run"),
     "metric_ablated": Column("float64", "the metric with one component ablated"),
-    "metric_corrupted": Column("float64", "the metric on the corrupted run"),
-    "metric_patched": Column("float64", "the metric on the corrupted run with one activation patched from the clean"),
+    "metric_corrupted": Column(
+        "float64", "the metric on the corrupted run (circuit discovery: its logits read against the clean tokens)"
+    ),
+    "metric_patched": Column(
+        "float64",
+        "the metric with the row's patch: activation patching puts one clean activation into the corrupted run; "
+        "edge and path patching put one edge's (path's) corrupted value into the clean run",
+    ),
     "delta": Column("float64", "metric_ablated - metric_clean"),
     "normalized": Column("float64", "(metric_patched - metric_corrupted) / (metric_clean - metric_corrupted)"),
 }
 
 
-def nullable_ints(values: Iterable[int | None]) -> pd.Series:
-    """An ``Int64`` Series in which None is ``<NA>`` (the vocabulary's "not applicable")."""
+def nullable_ints(values: Iterable[int | None], *, missing: bool = False) -> pd.api.extensions.ExtensionArray:
+    """An ``Int64`` array in which None is ``<NA>`` (the vocabulary's "not applicable"); ``missing=True`` makes
+    every entry ``<NA>``. An integer numpy array is wrapped without a per-entry conversion."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return pd.arrays.IntegerArray(values.astype(np.int64), np.full(values.shape, bool(missing)))
     if not isinstance(values, Iterable) or isinstance(values, str | bytes):
         raise TypeError(f"nullable_ints takes a list of integers or None, got {type(values).__name__}")
     try:

@@ -51,14 +51,14 @@ from interp.common.vocabulary import nullable_ints
 from interp.observe.residual import (
     _final_resid_name,
     _head_writes,
-    label_frame,
+    _label_frame,
+    _strings,
     long_frame,
-    pos_strings,
     require_additive,
 )
 from model.network.cache import ActivationCache
 from model.network.minigpt import MiniGPT
-from model.network.token_ids import char_id, token_labels
+from model.network.token_ids import char_id
 
 PER = ("layer", "component", "head", "neuron")
 DLA_COLUMNS = ["batch", "pos", "pos_str", "target", "target_str", "contrast", "contrast_str", "component", "layer"]
@@ -235,7 +235,7 @@ def direct_logit_attribution(
     for layer in range(model.cfg.n_layers):
         blocks += _layer_rows(model, cache, layer, readout, per)
     blocks += [([(name, None, None, None, kind)], value[None]) for name, kind, value in biases]
-    labels = label_frame([row for rows, _ in blocks for row in rows])
+    labels = _label_frame(tuple(row for rows, _ in blocks for row in rows))
     values = torch.cat([value for _, value in blocks])
     require_finite(values, "direct logit attribution", model, cache=cache)
     return long_frame(
@@ -243,7 +243,7 @@ def direct_logit_attribution(
         labels,
         "contribution",
         token_columns(model, target_ids, contrast_ids),
-        pos_str=pos_strings(model, tokens),
+        pos_str=_strings(model, tokens),
     )
 
 
@@ -256,15 +256,15 @@ def token_columns(model: MiniGPT, target: Tensor, contrast: Tensor | None = None
     target_flat = target.reshape(-1).cpu()
     columns: dict[str, object] = {
         "target": target_flat.numpy(),
-        "target_str": np.asarray(token_labels(model.tokenizer, target_flat.tolist()), dtype=object),
+        "target_str": _strings(model, target_flat),
     }
     if contrast is None:
-        columns["contrast"] = nullable_ints([None] * len(target_flat))
+        columns["contrast"] = nullable_ints(np.zeros(len(target_flat), dtype=np.int64), missing=True)
         columns["contrast_str"] = np.full(len(target_flat), None, dtype=object)
     else:
         contrast_flat = contrast.reshape(-1).cpu()
-        columns["contrast"] = nullable_ints(contrast_flat.tolist())
-        columns["contrast_str"] = np.asarray(token_labels(model.tokenizer, contrast_flat.tolist()), dtype=object)
+        columns["contrast"] = nullable_ints(contrast_flat.numpy())
+        columns["contrast_str"] = _strings(model, contrast_flat)
     return columns
 
 

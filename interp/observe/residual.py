@@ -38,6 +38,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import torch
@@ -122,6 +124,12 @@ def label_frame(rows: list[tuple]) -> pd.DataFrame:
             f"label rows must all be (component, layer, head, [neuron,] component_type), got lengths "
             f"{sorted({len(row) for row in rows})}"
         )
+    return _label_frame(tuple(tuple(row) for row in rows)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _label_frame(rows: tuple[tuple, ...]) -> pd.DataFrame:
+    """:func:`label_frame` of checked rows, kept: a model's labels are the same on every call (callers only read)."""
     names = LABEL_COLUMNS if not rows or len(rows[0]) == 4 else [*LABEL_COLUMNS[:3], "neuron", LABEL_COLUMNS[3]]
     columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     frame = pd.DataFrame({name: list(values) for name, values in zip(names, columns, strict=True)})
@@ -132,7 +140,26 @@ def label_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def _labels(writes: list[Write]) -> pd.DataFrame:
-    return label_frame([w[:4] for w in writes])
+    return _label_frame(tuple(w[:4] for w in writes))
+
+
+def _takeable(values: np.ndarray | pd.api.extensions.ExtensionArray) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """Per-position strings as the pandas array a frame would hold, so repeating them per row copies no Python
+    objects (``np.repeat`` of an object array, then the frame's conversion to strings, cost more than the maths)."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return pd.Series(values, copy=False).array
+    return values
+
+
+@functools.lru_cache(maxsize=8)
+def _vocabulary_strings(symbols: tuple[str, ...] | None, d_vocab: int) -> pd.api.extensions.ExtensionArray:
+    return _takeable(np.asarray(token_labels(None, range(d_vocab)) if symbols is None else symbols, dtype=object))
+
+
+def _strings(model: MiniGPT, ids: Tensor) -> pd.api.extensions.ExtensionArray:
+    """The strings of checked ids (flattened) as a pandas array: ``token_labels`` by one vectorised take."""
+    symbols = None if model.tokenizer is None else model.tokenizer.symbols
+    return _vocabulary_strings(symbols, model.cfg.d_vocab).take(ids.reshape(-1).cpu().numpy())
 
 
 @torch.no_grad()
@@ -183,7 +210,7 @@ def write_norms(model: MiniGPT, tokens: Int[Tensor, "batch pos"], cache: Activat
     writes = _writes(model, cache, per_head=True)
     norms = torch.stack([w[4] for w in writes]).norm(dim=-1)  # component batch pos
     require_finite(norms, "write_norms", model, cache=cache)
-    return long_frame(norms, _labels(writes), "norm", pos_str=pos_strings(model, tokens))
+    return long_frame(norms, _labels(writes), "norm", pos_str=_strings(model, tokens))
 
 
 def pos_strings(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> np.ndarray:
@@ -199,7 +226,7 @@ def long_frame(
     labels: pd.DataFrame,
     value_name: str,
     per_position: dict[str, Tensor | np.ndarray | pd.api.extensions.ExtensionArray] | None = None,
-    pos_str: np.ndarray | None = None,
+    pos_str: np.ndarray | pd.api.extensions.ExtensionArray | None = None,
 ) -> pd.DataFrame:
     """Long frame with columns ``batch, pos, [pos_str], *per_position, *labels, value_name``; rows batch-, pos-,
     component-major.
@@ -213,18 +240,20 @@ def long_frame(
             f"{tuple(values.shape)} and {len(labels)} label rows"
         )
     n_comp, batch, pos = values.shape
-    for name, value in (per_position or {}).items():
+    per_position = {**({} if pos_str is None else {"pos_str": pos_str}), **(per_position or {})}
+    for name, value in per_position.items():
         if len(value) * (1 if value.ndim == 1 else value.shape[1]) != batch * pos:
             raise ValueError(f"per_position[{name!r}] has shape {tuple(value.shape)}, expected {(batch, pos)}")
     columns: dict[str, object] = {
         "batch": np.repeat(np.arange(batch), pos * n_comp),
         "pos": np.tile(np.repeat(np.arange(pos), n_comp), batch),
     }
-    if pos_str is not None:
-        columns["pos_str"] = np.repeat(pos_str.reshape(-1), n_comp)
     repeat = np.repeat(np.arange(batch * pos), n_comp)
-    for name, value in (per_position or {}).items():
-        flat = value.reshape(-1).cpu().numpy() if isinstance(value, Tensor) else value.reshape(-1)
+    for name, value in per_position.items():
+        if isinstance(value, Tensor):
+            flat = value.reshape(-1).cpu().numpy()
+        else:
+            flat = _takeable(value if isinstance(value, pd.api.extensions.ExtensionArray) else value.reshape(-1))
         columns[name] = flat.take(repeat) if hasattr(flat, "take") else np.asarray(flat)[repeat]
     component_index = np.tile(np.arange(n_comp), batch * pos)
     for name in labels.columns:  # ExtensionArray.take: no per-row Python objects for the string columns

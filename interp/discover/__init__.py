@@ -1,0 +1,1 @@
+"""Circuit discovery: the edge graph, edge patching, EAP, EAP-IG, ACDC, path patching and circuits."""
