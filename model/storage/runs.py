@@ -172,6 +172,11 @@ class Run:
         return list(read_metadata(self.files[-1][1])["provenance"].get("history", []))
 
 
+def load_step(name_or_path: str | os.PathLike, step: int | None = None) -> Checkpoint:
+    """The final checkpoint of ``name_or_path`` (``step=None``) or the snapshot of ``step`` of its run."""
+    return load_checkpoint(name_or_path) if step is None else Run.load(name_or_path).checkpoint(step)
+
+
 def list_runs() -> list[str]:
     """The shipped models whose training run is shipped too (their snapshot folder is present)."""
     return [name for name in SHIPPED if _listed(snapshot_dir(CHECKPOINT_DIR / name))]
