@@ -18,6 +18,7 @@ Example:
 from dashboards.plots.attention import attention_heatmaps, head_heatmap, head_scores_heatmap, position_heatmap
 from dashboards.plots.base import DIVERGING, GREYS, QUALITATIVE, SEQUENTIAL, display_token, token_strip_html
 from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
+from dashboards.plots.dynamics import loss_curve_figure, metric_line_figure, step_heatmap
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
@@ -37,9 +38,12 @@ __all__ = [
     "head_heatmap",
     "head_scores_heatmap",
     "logit_lens_heatmap",
+    "loss_curve_figure",
+    "metric_line_figure",
     "next_token_figure",
     "parameter_bar",
     "position_heatmap",
+    "step_heatmap",
     "token_strip_html",
     "write_norms_bar",
 ]

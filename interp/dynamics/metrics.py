@@ -167,7 +167,7 @@ def training_dynamics(
             logits, cache = model.run_with_cache(tokens)
             rows += _loss_rows(step, logits, tokens) if "losses" in chosen else []
             rows += _score_rows(step, model, tokens, cache) if "head_scores" in chosen else []
-            rows += _dla_rows(step, model, tokens, cache) if "dla" in chosen and model.cfg.attn_only else []
+            rows += _dla_rows(step, model, tokens, cache) if "dla" in chosen else []
         rows += _composition_rows(step, model) if "composition" in chosen else []
     rows += _norm_rows(run, steps, states) if "weight_norms" in chosen else []
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS).astype({"step": "int64", "value": "float64"})
