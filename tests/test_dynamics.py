@@ -114,3 +114,17 @@ def test_training_dynamics_bad_input(tiny_run):
         training_dynamics(tiny_run, probe=torch.zeros(2, 10, dtype=torch.long), progress=False)
     with pytest.raises(TypeError, match="run must be a Run"):
         training_dynamics(3, progress=False)
+
+
+def test_cli_dynamics_writes_the_frame_and_prints_the_phase_change(tiny_run, tmp_path, capsys):
+    from interp.cli.main import main
+
+    out = tmp_path / "dynamics.csv"
+    assert main(["dynamics", "--run", str(tiny_run.folder), "--n-seq", "4", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(tiny_run.steps)} saved steps" in printed and "fastest change of second_copy_loss" in printed
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["step", "metric", "component", "value"] and set(table.step) == set(tiny_run.steps)
+    assert main(["dynamics", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no snapshots in" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    assert main(["dynamics", "--run", str(tiny_run.folder), "--out", str(tmp_path / "x.txt")]) == 2

@@ -16,7 +16,10 @@ import pytest
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ["01_quickstart", "02_induction_heads", "03_dla_and_export", "04_train_your_own", "06_circuit_discovery"]
+NOTEBOOKS = [
+    "01_quickstart", "02_induction_heads", "03_dla_and_export", "04_train_your_own", "06_circuit_discovery",
+    "07_training_dynamics",
+]  # fmt: skip
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 MAX_NOTEBOOK_BYTES = 1_000_000  # plotly.js alone is ~3.5 MB: a bigger file means it was embedded
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
