@@ -21,7 +21,8 @@ runs = analyses.list_runs()
 if not runs:
     st.info("No training run is shipped with its snapshots.")
     st.stop()
-name = st.selectbox("Run", runs, key="dyn_run")
+first = runs.index("induction-2l") if "induction-2l" in runs else 0  # the run with the phase change
+name = st.selectbox("Run", runs, index=first, key="dyn_run")
 frame = state.attempt("Training dynamics", analyses.run_frame, name)
 if frame is None:
     st.stop()
