@@ -55,8 +55,11 @@ def induction_frame():
 
 @pytest.mark.slow
 def test_olsson_phase_change_on_induction_2l(induction_frame):
-    """The induction head's score rises through 0.5 inside the window of the fastest drop of the second-copy
-    loss (Olsson et al. 2022), and the previous-token head forms before or with it."""
+    """Olsson et al. (2022) on our run. (1) The induction head's score rises through 0.5 inside the window of the
+    fastest drop of the second-copy loss, and the in-context learning score falls with it: holds. (2) The
+    previous-token head forms before or with it: our run disagrees. L0H0's previous-token score only doubles in
+    the window (about 0.09 -> 0.18) and rises through 0.5 some 2000 steps later, once the induction head is
+    formed; this test holds the run to that order, as measured (README, "Training dynamics")."""
     frame = induction_frame
     changes = find_phase_changes(frame, "second_copy_loss")
     start, end = int(changes.start_step[0]), int(changes.end_step[0])
@@ -64,15 +67,17 @@ def test_olsson_phase_change_on_induction_2l(induction_frame):
     at = frame.set_index(["step", "metric", "component"]).value
     print(f"fastest second-copy loss drop: steps {start}..{end}, loss {at[start, 'second_copy_loss', 'model']:.3f}"
           f" -> {at[end, 'second_copy_loss', 'model']:.3f}; induction L1H0 {at[start, 'induction', 'L1H0']:.3f} -> "
-          f"{at[end, 'induction', 'L1H0']:.3f}; crosses 0.5 in {rise}")  # fmt: skip
+          f"{at[end, 'induction', 'L1H0']:.3f}; icl_score {at[start, 'icl_score', 'model']:.3f} -> "
+          f"{at[end, 'icl_score', 'model']:.3f}; induction crosses 0.5 in {rise}")  # fmt: skip
     print(changes.head(10).to_string())
     assert rise is not None and rise[0] < end and start < rise[1], "the induction score crosses 0.5 elsewhere"
-    prev = find_phase_changes(frame, "previous_token", component="L0H0")
-    p0, p1 = int(prev.start_step[0]), int(prev.end_step[0])
-    print(f"previous-token head L0H0 forms fastest in {p0}..{p1}: {at[p0, 'previous_token', 'L0H0']:.3f} -> "
-          f"{at[p1, 'previous_token', 'L0H0']:.3f}")  # fmt: skip
-    assert p0 <= rise[1], "the previous-token head forms after the induction head"
     assert at[end, "icl_score", "model"] < at[start, "icl_score", "model"] - 1, "no in-context learning in the window"
+    prev = crossing(frame, "previous_token", 0.5, component="L0H0")
+    print(f"previous-token score of L0H0: {at[start, 'previous_token', 'L0H0']:.3f} -> "
+          f"{at[end, 'previous_token', 'L0H0']:.3f} in the window; crosses 0.5 in {prev}")  # fmt: skip
+    assert prev is not None, "L0H0 never becomes a previous-token head"
+    assert at[end, "previous_token", "L0H0"] > at[start, "previous_token", "L0H0"], "it does not even start to form"
+    assert prev[0] >= end, "the previous-token head now forms before or with the induction head: update the README"
 
 
 def test_from_pretrained_step_and_the_nearest_steps():
