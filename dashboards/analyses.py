@@ -23,6 +23,8 @@ from interp.discover.attribution import edge_attribution_patching
 from interp.discover.circuit import Circuit
 from interp.discover.patching import edge_patching
 from interp.discover.tasks import KnownCircuit, known_circuit
+from interp.dynamics.metrics import training_dynamics
+from interp.dynamics.phases import find_phase_changes
 from interp.intervene.ablate import ablate
 from interp.intervene.patching import activation_patching
 from interp.intervene.sweeps import head_sweep
@@ -30,12 +32,14 @@ from interp.observe.attention import attention_pattern_frame, head_scores
 from interp.observe.dla import direct_logit_attribution
 from interp.observe.lens import logit_lens
 from interp.observe.residual import write_norms
+from interp.reports.induction import probe_tokens
 from interp.weights.circuits import ov_circuit, qk_circuit
 from interp.weights.composition import composition_scores
 from model.network.cache import ActivationCache
 from model.network.logits import next_token_loss, sampling_probs
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
+from model.storage.runs import list_runs  # noqa: F401 (the pages reach the shipped runs through here)
 from model.training.data import builtin_corpus, text_batch
 
 Ids = tuple[int, ...]
@@ -292,3 +296,22 @@ def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) ->
     full = (qk_circuit if kind == "QK" else ov_circuit)(_model, layer, head).full()
     names = token_labels(_model.tokenizer, range(n))
     return pd.DataFrame(full.numpy(), index=names, columns=names)
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring every snapshot of the run (once per session) ...")
+def run_frame(name: str) -> pd.DataFrame:
+    """``interp.training_dynamics`` of a shipped run on a 32-sequence probe: every metric at every saved step."""
+    return training_dynamics(name, probe=probe_tokens(32), progress=False)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def run_phase(name: str, metric: str, component: str) -> pd.DataFrame:
+    """``interp.find_phase_changes`` of one series of :func:`run_frame`."""
+    return find_phase_changes(run_frame(name), metric, component)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def run_patterns(name: str, step: int) -> tuple[pd.DataFrame, list[str]]:
+    """Every head's attention pattern at ``step`` on the probe's first sequence, and its token strings."""
+    model, ids = MiniGPT.from_pretrained(name, step=step), tuple(probe_tokens(1)[0].tolist())
+    return attention_patterns(model, f"{name}@{step}", ids), symbols(model, ids)

@@ -36,6 +36,7 @@ PAGES = [
     st.Page(VIEWS / "circuits.py", title="Circuits", icon=":material/hub:"),
     st.Page(VIEWS / "features.py", title="Features", icon=":material/lightbulb:"),
     st.Page(VIEWS / "discovery.py", title="Circuit discovery", icon=":material/account_tree:"),
+    st.Page(VIEWS / "dynamics.py", title="Training dynamics", icon=":material/timeline:"),
 ]
 
 st.set_page_config(page_title="MiniGPT Lens", page_icon=":material/visibility:", layout="wide")

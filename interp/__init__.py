@@ -32,8 +32,8 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("interp.common",),
     ("interp.observe", "interp.weights"),
     ("interp.intervene",),
-    ("interp.reports", "interp.discover", "interp.compat"),  # planned beside them: interp.dynamics (training)
-    ("interp.features",),  # sparse autoencoders and transcoders: their training, analyses and steering
+    ("interp.reports", "interp.discover", "interp.compat"),
+    ("interp.dynamics", "interp.features"),  # training dynamics over a run's snapshots; SAEs and transcoders
     ("interp.cli",),
 )
 
@@ -78,6 +78,8 @@ _ROOMS = {
     "interp.discover.planted": ["planted_induction", "planted_lookup"],
     "interp.discover.trained": ["modular_sum_data", "train_modular_sum"],
     "interp.discover.tasks": ["KnownCircuit", "known_circuit"],
+    "interp.dynamics.metrics": ["training_dynamics"],
+    "interp.dynamics.phases": ["crossing", "find_phase_changes"],
 }  # fmt: skip
 _EXPORTS = {name: module for module, names in _ROOMS.items() for name in names}
 __all__ = sorted(_EXPORTS)

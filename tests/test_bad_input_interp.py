@@ -20,6 +20,7 @@ import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entries, in_hooks, nan_hook, params
 from test_bad_input_compat import CASES as COMPAT_CASES
 from test_bad_input_discover import CASES as DISCOVER_CASES
+from test_bad_input_dynamics import CASES as DYNAMICS_CASES
 from test_bad_input_features import CASES as FEATURE_CASES
 from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
@@ -446,7 +447,14 @@ def test_every_public_interp_function_is_in_the_matrix():
     """Every public function and class of interp/ (but the CLI) has a bad-input row, so none is forgotten."""
     public = _public_names()
     assert len(public) > 60, f"found only {len(public)} public names: is the walk broken?"
-    rows = CASES + INTERVENTION_CASES + DISCOVER_CASES + COMPAT_CASES + FEATURE_CASES
+    rows = (
+        CASES
+        + INTERVENTION_CASES
+        + DISCOVER_CASES
+        + COMPAT_CASES
+        + FEATURE_CASES
+        + [c for c in DYNAMICS_CASES if c.entry.startswith("interp.")]
+    )
     missing = sorted(public - covered_entries(rows))
     assert not missing, f"public interp entry points without a bad-input row: {missing}; add rows to CASES"
     unknown = sorted({c.entry for c in rows} - public - _methods(public))

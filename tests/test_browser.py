@@ -35,6 +35,7 @@ PAGES = {  # sidebar link text -> screenshot name
     "Circuits": "circuits",
     "Circuit discovery": "discovery",
     "Features": "features",
+    "Training dynamics": "dynamics",
 }
 PROMPT = "the list of the names is the li"  # 31 characters: the longest prompt the locked config takes
 VIEWPORT = {"width": 1440, "height": 1000}

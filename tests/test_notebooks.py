@@ -18,7 +18,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = [
     "01_quickstart", "02_induction_heads", "03_dla_and_export", "04_train_your_own", "05_from_transformerlens",
-    "06_circuit_discovery", "08_features",
+    "06_circuit_discovery", "07_training_dynamics", "08_features",
 ]  # fmt: skip
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 MAX_NOTEBOOK_BYTES = 1_000_000  # plotly.js alone is ~3.5 MB: a bigger file means it was embedded

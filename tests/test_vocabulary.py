@@ -12,6 +12,7 @@ from conftest import make_model
 
 import interp
 from interp.common.vocabulary import COLUMNS, undocumented
+from interp.reports.induction import probe_tokens
 from model import MiniGPT
 
 INDEX_COLUMNS = ("layer", "head", "neuron", "contrast")
@@ -54,6 +55,9 @@ def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
                                                                                       method=method)  # fmt: skip
     out["path_patching"] = interp.path_patching(model, clean, corrupted, ["L0H0", "L0.mlp"], ["L1H1", "logits"], "loss")
     out["Circuit.to_frame"] = interp.Circuit.from_scores(out["edge_patching"], top=5).to_frame()
+    probe = probe_tokens(2)  # [BOS, r, r] for the shipped induction-2l run
+    out["training_dynamics"] = interp.training_dynamics("induction-2l", probe, steps=[0, 3000, 20000], progress=False)
+    out["find_phase_changes"] = interp.find_phase_changes(out["training_dynamics"], "second_copy_loss")
     return out | feature_frames(model, tokens)
 
 

@@ -18,6 +18,7 @@ Example:
 from dashboards.plots.attention import attention_heatmaps, head_heatmap, head_scores_heatmap, position_heatmap
 from dashboards.plots.base import DIVERGING, GREYS, QUALITATIVE, SEQUENTIAL, display_token, token_strip_html
 from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
+from dashboards.plots.dynamics import loss_curve_figure, metric_line_figure, step_heatmap
 from dashboards.plots.features import (
     activation_histogram_figure,
     contexts_html,
@@ -48,10 +49,13 @@ __all__ = [
     "intervention_compare",
     "logit_effects_figure",
     "logit_lens_heatmap",
+    "loss_curve_figure",
+    "metric_line_figure",
     "next_token_figure",
     "parameter_bar",
     "position_heatmap",
     "prompt_activation_bar",
+    "step_heatmap",
     "token_strip_html",
     "write_norms_bar",
 ]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from interp.cli import analysis, dashboard, discover, features, intervene, model_commands
+from interp.cli import analysis, dashboard, discover, dynamics, features, intervene, model_commands
 
 USER_ERRORS = (ValueError, TypeError, KeyError, IndexError, FileNotFoundError)
 
@@ -85,6 +85,12 @@ COMMANDS: dict[str, Command] = {
         discover.CIRCUIT_EXAMPLES,
         discover.add_circuit_arguments,
         discover.run_circuit,
+    ),
+    "dynamics": Command(
+        "metrics of every snapshot of a training run (losses, head scores, composition, DLA) and its phase change",
+        dynamics.DYNAMICS_EXAMPLES,
+        dynamics.add_dynamics_arguments,
+        dynamics.run_dynamics,
     ),
     "export": Command(
         "write the direct contributions of every component at every position of a prompt to CSV",

@@ -40,6 +40,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", help="continue from this checkpoint (its .train.safetensors must sit beside it)")
     p.add_argument("--eval-every", type=int, help="validate every N steps")
     p.add_argument("--ckpt-every", type=int, help="write the checkpoint every N steps (0: only at the end)")
+    p.add_argument("--snapshots", type=int, help="write about N snapshots of the weights (0: none; preset default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,6 +51,10 @@ def run_train(args: argparse.Namespace) -> int:
     model_cfg, cfg = PRESETS[args.preset]
     fields = ("steps", "lr", "batch_size", "seed", "device", "text_file", "unknown", "eval_every", "ckpt_every")
     changes = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    if args.snapshots is not None:  # about N: a third log-spaced, the rest evenly spaced (model.training.schedule)
+        from model.training.schedule import about
+
+        changes["snapshots"] = about(args.snapshots)
     cfg = cfg.replace(**changes)
     command = "minigpt " + shlex.join(args.argv)
     report = None

@@ -58,7 +58,11 @@ COLUMNS: dict[str, Column] = {
     "layer": Column(_ID, "block index; <NA> outside the blocks (embeddings, final biases)"),
     "head": Column(_ID, "attention head index within its layer; <NA> unless the row is one head"),
     "neuron": Column(_ID, "MLP neuron index within its layer; <NA> unless the row is one neuron"),
-    "component": Column("object", "a residual writer: embed, pos_embed, L{l}H{h}, L{l}.attn_bias, L{l}.mlp, ..."),
+    "component": Column(
+        "object",
+        "a residual writer: embed, pos_embed, L{l}H{h}, L{l}.attn_bias, L{l}.mlp, ... "
+        "(training dynamics: also model, a head pair L0H0->L1H0, or a weight's name)",
+    ),
     "component_type": Column("object", "what a component is: embed, pos_embed, head, attn, attn_bias, mlp, ..."),
     "stage": Column("int64", "logit lens: blocks applied before the read-out (0 = embeddings only)"),
     "stage_name": Column("object", "logit lens: the residual stream read, e.g. L1.resid_pre or final"),
@@ -118,6 +122,18 @@ COLUMNS: dict[str, Column] = {
         "edge and path patching put one edge's (path's) corrupted value into the clean run",
     ),
     "delta": Column("float64", "metric_ablated - metric_clean"),
+    # training dynamics (interp.dynamics): one row per (saved step, metric, component)
+    "step": Column("int64", "training dynamics: the optimizer step of a saved snapshot (0 = the initial weights)"),
+    "metric": Column(
+        "object", "training dynamics: what is measured (second_copy_loss, icl_score, induction, K_composition, ...)"
+    ),
+    "value": Column("float64", "training dynamics: the metric's value at that step for that component"),
+    "start_step": Column("int64", "phase change: the first saved step of the window of fastest change"),
+    "end_step": Column("int64", "phase change: the last saved step of that window"),
+    "start_value": Column("float64", "phase change: the series' value at start_step"),
+    "end_value": Column("float64", "phase change: the series' value at end_step"),
+    "change": Column("float64", "phase change: end_value - start_value"),
+    "share": Column("float64", "phase change: |change| over the series' range (max - min) across the run"),
     "normalized": Column("float64", "(metric_patched - metric_corrupted) / (metric_clean - metric_corrupted)"),
     # features (sparse autoencoders and transcoders, interp.features)
     "feature": Column(_ID, "SAE feature (latent) index; <NA> on an SAE's bias and error rows"),

@@ -94,17 +94,17 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, nn.Module):
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str | torch.device | None = None) -> MiniGPT:
-        """Load a shipped checkpoint by name (``"minigpt-text"``, ``"induction-2l"``) or a ``.safetensors`` path.
+    def from_pretrained(cls, name_or_path: str, device: str | torch.device | None = None, step: int | None = None):
+        """A shipped checkpoint by name (``"induction-2l"``) or path; ``step``: that snapshot of its run (``Run``).
 
         Example:
             >>> model = MiniGPT.from_pretrained("induction-2l")
-            >>> model.cfg.attn_only
-            True
+            >>> model.cfg.attn_only, MiniGPT.from_pretrained("induction-2l", step=3000).provenance["steps"]
+            (True, 3000)
         """
-        from model.storage.checkpoint import load_checkpoint
+        from model.storage.runs import load_step
 
-        ckpt = load_checkpoint(name_or_path)
+        ckpt = load_step(name_or_path, step)
         model = cls(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
         model.load_state_dict(ckpt.state_dict)
         model.provenance = dict(ckpt.provenance)

@@ -33,10 +33,11 @@ from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in not
 from model.network.config import ModelConfig
 from model.network.minigpt import MiniGPT
 from model.storage.files import atomic_write, check_output_path
+from model.storage.runs import clear_snapshots
 from model.training.data import TextData, builtin_corpus, load_text_file, repeated_segments_batch, text_batch
 from model.training.evaluation import Evaluator
 from model.training.presets import TrainConfig
-from model.training.resume import save_run, start_run
+from model.training.resume import save_run, start_run, write_snapshot
 
 Report = Callable[[MiniGPT], dict[str, Any]]  # extra final evaluation, e.g. interp's induction report
 
@@ -123,6 +124,11 @@ def train(
     state["data"] = (
         data.describe() if data is not None else "repeated random segments (model.data.repeated_segments_batch)"
     )
+    snapshots = set(cfg.snapshots.steps(cfg.steps)) - {cfg.steps} if cfg.snapshots is not None else set()
+    if snapshots:  # no snapshot of an earlier run into this folder may pass for one of this run
+        clear_snapshots(out, after=state["step"] if resume is not None else -1)
+        if resume is None and 0 in snapshots:
+            write_snapshot(model, out, cfg, state)  # the initial weights
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc=out.name, dynamic_ncols=True)
     running: list[float] = []
     t0 = time.perf_counter() - state["seconds"]
@@ -145,6 +151,8 @@ def train(
             running = []
         bar.update(1)
         state["step"], state["seconds"] = done, time.perf_counter() - t0
+        if done in snapshots:  # reads the weights only: the run is bit-identical with or without snapshots
+            write_snapshot(model, out, cfg, state)
         if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != stop:
             save_run(model, opt, gen, out, cfg, state, {})
     bar.close()

@@ -28,6 +28,7 @@ from model.network.config import ModelConfig
 from model.network.minigpt import MiniGPT
 from model.storage.checkpoint import json_default, load_checkpoint, save_checkpoint
 from model.storage.files import atomic_write, check_output_path
+from model.storage.runs import save_snapshot
 from model.training.presets import TrainConfig
 
 
@@ -123,6 +124,24 @@ def start_run(
     return model, opt, gen, info
 
 
+def _provenance(progress: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint of this run records about how it was made (the step, losses, config, data, torch)."""
+    hist = progress["history"]
+    return {
+        "command": progress["commands"][-1],
+        "commands": progress["commands"],  # every command that trained this run (more than one after a resume)
+        "steps": progress["step"],
+        "train_loss": hist[-1]["train_loss"] if hist else None,
+        "val_loss": next((h["val_loss"] for h in reversed(hist) if h["val_loss"] is not None), None),
+        "loss_unit": "nats per token (per character for text)",
+        "train_config": dataclasses.asdict(cfg),
+        "data": progress.get("data", ""),
+        "seconds": round(progress["seconds"], 1),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def save_run(
     model: MiniGPT,
     opt: torch.optim.Optimizer,
@@ -133,22 +152,7 @@ def save_run(
     final: dict[str, Any],
 ) -> Path:
     """Write the checkpoint (with provenance) and the training state beside it."""
-    hist = progress["history"]
-    last_val = next((h["val_loss"] for h in reversed(hist) if h["val_loss"] is not None), None)
-    prov = {
-        "command": progress["commands"][-1],
-        "commands": progress["commands"],  # every command that trained this run (more than one after a resume)
-        "steps": progress["step"],
-        "train_loss": hist[-1]["train_loss"] if hist else None,
-        "val_loss": last_val,
-        "loss_unit": "nats per token (per character for text)",
-        "train_config": dataclasses.asdict(cfg),
-        "data": progress.get("data", ""),
-        "seconds": round(progress["seconds"], 1),
-        "torch": torch.__version__,
-        "final_eval": final,
-        "history": hist,
-    }
+    prov = _provenance(progress, cfg) | {"final_eval": final, "history": progress["history"]}
     tok = model.tokenizer.to_dict() if model.tokenizer is not None else None
     path = save_checkpoint(out, model.cfg, model.state_dict(), tok, prov)
     tensors, groups = _optimizer_tensors(opt)
@@ -159,3 +163,10 @@ def save_run(
     }
     save_train_state(path, tensors, info)
     return path
+
+
+def write_snapshot(model: MiniGPT, out: Path, cfg: TrainConfig, progress: dict[str, Any]) -> Path:
+    """The snapshot of the weights at ``progress["step"]`` (:mod:`model.storage.runs`); reads, never changes, them."""
+    tok = model.tokenizer.to_dict() if model.tokenizer is not None else None
+    dtype = cfg.snapshots.dtype if cfg.snapshots is not None else "float32"
+    return save_snapshot(out, progress["step"], model.cfg, model.state_dict(), tok, _provenance(progress, cfg), dtype)

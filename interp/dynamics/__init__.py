@@ -1,0 +1,1 @@
+"""Training dynamics: the analyses over every saved step of a training run, and where they change fastest."""
