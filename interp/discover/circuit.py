@@ -120,11 +120,11 @@ class Circuit:
         """How much of the clean metric the circuit alone keeps, every other edge corrupted (module docstring).
 
         Example:
-            >>> from model import MiniGPT, ModelConfig
-            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> from model import MiniGPT
+            >>> model = MiniGPT.from_pretrained("minigpt-text")
             >>> from interp.discover.graph import circuit_graph
-            >>> everything = Circuit(circuit_graph(model))
-            >>> round(everything.faithfulness(model, "abcabc", "abdabd", "loss"), 4)
+            >>> everything = Circuit(circuit_graph(model))  # every edge kept: the clean model, so 1
+            >>> round(everything.faithfulness(model, "the cat sat on the mat", "a dog ran in the park.", "loss"), 4)
             1.0
         """
         model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
