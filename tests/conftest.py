@@ -88,3 +88,13 @@ def open_page(page: str | None = None):
     if page is not None:
         at.switch_page(f"views/{page}.py").run()
     return at
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (restored after): the SAEs and models of the features tests are so small
+    that they run several times faster on one thread, and leave the other core alone."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

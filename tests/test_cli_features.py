@@ -6,19 +6,11 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from interp.cli.main import main
 from interp.features.sae import SAE
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Models and SAEs this small run several times faster on one thread (and leave the other cores alone)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.slow

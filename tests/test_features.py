@@ -17,13 +17,7 @@ from model import MiniGPT, ModelConfig
 N_FEATURES, D, P, D_SAE, K = 32, 16, 0.05, 64, 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """SAEs this small train several times faster on one thread (and leave the other cores alone)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

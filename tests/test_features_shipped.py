@@ -12,13 +12,7 @@ from model.training.data import builtin_corpus, text_eval_batches
 SHIPPED = ["minigpt-text-mlp-transcoder-1", "minigpt-text-resid-post-0", "minigpt-text-resid-post-1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Models and SAEs this small run several times faster on one thread (and leave the other cores alone)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_shipped_saes_load_by_name():

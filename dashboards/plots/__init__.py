@@ -22,7 +22,6 @@ from dashboards.plots.dynamics import loss_curve_figure, metric_line_figure, ste
 from dashboards.plots.features import (
     activation_histogram_figure,
     contexts_html,
-    intervention_compare,
     logit_effects_figure,
     prompt_activation_bar,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "edge_graph_figure",
     "head_heatmap",
     "head_scores_heatmap",
-    "intervention_compare",
     "logit_effects_figure",
     "logit_lens_heatmap",
     "loss_curve_figure",

@@ -80,19 +80,3 @@ def prompt_activation_bar(acts: pd.DataFrame, tokens: list[str], feature: int) -
     layout = {"xaxis": {"type": "category", "tickmode": "array", "tickvals": labels, "ticktext": ticks},
               "yaxis": {"title": {"text": "activation"}}}  # fmt: skip
     return make_figure([trace], layout, f"Feature {feature} along the prompt", height=300)
-
-
-def intervention_compare(effect: pd.DataFrame, *, title: str, top_n: int = 12) -> go.Figure:
-    """Next-token probabilities with and without a feature edit (``feature_intervention`` columns ``target_str,
-    prob_clean, prob_intervened``), for the ``top_n`` most likely tokens of either."""
-    keep = effect.nlargest(top_n, "prob_clean").index.union(effect.nlargest(top_n, "prob_intervened").index)
-    d = effect.loc[keep].sort_values("prob_clean", ascending=False)
-    labels = [display_token(t) for t in d["target_str"]]
-    data = [
-        {"type": "bar", "x": labels, "y": d["prob_clean"].tolist(), "name": "clean", "marker": {"color": "#9ecae1"},
-         "hovertemplate": "token %{x}<br>clean p %{y:.3f}<extra></extra>"},
-        {"type": "bar", "x": labels, "y": d["prob_intervened"].tolist(), "name": "with the edit",
-         "marker": {"color": "#e6550d"}, "hovertemplate": "token %{x}<br>edited p %{y:.3f}<extra></extra>"},
-    ]  # fmt: skip
-    layout = {"barmode": "group", "xaxis": {"type": "category"}, "yaxis": {"title": {"text": "probability"}}}
-    return make_figure(data, layout, title, height=380)

@@ -58,19 +58,30 @@ def next_token_figure(dist: pd.DataFrame, top_n: int = 15) -> go.Figure:
     return make_figure(data, layout, f"Next-token distribution (top {len(d)} by logit)", height=430)
 
 
-def distributions_compare(dist: pd.DataFrame, *, title: str, top_n: int = 15) -> go.Figure:
-    """Next-token probabilities before and after an ablation, side by side (top ``top_n`` of either).
+def distributions_compare(
+    dist: pd.DataFrame,
+    *,
+    title: str,
+    top_n: int = 15,
+    token: str = "token",
+    after: str = "prob_ablated",
+    after_name: str = "ablated",
+    colour: str = "#cb181d",
+    height: int = 400,
+) -> go.Figure:
+    """Next-token probabilities before and after an edit, side by side (top ``top_n`` of either).
 
-    ``dist`` columns: ``token, prob_clean, prob_ablated``.
+    ``dist`` columns: ``token`` (the token column), ``prob_clean`` and ``after`` (by default an ablation's
+    ``prob_ablated``; the Features page passes ``feature_intervention``'s ``target_str`` and ``prob_intervened``).
     """
-    keep = dist.nlargest(top_n, "prob_clean").index.union(dist.nlargest(top_n, "prob_ablated").index)
+    keep = dist.nlargest(top_n, "prob_clean").index.union(dist.nlargest(top_n, after).index)
     d = dist.loc[keep].sort_values("prob_clean", ascending=False)
-    labels = [display_token(t) for t in d["token"]]
+    labels = [display_token(t) for t in d[token]]
     data = [
         {"type": "bar", "x": labels, "y": d["prob_clean"].tolist(), "name": "clean", "marker": {"color": "#9ecae1"},
          "hovertemplate": "token %{x}<br>clean p %{y:.3f}<extra></extra>"},
-        {"type": "bar", "x": labels, "y": d["prob_ablated"].tolist(), "name": "ablated", "marker": {"color": "#cb181d"},
-         "hovertemplate": "token %{x}<br>ablated p %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": labels, "y": d[after].tolist(), "name": after_name, "marker": {"color": colour},
+         "hovertemplate": f"token %{{x}}<br>{after_name} p %{{y:.3f}}<extra></extra>"},
     ]  # fmt: skip
     layout = {"barmode": "group", "xaxis": {"type": "category"}, "yaxis": {"title": {"text": "probability"}}}
-    return make_figure(data, layout, title, height=400)
+    return make_figure(data, layout, title, height=height)

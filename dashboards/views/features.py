@@ -94,5 +94,8 @@ t1.code(sel.prompt + plain, language=None, wrap_lines=True)
 t2.markdown(f"**Steered** by {value:+.1f}, the same seed")
 t2.code(sel.prompt + steered, language=None, wrap_lines=True)
 effect = features.intervention(model, sel.model_id, sel.token_ids, sae_name, feature, "steer", value)
-st.plotly_chart(plots.intervention_compare(effect, title=f"Next token after the prompt, steered by {value:+.1f}"),
-                key="feat_steer_chart")  # fmt: skip
+steer_chart = plots.distributions_compare(
+    effect, title=f"Next token after the prompt, steered by {value:+.1f}", top_n=12, token="target_str",
+    after="prob_intervened", after_name="with the edit", colour="#e6550d", height=380,
+)  # fmt: skip
+st.plotly_chart(steer_chart, key="feat_steer_chart")
