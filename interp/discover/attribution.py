@@ -13,8 +13,9 @@ gradient per *input* scores every edge into it:
 
 The gradient with respect to an input is read where the input is used, then taken back through the
 LayerNorm by hand: ``dM/d q_h`` (``attn.hook_q``, before rotary) times ``W_Q[h]^T``, then ``ln1``'s
-backward at that run's ``resid_pre``; ``dM/d mlp.hook_pre`` times ``W_in^T`` and ``ln2``'s backward; the
-final residual's gradient as it is. So each head's q, k and v input gets its own gradient though the
+backward at that run's ``resid_pre``; ``dM/d ln2.hook_normalized`` (the MLP's only reader, so the backward has
+already taken it through ``W_in``; ``dM/d mlp.hook_pre`` times ``W_in^T`` without a LayerNorm) and ``ln2``'s
+backward; the final residual's gradient as it is. So each head's q, k and v input gets its own gradient though the
 three share one residual stream.
 
 Columns: ``upstream, downstream, score`` (the estimated ``metric_patched - metric_clean``, signed, in metric
@@ -66,7 +67,8 @@ def _grad_names(graph: EdgeGraph) -> list[str]:
     names = []
     for layer in range(graph.cfg.n_layers):
         names += [f"blocks.{layer}.attn.hook_{s}" for s in "qkv"]
-        names += [] if graph.cfg.attn_only else [f"blocks.{layer}.mlp.hook_pre"]
+        if not graph.cfg.attn_only:
+            names.append(f"blocks.{layer}.ln2.hook_normalized" if graph.cfg.has_ln else f"blocks.{layer}.mlp.hook_pre")
     return [*names, f"blocks.{graph.cfg.n_layers - 1}.hook_resid_post"]
 
 
@@ -115,7 +117,7 @@ def _head_scores(block, pre: Tensor, grads: list[Tensor], delta: Tensor, steps: 
     else:
         m2 = (g * torch.einsum("bpd,hsde->bphse", xhat * ln.w, weight)).sum(-1).flatten(2).flatten(0, 1)
     sums = delta.sum(-1).flatten(1)  # node (batch pos)
-    dots = (delta[:, None] * xhat.unflatten(0, (steps, -1))[None]).sum(-1).flatten(1)  # node (step batch pos)
+    dots = torch.einsum("nbpd,sbpd->nsbp", delta, xhat.unflatten(0, (steps, -1))).flatten(1)  # node (step batch pos)
     m1 = m1.unflatten(0, (steps, -1)).sum(0).flatten(0, 1)  # (batch pos) slot
     return flat @ gw.t() - (sums @ m1 + dots @ m2) / d_model
 
@@ -132,7 +134,7 @@ def _edge_scores(
         out.append(_head_scores(block, pre, grads[i : i + 3], delta[:n], steps).t().flatten())
         i += 3
         if block.mlp is not None:
-            back = grads[i] @ block.mlp.W_in.t()
+            back = grads[i] if block.ln2 is not None else grads[i] @ block.mlp.W_in.t()
             mid = store[f"blocks.{layer}.hook_resid_mid"]
             g = _ln_backward(back, mid, block.ln2).unflatten(0, (steps, -1)).sum(0)
             out.append(delta[: graph.mlp_reads(layer)].flatten(1) @ g.flatten())

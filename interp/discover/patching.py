@@ -56,11 +56,14 @@ COLUMNS = ["upstream", "downstream", "metric_patched", "score", "abs_score", "me
 
 def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[int, int]], rows: Tensor | None):
     """``make(a, b)`` for the edges ``(slot, node)`` into layer ``layer``'s heads (slot = 3 * head + q/k/v): the
-    state at ``attn_sum``; at the query positions ``rows`` only, when given (the last block)."""
+    state at ``attn_sum``; at the query positions ``rows`` only, when given (the last block). When every pair is a
+    query's (``rows`` given, no rotary), the patched input is built at ``rows`` alone too: the keys and values
+    stay clean, so no other position changes."""
     block, b = model.blocks[layer], f"blocks.{layer}."
     attn, clean, delta = block.attn, runs.clean, runs.delta
     pre = clean[b + "hook_resid_pre"]
     base = pre + clean[b + "hook_attn_out"]  # resid_mid: the state the MLP half starts from
+    queries_only = rows is not None and attn.cfg.positional != "rotary" and all(s % 3 == 0 for s, _ in pairs)
     slots = torch.tensor([s for s, _ in pairs], device=pre.device)
     nodes = torch.tensor([u for _, u in pairs], device=pre.device)
     heads, kinds = slots // 3, slots % 3
@@ -73,20 +76,26 @@ def _head_variants(model: MiniGPT, runs: _Runs, layer: int, pairs: list[tuple[in
     mask = attn.mask[:n_pos, :n_pos]
     if rows is not None:
         base, result, mask = base.index_select(1, rows), result.index_select(1, rows), mask.index_select(0, rows)
+    if queries_only:
+        pre, delta = pre.index_select(1, rows), delta.index_select(2, rows)
 
     def make(start: int, stop: int) -> Tensor:
         h, s = heads[start:stop], kinds[start:stop]
-        x = pre + delta[nodes[start:stop]]  # variant batch pos d_model
+        x = pre + delta[nodes[start:stop]]  # variant batch pos d_model (batch rows d_model: queries only)
         x = block.ln1(x) if block.ln1 is not None else x
         proj = torch.einsum("vbpd,vde->vbpe", x, weight[s, h])
         if bias is not None:
             proj = proj + bias[s, h][:, None, None]
-        q, k, v = (qkv[i].index_select(2, h).permute(2, 0, 1, 3) for i in range(3))  # variant batch pos d_head
-        q, k, v = (torch.where((s == i)[:, None, None, None], proj, c) for i, c in enumerate((q, k, v)))
-        if attn.cfg.positional == "rotary":
-            q, k = (attn.rotate(c.reshape(-1, n_pos, 1, c.shape[-1])).view(q.shape) for c in (q, k))
-        if rows is not None:
-            q = q.index_select(2, rows)
+        if queries_only:  # q at rows is the projection; k and v are head h's clean ones
+            q = proj
+            k, v = (qkv[i].index_select(2, h).permute(2, 0, 1, 3) for i in (1, 2))
+        else:
+            q, k, v = (qkv[i].index_select(2, h).permute(2, 0, 1, 3) for i in range(3))  # variant batch pos d_head
+            q, k, v = (torch.where((s == i)[:, None, None, None], proj, c) for i, c in enumerate((q, k, v)))
+            if attn.cfg.positional == "rotary":
+                q, k = (attn.rotate(c.reshape(-1, n_pos, 1, c.shape[-1])).view(q.shape) for c in (q, k))
+            if rows is not None:
+                q = q.index_select(2, rows)
         z = ((q @ k.transpose(-1, -2)) * attn.scale + mask).softmax(-1) @ v
         out = torch.einsum("vbpe,ved->vbpd", z, attn.W_O.index_select(0, h))
         return base + out - result.index_select(2, h).permute(2, 0, 1, 3)
@@ -140,9 +149,14 @@ def _patch_edges(model: MiniGPT, runs: _Runs, index: list[int], metric: Metric, 
     for layer in range(cfg.n_layers):
         at = rows if layer == cfg.n_layers - 1 else None
         pairs = [(d - first, u) for d in range(first, first + 3 * cfg.n_heads) for u in by_input[d]]
-        if pairs:
-            make = _head_variants(model, runs, layer, pairs, at)
-            values.append(_run(model, make, len(pairs), layer, "attn_sum", metric, runs, chunk, on_chunk))
+        groups = [pairs] if at is None else [[p for p in pairs if p[0] % 3 == 0], [p for p in pairs if p[0] % 3]]
+        parts = []  # the last block: queries (patched at the read rows only) apart from keys and values
+        for group in (g for g in groups if g):
+            make = _head_variants(model, runs, layer, group, at)
+            parts.append((group, _run(model, make, len(group), layer, "attn_sum", metric, runs, chunk, on_chunk)))
+        if parts:
+            got = {p: v for group, vals in parts for p, v in zip(group, vals, strict=True)}
+            values.append(torch.stack([got[p] for p in pairs]))
         first += 3 * cfg.n_heads
         if not cfg.attn_only:
             if nodes := by_input[first]:
