@@ -101,8 +101,9 @@ def _head_scores(block, pre: Tensor, grads: list[Tensor], delta: Tensor, steps: 
     flat = delta.flatten(1)  # node (batch pos d_model)
 
     def widen(head_space: Tensor, matrix: Tensor) -> Tensor:  # slot (batch pos d_model), summed over the steps
-        summed = head_space.unflatten(0, (steps, -1)).sum(0).reshape(-1, 3 * n_heads, d_head).transpose(0, 1)
-        return (summed @ matrix.reshape(3 * n_heads, d_model, d_head).transpose(1, 2)).flatten(1)
+        summed = head_space if steps == 1 else head_space.unflatten(0, (steps, -1)).sum(0)
+        summed = summed.reshape(-1, 3 * n_heads, d_head).transpose(0, 1).contiguous()  # contiguous: a fast bmm
+        return torch.bmm(summed, matrix.reshape(3 * n_heads, d_model, d_head).transpose(1, 2).contiguous()).flatten(1)
 
     if ln is None:
         return flat @ widen(g, weight).t()
