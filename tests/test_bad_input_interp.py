@@ -26,7 +26,7 @@ from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 import interp
 from interp.common import checks, export, vocabulary
-from interp.observe import attention, dla, lens, residual
+from interp.observe import attention, dla, flow, lens, residual
 from interp.reports import induction
 from interp.weights import circuits, composition
 
@@ -415,8 +415,29 @@ def _report_cases() -> list[Case]:
     ]  # fmt: skip
 
 
+def _flow_cases() -> list[Case]:
+    F = "interp.observe.flow."
+    return [
+        Case(F + "information_flow", "a batch of 2", lambda e: flow.information_flow(e.model, e.tokens), ValueError,
+             "information flow follows one sequence, got a batch of 2; pass tokens[i : i + 1]"),
+        Case(F + "information_flow", "post-norm model", lambda e: flow.information_flow(e.post, e.tokens[:1]),
+             ValueError, "norm='post' re-normalises the residual stream after every sublayer"),
+        Case(F + "information_flow", "model is a str", lambda e: flow.information_flow("gpt2", e.tokens[:1]),
+             TypeError, "model must be a MiniGPT"),
+        Case(F + "flow_stages", "model is a str", lambda e: flow.flow_stages("gpt2"), TypeError,
+             "model must be a MiniGPT"),
+        Case(F + "flow_routes", "not a flow frame", lambda e: flow.flow_routes(e.frame, 0), TypeError,
+             "flow must be the frame of information_flow(model, tokens)"),
+        Case(F + "flow_routes", "threshold 2", lambda e: flow.flow_routes(
+             flow.information_flow(e.model, e.tokens[:1]), 0, threshold=2), ValueError,
+             "threshold must be an importance share in [0, 1], got 2"),
+        Case(F + "flow_routes", "position 9 of 6", lambda e: flow.flow_routes(
+             flow.information_flow(e.model, e.tokens[:1]), 9), IndexError, "position 9 is out of range"),
+    ]  # fmt: skip
+
+
 CASES = _residual_cases() + _dla_cases() + _attention_cases() + _circuits_cases() + _composition_cases()
-CASES += _export_cases() + _checks_cases() + _vocabulary_cases() + _report_cases()
+CASES += _export_cases() + _checks_cases() + _vocabulary_cases() + _report_cases() + _flow_cases()
 
 
 @pytest.fixture(scope="module")

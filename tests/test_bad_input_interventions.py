@@ -24,8 +24,10 @@ from interp import (
 from interp.common import metrics
 from interp.intervene import ablate as ablation
 from interp.intervene import engine as batched
+from interp.intervene import flow as flow_patch
 from interp.intervene import parsing, patching, replace, sweeps
 from interp.intervene import specs as ablation_specs
+from interp.observe.flow import information_flow
 
 
 def _ablation_cases() -> list[Case]:
@@ -334,7 +336,35 @@ def _batched_cases() -> list[Case]:
     ]  # fmt: skip
 
 
+def _flow_edge(e, **change):
+    return information_flow(e.model, e.tokens[:1]).iloc[:1].assign(**change)
+
+
+def _flow_patch_cases() -> list[Case]:
+    P = "interp.intervene.flow.patch_flow_edge"
+    run = flow_patch.patch_flow_edge
+    return [
+        Case(P, "corrupted shorter", lambda e: run(e.model, e.tokens[:1], e.other[:1, :4], _flow_edge(e)), ValueError,
+             "clean tokens (1, 6) and corrupted tokens (1, 4) must have the same shape"),
+        Case(P, "mlp edge on an attention-only model", lambda e: run(e.attn_only, e.tokens[:1], e.other[:1],
+             _flow_edge(e, kind="mlp")), ValueError, "this model is attention-only: it has no MLP edges"),
+        Case(P, "unknown kind", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e, kind="neuron")),
+             ValueError, "edge kind 'neuron' is not one of"),
+        Case(P, "edge is a str", lambda e: run(e.model, e.tokens[:1], e.other[:1], "L0H0"), TypeError,
+             "edge must be a row of information_flow(...)"),
+        Case(P, "two rows", lambda e: run(e.model, e.tokens[:1], e.other[:1], information_flow(
+             e.model, e.tokens[:1]).iloc[:2]), ValueError, "edge must be one row of information_flow's frame, got 2"),
+        Case(P, "edge backwards", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(
+             e, source_pos=3, target_pos=1)), ValueError, "a head edge cannot go from position 3 to position 1"),
+        Case(P, "head 7", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e, head=7)), IndexError,
+             "head 7 is out of range"),
+        Case(P, "position 99", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e), position=99),
+             IndexError, "position 99 is out of range"),
+    ]  # fmt: skip
+
+
 CASES = _ablation_cases() + _sweep_cases() + _metric_cases() + _patching_cases() + _batched_cases()
+CASES += _flow_patch_cases()
 
 
 @pytest.fixture(scope="module")
