@@ -28,7 +28,7 @@ from interp.dynamics.phases import find_phase_changes
 from interp.intervene.ablate import ablate
 from interp.intervene.patching import activation_patching
 from interp.intervene.sweeps import head_sweep
-from interp.observe.attention import attention_pattern_frame, head_scores
+from interp.observe.attention import attention_pattern_frame, classification_note, head_scores
 from interp.observe.dla import direct_logit_attribution
 from interp.observe.lens import logit_lens
 from interp.observe.residual import write_norms
@@ -135,6 +135,11 @@ def attention_patterns(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame
 def attention_scores(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
     """``interp.head_scores`` on the prompt (one row per head, with its ``head_class``)."""
     return head_scores(_model, tokens_of(ids), forward(_model, model_id, ids)[1])
+
+
+def head_class_note(scores: pd.DataFrame) -> str | None:
+    """``interp.classification_note``: why the head classes are limited on this prompt, or None."""
+    return classification_note(scores)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

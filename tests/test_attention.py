@@ -114,10 +114,10 @@ def test_classify_heads_order_and_thresholds():
         "first_token": [0.9, 0.5, 0.49, 0.0],
     }
     kinds = classify_heads(pd.DataFrame(rows))
-    assert list(kinds) == ["induction", "first_token", "other", "other"], "threshold order or NaN handling off"
+    assert list(kinds) == ["induction", "first_token", "other", "undefined"], "threshold order or NaN handling off"
     assert kinds.name == "head_class", "classify_heads returns the head_class column of head_scores"
     assert list(classify_heads(pd.DataFrame(rows), {"previous_token": 0.3})) == [
-        "induction", "previous_token", "other", "other"
+        "induction", "previous_token", "other", "undefined"
     ]  # fmt: skip
     assert next(iter(THRESHOLDS)) == "induction", "induction must be checked first"
     with pytest.raises(KeyError, match="unknown head kinds"):

@@ -4,17 +4,16 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Direct logit attribution")
 model = sel.model
 tokens = analyses.symbols(model, sel.token_ids)
-st.title("Direct logit attribution")
 st.markdown(
     "With the final LayerNorm's scale frozen, the logit is a sum over everything written into the residual "
     "stream: each bar is one component's share, and the bars add up to the logit (or, with a contrast token, "
     "to the logit difference)."
 )
 c1, c2, c3, c4 = st.columns(4)
-pos = state.pick_position(c1, "Position", tokens, key="dla_pos")
+pos = state.pick_position(c1, "Position", tokens, key="dla_pos", default=sel.position)
 target = c2.text_input("Target character (empty: the next one)", "", max_chars=5, key="dla_target")
 contrast = c3.text_input("Contrast character (optional)", "", max_chars=5, key="dla_contrast")
 per = c4.selectbox("Split", ["head", "neuron", "component", "layer"], key="dla_per")

@@ -25,7 +25,10 @@ with left:
 with right:
     st.plotly_chart(plots.parameter_bar(analyses.inventory(model, sel.model_id)), key="inventory_chart")
 
-sel = state.require_tokens()
+sel = state.selection()
+if sel.token_ids is None:
+    st.info("The next-token sections need a prompt it can run: fix the prompt in the sidebar (the reason is shown under it).")
+    st.stop()
 st.subheader("Next-token distribution")
 st.markdown(
     "The last block's residual stream is unembedded into one **logit** per symbol. Softmax turns logits into "
@@ -34,7 +37,7 @@ st.markdown(
 )
 tokens = analyses.symbols(model, sel.token_ids)
 c1, c2, c3, c4 = st.columns(4)
-pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos")
+pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos", default=sel.position)
 temperature = c2.slider("Temperature", 0.0, 3.0, 1.0, 0.05, key="pred_temperature")
 top_k = c3.number_input("Top-k (0 = off)", 0, cfg.d_vocab, 0, key="pred_top_k")
 top_p = c4.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="pred_top_p")

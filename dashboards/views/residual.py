@@ -4,10 +4,9 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Residual stream")
 model = sel.model
 tokens = analyses.symbols(model, sel.token_ids)
-st.title("Residual stream")
 st.markdown(
     "Every position carries one vector through the network. The embeddings start it; each attention head and each "
     "MLP *adds* its output to it and overwrites nothing. Below: the size (L2 norm) of every write, per position."
