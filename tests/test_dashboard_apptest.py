@@ -322,3 +322,58 @@ def test_features_page_explains_when_no_sae_fits_the_model():
     at.switch_page("views/features.py").run()
     assert not at.exception
     assert any("No shipped sparse autoencoder" in i.value for i in at.info)
+
+
+def test_switching_model_switches_to_its_default_prompt_unless_typed():
+    """induction-2l opens on its repeated segment with the position on the second copy; a typed prompt stays."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    prompt = at.text_area(key="prompt").value
+    half = len(prompt) // 2
+    assert prompt == state.repeated_segment(15, seed=0) and prompt[:half] == prompt[half:], f"not a repeat: {prompt!r}"
+    assert_clean(at, 3)
+    table = at.dataframe[0].value.set_index("component")
+    assert table.loc["L1H0", "head_class"] == "induction", f"L1H0 on the default prompt: {table.loc['L1H0'].to_dict()}"
+    at.switch_page("views/prediction.py").run()
+    picked = at.selectbox(key="pred_pos")
+    assert picked.value == -1 and picked.format_func(-1).startswith("showcase (23:"), picked.format_func(-1)
+    assert 16 <= state.SHOWCASES["induction-2l"].position <= 30, "the showcase position must be on the second copy"
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("minigpt-text").run()
+    assert at.text_area(key="prompt").value == state.DEFAULT_PROMPT, "back to the text model: its own prompt"
+    set_prompt(at, "my own words")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert at.text_area(key="prompt").value == "my own words", "a typed prompt must survive a model switch"
+
+
+def test_prompt_without_repeats_says_induction_is_undefined():
+    """On a prompt with no repeated token the head table says so, and no head is classed first_token."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    set_prompt(at, "the jumpy")
+    assert_clean(at, 3)
+    assert any("No repeated tokens: induction score undefined" in w.value for w in at.warning), [
+        w.value for w in at.warning
+    ]
+    table = at.dataframe[0].value.set_index("component")
+    assert table.loc["L1H0", "head_class"] == "undefined", table["head_class"].to_dict()
+
+
+def test_bad_prompt_error_shows_once_and_the_title_stays():
+    """A bad prompt: one error (in the sidebar), the page keeps its title and points there; no Python advice."""
+    at = open_page("attention")
+    set_prompt(at, "naïve")
+    assert [e.value for e in at.sidebar.error] == errors(at) and len(errors(at)) == 1, errors(at)
+    assert "unknown=" not in errors(at)[0] and "Replace unknown characters" in errors(at)[0], errors(at)[0]
+    assert [t.value for t in at.title] == ["Attention"], "the page title must stay above the message"
+    assert any("fix the prompt in the sidebar" in i.value for i in at.info), [i.value for i in at.info]
+    at.sidebar.checkbox(key="prompt_replace_unknown").check().run()
+    assert_clean(at, 3)
+    assert not errors(at) and len(at.session_state["selection"].token_ids) == 6, "ï must be read as <unk>"
+
+
+def test_a_tab_in_the_prompt_is_named():
+    """A tab gets a sidebar warning saying it is read as a space."""
+    at = open_page("attention")
+    set_prompt(at, "a\tb")
+    assert_clean(at, 3)
+    assert any("a tab (at position 1)" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]

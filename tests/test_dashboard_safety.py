@@ -204,3 +204,16 @@ def test_cached_frames_are_copies():
     first.loc[:, "prob"] = -1.0
     again = analyses.next_token_distribution(model, "random:0", ids, 2)
     assert (again["prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
+
+
+def test_a_new_upload_replaces_the_earlier_files(on_induction):
+    """The uploader keeps earlier files in its list; a new pair dropped after a junk file is loaded, not refused."""
+    weights, meta = shipped("minigpt-text")
+    uploader = on_induction.sidebar.file_uploader(key="checkpoint_upload")
+    at = uploader.upload("x.safetensors", b"junk").run()
+    assert any("also upload the .json" in e for e in errors(at)), errors(at)
+    uploader = at.sidebar.file_uploader(key="checkpoint_upload")
+    at = uploader.upload("mine.safetensors", weights).upload("mine.json", meta).run()
+    assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
+    at.slider(key="pred_temperature").set_value(0.5).run()  # another widget: the same pair stays loaded
+    assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
