@@ -169,9 +169,7 @@ def check_upload(files: list[tuple[str, bytes]]) -> str:
     return hashlib.sha256(b"".join(d for _, d in sorted(files))).hexdigest()[:16]
 
 
-REPLACE_ADVICE = (
-    'tick "Replace unknown characters with <unk>" under the prompt to read them as <unk>, or remove them'
-)
+REPLACE_ADVICE = 'tick "Replace unknown characters with <unk>" under the prompt to read them as <unk>, or remove them'
 
 
 def check_prompt(model: MiniGPT, prompt: str, replace_unknown: bool = False) -> tuple[int, ...]:

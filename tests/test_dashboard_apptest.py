@@ -377,3 +377,26 @@ def test_a_tab_in_the_prompt_is_named():
     set_prompt(at, "a\tb")
     assert_clean(at, 3)
     assert any("a tab (at position 1)" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]
+
+
+def test_model_card_shows_the_loss_curve_evaluation_notes_and_readme():
+    """Model card: the history's loss curve, final_eval with meanings (second-copy loss: the copy is predicted),
+    the notes, the command and the README sections; a model without provenance says so."""
+    at = open_page("model_card")
+    assert_clean(at, 1)
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert_clean(at, 1)
+    made = MiniGPT.from_pretrained("induction-2l").provenance
+    curve = charts(at)[0]
+    assert array(curve["data"][0]["x"]).tolist() == [row["step"] for row in made["history"]], "not the shipped history"
+    table = at.dataframe[0].value.set_index("field")
+    assert (
+        "0.28 nats" in table.loc["second_copy_loss", "meaning"]
+        and "the copy is predicted" in (table.loc["second_copy_loss", "meaning"])
+    ), table.loc["second_copy_loss", "meaning"]
+    assert "L1H0 is an induction head" in table.loc["induction_score", "meaning"], table.loc["induction_score"]
+    text = " ".join(m.value for m in at.markdown)
+    assert made["command"] in text and made["notes"][:60] in text, "the command and the notes must be shown"
+    assert "README.md § Shipped models" in [e.label for e in at.expander], [e.label for e in at.expander]
+    at.sidebar.selectbox(key="checkpoint_choice").set_value(state.RANDOM_LABEL).run()
+    assert not at.exception and any("records no training" in i.value for i in at.info), [i.value for i in at.info]

@@ -188,3 +188,18 @@ def test_circuit_and_parameter_figures(run):
     assert f"{model.cfg.n_params:,} in all" in bar.layout.title.text, "the inventory total must match n_params"
     assert list(bar.data[0].y) == inventory.tensor.tolist(), "one bar per parameter tensor"
     assert list(bar.data[0].x) == inventory["count"].tolist()
+
+
+def test_training_history_figure_draws_train_val_and_references():
+    """The loss curve: training loss as a line, validation loss only where recorded, one dashed line per reference."""
+    from dashboards.plots import training_history_figure
+
+    history = pd.DataFrame(
+        {"step": [50, 100, 150], "train_loss": [4.0, 3.0, 2.0], "val_loss": [np.nan, 3.1, np.nan], "lr": [1e-3] * 3}
+    )
+    fig = training_history_figure(history, unit="nats", references={"uniform": 4.16, "bigram": 2.28})
+    fig.to_dict()
+    go.Figure(fig)  # validates
+    train, val, lr = fig.data
+    assert list(train.y) == [4.0, 3.0, 2.0] and list(val.x) == [100] and lr.yaxis == "y2", "curves mixed up"
+    assert [s["y0"] for s in fig.layout.shapes] == [4.16, 2.28], "one dashed line per reference"

@@ -21,13 +21,18 @@ with left:
     made, val = model.provenance, model.provenance.get("val_loss")
     if made.get("command"):
         loss = f"validation loss {val:.3f} {made.get('loss_unit', '')}" if isinstance(val, int | float) else "no loss"
-        st.caption(f"Trained by `{made['command']}` ({made.get('steps', '?')} steps, {loss}).")
+        st.caption(
+            f"Trained by `{made['command']}` ({made.get('steps', '?')} steps, {loss}); the **Model card** page has "
+            "its loss curve and what its final evaluation numbers mean."
+        )
 with right:
     st.plotly_chart(plots.parameter_bar(analyses.inventory(model, sel.model_id)), key="inventory_chart")
 
 sel = state.selection()
 if sel.token_ids is None:
-    st.info("The next-token sections need a prompt it can run: fix the prompt in the sidebar (the reason is shown under it).")
+    st.info(
+        "The next-token sections need a prompt it can run: fix the prompt in the sidebar (the reason is shown under it)."
+    )
     st.stop()
 st.subheader("Next-token distribution")
 st.markdown(
