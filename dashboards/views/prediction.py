@@ -31,7 +31,7 @@ with right:
 sel = state.selection()
 if sel.token_ids is None:
     st.info(
-        "The next-token sections need a prompt it can run: fix the prompt in the sidebar (the reason is shown under it)."
+        "The next-token sections need a prompt they can run: fix the prompt in the sidebar (the reason is under it)."
     )
     st.stop()
 st.subheader("Next-token distribution")
