@@ -109,8 +109,15 @@ def generate(
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def config_frame(_model: MiniGPT, model_id: str) -> pd.DataFrame:
-    """The model's config as a two-column table: ``field, value`` (values as text)."""
-    fields = _model.cfg.to_dict()
+    """The model's config as a two-column table: ``field, value`` (values as text), only the fields that apply.
+
+    Left out: ``d_ff`` and ``act`` of an attention-only model (no MLP), ``ln_eps`` without LayerNorm, and
+    ``rotary_base`` unless the positions are rotary.
+    """
+    cfg = _model.cfg
+    unused = {"d_ff": cfg.attn_only, "act": cfg.attn_only, "ln_eps": cfg.norm == "none"}
+    unused["rotary_base"] = cfg.positional != "rotary"
+    fields = {k: v for k, v in cfg.to_dict().items() if not unused.get(k, False)}
     return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
 
 
@@ -192,8 +199,11 @@ def dla(_model: MiniGPT, model_id: str, ids: Ids, target: str | None, contrast: 
 
 
 def dla_at(frame: pd.DataFrame, pos: int, top: int | None = None) -> tuple[pd.DataFrame, float]:
-    """The rows of one position (only the ``top`` largest by magnitude, when given) and the sum of all of them."""
-    here = frame[frame["pos"] == pos]
+    """The rows of one position (only the ``top`` largest by magnitude, when given) and the sum of all of them.
+
+    The one-prompt ``batch`` column (always 0 here) is left out; the CSV download keeps the library's layout.
+    """
+    here = frame[frame["pos"] == pos].drop(columns="batch")
     total = float(here["contribution"].sum())
     if top is not None:
         here = here.loc[here["contribution"].abs().nlargest(top).index]
@@ -319,9 +329,9 @@ def composition(_model: MiniGPT, model_id: str) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) -> pd.DataFrame:
+def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int, specials: bool = True) -> pd.DataFrame:
     """The full QK or OV circuit (``kind``) of one head as a token x token frame (``interp.qk_circuit`` /
-    ``interp.ov_circuit``; 64 x 64 is small)."""
+    ``interp.ov_circuit``; 64 x 64 is small); ``specials=False`` leaves out the special tokens' rows and columns."""
     n = _model.cfg.d_vocab
     if n > MAX_CIRCUIT_VOCAB:
         raise ValueError(
@@ -330,7 +340,11 @@ def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) ->
         )
     full = (qk_circuit if kind == "QK" else ov_circuit)(_model, layer, head).full()
     names = token_labels(_model.tokenizer, range(n))
-    return pd.DataFrame(full.numpy(), index=names, columns=names)
+    frame = pd.DataFrame(full.numpy(), index=names, columns=names)
+    if specials or _model.tokenizer is None:
+        return frame
+    keep = [i for i in range(n) if i not in _model.tokenizer.special_ids]
+    return frame.iloc[keep, keep]
 
 
 @st.cache_data(max_entries=4, show_spinner="Measuring every snapshot of the run (once per session) ...")

@@ -88,13 +88,16 @@ def test_attention_page_compares_one_head_across_blocks():
 
 
 def test_residual_page_shows_writes_and_lens():
-    """Residual page: one stacked bar trace per component; the logit lens has one row per layer boundary."""
+    """Residual page: a component x position heatmap of write norms (not stacked); the logit lens has one row per
+    layer boundary."""
     at = open_page("residual")
     assert_clean(at, 2)
     at.slider(key="lens_k").set_value(3).run()
-    bars, lens = charts(at)
-    names = {trace["name"] for trace in bars["data"]}
-    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= names, f"components missing from the stacked bars: {names}"
+    writes, lens = charts(at)
+    assert [t["type"] for t in writes["data"]] == ["heatmap"], "norms do not add: one heatmap, not stacked bars"
+    names = set(writes["data"][0]["y"])
+    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= names, f"components missing from the heatmap rows: {names}"
+    assert array(writes["data"][0]["z"]).shape == (len(names), len(state.DEFAULT_PROMPT) + 1), "component x position"
     assert len(lens["data"][0]["y"]) == 3, "the locked config has 3 layer boundaries for the logit lens"
     assert lens["data"][0]["customdata"][0][-1].split("top: ")[1].count(",") == 2, (
         "the hover must list the top-3 guesses"
@@ -151,8 +154,14 @@ def test_circuits_page_shows_the_chosen_head():
     at.selectbox(key="circuit_head").set_value(2).run()
     at.radio(key="circuit_choice").set_value("OV").run()
     assert_clean(at, 2)
-    assert titles(at)[1] == "OV circuit of L1H2"
-    assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "the OV circuit is d_vocab x d_vocab"
+    assert titles(at)[1].startswith("OV circuit of L1H2")
+    ov = charts(at)[1]
+    assert array(ov["data"][0]["z"]).shape == (61, 61), "without the specials the OV circuit is 61 x 61"
+    assert ov["layout"]["yaxis"]["scaleanchor"] == "x", "circuit cells must be square"
+    z = array(ov["data"][0]["z"])
+    assert ov["data"][0]["zmax"] == pytest.approx(max(abs(np.percentile(z, 1)), abs(np.percentile(z, 99))), rel=1e-4)
+    at.checkbox(key="circuit_specials").check().run()
+    assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "with the specials: d_vocab x d_vocab"
 
 
 def test_discovery_page_scores_thresholds_and_judges_the_circuit():
@@ -220,7 +229,7 @@ def test_induction_checkpoint_heads_are_classified():
     at = open_page("attention")
     at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
     set_prompt(at, "qzxjvkwpbmgfhty" * 2)
-    assert_clean(at, 3)
+    assert_clean(at, 2)  # one head per block: no repeated "every head" grid
     table = at.dataframe[0].value
     kinds = dict(zip(zip(table["layer"], table["head"], strict=True), table["head_class"], strict=True))
     assert "previous_token" in {k for (layer, _), k in kinds.items() if layer == 0}, (
@@ -331,7 +340,7 @@ def test_switching_model_switches_to_its_default_prompt_unless_typed():
     prompt = at.text_area(key="prompt").value
     half = len(prompt) // 2
     assert prompt == state.repeated_segment(15, seed=0) and prompt[:half] == prompt[half:], f"not a repeat: {prompt!r}"
-    assert_clean(at, 3)
+    assert_clean(at, 2)
     table = at.dataframe[0].value.set_index("component")
     assert table.loc["L1H0", "head_class"] == "induction", f"L1H0 on the default prompt: {table.loc['L1H0'].to_dict()}"
     at.switch_page("views/prediction.py").run()
@@ -350,7 +359,7 @@ def test_prompt_without_repeats_says_induction_is_undefined():
     at = open_page("attention")
     at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
     set_prompt(at, "the jumpy")
-    assert_clean(at, 3)
+    assert_clean(at, 2)
     assert any("No repeated tokens: induction score undefined" in w.value for w in at.warning), [
         w.value for w in at.warning
     ]

@@ -27,7 +27,7 @@ from dashboards.plots.features import (
 )
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar, training_history_figure
-from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
+from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar, write_norms_heatmap
 
 __all__ = [
     "DIVERGING",
@@ -57,4 +57,5 @@ __all__ = [
     "token_strip_html",
     "training_history_figure",
     "write_norms_bar",
+    "write_norms_heatmap",
 ]

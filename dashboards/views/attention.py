@@ -23,17 +23,20 @@ st.plotly_chart(
 )
 
 st.subheader("Every head of the chosen blocks")
-layers = st.multiselect(
-    "Blocks", list(range(cfg.n_layers)), default=list(range(cfg.n_layers)), format_func=lambda x: f"block {x}",
-    key="attn_grid_layers",
-)  # fmt: skip
-if layers:
-    st.plotly_chart(
-        plots.attention_heatmaps(patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads"),
-        key="attn_grid_chart",
-    )
+if cfg.n_heads == 1:
+    st.caption("This model has one head per block: the view above already shows every head.")
 else:
-    st.info("Choose at least one block to see its heads.")
+    layers = st.multiselect(
+        "Blocks", list(range(cfg.n_layers)), default=list(range(cfg.n_layers)), format_func=lambda x: f"block {x}",
+        key="attn_grid_layers",
+    )  # fmt: skip
+    if layers:
+        st.plotly_chart(
+            plots.attention_heatmaps(patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads"),
+            key="attn_grid_chart",
+        )
+    else:
+        st.info("Choose at least one block to see its heads.")
 
 st.subheader("Head scores and classification")
 st.markdown(

@@ -14,7 +14,7 @@ with left:
     st.dataframe(
         analyses.config_frame(model, sel.model_id),
         hide_index=True,
-        height=36 * (len(cfg.to_dict()) + 1) + 4,
+        height=36 * (len(analyses.config_frame(model, sel.model_id)) + 1) + 4,
         key="config_table",
     )
     st.caption(f"d_head = {cfg.d_head}; {cfg.n_params:,} parameters by the closed-form count.")
@@ -54,7 +54,14 @@ st.subheader("Generate a continuation")
 g1, g2 = st.columns(2)
 max_new = g1.slider("New characters", 1, 64, 24, key="gen_max_new")
 seed = g2.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+asked = (sel.model_id, sel.prompt, max_new, int(seed), tuple(settings.values()))
 if st.button("Generate", key="gen_button", type="primary"):
-    text = analyses.generate(model, sel.model_id, sel.prompt, max_new, seed=int(seed), **settings)
-    st.code(sel.prompt + text, language=None, wrap_lines=True)
-    st.caption(f"The prompt, then {len(text)} sampled characters. Same seed and settings, same text.")
+    st.session_state["generated"] = (
+        asked,
+        analyses.generate(model, sel.model_id, sel.prompt, max_new, seed=int(seed), **settings),
+    )
+made_for, text = st.session_state.get("generated", (None, ""))
+if made_for is not None:  # kept across reruns: other widgets no longer wipe the text
+    st.code(made_for[1] + text, language=None, wrap_lines=True)
+    same = "" if made_for == asked else " Generated with other settings or another prompt: press Generate again."
+    st.caption(f"The prompt, then {len(text)} sampled characters. Same seed and settings, same text.{same}")
