@@ -409,3 +409,48 @@ def test_model_card_shows_the_loss_curve_evaluation_notes_and_readme():
     assert "README.md § Shipped models" in [e.label for e in at.expander], [e.label for e in at.expander]
     at.sidebar.selectbox(key="checkpoint_choice").set_value(state.RANDOM_LABEL).run()
     assert not at.exception and any("records no training" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_generated_text_survives_other_widgets():
+    """The generated continuation stays on the page when another widget reruns it."""
+    at = open_page()
+    at.button(key="gen_button").click().run()
+    text = at.code[0].value
+    at.slider(key="pred_temperature").set_value(0.5).run()
+    assert at.code and at.code[0].value == text, "the generated text vanished after another widget changed"
+
+
+def test_config_table_shows_only_fields_that_apply():
+    """No d_ff / act on an attention-only model, no ln_eps without LayerNorm, no rotary_base unless rotary."""
+    at = open_page()
+    fields = set(at.dataframe[0].value["field"])
+    assert {"d_ff", "ln_eps", "act"} <= fields and "rotary_base" not in fields, fields
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    fields = set(at.dataframe[0].value["field"])
+    assert not fields & {"d_ff", "act", "ln_eps", "rotary_base"} and {"d_model", "norm"} <= fields, fields
+
+
+def test_dla_table_has_token_strings_no_batch_and_honest_wording():
+    """DLA: the table has token strings beside ids, <NA> for what does not apply, no batch column; the target box
+    says what empty means; the neuron split's title says it shows the top 40; no LayerNorm wording without one."""
+    at = open_page("logit_attribution")
+    assert "top guess" in at.text_input(key="dla_target").label, at.text_input(key="dla_target").label
+    assert any("LayerNorm's scale frozen" in m.value for m in at.markdown)
+    table = at.dataframe[0].value
+    assert "batch" not in table.columns and {"pos_str", "target_str", "contrast_str"} <= set(table.columns)
+    assert table["contrast"].isna().all() and table.loc[table["component"] == "embed", "head"].isna().all()
+    csv = at.get("download_button")[0].proto.url
+    assert csv, "the CSV download must be there"
+    at.selectbox(key="dla_per").set_value("neuron").run()
+    title = titles(at)[0]
+    assert "the 40 largest of" in title and "sum of all contributions" not in title, title
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert not any("LayerNorm" in m.value for m in at.markdown), "a model without LayerNorm has no scale to freeze"
+
+
+def test_one_head_model_has_no_repeated_grid():
+    """With one head per block the 'every head' grid would repeat the view above it: a caption says so instead."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert_clean(at, 2)
+    assert len(at.get("plotly_chart")) == 2 and any("one head per block" in c.value for c in at.caption)
