@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboards import card_analyses as card  # noqa: F401 (the Model card page: analyses.card.<name>)
 from dashboards import feature_analyses as features  # noqa: F401 (the Features page: analyses.features.<name>)
 from interp.common.export import contributions_to_csv
 from interp.common.metrics import LogitDiff, Loss, Metric
@@ -32,7 +33,6 @@ from interp.observe.attention import attention_pattern_frame, classification_not
 from interp.observe.dla import direct_logit_attribution
 from interp.observe.lens import logit_lens
 from interp.observe.residual import write_norms
-from interp.reports.card import describe_final_eval
 from interp.reports.induction import probe_tokens
 from interp.weights.circuits import ov_circuit, qk_circuit
 from interp.weights.composition import composition_scores
@@ -119,35 +119,6 @@ def config_frame(_model: MiniGPT, model_id: str) -> pd.DataFrame:
     unused["rotary_base"] = cfg.positional != "rotary"
     fields = {k: v for k, v in cfg.to_dict().items() if not unused.get(k, False)}
     return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def final_eval(_model: MiniGPT, model_id: str) -> pd.DataFrame:
-    """``interp.reports.card.describe_final_eval`` of the checkpoint: ``field, value, meaning`` (empty: none)."""
-    return describe_final_eval(_model.provenance.get("final_eval"))
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def history(_model: MiniGPT, model_id: str) -> pd.DataFrame:
-    """The checkpoint's training history: ``step, train_loss, val_loss, lr`` (val_loss NaN between evaluations)."""
-    rows = _model.provenance.get("history") or []
-    frame = pd.DataFrame(rows, columns=["step", "train_loss", "val_loss", "lr"])
-    return frame.astype({"train_loss": float, "val_loss": float, "lr": float})
-
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def readme_section(title: str) -> str | None:
-    """The text of the README's ``## {title}`` section (without its heading), or None when there is none."""
-    if not README.is_file():
-        return None
-    text, head = README.read_text(encoding="utf-8"), f"\n## {title}\n"
-    if head not in text:
-        return None
-    body = text.split(head, 1)[1]
-    return body.split("\n## ", 1)[0].strip()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
