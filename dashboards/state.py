@@ -202,7 +202,7 @@ def prompt_notes(prompt: str) -> list[str]:
     """Sentences about what the tokenizer silently changes in ``prompt`` (tabs become spaces).
 
     Example:
-        >>> prompt_notes("a\tb\tc")
+        >>> prompt_notes("a\\tb\\tc")
         ['the prompt has 2 tabs (at positions 1, 3): the tokenizer has no tab symbol and reads each as a space']
         >>> prompt_notes("abc")
         []

@@ -76,7 +76,9 @@ def test_undefined_scores_are_nan(tiny_model):
     tokens = torch.tensor([[0, 10, 11, 12, 13, 14]])
     df = head_scores(tiny_model, tokens, cache_with(lambda b, q: 0, tokens))
     assert df.induction.isna().all() and df.duplicate_token.isna().all(), "undefined scores must be NaN"
-    assert (df.first_token == 1).all() and (df.head_class == "first_token").all()
+    assert (df.first_token == 1).all() and (df.head_class == "undefined").all(), (
+        "a head resting on <bos> where nothing repeats may be an idle induction head: undefined, not first_token"
+    )
 
 
 def test_uniform_pattern_entropy(tiny_model):
