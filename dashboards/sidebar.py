@@ -28,13 +28,17 @@ UPLOAD_SEEN, UPLOAD_USED = "upload_seen_ids", "upload_used_ids"  # session keys:
 def _latest_upload() -> list:
     """The files of the latest drop: the uploader keeps earlier files in its list, but a new drop replaces them.
 
-    Files not seen on the previous run are the new drop; with none new (another widget reran the page), the
-    files used last time (those still in the list).
+    Files not seen on the previous run are the new drop; a drop that lacks the weights or the JSON is completed by
+    the latest earlier file of that kind (weights first, then their JSON, is a pair). With no new file (another
+    widget reran the page), the files used last time (those still in the list).
     """
     files = list(st.session_state.get("checkpoint_upload") or [])
     seen, used = st.session_state.get(UPLOAD_SEEN, set()), st.session_state.get(UPLOAD_USED, set())
     fresh = [u for u in files if u.file_id not in seen]
     chosen = fresh or [u for u in files if u.file_id in used] or files
+    for suffix in (".safetensors", ".json") if fresh else ():
+        if not any(u.name.lower().endswith(suffix) for u in fresh):
+            chosen = [u for u in files if u not in fresh and u.name.lower().endswith(suffix)][-1:] + chosen
     st.session_state[UPLOAD_SEEN] = {u.file_id for u in files}
     st.session_state[UPLOAD_USED] = {u.file_id for u in chosen}
     return chosen

@@ -206,14 +206,31 @@ def test_cached_frames_are_copies():
     assert (again["prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
 
 
+def add_upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    """Drop more files on the uploader as a browser does: the files uploaded before stay in its list (same ids)."""
+    uploader = at.sidebar.file_uploader(key="checkpoint_upload")
+    uploader._files = uploader._get_files_to_register()  # what the browser still holds from earlier drops
+    for name, data in files:
+        uploader.upload(name, data)
+    return at.run()
+
+
 def test_a_new_upload_replaces_the_earlier_files(on_induction):
     """The uploader keeps earlier files in its list; a new pair dropped after a junk file is loaded, not refused."""
     weights, meta = shipped("minigpt-text")
-    uploader = on_induction.sidebar.file_uploader(key="checkpoint_upload")
-    at = uploader.upload("x.safetensors", b"junk").run()
+    at = add_upload(on_induction, [("x.safetensors", b"junk")])
     assert any("also upload the .json" in e for e in errors(at)), errors(at)
-    uploader = at.sidebar.file_uploader(key="checkpoint_upload")
-    at = uploader.upload("mine.safetensors", weights).upload("mine.json", meta).run()
+    at = add_upload(at, [("mine.safetensors", weights), ("mine.json", meta)])
+    assert len(at.session_state["checkpoint_upload"]) == 3, "the test must keep the junk file in the list"
     assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
     at.slider(key="pred_temperature").set_value(0.5).run()  # another widget: the same pair stays loaded
     assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
+
+
+def test_weights_then_their_json_in_two_drops_load(on_induction):
+    """Weights dropped alone are asked for their JSON; dropping the JSON next completes the pair."""
+    weights, meta = shipped("minigpt-text")
+    at = add_upload(on_induction, [("two.safetensors", weights)])
+    assert any("also upload the .json" in e for e in errors(at)), errors(at)
+    at = add_upload(at, [("two.json", meta)])
+    assert not errors(at) and at.session_state["selection"].label == "two.safetensors", errors(at)
