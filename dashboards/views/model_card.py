@@ -22,7 +22,7 @@ else:
     st.caption(" · ".join(facts))
     history = analyses.card.history(model, sel.model_id)
     evals = analyses.card.final_eval(model, sel.model_id)
-    unit = made.get("loss_unit", "nats")
+    unit = str(made.get("loss_unit", "nats")).split(" (")[0]  # "nats per token (per character for text)"
     if len(history):
         record = dict(zip(evals["field"], evals["value"], strict=True))
         references = {"uniform guess (ln d_vocab)": math.log(model.cfg.d_vocab)}
