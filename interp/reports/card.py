@@ -101,9 +101,15 @@ def describe_final_eval(final_eval: dict[str, Any] | None) -> pd.DataFrame:
     """
     if final_eval is not None and not isinstance(final_eval, dict):
         raise TypeError(f"final_eval must be the dict of a checkpoint's provenance, got {type(final_eval).__name__}")
-    rows = [
-        (field, str(value), _meaning(field, value, final_eval))
-        for field, value in (final_eval or {}).items()
-        if field not in SKIPPED
-    ]
+    rows = []
+    for field, value in (final_eval or {}).items():
+        if field in SKIPPED:
+            continue
+        try:
+            rows.append((field, str(value), _meaning(field, value, final_eval)))
+        except (TypeError, ValueError, IndexError) as err:
+            raise TypeError(
+                f"final_eval[{field!r}] = {value!r} is not what minigpt train records ({err}); "
+                "pass model.provenance['final_eval'] of a checkpoint"
+            ) from None
     return pd.DataFrame(rows, columns=["field", "value", "meaning"])
