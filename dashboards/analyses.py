@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboards import card_analyses as card  # noqa: F401 (the Model card page: analyses.card.<name>)
 from dashboards import feature_analyses as features  # noqa: F401 (the Features page: analyses.features.<name>)
 from interp.common.export import contributions_to_csv
 from interp.common.metrics import LogitDiff, Loss, Metric
@@ -28,7 +29,7 @@ from interp.dynamics.phases import find_phase_changes
 from interp.intervene.ablate import ablate
 from interp.intervene.patching import activation_patching
 from interp.intervene.sweeps import head_sweep
-from interp.observe.attention import attention_pattern_frame, head_scores
+from interp.observe.attention import attention_pattern_frame, classification_note, head_scores
 from interp.observe.dla import direct_logit_attribution
 from interp.observe.lens import logit_lens
 from interp.observe.residual import write_norms
@@ -108,8 +109,15 @@ def generate(
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def config_frame(_model: MiniGPT, model_id: str) -> pd.DataFrame:
-    """The model's config as a two-column table: ``field, value`` (values as text)."""
-    fields = _model.cfg.to_dict()
+    """The model's config as a two-column table: ``field, value`` (values as text), only the fields that apply.
+
+    Left out: ``d_ff`` and ``act`` of an attention-only model (no MLP), ``ln_eps`` without LayerNorm, and
+    ``rotary_base`` unless the positions are rotary.
+    """
+    cfg = _model.cfg
+    unused = {"d_ff": cfg.attn_only, "act": cfg.attn_only, "ln_eps": cfg.norm == "none"}
+    unused["rotary_base"] = cfg.positional != "rotary"
+    fields = {k: v for k, v in cfg.to_dict().items() if not unused.get(k, False)}
     return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
 
 
@@ -137,6 +145,11 @@ def attention_scores(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
     return head_scores(_model, tokens_of(ids), forward(_model, model_id, ids)[1])
 
 
+def head_class_note(scores: pd.DataFrame) -> str | None:
+    """``interp.classification_note``: why the head classes are limited on this prompt, or None."""
+    return classification_note(scores)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def residual_writes(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
     """``interp.write_norms``: the norm of every component's write at every position."""
@@ -157,8 +170,11 @@ def dla(_model: MiniGPT, model_id: str, ids: Ids, target: str | None, contrast: 
 
 
 def dla_at(frame: pd.DataFrame, pos: int, top: int | None = None) -> tuple[pd.DataFrame, float]:
-    """The rows of one position (only the ``top`` largest by magnitude, when given) and the sum of all of them."""
-    here = frame[frame["pos"] == pos]
+    """The rows of one position (only the ``top`` largest by magnitude, when given) and the sum of all of them.
+
+    The one-prompt ``batch`` column (always 0 here) is left out; the CSV download keeps the library's layout.
+    """
+    here = frame[frame["pos"] == pos].drop(columns="batch")
     total = float(here["contribution"].sum())
     if top is not None:
         here = here.loc[here["contribution"].abs().nlargest(top).index]
@@ -284,9 +300,9 @@ def composition(_model: MiniGPT, model_id: str) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) -> pd.DataFrame:
+def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int, specials: bool = True) -> pd.DataFrame:
     """The full QK or OV circuit (``kind``) of one head as a token x token frame (``interp.qk_circuit`` /
-    ``interp.ov_circuit``; 64 x 64 is small)."""
+    ``interp.ov_circuit``; 64 x 64 is small); ``specials=False`` leaves out the special tokens' rows and columns."""
     n = _model.cfg.d_vocab
     if n > MAX_CIRCUIT_VOCAB:
         raise ValueError(
@@ -295,7 +311,11 @@ def circuit(_model: MiniGPT, model_id: str, kind: str, layer: int, head: int) ->
         )
     full = (qk_circuit if kind == "QK" else ov_circuit)(_model, layer, head).full()
     names = token_labels(_model.tokenizer, range(n))
-    return pd.DataFrame(full.numpy(), index=names, columns=names)
+    frame = pd.DataFrame(full.numpy(), index=names, columns=names)
+    if specials or _model.tokenizer is None:
+        return frame
+    keep = [i for i in range(n) if i not in _model.tokenizer.special_ids]
+    return frame.iloc[keep, keep]
 
 
 @st.cache_data(max_entries=4, show_spinner="Measuring every snapshot of the run (once per session) ...")

@@ -29,6 +29,7 @@ if torch.get_num_threads() != THREADS:
 VIEWS = Path(__file__).resolve().parent / "views"
 PAGES = [
     st.Page(VIEWS / "prediction.py", title="Model & prediction", icon=":material/psychology:", default=True),
+    st.Page(VIEWS / "model_card.py", title="Model card", icon=":material/description:"),
     st.Page(VIEWS / "attention.py", title="Attention", icon=":material/grid_on:"),
     st.Page(VIEWS / "residual.py", title="Residual stream", icon=":material/stacked_bar_chart:"),
     st.Page(VIEWS / "logit_attribution.py", title="Direct logit attribution", icon=":material/bar_chart:"),

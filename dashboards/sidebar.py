@@ -22,6 +22,26 @@ SOURCE_UPLOAD = "an uploaded file"
 
 Loaded = tuple[MiniGPT, str, str]  # model, model_id (cache key), label
 LAST_LOADED = "last_loaded_checkpoint"  # session key: the last model that loaded (kept when a new choice fails)
+UPLOAD_SEEN, UPLOAD_USED = "upload_seen_ids", "upload_used_ids"  # session keys: file ids seen, and those last used
+
+
+def _latest_upload() -> list:
+    """The files of the latest drop: the uploader keeps earlier files in its list, but a new drop replaces them.
+
+    Files not seen on the previous run are the new drop; a drop that lacks the weights or the JSON is completed by
+    the latest earlier file of that kind (weights first, then their JSON, is a pair). With no new file (another
+    widget reran the page), the files used last time (those still in the list).
+    """
+    files = list(st.session_state.get("checkpoint_upload") or [])
+    seen, used = st.session_state.get(UPLOAD_SEEN, set()), st.session_state.get(UPLOAD_USED, set())
+    fresh = [u for u in files if u.file_id not in seen]
+    chosen = fresh or [u for u in files if u.file_id in used] or files
+    for suffix in (".safetensors", ".json") if fresh else ():
+        if not any(u.name.lower().endswith(suffix) for u in fresh):
+            chosen = [u for u in files if u not in fresh and u.name.lower().endswith(suffix)][-1:] + chosen
+    st.session_state[UPLOAD_SEEN] = {u.file_id for u in files}
+    st.session_state[UPLOAD_USED] = {u.file_id for u in chosen}
+    return chosen
 
 
 def _fallback() -> tuple[Loaded, str | None]:
@@ -59,7 +79,7 @@ def _load_choice(choice: str) -> Loaded | None:
         stamp = state.file_stamp(path)
         return state.load_checkpoint(str(path.resolve()), stamp), f"path:{path.resolve()}:{stamp}", path.name
     if choice == SOURCE_UPLOAD:
-        files = [(u.name, u.getvalue()) for u in st.session_state.get("checkpoint_upload") or []]
+        files = [(u.name, u.getvalue()) for u in _latest_upload()]
         if not files:
             return None
         digest = state.check_upload(files)
@@ -107,18 +127,29 @@ def render() -> state.Selection:
         if load_error:
             st.error(load_error)
         st.caption(f"Model: **{label}** · {model.cfg.n_params:,} parameters · context {model.cfg.n_ctx}")
-        prompt = st.text_area(
-            f"Prompt (at most {model.cfg.n_ctx - 1} characters)", value=state.DEFAULT_PROMPT, key="prompt", height=80
-        )
+        show = state.showcase(label, model)
+        if st.session_state.get("prompt") in (None, st.session_state.get(state.PROMPT_SHOWN)):
+            st.session_state["prompt"] = show.prompt  # a new model's own prompt, unless the user typed one
+        st.session_state[state.PROMPT_SHOWN] = show.prompt
+        prompt = st.text_area(f"Prompt (at most {model.cfg.n_ctx - 1} characters)", key="prompt", height=80)
+        if prompt == show.prompt:
+            st.caption(f"This model's default prompt: {show.why}.")
+        replace = st.checkbox(
+            "Replace unknown characters with <unk>", key="prompt_replace_unknown",
+            help="Off: a character outside the 64 symbols is an error naming it. On: it is read as <unk>.",
+        )  # fmt: skip
         try:
-            token_ids, prompt_error = state.check_prompt(model, prompt), None
+            token_ids, prompt_error = state.check_prompt(model, prompt, replace_unknown=replace), None
         except ValueError as err:
             token_ids, prompt_error = None, str(err)
         if prompt_error:
             st.error(f"{prompt_error}.")
         else:
+            for note in state.prompt_notes(prompt):
+                st.warning(note)
             labels = model.to_str_tokens(list(token_ids))
             st.html(plots.token_strip_html(labels))
-    sel = state.Selection(model, model_id, label, prompt, token_ids, prompt_error, load_error)
+    position = show.position if prompt == show.prompt else None
+    sel = state.Selection(model, model_id, label, prompt, token_ids, prompt_error, load_error, position)
     st.session_state["selection"] = sel
     return sel

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +33,59 @@ from model.storage.checkpoint import check_checkpoint_bytes
 
 RANDOM_LABEL = "untrained (random weights, seed 0)"
 DEFAULT_PROMPT = "the value of the attribute is"
+PROMPT_SHOWN = "prompt_showcase_shown"  # session key: the default prompt the sidebar last put in the box
 MAX_UPLOAD_BYTES = 64 * 2**20  # = server.maxUploadSize (MB) in .streamlit/config.toml; the locked config is ~0.4 MB
 T = TypeVar("T")
+
+
+def repeated_segment(length: int = 15, seed: int = 0) -> str:
+    """``length`` distinct random letters (seeded, so the same every time), written twice.
+
+    Distinct letters give every character of the second copy exactly one earlier copy, so the token that
+    followed it (what an induction head attends to) is unambiguous.
+
+    Example:
+        >>> repeated_segment(5, seed=1)
+        'eszyceszyc'
+    """
+    return "".join(random.Random(seed).sample("abcdefghijklmnopqrstuvwxyz", length)) * 2
+
+
+@dataclass(frozen=True)
+class Showcase:
+    """A model's default prompt: one that shows what it learned, and the position to look at first."""
+
+    prompt: str
+    position: int | None  # token position (0 = <bos>) the pages' position pickers start on; None: the last
+    why: str  # one line the sidebar shows under the prompt
+
+
+INDUCTION_SHOWCASE = Showcase(
+    repeated_segment(15, seed=0),
+    1 + 15 + 7,  # the 8th character of the second copy: its successor is predictable only from the first copy
+    "a random 15-letter segment written twice: on the second copy an induction head predicts each next letter "
+    "from the first copy; position 23 is on the second copy",
+)
+SHOWCASES = {  # per shipped model; other checkpoints by their training task (provenance train_config.task)
+    "minigpt-text": Showcase(DEFAULT_PROMPT, None, "English from the training corpus: the model predicts the words"),
+    "induction-2l": INDUCTION_SHOWCASE,
+}
+
+
+def showcase(label: str, model: MiniGPT) -> Showcase:
+    """The default prompt for the model the sidebar shows as ``label``: its own, else its training task's.
+
+    Example:
+        >>> showcase("induction-2l", random_model(0)).position
+        23
+        >>> showcase("my.safetensors", random_model(0)).prompt == DEFAULT_PROMPT
+        True
+    """
+    if label in SHOWCASES:
+        return SHOWCASES[label]
+    task = (model.provenance.get("train_config") or {}).get("task")
+    fits = model.cfg.n_ctx > len(INDUCTION_SHOWCASE.prompt) and model.tokenizer is not None
+    return INDUCTION_SHOWCASE if task == "induction" and fits else SHOWCASES["minigpt-text"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +99,7 @@ class Selection:
     token_ids: tuple[int, ...] | None  # <bos> + prompt, or None when the prompt is bad
     prompt_error: str | None  # why the prompt cannot be run, with what to do
     load_error: str | None = None  # why the chosen checkpoint could not be loaded (we fell back)
+    position: int | None = None  # where the position pickers start (the showcase's), None: the last position
 
 
 def file_stamp(path: Path) -> str:
@@ -116,14 +169,51 @@ def check_upload(files: list[tuple[str, bytes]]) -> str:
     return hashlib.sha256(b"".join(d for _, d in sorted(files))).hexdigest()[:16]
 
 
-def check_prompt(model: MiniGPT, prompt: str) -> tuple[int, ...]:
-    """``<bos>`` + the prompt's token ids; ValueError (what was wrong, what to do) when it cannot be run."""
+REPLACE_ADVICE = 'tick "Replace unknown characters with <unk>" under the prompt to read them as <unk>, or remove them'
+
+
+def check_prompt(model: MiniGPT, prompt: str, replace_unknown: bool = False) -> tuple[int, ...]:
+    """``<bos>`` + the prompt's token ids; ValueError (what was wrong, what to do) when it cannot be run.
+
+    An unknown character is an error whose advice is the sidebar's "replace unknown characters" choice (the
+    library's own message advises a Python argument); ``replace_unknown`` reads such characters as ``<unk>``.
+
+    Example:
+        >>> model = random_model(0)
+        >>> check_prompt(model, "naïve", replace_unknown=True)
+        (0, 28, 15, 2, 36, 19)
+    """
     if model.tokenizer is None:
         raise ValueError(
             f"this checkpoint has no character tokenizer (d_vocab={model.cfg.d_vocab}); "
             "pick a checkpoint trained with the 64-symbol tokenizer"
         )
-    return tuple(prompt_ids(model.tokenizer, prompt, model.cfg.n_ctx, what="the prompt"))
+    unknown = "replace" if replace_unknown else "error"
+    try:
+        return tuple(prompt_ids(model.tokenizer, prompt, model.cfg.n_ctx, what="the prompt", unknown=unknown))
+    except ValueError as err:
+        text = str(err)
+        if " (pass unknown=" not in text:
+            raise
+        raise ValueError(f"{text.split(' (pass unknown=')[0]}; {REPLACE_ADVICE}") from None
+
+
+def prompt_notes(prompt: str) -> list[str]:
+    """Sentences about what the tokenizer silently changes in ``prompt`` (tabs become spaces).
+
+    Example:
+        >>> prompt_notes("a\\tb\\tc")
+        ['the prompt has 2 tabs (at positions 1, 3): the tokenizer has no tab symbol and reads each as a space']
+        >>> prompt_notes("abc")
+        []
+    """
+    tabs = [i for i, c in enumerate(prompt) if c == "\t"]
+    if not tabs:
+        return []
+    noun = "a tab" if len(tabs) == 1 else f"{len(tabs)} tabs"
+    where = ", ".join(map(str, tabs[:10])) + (", ..." if len(tabs) > 10 else "")
+    return [f"the prompt has {noun} (at position{'s' if len(tabs) > 1 else ''} {where}): the tokenizer has no "
+            "tab symbol and reads each as a space"]  # fmt: skip
 
 
 def default_corruption(prompt: str) -> str:
@@ -148,11 +238,16 @@ def selection() -> Selection:
     return st.session_state["selection"]
 
 
-def require_tokens() -> Selection:
-    """The selection, or an ``st.error`` with the prompt's problem and a stop of this page's run."""
+def require_tokens(title: str | None = None) -> Selection:
+    """The page's ``title`` (when given), then the selection; with a bad prompt, a pointer to the sidebar and a stop.
+
+    The reason is shown once, under the prompt in the sidebar; the page keeps its title and says where to look.
+    """
+    if title is not None:
+        st.title(title)
     sel = selection()
     if sel.token_ids is None:
-        st.error(f"Cannot analyse this prompt: {sel.prompt_error}.")
+        st.info("This page needs a prompt it can run: fix the prompt in the sidebar (the reason is shown under it).")
         st.stop()
     return sel
 
@@ -172,9 +267,14 @@ def attempt(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | N
         return None
 
 
-def pick_position(where: Any, label: str, tokens: list[str], key: str) -> int:
-    """A position selectbox whose default is always the prompt's last position, even after the prompt changes."""
+def pick_position(where: Any, label: str, tokens: list[str], key: str, default: int | None = None) -> int:
+    """A position selectbox whose first entry follows the prompt: ``default`` (the showcase's position), else the last.
+
+    The first entry stays the default even after the prompt changes (it is a stand-in, not a fixed index).
+    """
     last = len(tokens) - 1
-    names = {-1: f"last ({last}: {tokens[last]!r})", **{i: f"{i}: {t!r}" for i, t in enumerate(tokens)}}
+    start = default if default is not None and 0 <= default <= last else last
+    first = f"last ({last}: {tokens[last]!r})" if start == last else f"showcase ({start}: {tokens[start]!r})"
+    names = {-1: first, **{i: f"{i}: {t!r}" for i, t in enumerate(tokens)}}
     choice = where.selectbox(label, list(names), format_func=names.__getitem__, key=key)
-    return last if choice == -1 else choice
+    return start if choice == -1 else choice

@@ -76,7 +76,9 @@ def test_undefined_scores_are_nan(tiny_model):
     tokens = torch.tensor([[0, 10, 11, 12, 13, 14]])
     df = head_scores(tiny_model, tokens, cache_with(lambda b, q: 0, tokens))
     assert df.induction.isna().all() and df.duplicate_token.isna().all(), "undefined scores must be NaN"
-    assert (df.first_token == 1).all() and (df.head_class == "first_token").all()
+    assert (df.first_token == 1).all() and (df.head_class == "undefined").all(), (
+        "a head resting on <bos> where nothing repeats may be an idle induction head: undefined, not first_token"
+    )
 
 
 def test_uniform_pattern_entropy(tiny_model):
@@ -114,10 +116,10 @@ def test_classify_heads_order_and_thresholds():
         "first_token": [0.9, 0.5, 0.49, 0.0],
     }
     kinds = classify_heads(pd.DataFrame(rows))
-    assert list(kinds) == ["induction", "first_token", "other", "other"], "threshold order or NaN handling off"
+    assert list(kinds) == ["induction", "first_token", "other", "undefined"], "threshold order or NaN handling off"
     assert kinds.name == "head_class", "classify_heads returns the head_class column of head_scores"
     assert list(classify_heads(pd.DataFrame(rows), {"previous_token": 0.3})) == [
-        "induction", "previous_token", "other", "other"
+        "induction", "previous_token", "other", "undefined"
     ]  # fmt: skip
     assert next(iter(THRESHOLDS)) == "induction", "induction must be checked first"
     with pytest.raises(KeyError, match="unknown head kinds"):

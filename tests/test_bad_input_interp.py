@@ -27,7 +27,7 @@ from test_bad_input_interventions import CASES as INTERVENTION_CASES
 import interp
 from interp.common import checks, export, vocabulary
 from interp.observe import attention, dla, flow, lens, residual
-from interp.reports import induction
+from interp.reports import card, induction
 from interp.weights import circuits, composition
 
 NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/test_cli*.py (CLI part of issue 8)
@@ -224,6 +224,10 @@ def _attention_cases() -> list[Case]:
             attention.head_scores(e.model, e.tokens), {"induction": float("nan")}), TypeError, "got nan"),
         Case(A + "classify_heads", "missing columns", lambda e: attention.classify_heads(pd.DataFrame(
             {"induction": [0.5]})), KeyError, "scores lack the columns"),
+        Case(A + "classification_note", "not a frame", lambda e: attention.classification_note([0.5]), TypeError,
+             "scores must be the DataFrame of head_scores"),
+        Case(A + "classification_note", "no induction column", lambda e: attention.classification_note(
+            pd.DataFrame({"previous_token": [0.5]})), TypeError, "with an induction column"),
         Case(A + "classify_heads", "text scores", lambda e: attention.classify_heads(pd.DataFrame(
             {k: ["a"] for k in attention.THRESHOLDS})), TypeError, "are not numeric"),
         Case(A + "attention_pattern_frame", "layer 2", lambda e: attention.attention_pattern_frame(
@@ -400,6 +404,10 @@ def _report_cases() -> list[Case]:
              TypeError, "seed must be an int, got 1.5 (float)"),
         Case(I + "induction_report", "probe longer than n_ctx", lambda e: induction.induction_report(e.model,
              n_seq=2), ValueError, "31 tokens is longer than the context n_ctx=16"),
+        Case("interp.reports.card.describe_final_eval", "a list", lambda e: card.describe_final_eval([1]), TypeError,
+             "final_eval must be the dict of a checkpoint's provenance, got list"),
+        Case("interp.reports.card.describe_final_eval", "text loss", lambda e: card.describe_final_eval(
+            {"second_copy_loss": "low"}), TypeError, "final_eval['second_copy_loss'] = 'low' is not what"),
         Case(I + "probe_tokens", "n_seq 0", lambda e: induction.probe_tokens(0), ValueError,
              "n_seq must be >= 1, got 0"),
         Case(I + "probe_tokens", "seg_len '15'", lambda e: induction.probe_tokens(4, seg_len="15"), TypeError,

@@ -28,6 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]  # fmt: skip
 PAGES = {  # sidebar link text -> screenshot name
     "Model & prediction": "prediction",
+    "Model card": "model_card",
     "Attention": "attention",
     "Residual stream": "residual",
     "Direct logit attribution": "logit_attribution",

@@ -88,13 +88,16 @@ def test_attention_page_compares_one_head_across_blocks():
 
 
 def test_residual_page_shows_writes_and_lens():
-    """Residual page: one stacked bar trace per component; the logit lens has one row per layer boundary."""
+    """Residual page: a component x position heatmap of write norms (not stacked); the logit lens has one row per
+    layer boundary."""
     at = open_page("residual")
     assert_clean(at, 2)
     at.slider(key="lens_k").set_value(3).run()
-    bars, lens = charts(at)
-    names = {trace["name"] for trace in bars["data"]}
-    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= names, f"components missing from the stacked bars: {names}"
+    writes, lens = charts(at)
+    assert [t["type"] for t in writes["data"]] == ["heatmap"], "norms do not add: one heatmap, not stacked bars"
+    names = set(writes["data"][0]["y"])
+    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= names, f"components missing from the heatmap rows: {names}"
+    assert array(writes["data"][0]["z"]).shape == (len(names), len(state.DEFAULT_PROMPT) + 1), "component x position"
     assert len(lens["data"][0]["y"]) == 3, "the locked config has 3 layer boundaries for the logit lens"
     assert lens["data"][0]["customdata"][0][-1].split("top: ")[1].count(",") == 2, (
         "the hover must list the top-3 guesses"
@@ -151,8 +154,14 @@ def test_circuits_page_shows_the_chosen_head():
     at.selectbox(key="circuit_head").set_value(2).run()
     at.radio(key="circuit_choice").set_value("OV").run()
     assert_clean(at, 2)
-    assert titles(at)[1] == "OV circuit of L1H2"
-    assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "the OV circuit is d_vocab x d_vocab"
+    assert titles(at)[1].startswith("OV circuit of L1H2")
+    ov = charts(at)[1]
+    assert array(ov["data"][0]["z"]).shape == (61, 61), "without the specials the OV circuit is 61 x 61"
+    assert ov["layout"]["yaxis"]["scaleanchor"] == "x", "circuit cells must be square"
+    z = array(ov["data"][0]["z"])
+    assert ov["data"][0]["zmax"] == pytest.approx(max(abs(np.percentile(z, 1)), abs(np.percentile(z, 99))), rel=1e-4)
+    at.checkbox(key="circuit_specials").check().run()
+    assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "with the specials: d_vocab x d_vocab"
 
 
 def test_discovery_page_scores_thresholds_and_judges_the_circuit():
@@ -220,7 +229,7 @@ def test_induction_checkpoint_heads_are_classified():
     at = open_page("attention")
     at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
     set_prompt(at, "qzxjvkwpbmgfhty" * 2)
-    assert_clean(at, 3)
+    assert_clean(at, 2)  # one head per block: no repeated "every head" grid
     table = at.dataframe[0].value
     kinds = dict(zip(zip(table["layer"], table["head"], strict=True), table["head_class"], strict=True))
     assert "previous_token" in {k for (layer, _), k in kinds.items() if layer == 0}, (
@@ -322,3 +331,126 @@ def test_features_page_explains_when_no_sae_fits_the_model():
     at.switch_page("views/features.py").run()
     assert not at.exception
     assert any("No shipped sparse autoencoder" in i.value for i in at.info)
+
+
+def test_switching_model_switches_to_its_default_prompt_unless_typed():
+    """induction-2l opens on its repeated segment with the position on the second copy; a typed prompt stays."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    prompt = at.text_area(key="prompt").value
+    half = len(prompt) // 2
+    assert prompt == state.repeated_segment(15, seed=0) and prompt[:half] == prompt[half:], f"not a repeat: {prompt!r}"
+    assert_clean(at, 2)
+    table = at.dataframe[0].value.set_index("component")
+    assert table.loc["L1H0", "head_class"] == "induction", f"L1H0 on the default prompt: {table.loc['L1H0'].to_dict()}"
+    at.switch_page("views/prediction.py").run()
+    picked = at.selectbox(key="pred_pos")
+    assert picked.value == -1 and picked.format_func(-1).startswith("showcase (23:"), picked.format_func(-1)
+    assert 16 <= state.SHOWCASES["induction-2l"].position <= 30, "the showcase position must be on the second copy"
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("minigpt-text").run()
+    assert at.text_area(key="prompt").value == state.DEFAULT_PROMPT, "back to the text model: its own prompt"
+    set_prompt(at, "my own words")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert at.text_area(key="prompt").value == "my own words", "a typed prompt must survive a model switch"
+
+
+def test_prompt_without_repeats_says_induction_is_undefined():
+    """On a prompt with no repeated token the head table says so, and no head is classed first_token."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    set_prompt(at, "the jumpy")
+    assert_clean(at, 2)
+    assert any("No repeated tokens: induction score undefined" in w.value for w in at.warning), [
+        w.value for w in at.warning
+    ]
+    table = at.dataframe[0].value.set_index("component")
+    assert table.loc["L1H0", "head_class"] == "undefined", table["head_class"].to_dict()
+
+
+def test_bad_prompt_error_shows_once_and_the_title_stays():
+    """A bad prompt: one error (in the sidebar), the page keeps its title and points there; no Python advice."""
+    at = open_page("attention")
+    set_prompt(at, "naïve")
+    assert [e.value for e in at.sidebar.error] == errors(at) and len(errors(at)) == 1, errors(at)
+    assert "unknown=" not in errors(at)[0] and "Replace unknown characters" in errors(at)[0], errors(at)[0]
+    assert [t.value for t in at.title] == ["Attention"], "the page title must stay above the message"
+    assert any("fix the prompt in the sidebar" in i.value for i in at.info), [i.value for i in at.info]
+    at.sidebar.checkbox(key="prompt_replace_unknown").check().run()
+    assert_clean(at, 3)
+    assert not errors(at) and len(at.session_state["selection"].token_ids) == 6, "ï must be read as <unk>"
+
+
+def test_a_tab_in_the_prompt_is_named():
+    """A tab gets a sidebar warning saying it is read as a space."""
+    at = open_page("attention")
+    set_prompt(at, "a\tb")
+    assert_clean(at, 3)
+    assert any("a tab (at position 1)" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]
+
+
+def test_model_card_shows_the_loss_curve_evaluation_notes_and_readme():
+    """Model card: the history's loss curve, final_eval with meanings (second-copy loss: the copy is predicted),
+    the notes, the command and the README sections; a model without provenance says so."""
+    at = open_page("model_card")
+    assert_clean(at, 1)
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert_clean(at, 1)
+    made = MiniGPT.from_pretrained("induction-2l").provenance
+    curve = charts(at)[0]
+    assert array(curve["data"][0]["x"]).tolist() == [row["step"] for row in made["history"]], "not the shipped history"
+    table = at.dataframe[0].value.set_index("field")
+    assert (
+        "0.28 nats" in table.loc["second_copy_loss", "meaning"]
+        and "the copy is predicted" in (table.loc["second_copy_loss", "meaning"])
+    ), table.loc["second_copy_loss", "meaning"]
+    assert "L1H0 is an induction head" in table.loc["induction_score", "meaning"], table.loc["induction_score"]
+    text = " ".join(m.value for m in at.markdown)
+    assert made["command"] in text and made["notes"][:60] in text, "the command and the notes must be shown"
+    assert "README.md § Shipped models" in [e.label for e in at.expander], [e.label for e in at.expander]
+    at.sidebar.selectbox(key="checkpoint_choice").set_value(state.RANDOM_LABEL).run()
+    assert not at.exception and any("records no training" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_generated_text_survives_other_widgets():
+    """The generated continuation stays on the page when another widget reruns it."""
+    at = open_page()
+    at.button(key="gen_button").click().run()
+    text = at.code[0].value
+    at.slider(key="pred_temperature").set_value(0.5).run()
+    assert at.code and at.code[0].value == text, "the generated text vanished after another widget changed"
+
+
+def test_config_table_shows_only_fields_that_apply():
+    """No d_ff / act on an attention-only model, no ln_eps without LayerNorm, no rotary_base unless rotary."""
+    at = open_page()
+    fields = set(at.dataframe[0].value["field"])
+    assert {"d_ff", "ln_eps", "act"} <= fields and "rotary_base" not in fields, fields
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    fields = set(at.dataframe[0].value["field"])
+    assert not fields & {"d_ff", "act", "ln_eps", "rotary_base"} and {"d_model", "norm"} <= fields, fields
+
+
+def test_dla_table_has_token_strings_no_batch_and_honest_wording():
+    """DLA: the table has token strings beside ids, <NA> for what does not apply, no batch column; the target box
+    says what empty means; the neuron split's title says it shows the top 40; no LayerNorm wording without one."""
+    at = open_page("logit_attribution")
+    assert "top guess" in at.text_input(key="dla_target").label, at.text_input(key="dla_target").label
+    assert any("LayerNorm's scale frozen" in m.value for m in at.markdown)
+    table = at.dataframe[0].value
+    assert "batch" not in table.columns and {"pos_str", "target_str", "contrast_str"} <= set(table.columns)
+    assert table["contrast"].isna().all() and table.loc[table["component"] == "embed", "head"].isna().all()
+    csv = at.get("download_button")[0].proto.url
+    assert csv, "the CSV download must be there"
+    at.selectbox(key="dla_per").set_value("neuron").run()
+    title = titles(at)[0]
+    assert "the 40 largest of" in title and "sum of all contributions" not in title, title
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert not any("LayerNorm" in m.value for m in at.markdown), "a model without LayerNorm has no scale to freeze"
+
+
+def test_one_head_model_has_no_repeated_grid():
+    """With one head per block the 'every head' grid would repeat the view above it: a caption says so instead."""
+    at = open_page("attention")
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert_clean(at, 2)
+    assert len(at.get("plotly_chart")) == 2 and any("one head per block" in c.value for c in at.caption)

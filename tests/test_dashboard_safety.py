@@ -117,7 +117,7 @@ def test_wrong_upload_shows_an_error_and_keeps_the_previous_model(on_induction, 
     assert any(reason in e and "Showing 'induction-2l' instead" in e for e in errors(at)), errors(at)
     assert at.session_state["selection"].label == "induction-2l", "a wrong upload replaced the previous model"
     at.switch_page("views/attention.py").run()
-    assert_renders(at, 3)
+    assert_renders(at, 2)  # one head per block: the "every head" grid is not repeated
 
 
 def test_oversize_upload_is_refused_in_code(monkeypatch):
@@ -204,3 +204,33 @@ def test_cached_frames_are_copies():
     first.loc[:, "prob"] = -1.0
     again = analyses.next_token_distribution(model, "random:0", ids, 2)
     assert (again["prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
+
+
+def add_upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    """Drop more files on the uploader as a browser does: the files uploaded before stay in its list (same ids)."""
+    uploader = at.sidebar.file_uploader(key="checkpoint_upload")
+    uploader._files = uploader._get_files_to_register()  # what the browser still holds from earlier drops
+    for name, data in files:
+        uploader.upload(name, data)
+    return at.run()
+
+
+def test_a_new_upload_replaces_the_earlier_files(on_induction):
+    """The uploader keeps earlier files in its list; a new pair dropped after a junk file is loaded, not refused."""
+    weights, meta = shipped("minigpt-text")
+    at = add_upload(on_induction, [("x.safetensors", b"junk")])
+    assert any("also upload the .json" in e for e in errors(at)), errors(at)
+    at = add_upload(at, [("mine.safetensors", weights), ("mine.json", meta)])
+    assert len(at.session_state["checkpoint_upload"]) == 3, "the test must keep the junk file in the list"
+    assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
+    at.slider(key="pred_temperature").set_value(0.5).run()  # another widget: the same pair stays loaded
+    assert not errors(at) and at.session_state["selection"].label == "mine.safetensors", errors(at)
+
+
+def test_weights_then_their_json_in_two_drops_load(on_induction):
+    """Weights dropped alone are asked for their JSON; dropping the JSON next completes the pair."""
+    weights, meta = shipped("minigpt-text")
+    at = add_upload(on_induction, [("two.safetensors", weights)])
+    assert any("also upload the .json" in e for e in errors(at)), errors(at)
+    at = add_upload(at, [("two.json", meta)])
+    assert not errors(at) and at.session_state["selection"].label == "two.safetensors", errors(at)

@@ -82,3 +82,40 @@ def test_dla_sums_to_logits_on_induction_2l(induction_model, repeated_tokens):
     expected = logits.gather(-1, target[..., None])[..., 0].double()
     assert (total - expected).abs().max() < 1e-4, "DLA does not sum to the logits without LayerNorm"
     assert "b_U" in set(df.component) and "ln_final.b" not in set(df.component), "bias rows wrong for norm='none'"
+
+
+def test_showcase_prompt_classifies_the_induction_head(induction_model, text_model):
+    """On induction-2l's default prompt L1H0 is an induction head; on a prompt with no repeats induction is
+    undefined and no head of either shipped model is mislabelled first_token or other."""
+    from dashboards.state import showcase
+    from interp.observe.attention import UNDEFINED_NOTE, classification_note
+
+    prompt = showcase("induction-2l", induction_model).prompt
+    scores = head_scores(induction_model, induction_model.to_tokens(prompt)).set_index("component")
+    assert scores.loc["L1H0", "head_class"] == "induction", f"L1H0 on the showcase prompt: {scores.loc['L1H0']}"
+    assert scores.loc["L0H0", "head_class"] == "previous_token", f"L0H0 on the showcase prompt: {scores.loc['L0H0']}"
+    assert classification_note(scores) is None, "the showcase repeats every token: induction is defined"
+    for model in (induction_model, text_model):
+        plain = head_scores(model, model.to_tokens("the jumpy"))  # no character repeats
+        assert classification_note(plain) == UNDEFINED_NOTE == "no repeated tokens: induction score undefined"
+        assert not plain["head_class"].isin(["first_token", "other", "induction"]).any(), (
+            f"a head was named on a prompt that cannot show induction: {plain[['component', 'head_class']]}"
+        )
+    plain = head_scores(induction_model, induction_model.to_tokens("the jumpy")).set_index("component")
+    assert plain.loc["L1H0", "head_class"] == "undefined", "the induction head resting on <bos> must not be first_token"
+
+
+def test_model_card_reads_the_shipped_final_evaluations(induction_model, text_model):
+    """describe_final_eval says the induction model predicts the copy and the text model beats the bigram."""
+    from interp.reports.card import describe_final_eval
+
+    card = describe_final_eval(induction_model.provenance["final_eval"]).set_index("field")["meaning"]
+    assert card["second_copy_loss"].startswith("second-copy loss 0.28 nats") and card["second_copy_loss"].endswith(
+        "the copy is predicted"
+    ), card["second_copy_loss"]
+    assert "L0H0 is a previous-token head" in card["prev_token_score"], card["prev_token_score"]
+    text = describe_final_eval(text_model.provenance["final_eval"]).set_index("field")["meaning"]
+    assert "below the bigram model's 2.28" in text["val_nats_per_char"], text["val_nats_per_char"]
+    assert describe_final_eval(None).empty and "samples" not in text.index
+    with pytest.raises(TypeError, match="final_eval must be the dict"):
+        describe_final_eval([1, 2])

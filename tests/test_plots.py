@@ -116,6 +116,28 @@ def test_write_norms_bar_stacks_every_component(run):
     assert embed.y == pytest.approx(norms[norms.component == "embed"]["norm"].tolist())
 
 
+def test_write_norms_heatmap_is_component_by_position(run):
+    """One row per component, one column per position; each cell is that write's norm."""
+    model, tokens, cache, symbols = run
+    norms = write_norms(model, tokens, cache)
+    fig = validated(plots.write_norms_heatmap(norms, symbols))
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert list(fig.data[0].y) == list(dict.fromkeys(norms["component"])) and z.shape == (
+        len(fig.data[0].y),
+        len(symbols),
+    )
+    row = norms[(norms.component == "L0H0") & (norms.pos == 2)].iloc[0]
+    assert z[list(fig.data[0].y).index("L0H0"), 2] == pytest.approx(row.norm), "cell is not that component's norm"
+
+
+def test_head_scores_colourbar_clears_the_entropy_panel(run):
+    """The score colourbar sits right of the entropy panel, and a one-head model still gets a full-height figure."""
+    model, tokens, cache, _ = run
+    fig = validated(plots.head_scores_heatmap(head_scores(model, tokens, cache).head(1)))
+    assert fig.data[0].colorbar.x >= fig.layout.xaxis2.domain[1], "the colourbar covers the entropy panel"
+    assert fig.layout.height >= 300, "a one-head figure squeezes the colourbar into a stub"
+
+
 def test_logit_lens_heatmap_shows_target_prob_and_top_k(run):
     """Stage x position colours are the target probabilities; hover lists the top-k guesses."""
     model, tokens, cache, symbols = run
@@ -182,9 +204,26 @@ def test_circuit_and_parameter_figures(run):
     model = run[0]
     matrix = pd.DataFrame([[1.0, -3.0], [0.5, 2.0]], index=["a", " "], columns=["a", " "])
     fig = validated(plots.circuit_heatmap(matrix, title="t", row_title="q", col_title="k"))
-    assert (fig.data[0].zmin, fig.data[0].zmax, fig.data[0].zmid) == (-3.0, 3.0, 0.0)
+    bound = max(abs(np.percentile(matrix.to_numpy(), 1)), abs(np.percentile(matrix.to_numpy(), 99)))
+    assert (fig.data[0].zmin, fig.data[0].zmax, fig.data[0].zmid) == (-bound, bound, 0.0), "1st/99th percentile"
+    assert bound < 3.0 and fig.layout.yaxis.scaleanchor == "x", "robust limits below the extreme; square cells"
     inventory = model.parameter_inventory()
     bar = validated(plots.parameter_bar(inventory))
     assert f"{model.cfg.n_params:,} in all" in bar.layout.title.text, "the inventory total must match n_params"
     assert list(bar.data[0].y) == inventory.tensor.tolist(), "one bar per parameter tensor"
     assert list(bar.data[0].x) == inventory["count"].tolist()
+
+
+def test_training_history_figure_draws_train_val_and_references():
+    """The loss curve: training loss as a line, validation loss only where recorded, one dashed line per reference."""
+    from dashboards.plots import training_history_figure
+
+    history = pd.DataFrame(
+        {"step": [50, 100, 150], "train_loss": [4.0, 3.0, 2.0], "val_loss": [np.nan, 3.1, np.nan], "lr": [1e-3] * 3}
+    )
+    fig = training_history_figure(history, unit="nats", references={"uniform": 4.16, "bigram": 2.28})
+    fig.to_dict()
+    go.Figure(fig)  # validates
+    train, val, lr = fig.data
+    assert list(train.y) == [4.0, 3.0, 2.0] and list(val.x) == [100] and lr.yaxis == "y2", "curves mixed up"
+    assert [s["y0"] for s in fig.layout.shapes] == [4.16, 2.28], "one dashed line per reference"

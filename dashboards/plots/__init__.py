@@ -26,8 +26,8 @@ from dashboards.plots.features import (
     prompt_activation_bar,
 )
 from dashboards.plots.graph import edge_graph_figure
-from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar
-from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar
+from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar, training_history_figure
+from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar, write_norms_heatmap
 
 __all__ = [
     "DIVERGING",
@@ -55,5 +55,7 @@ __all__ = [
     "prompt_activation_bar",
     "step_heatmap",
     "token_strip_html",
+    "training_history_figure",
     "write_norms_bar",
+    "write_norms_heatmap",
 ]

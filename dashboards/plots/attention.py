@@ -75,20 +75,21 @@ def head_scores_heatmap(scores: pd.DataFrame) -> go.Figure:
     names = ["previous_token", "induction", "duplicate_token", "first_token", "current_token"]
     rows = [f"{c} · {k}" for c, k in zip(scores["component"], scores["head_class"], strict=True)]
     layout, refs = subplot_grid([["scores (0 to 1)", "entropy (nats)"]], hgap=0.08)
-    layout["xaxis"]["domain"], layout["xaxis2"]["domain"] = [0.0, 0.74], [0.82, 1.0]
-    layout["annotations"][0]["x"], layout["annotations"][1]["x"] = 0.37, 0.91
+    layout["xaxis"]["domain"], layout["xaxis2"]["domain"] = [0.0, 0.72], [0.76, 0.9]
+    layout["annotations"][0]["x"], layout["annotations"][1]["x"] = 0.36, 0.83
     values, entropy = scores[names].to_numpy(dtype=float), scores[["entropy"]].to_numpy(dtype=float)
     common = {"y": rows, "texttemplate": "%{text}", "hovertemplate": "%{y}<br>%{x} %{z:.3f}<extra></extra>"}
     data = [
         {"type": "heatmap", "z": values, "x": [n.replace("_", " ") for n in names], "text": cell_text(values),
-         "colorscale": SEQUENTIAL, "zmin": 0, "zmax": 1, "colorbar": {"title": {"text": "score"}, "x": 0.76},
+         "colorscale": SEQUENTIAL, "zmin": 0, "zmax": 1,
+         "colorbar": {"title": {"text": "score"}, "x": 0.93, "xanchor": "left", "len": 1.0, "thickness": 14},
          "xaxis": refs[0][0][0], "yaxis": refs[0][0][1], **common},
         {"type": "heatmap", "z": entropy, "x": ["entropy"], "text": cell_text(entropy), "colorscale": GREYS,
          "showscale": False, "xaxis": refs[0][1][0], "yaxis": refs[0][1][1], **common},
     ]  # fmt: skip
     layout["yaxis"].update(autorange="reversed")
     layout["yaxis2"].update(autorange="reversed", showticklabels=False)
-    return make_figure(data, layout, "Head scores and classification", height=140 + 34 * len(rows))
+    return make_figure(data, layout, "Head scores and classification", height=max(300, 140 + 34 * len(rows)))
 
 
 def position_heatmap(df: pd.DataFrame, value: str, tokens: Sequence[str], *, title: str) -> go.Figure:

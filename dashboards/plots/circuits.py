@@ -46,19 +46,37 @@ def composition_heatmap(comp: pd.DataFrame) -> go.Figure:
     return make_figure(data, layout, title, height=420)
 
 
+def robust_bound(z: np.ndarray, percentile: float = 99.0) -> float:
+    """A symmetric colour limit from the 1st and 99th percentiles, so a few extreme cells do not wash out the rest.
+
+    Example:
+        >>> robust_bound(np.array([[0.0, 1.0], [-1.0, 100.0]]), percentile=50)
+        0.5
+    """
+    finite = z[np.isfinite(z)]
+    if not finite.size:
+        return 1.0
+    low, high = np.percentile(finite, [100 - percentile, percentile])
+    return float(max(abs(low), abs(high))) or 1.0
+
+
 def circuit_heatmap(matrix: pd.DataFrame, *, title: str, row_title: str, col_title: str) -> go.Figure:
-    """A token x token circuit matrix (index: row tokens, columns: column tokens), diverging and centred at 0."""
+    """A token x token circuit matrix (index: row tokens, columns: column tokens), diverging and centred at 0.
+
+    Square cells; the colour limits are the 1st / 99th percentiles (:func:`robust_bound`; cells beyond them
+    saturate, and the hover still shows their value).
+    """
     rows = [display_token(t) for t in matrix.index]
     cols = [display_token(t) for t in matrix.columns]
     z = matrix.to_numpy(dtype=float)
-    bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    bound = robust_bound(z)
     trace = {
         "type": "heatmap", "z": z, "x": cols, "y": rows, "colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound,
         "zmax": bound, "hovertemplate": f"{row_title} %{{y}}<br>{col_title} %{{x}}<br>value %{{z:.3f}}<extra></extra>",
     }  # fmt: skip
-    axis = {"type": "category", "tickfont": {"size": 9}, "dtick": 1}
+    axis = {"type": "category", "tickfont": {"size": 11}, "dtick": 1, "constrain": "domain"}
     layout = {
         "xaxis": {**axis, "title": {"text": col_title}},
-        "yaxis": {**axis, "title": {"text": row_title}, "autorange": "reversed"},
+        "yaxis": {**axis, "title": {"text": row_title}, "autorange": "reversed", "scaleanchor": "x", "scaleratio": 1},
     }
-    return make_figure([trace], layout, title, height=640)
+    return make_figure([trace], layout, title, height=max(420, 13 * len(rows) + 160))

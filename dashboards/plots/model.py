@@ -85,3 +85,46 @@ def distributions_compare(
     ]  # fmt: skip
     layout = {"barmode": "group", "xaxis": {"type": "category"}, "yaxis": {"title": {"text": "probability"}}}
     return make_figure(data, layout, title, height=height)
+
+
+def training_history_figure(history: pd.DataFrame, *, unit: str, references: dict[str, float]) -> go.Figure:
+    """Training loss (a line), validation loss (markers) and the learning rate (right axis) against the step.
+
+    ``history`` columns: ``step, train_loss, val_loss`` (NaN between evaluations) and optionally ``lr``, as a
+    checkpoint's ``provenance["history"]`` records them. ``references`` are dashed horizontal lines with their
+    names (the uniform guess, a bigram model), so the curve is read against what it should beat.
+    """
+    val = history.dropna(subset=["val_loss"])
+    data = [
+        {"type": "scatter", "mode": "lines", "x": history["step"].tolist(), "y": history["train_loss"].tolist(),
+         "name": "training loss", "line": {"color": QUALITATIVE[0]}},
+        {"type": "scatter", "mode": "lines+markers", "x": val["step"].tolist(), "y": val["val_loss"].tolist(),
+         "name": "validation loss", "line": {"color": QUALITATIVE[1]}, "marker": {"size": 5}},
+    ]  # fmt: skip
+    if "lr" in history.columns:
+        data.append(
+            {"type": "scatter", "mode": "lines", "x": history["step"].tolist(), "y": history["lr"].tolist(),
+             "name": "learning rate", "yaxis": "y2", "line": {"color": "#bbbbbb", "width": 1}}
+        )  # fmt: skip
+    shapes, notes = [], []
+    for i, (name, value) in enumerate(references.items()):
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": value,
+                "y1": value,
+                "line": {"dash": "dash", "color": QUALITATIVE[(i + 2) % len(QUALITATIVE)], "width": 1},
+            }
+        )
+        notes.append({"xref": "paper", "x": 0.01, "y": value, "text": f"{name} {value:.2f}", "showarrow": False,
+                      "yshift": 9, "xanchor": "left", "font": {"size": 11}})  # fmt: skip
+    layout = {
+        "xaxis": {"title": {"text": "training step"}},
+        "yaxis": {"title": {"text": f"loss ({unit})"}},
+        "yaxis2": {"title": {"text": "learning rate"}, "overlaying": "y", "side": "right", "showgrid": False},
+        "shapes": shapes, "annotations": notes, "legend": {"orientation": "h", "y": -0.2},
+    }  # fmt: skip
+    return make_figure(data, layout, "Loss during training (from the checkpoint's history)", height=430)

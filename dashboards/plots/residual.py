@@ -38,6 +38,28 @@ def write_norms_bar(norms: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
     return make_figure(data, layout, "What each component writes into the residual stream, per position", height=460)
 
 
+def write_norms_heatmap(norms: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
+    """Component x position heatmap of the size of each write (norms do not add, so they are not stacked).
+
+    ``norms`` columns: ``pos, component, norm`` (``interp.write_norms``, one batch row); rows in the frame's
+    order of components (embeddings, then each block's heads and MLP).
+    """
+    labels, ticks = token_axis(tokens)
+    components = list(dict.fromkeys(norms["component"]))
+    z = np.full((len(components), len(tokens)), np.nan)
+    for component, pos, norm in zip(norms["component"], norms["pos"], norms["norm"], strict=True):
+        z[components.index(component), int(pos)] = float(norm)
+    trace = {
+        "type": "heatmap", "z": z, "x": labels, "y": components, "colorscale": SEQUENTIAL, "xgap": 1, "ygap": 1,
+        "colorbar": {"title": {"text": "L2 norm"}},
+        "hovertemplate": "%{y} at %{x}<br>|write| %{z:.3f}<extra></extra>",
+    }  # fmt: skip
+    layout = {"xaxis": {**ticks, "title": {"text": "position"}},
+              "yaxis": {"type": "category", "autorange": "reversed", "title": {"text": "component"}}}  # fmt: skip
+    title = "How big each component's write into the residual stream is, per position (L2 norm)"
+    return make_figure([trace], layout, title, height=max(320, 150 + 26 * len(components)))
+
+
 def logit_lens_heatmap(lens: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
     """Logit lens, stage x position: colour = probability of the next token, text = the top guess, hover = top-k.
 

@@ -4,10 +4,9 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Ablation & patching")
 model, cfg = sel.model, sel.model.cfg
 tokens = analyses.symbols(model, sel.token_ids)
-st.title("Ablation & patching")
 METHODS = {
     "zero": "zero: set the activation to 0",
     "mean": "mean: replace it by its mean over 64 windows of the built-in corpus",
@@ -24,7 +23,7 @@ mlps = c2.multiselect("MLP layers", [] if cfg.attn_only else list(range(cfg.n_la
 neurons = c3.text_input("Neurons as LAYER.NEURON, comma-separated", "", placeholder="0.12, 1.200", key="abl_neurons")
 m1, m2 = st.columns(2)
 method = m1.selectbox("Method", list(METHODS), format_func=METHODS.__getitem__, key="abl_method")
-pos = state.pick_position(m2, "Show the prediction after", tokens, key="abl_pos")
+pos = state.pick_position(m2, "Show the prediction after", tokens, key="abl_pos", default=sel.position)
 effect = state.attempt(
     "Ablation", analyses.ablation_effect, model, sel.model_id, sel.token_ids, tuple(heads), tuple(mlps),
     neurons.strip(), method, pos,

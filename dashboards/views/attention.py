@@ -4,9 +4,8 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Attention")
 model, cfg = sel.model, sel.model.cfg
-st.title("Attention")
 st.markdown(
     "Each heatmap is one head's attention pattern: row = the query position reading, column = the key position "
     "it reads from; each row sums to 1, and the causal mask leaves the upper triangle empty."
@@ -24,17 +23,20 @@ st.plotly_chart(
 )
 
 st.subheader("Every head of the chosen blocks")
-layers = st.multiselect(
-    "Blocks", list(range(cfg.n_layers)), default=list(range(cfg.n_layers)), format_func=lambda x: f"block {x}",
-    key="attn_grid_layers",
-)  # fmt: skip
-if layers:
-    st.plotly_chart(
-        plots.attention_heatmaps(patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads"),
-        key="attn_grid_chart",
-    )
+if cfg.n_heads == 1:
+    st.caption("This model has one head per block: the view above already shows every head.")
 else:
-    st.info("Choose at least one block to see its heads.")
+    layers = st.multiselect(
+        "Blocks", list(range(cfg.n_layers)), default=list(range(cfg.n_layers)), format_func=lambda x: f"block {x}",
+        key="attn_grid_layers",
+    )  # fmt: skip
+    if layers:
+        st.plotly_chart(
+            plots.attention_heatmaps(patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads"),
+            key="attn_grid_chart",
+        )
+    else:
+        st.info("Choose at least one block to see its heads.")
 
 st.subheader("Head scores and classification")
 st.markdown(
@@ -45,5 +47,12 @@ st.markdown(
 )
 scores = state.attempt("Head scores", analyses.attention_scores, model, sel.model_id, sel.token_ids)
 if scores is not None:
+    note = analyses.head_class_note(scores)
+    if note:
+        st.warning(
+            f"{note[0].upper()}{note[1:]}: this prompt repeats no token, so an induction head has nothing to copy "
+            "and rests on <bos> like a sink. Heads that show no other pattern are classed **undefined**; type a "
+            "prompt with a repeated segment to see induction."
+        )
     st.plotly_chart(plots.head_scores_heatmap(scores), key="head_scores_chart")
     st.dataframe(scores, hide_index=True, key="head_scores_table")

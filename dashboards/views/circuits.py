@@ -24,14 +24,15 @@ st.markdown(
     "**QK**: how much a query token wants to attend to a key token (token embeddings only). "
     "**OV**: what attending to a token does to each output logit; a bright diagonal means the head copies."
 )
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 layer = c1.selectbox("Layer", range(cfg.n_layers), key="circuit_layer")
 head = c2.selectbox("Head", range(cfg.n_heads), key="circuit_head")
 circuit = c3.radio("Circuit", ["QK", "OV"], horizontal=True, key="circuit_choice")
 axes = {"QK": ("query token", "key token"), "OV": ("attended token", "output logit")}[circuit]
-matrix = state.attempt("Circuit", analyses.circuit, model, sel.model_id, circuit, layer, head)
+specials = c4.checkbox("Show <bos>, <pad>, <unk>", False, key="circuit_specials")
+matrix = state.attempt("Circuit", analyses.circuit, model, sel.model_id, circuit, layer, head, specials)
 if matrix is not None:
-    title = f"{circuit} circuit of L{layer}H{head}"
+    title = f"{circuit} circuit of L{layer}H{head} (colour limits: 1st / 99th percentile)"
     st.plotly_chart(
         plots.circuit_heatmap(matrix, title=title, row_title=axes[0], col_title=axes[1]), key="circuit_chart"
     )

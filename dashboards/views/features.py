@@ -5,10 +5,9 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Features")
 model = sel.model
 features = analyses.features
-st.title("Features")
 choices = features.sae_choices(sel.label)
 if not choices:
     st.info(

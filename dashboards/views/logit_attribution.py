@@ -4,18 +4,20 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Direct logit attribution")
 model = sel.model
 tokens = analyses.symbols(model, sel.token_ids)
-st.title("Direct logit attribution")
+frozen = "With the final LayerNorm's scale frozen, the" if model.cfg.norm != "none" else "The"
 st.markdown(
-    "With the final LayerNorm's scale frozen, the logit is a sum over everything written into the residual "
-    "stream: each bar is one component's share, and the bars add up to the logit (or, with a contrast token, "
-    "to the logit difference)."
+    f"{frozen} logit is a sum over everything written into the residual stream: each bar is one component's "
+    "share, and the bars add up to the logit (or, with a contrast token, to the logit difference)."
 )
 c1, c2, c3, c4 = st.columns(4)
-pos = state.pick_position(c1, "Position", tokens, key="dla_pos")
-target = c2.text_input("Target character (empty: the next one)", "", max_chars=5, key="dla_target")
+pos = state.pick_position(c1, "Position", tokens, key="dla_pos", default=sel.position)
+target = c2.text_input(
+    "Target character (empty: the next character; at the last position, the model's top guess)", "", max_chars=5,
+    key="dla_target",
+)  # fmt: skip
 contrast = c3.text_input("Contrast character (optional)", "", max_chars=5, key="dla_contrast")
 per = c4.selectbox("Split", ["head", "neuron", "component", "layer"], key="dla_per")
 frame = state.attempt(
@@ -26,7 +28,13 @@ if frame is not None:
     what = plots.display_token(here["target_str"].iloc[0])
     vs = f" minus logit of {plots.display_token(contrast)}" if contrast else ""
     where = f"after position {pos} ({plots.display_token(tokens[pos])})"
-    title = f"Logit of {what}{vs} {where} = {total:.3f}, the sum of all contributions"
+    n_all = int((frame["pos"] == pos).sum())
+    shown = (
+        f"the {len(here)} largest of {n_all} contributions, which sum to it"
+        if len(here) < n_all
+        else "the sum of all contributions"
+    )
+    title = f"Logit of {what}{vs} {where} = {total:.3f}, {shown}"
     st.plotly_chart(plots.dla_bar(here, title=title), key="dla_bar_chart")
     if per == "head":
         st.plotly_chart(

@@ -14,18 +14,26 @@ with left:
     st.dataframe(
         analyses.config_frame(model, sel.model_id),
         hide_index=True,
-        height=36 * (len(cfg.to_dict()) + 1) + 4,
+        height=36 * (len(analyses.config_frame(model, sel.model_id)) + 1) + 4,
         key="config_table",
     )
     st.caption(f"d_head = {cfg.d_head}; {cfg.n_params:,} parameters by the closed-form count.")
     made, val = model.provenance, model.provenance.get("val_loss")
     if made.get("command"):
         loss = f"validation loss {val:.3f} {made.get('loss_unit', '')}" if isinstance(val, int | float) else "no loss"
-        st.caption(f"Trained by `{made['command']}` ({made.get('steps', '?')} steps, {loss}).")
+        st.caption(
+            f"Trained by `{made['command']}` ({made.get('steps', '?')} steps, {loss}); the **Model card** page has "
+            "its loss curve and what its final evaluation numbers mean."
+        )
 with right:
     st.plotly_chart(plots.parameter_bar(analyses.inventory(model, sel.model_id)), key="inventory_chart")
 
-sel = state.require_tokens()
+sel = state.selection()
+if sel.token_ids is None:
+    st.info(
+        "The next-token sections need a prompt they can run: fix the prompt in the sidebar (the reason is under it)."
+    )
+    st.stop()
 st.subheader("Next-token distribution")
 st.markdown(
     "The last block's residual stream is unembedded into one **logit** per symbol. Softmax turns logits into "
@@ -34,7 +42,7 @@ st.markdown(
 )
 tokens = analyses.symbols(model, sel.token_ids)
 c1, c2, c3, c4 = st.columns(4)
-pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos")
+pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos", default=sel.position)
 temperature = c2.slider("Temperature", 0.0, 3.0, 1.0, 0.05, key="pred_temperature")
 top_k = c3.number_input("Top-k (0 = off)", 0, cfg.d_vocab, 0, key="pred_top_k")
 top_p = c4.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="pred_top_p")
@@ -46,7 +54,14 @@ st.subheader("Generate a continuation")
 g1, g2 = st.columns(2)
 max_new = g1.slider("New characters", 1, 64, 24, key="gen_max_new")
 seed = g2.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+asked = (sel.model_id, sel.prompt, max_new, int(seed), tuple(settings.values()))
 if st.button("Generate", key="gen_button", type="primary"):
-    text = analyses.generate(model, sel.model_id, sel.prompt, max_new, seed=int(seed), **settings)
-    st.code(sel.prompt + text, language=None, wrap_lines=True)
-    st.caption(f"The prompt, then {len(text)} sampled characters. Same seed and settings, same text.")
+    st.session_state["generated"] = (
+        asked,
+        analyses.generate(model, sel.model_id, sel.prompt, max_new, seed=int(seed), **settings),
+    )
+made_for, text = st.session_state.get("generated", (None, ""))
+if made_for is not None:  # kept across reruns: other widgets no longer wipe the text
+    st.code(made_for[1] + text, language=None, wrap_lines=True)
+    same = "" if made_for == asked else " Generated with other settings or another prompt: press Generate again."
+    st.caption(f"The prompt, then {len(text)} sampled characters. Same seed and settings, same text.{same}")

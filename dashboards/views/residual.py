@@ -4,17 +4,17 @@ import streamlit as st
 
 from dashboards import analyses, plots, state
 
-sel = state.require_tokens()
+sel = state.require_tokens("Residual stream")
 model = sel.model
 tokens = analyses.symbols(model, sel.token_ids)
-st.title("Residual stream")
 st.markdown(
     "Every position carries one vector through the network. The embeddings start it; each attention head and each "
-    "MLP *adds* its output to it and overwrites nothing. Below: the size (L2 norm) of every write, per position."
+    "MLP *adds* its output to it and overwrites nothing. Below: the size (L2 norm) of every write, per component "
+    "and position (sizes of vectors do not add up, so they are not stacked)."
 )
 norms = state.attempt("Residual writes", analyses.residual_writes, model, sel.model_id, sel.token_ids)
 if norms is not None:
-    st.plotly_chart(plots.write_norms_bar(norms, tokens), key="write_norms_chart")
+    st.plotly_chart(plots.write_norms_heatmap(norms, tokens), key="write_norms_chart")
 
 st.subheader("Logit lens")
 st.markdown(

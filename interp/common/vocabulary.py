@@ -99,7 +99,11 @@ COLUMNS: dict[str, Column] = {
     "baseline": Column("float64", "the same score for random matrices of the same shapes"),
     "ratio": Column("float64", "score / baseline"),
     "copying_score": Column("float64", "how often attending to a token most raises that token's logit"),
-    "head_class": Column("object", "what a head does, from its scores: induction, previous_token, ..., other"),
+    "head_class": Column(
+        "object",
+        "what a head does, from its scores: induction, previous_token, ..., other; undefined when no token "
+        "repeats and the head shows no other pattern (induction cannot be told from a resting place)",
+    ),
     **{
         name: Column("float64", f"head score: {text}")
         for name, text in {

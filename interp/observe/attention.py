@@ -48,6 +48,10 @@ SCORE_COLUMNS = ["previous_token", "current_token", "first_token", "duplicate_to
 # classify_heads: a head gets the first kind (in this order) whose score reaches its threshold; else "other".
 # Specific patterns come before the first-token sink, which many heads use as a resting place.
 THRESHOLDS = {"induction": 0.4, "previous_token": 0.4, "duplicate_token": 0.4, "current_token": 0.4, "first_token": 0.5}
+# A head that reaches no defined pattern on tokens where induction is undefined (no token repeats) is not named
+# "first_token" or "other": an induction head with nothing to copy rests on <bos>, so these tokens cannot tell.
+UNDEFINED = "undefined"
+UNDEFINED_NOTE = "no repeated tokens: induction score undefined"
 
 
 def _masks(tokens: Int[Tensor, "batch pos"]) -> dict[str, Bool[Tensor, "batch q_pos k_pos"]]:
@@ -122,7 +126,11 @@ def classify_heads(scores: pd.DataFrame, thresholds: dict[str, float] | None = N
 
     Order and default thresholds: ``induction`` >= 0.4, ``previous_token`` >= 0.4, ``duplicate_token``
     >= 0.4, ``current_token`` >= 0.4, ``first_token`` >= 0.5; a head reaching none is ``"other"``.
-    NaN scores never reach a threshold. ``thresholds`` overrides some of them (same keys and order).
+    NaN scores never reach a threshold. Where ``induction`` is NaN (no token of the prompt repeats), a head
+    that reaches neither ``previous_token`` nor ``current_token`` is ``"undefined"`` (:data:`UNDEFINED`), not
+    ``first_token`` or ``other``: an induction head with nothing to copy rests on ``<bos>`` like a sink, so
+    such tokens cannot tell the two apart (:func:`classification_note` says so in words).
+    ``thresholds`` overrides some of them (same keys and order).
     Returns a string Series named ``head_class`` aligned with ``scores``.
 
     Example:
@@ -131,6 +139,10 @@ def classify_heads(scores: pd.DataFrame, thresholds: dict[str, float] | None = N
         ...                    "current_token": [0, 0], "first_token": [0, 0]})
         >>> list(classify_heads(df))
         ['induction', 'previous_token']
+        >>> list(classify_heads(df.assign(induction=float("nan"), first_token=0.9)))
+        ['previous_token', 'previous_token']
+        >>> list(classify_heads(df.assign(induction=float("nan"), previous_token=0.1, first_token=0.9)))
+        ['undefined', 'undefined']
     """
     if not isinstance(scores, pd.DataFrame):
         raise TypeError(f"scores must be the DataFrame of head_scores, got {type(scores).__name__}")
@@ -151,7 +163,25 @@ def classify_heads(scores: pd.DataFrame, thresholds: dict[str, float] | None = N
     head_class = pd.Series("other", index=scores.index, name="head_class", dtype=object)
     for name in reversed(list(limits)):  # earlier classes overwrite later ones
         head_class[scores[name].to_numpy(dtype=float) >= limits[name]] = name
+    cannot_tell = np.isnan(scores["induction"].to_numpy(dtype=float)) & head_class.isin(["first_token", "other"])
+    head_class[cannot_tell] = UNDEFINED
     return head_class
+
+
+def classification_note(scores: pd.DataFrame) -> str | None:
+    """Why :func:`head_scores`' classes are limited on these tokens (:data:`UNDEFINED_NOTE`), or None.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> model = MiniGPT(ModelConfig(), seed=0)
+        >>> classification_note(head_scores(model, model.to_tokens("abcdef")))
+        'no repeated tokens: induction score undefined'
+        >>> classification_note(head_scores(model, model.to_tokens("abcabc"))) is None
+        True
+    """
+    if not isinstance(scores, pd.DataFrame) or "induction" not in scores.columns:
+        raise TypeError("scores must be the DataFrame of head_scores (with an induction column)")
+    return UNDEFINED_NOTE if scores["induction"].isna().all() else None
 
 
 def attention_pattern_frame(
