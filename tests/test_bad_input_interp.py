@@ -434,6 +434,11 @@ def _flow_cases() -> list[Case]:
              TypeError, "model must be a MiniGPT"),
         Case(F + "flow_stages", "model is a str", lambda e: flow.flow_stages("gpt2"), TypeError,
              "model must be a MiniGPT"),
+        Case(F + "edge_logit_effects", "a batch of 2", lambda e: flow.edge_logit_effects(e.model, e.tokens,
+             flow.information_flow(e.model, e.tokens[:1]).iloc[:1]), ValueError, "follows one sequence"),
+        Case(F + "edge_logit_effects", "edge into position 9 of 6", lambda e: flow.edge_logit_effects(e.model,
+             e.tokens[:1], flow.information_flow(e.model, e.tokens[:1]).iloc[:1].assign(target_pos=9)), IndexError,
+             "position 9 is out of range"),
         Case(F + "flow_routes", "not a flow frame", lambda e: flow.flow_routes(e.frame, 0), TypeError,
              "flow must be the frame of information_flow(model, tokens)"),
         Case(F + "flow_routes", "threshold 2", lambda e: flow.flow_routes(

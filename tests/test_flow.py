@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from interp.discover.planted import planted_induction
-from interp.intervene.flow import _check_edge, _part, patch_flow_edge
-from interp.observe.flow import COLUMNS, _updates, flow_routes, flow_stages, information_flow
+from interp.intervene.flow import patch_flow_edge
+from interp.observe.flow import (
+    COLUMNS,
+    _check_edge,
+    _part,
+    _updates,
+    edge_logit_effects,
+    flow_routes,
+    flow_stages,
+    information_flow,
+)
 from model import MiniGPT, ModelConfig
 from model.training.data import repeated_pair_batch
 
@@ -49,6 +58,24 @@ def test_parts_sum_to_the_state_above(which):
     assert (flow.kind == "head").sum() == heads
     assert flow.loc[flow.kind != "head", "head"].isna().all()
     assert (flow.source_pos <= flow.target_pos).all()
+
+
+def test_logit_effects_of_the_last_update_sum_to_the_logits(text):
+    """The final state is the last MLP's part plus the carried state, so their logit effects (the final LayerNorm's
+    scale frozen) add up to the logits less what the LayerNorm's bias and b_U add."""
+    tokens = text.to_tokens("the value of the attribute is")
+    flow = information_flow(text, tokens)
+    last = flow[flow.target_stage == flow.target_stage.max()]
+    with torch.no_grad():
+        logits = text(tokens)[0].double()
+        offset = text.ln_final.b.double() @ text.W_U.double()
+        offset = offset + (0 if text.unembed.b_U is None else text.unembed.b_U.double())
+    for pos in (3, 20, tokens.shape[1] - 1):
+        total = 0
+        for _, edge in last[last.target_pos == pos].iterrows():
+            effects = edge_logit_effects(text, tokens, edge).sort_values("target")
+            total = total + torch.tensor(effects.logit_effect.to_numpy())
+        torch.testing.assert_close(total, logits[pos] - offset, atol=1e-4, rtol=0)
 
 
 def _second_copy_reads(model: MiniGPT, seg: int, n: int, heads: tuple[int, int] | None) -> tuple[float, float]:

@@ -18,44 +18,8 @@ from torch import Tensor
 from interp.common.checks import check_index, prepare, require_finite
 from interp.intervene.engine import run_from
 from interp.observe.dla import resolve_target
-from interp.observe.flow import KINDS, _check_flow_model, _single, flow_stages
+from interp.observe.flow import _check_edge, _check_flow_model, _names, _part, _single, flow_stages
 from model.network.minigpt import MiniGPT
-
-
-def _check_edge(model: MiniGPT, edge: object, n_pos: int) -> dict:
-    """``edge`` (a row of :func:`information_flow`, or a mapping with its columns) as checked plain values."""
-    if isinstance(edge, pd.DataFrame):
-        if len(edge) != 1:
-            raise ValueError(f"edge must be one row of information_flow's frame, got {len(edge)} rows")
-        edge = edge.iloc[0]
-    if not hasattr(edge, "keys") or not {"layer", "kind", "source_pos", "target_pos"} <= set(edge.keys()):
-        raise TypeError("edge must be a row of information_flow(...) (layer, kind, head, source_pos, target_pos)")
-    kind = edge["kind"]
-    if kind not in KINDS:
-        raise ValueError(f"edge kind {kind!r} is not one of {list(KINDS)}")
-    cfg = model.cfg
-    layer = check_index(int(edge["layer"]), cfg.n_layers, "layer")
-    if kind.startswith("mlp") and cfg.attn_only:
-        raise ValueError("this model is attention-only: it has no MLP edges")
-    head = check_index(int(edge["head"]), cfg.n_heads, "head") if kind == "head" else None
-    source, target = (check_index(int(edge[k]), n_pos, "position") for k in ("source_pos", "target_pos"))
-    if source > target or (kind != "head" and source != target):
-        raise ValueError(
-            f"a {kind} edge cannot go from position {source} to position {target}: heads read positions at or "
-            "before the query, every other edge stays at its position"
-        )
-    return {"layer": layer, "kind": kind, "head": head, "source": source, "target": target}
-
-
-def _part(model: MiniGPT, cache, edge: dict) -> Tensor:
-    """The edge's part ``[d_model]`` of the state above it, on the run ``cache`` recorded."""
-    b, i = f"blocks.{edge['layer']}.", edge["target"]
-    if edge["kind"] == "head":
-        h, j = edge["head"], edge["source"]
-        weight = cache[b + "attn.hook_pattern"][0, h, i, j]
-        return weight * cache[b + "attn.hook_v"][0, j, h] @ model.blocks[edge["layer"]].attn.W_O[h]
-    name = {"attn_residual": "hook_resid_pre", "mlp": "hook_mlp_out", "mlp_residual": "hook_resid_mid"}[edge["kind"]]
-    return cache[b + name][0, i]
 
 
 def patch_flow_edge(
@@ -84,7 +48,7 @@ def patch_flow_edge(
         True
     """
     model = _check_flow_model(model)
-    names = [*flow_stages(model), *(n for n in model.hook_names if n.endswith(("hook_pattern", "hook_v", "mlp_out")))]
+    names = _names(model)
     model, clean, cache = prepare(model, clean, None, names_filter=names, what="patch_flow_edge")
     _single(clean)
     corrupted = model.check_tokens(corrupted).to(clean.device)

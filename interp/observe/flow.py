@@ -72,6 +72,11 @@ def flow_stages(model: MiniGPT) -> list[str]:
     return [*names, f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
 
 
+def _names(model: MiniGPT) -> list[str]:
+    """What the flow reads from a cache: the states, the patterns and values, the MLP outputs."""
+    return [*flow_stages(model), *(n for n in model.hook_names if n.endswith(("hook_pattern", "hook_v", "mlp_out")))]
+
+
 def _check_flow_model(model: object) -> MiniGPT:
     model = check_model(model)
     if model.cfg.norm == "post":
@@ -135,8 +140,7 @@ def information_flow(model: MiniGPT, tokens: Int[Tensor, "1 pos"] | str, cache: 
     edge per position; per MLP sublayer: one ``mlp`` and one ``mlp_residual`` edge per position.
     """
     model = _check_flow_model(model)
-    names = [*flow_stages(model), *(n for n in model.hook_names if n.endswith(("hook_pattern", "hook_v", "mlp_out")))]
-    model, tokens, cache = prepare(model, tokens, cache, names_filter=names, what="information_flow")
+    model, tokens, cache = prepare(model, tokens, cache, names_filter=_names(model), what="information_flow")
     _single(tokens)
     n_pos, frames = tokens.shape[1], []
     labels = np.array(token_labels(model.tokenizer, tokens[0].tolist()), dtype=object)
@@ -201,3 +205,71 @@ def flow_routes(flow: pd.DataFrame, position: int, threshold: float = 0.04) -> p
         kept.append(into)
         reached = set(into.source_pos)
     return pd.concat(kept).sort_values(["target_stage", "target_pos", "source_pos"]) if kept else flow.iloc[:0]
+
+
+def _check_edge(model: MiniGPT, edge: object, n_pos: int) -> dict:
+    """``edge`` (a row of :func:`information_flow`, or a mapping with its columns) as checked plain values."""
+    if isinstance(edge, pd.DataFrame):
+        if len(edge) != 1:
+            raise ValueError(f"edge must be one row of information_flow's frame, got {len(edge)} rows")
+        edge = edge.iloc[0]
+    if not hasattr(edge, "keys") or not {"layer", "kind", "source_pos", "target_pos"} <= set(edge.keys()):
+        raise TypeError("edge must be a row of information_flow(...) (layer, kind, head, source_pos, target_pos)")
+    kind = edge["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"edge kind {kind!r} is not one of {list(KINDS)}")
+    cfg = model.cfg
+    layer = check_index(int(edge["layer"]), cfg.n_layers, "layer")
+    if kind.startswith("mlp") and cfg.attn_only:
+        raise ValueError("this model is attention-only: it has no MLP edges")
+    head = check_index(int(edge["head"]), cfg.n_heads, "head") if kind == "head" else None
+    source, target = (check_index(int(edge[k]), n_pos, "position") for k in ("source_pos", "target_pos"))
+    if source > target or (kind != "head" and source != target):
+        raise ValueError(
+            f"a {kind} edge cannot go from position {source} to position {target}: heads read positions at or "
+            "before the query, every other edge stays at its position"
+        )
+    return {"layer": layer, "kind": kind, "head": head, "source": source, "target": target}
+
+
+def _part(model: MiniGPT, cache, edge: dict) -> Tensor:
+    """The edge's part ``[d_model]`` of the state above it, on the run ``cache`` recorded."""
+    b, i = f"blocks.{edge['layer']}.", edge["target"]
+    if edge["kind"] == "head":
+        h, j = edge["head"], edge["source"]
+        weight = cache[b + "attn.hook_pattern"][0, h, i, j]
+        return weight * cache[b + "attn.hook_v"][0, j, h] @ model.blocks[edge["layer"]].attn.W_O[h]
+    name = {"attn_residual": "hook_resid_pre", "mlp": "hook_mlp_out", "mlp_residual": "hook_resid_mid"}[edge["kind"]]
+    return cache[b + name][0, i]
+
+
+def edge_logit_effects(
+    model: MiniGPT, tokens: Int[Tensor, "1 pos"] | str, edge: object, cache: object = None
+) -> pd.DataFrame:
+    """What one edge's part writes towards each next token at its target position: the part, centred, through the
+    final LayerNorm's scale there (frozen, as in direct logit attribution) and the unembedding, one row per vocabulary
+    entry, largest first. Columns: ``target`` (id), ``target_str``, ``logit_effect``.
+
+    Example:
+        >>> from model import MiniGPT
+        >>> model = MiniGPT.from_pretrained("induction-2l")
+        >>> flow = information_flow(model, "qwertyuiop qwertyuiop")
+        >>> edge = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == 14)].nlargest(1, "importance")
+        >>> edge_logit_effects(model, "qwertyuiop qwertyuiop", edge).target_str.iloc[0]  # it writes the "r"
+        'r'
+    """
+    model = _check_flow_model(model)
+    model, tokens, cache = prepare(model, tokens, cache, names_filter=_names(model), what="edge_logit_effects")
+    _single(tokens)
+    edge = _check_edge(model, edge, tokens.shape[1])
+    with torch.no_grad():
+        part = _part(model, cache, edge)
+        if model.ln_final is not None:
+            final = cache[flow_stages(model)[-1]][0, edge["target"]]
+            scale = (final - final.mean()).pow(2).mean().add(model.ln_final.eps).sqrt()
+            part = (part - part.mean()) / scale * model.ln_final.w  # the LayerNorm centres every part
+        effect = (part @ model.W_U).double()
+    order = torch.argsort(effect, descending=True)
+    ids = order.tolist()
+    return pd.DataFrame({"target": ids, "target_str": token_labels(model.tokenizer, ids),
+                         "logit_effect": effect[order].numpy()})  # fmt: skip
