@@ -10,7 +10,8 @@ imports only ``state``, ``analyses`` and ``plots`` of the project, so every page
 TIERS: tuple[tuple[str, ...], ...] = (
     ("dashboards.plots",),  # DataFrame -> Figure; no Streamlit, no model
     ("dashboards.state",),  # the model, loaded once; the checked prompt
-    ("dashboards.feature_analyses", "dashboards.card_analyses"),  # cached calls of two pages (re-exported by analyses)
+    # cached calls of three pages (re-exported by analyses)
+    ("dashboards.feature_analyses", "dashboards.card_analyses", "dashboards.flow_analyses"),
     ("dashboards.analyses",),  # the one cached model / interp call behind each chart
     ("dashboards.sidebar",),
     ("dashboards.views",),  # pages: widgets -> analyses -> plots -> st.plotly_chart

@@ -18,6 +18,7 @@ import torch
 
 from dashboards import card_analyses as card  # noqa: F401 (the Model card page: analyses.card.<name>)
 from dashboards import feature_analyses as features  # noqa: F401 (the Features page: analyses.features.<name>)
+from dashboards import flow_analyses as flow  # noqa: F401 (the Information flow page: analyses.flow.<name>)
 from interp.common.export import contributions_to_csv
 from interp.common.metrics import LogitDiff, Loss, Metric
 from interp.discover.attribution import edge_attribution_patching

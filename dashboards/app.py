@@ -37,6 +37,7 @@ PAGES = [
     st.Page(VIEWS / "circuits.py", title="Circuits", icon=":material/hub:"),
     st.Page(VIEWS / "features.py", title="Features", icon=":material/lightbulb:"),
     st.Page(VIEWS / "discovery.py", title="Circuit discovery", icon=":material/account_tree:"),
+    st.Page(VIEWS / "flow.py", title="Information flow", icon=":material/route:"),
     st.Page(VIEWS / "dynamics.py", title="Training dynamics", icon=":material/timeline:"),
 ]
 

@@ -35,6 +35,7 @@ PAGES = {  # sidebar link text -> screenshot name
     "Ablation & patching": "ablation",
     "Circuits": "circuits",
     "Circuit discovery": "discovery",
+    "Information flow": "flow",
     "Features": "features",
     "Training dynamics": "dynamics",
 }
@@ -178,3 +179,39 @@ def test_every_page_renders_in_chromium(server):
         browser.close()
     for name in PAGES.values():
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, f"screenshot {name}.png is (nearly) empty"
+
+
+def test_flow_graph_click_and_causal_check_in_chromium(server):
+    """Information flow on induction-2l: clicking an edge of the graph picks it, and the causal check runs on it and
+    shows the exact change beside attribution's prediction."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(server, timeout=WAIT_MS)
+        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
+        wait_idle(page)
+        choose_checkpoint(page, "induction-2l")
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Information flow").first.click()
+        page.wait_for_selector('h1:has-text("Information flow")', timeout=WAIT_MS)
+        wait_idle(page)
+        page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=WAIT_MS)
+        edge_box = page.locator('[data-testid="stSelectbox"]:has-text("Edge")').first
+        before = edge_box.locator("input").input_value()
+        marks = page.locator('[data-testid="stPlotlyChart"]').first.locator(".scatterlayer .trace").nth(-2)
+        points = marks.locator("path.point")
+        assert points.count() >= 2, "the graph's edges carry clickable midpoints"
+        points.nth(0).click(force=True)  # another edge than the top one, which the selectbox starts on
+        wait_idle(page)
+        page.wait_for_timeout(500)
+        after = edge_box.locator("input").input_value()
+        assert after != before, f"clicking an edge must select it (still {after!r})"
+        page.get_by_role("button", name="Patch this edge from the corrupted prompt").click()
+        wait_idle(page)
+        page.wait_for_selector('[data-testid="stMetric"]:has-text("Exact change when patched")', timeout=WAIT_MS)
+        values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+        assert len(values) == 3 and all(v.strip() for v in values), f"the causal check shows three numbers: {values}"
+        assert page.locator('[data-testid="stException"]').count() == 0
+        save_screenshot(page, SHOTS / "flow_causal_check.png")
+        browser.close()

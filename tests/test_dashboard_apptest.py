@@ -189,6 +189,43 @@ def test_discovery_page_scores_thresholds_and_judges_the_circuit():
     assert any("same shape" in e for e in errors(at)), "prompts of different lengths need a clear error"
 
 
+def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
+    """Information flow on induction-2l's showcase (the second copy): the routes to the explained prediction are
+    drawn, the threshold changes them, and the causal check of the induction head's read shows the exact change
+    that interp.patch_flow_edge computes alone, beside attribution's prediction."""
+    from interp import information_flow, patch_flow_edge
+
+    at = open_page()
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    at.switch_page("views/flow.py").run()
+    assert_clean(at, 3)
+    graph = charts(at)[0]
+    assert "L1H0" in [trace.get("name") for trace in graph["data"]], "the induction head's reads are drawn"
+    n_edges = len(at.selectbox(key="flow_edge").options)
+    at.slider(key="flow_threshold").set_value(0.01).run()
+    assert_clean(at, 3)
+    assert len(at.selectbox(key="flow_edge").options) > n_edges, "a lower threshold keeps more edges"
+    sel = at.session_state["selection"]
+    pos = sel.position
+    flow = information_flow(sel.model, torch.tensor([sel.token_ids]))
+    read = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == pos)].nlargest(1, "importance")
+    key = (1, "head", 0, int(read.source_pos.item()), pos)
+    at.selectbox(key="flow_edge").set_value(key).run()
+    source = key[3]  # corrupt the letter the induction head reads (position 0 is <bos>)
+    letter = "a" if sel.prompt[source - 1] != "a" else "b"
+    corrupted = sel.prompt[: source - 1] + letter + sel.prompt[source:]
+    at.text_input(key="flow_corrupted").input(corrupted).run()
+    at.button(key="flow_patch").click().run()
+    assert_clean(at, 3)
+    shown = {m.label: float(m.value) for m in at.metric}
+    expected = patch_flow_edge(sel.model, torch.tensor([sel.token_ids]), corrupted, read, position=pos)
+    print(f"\ninduction-2l flow page: L1H0 read {key[3]} -> {pos}: exact change {expected.change:+.3f}, "
+          f"attribution predicted {expected.predicted_change:+.3f}")  # fmt: skip
+    assert shown["Exact change when patched"] == pytest.approx(expected.change, abs=1e-3)
+    assert shown["Attribution's prediction"] == pytest.approx(expected.predicted_change, abs=1e-3)
+    assert expected.change < -1, "the read letter carries the prediction"
+
+
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [("", "empty"), ("naïve", "'ï' at position 2"), ("x" * 40, "at most 31")],
@@ -238,7 +275,7 @@ def test_induction_checkpoint_heads_are_classified():
     assert "induction" in {k for (layer, _), k in kinds.items() if layer == 1}, f"no L1 induction head: {kinds}"
 
 
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery", "flow"]
 
 
 @pytest.mark.parametrize("kind", ["induction-2l", "random", "post-norm"])
@@ -258,7 +295,7 @@ def test_every_page_works_on_other_models(kind, tmp_path):
     assert not errors(at), f"loading {kind} failed: {errors(at)}"
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
-        if kind == "post-norm" and page in ("logit_attribution", "discovery"):
+        if kind == "post-norm" and page in ("logit_attribution", "discovery", "flow"):
             assert not at.exception and any("norm='post'" in e for e in errors(at)), f"post-norm {page} must be refused"
         else:
             assert_clean(at, 1)

@@ -227,3 +227,27 @@ def test_training_history_figure_draws_train_val_and_references():
     train, val, lr = fig.data
     assert list(train.y) == [4.0, 3.0, 2.0] and list(val.x) == [100] and lr.yaxis == "y2", "curves mixed up"
     assert [s["y0"] for s in fig.layout.shapes] == [4.16, 2.28], "one dashed line per reference"
+
+
+def test_flow_graph_figure_draws_routes_with_clickable_edges():
+    """The flow graph of induction-2l's routes: one line group per head / kind, every edge's midpoint carries its
+    row label (what a click returns), and the explained final state is marked."""
+    from interp import flow_routes, flow_stages, information_flow
+    from model import MiniGPT
+
+    model = MiniGPT.from_pretrained("induction-2l")
+    tokens = model.to_tokens("qwertyuiop qwertyuiop")
+    routes = flow_routes(information_flow(model, tokens), position=14, threshold=0.05)
+    labels = model.to_str_tokens(tokens[0].tolist())
+    fig = validated(plots.flow_graph_figure(routes, labels, flow_stages(model), position=14))
+    names = {t.name for t in fig.data}
+    assert {"L0H0", "L1H0", "residual", "edges", "states"} <= names
+    marks = next(t for t in fig.data if t.name == "edges")
+    assert sorted(marks.customdata) == sorted(routes.index)
+    states = next(t for t in fig.data if t.name == "states")
+    red = [(x, y) for x, y, c in zip(states.x, states.y, states.marker.color, strict=True) if c != "#eef3f8"]
+    assert red == [(14, len(flow_stages(model)) - 1)]
+    row = pd.DataFrame({"pos": [0, 1], "token": ["<bos>", "a"], "weight": [0.25, 0.75]})
+    assert list(validated(plots.attention_row_figure(row, title="t")).data[0].y) == [0.25, 0.75]
+    with pytest.raises(TypeError, match="flow_routes"):
+        plots.flow_graph_figure(pd.DataFrame({"x": [1]}), labels, flow_stages(model))

@@ -25,6 +25,7 @@ from dashboards.plots.features import (
     logit_effects_figure,
     prompt_activation_bar,
 )
+from dashboards.plots.flow import attention_row_figure, flow_graph_figure
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar, training_history_figure
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar, write_norms_heatmap
@@ -36,6 +37,7 @@ __all__ = [
     "SEQUENTIAL",
     "activation_histogram_figure",
     "attention_heatmaps",
+    "attention_row_figure",
     "circuit_heatmap",
     "composition_heatmap",
     "contexts_html",
@@ -43,6 +45,7 @@ __all__ = [
     "distributions_compare",
     "dla_bar",
     "edge_graph_figure",
+    "flow_graph_figure",
     "head_heatmap",
     "head_scores_heatmap",
     "logit_effects_figure",

@@ -57,14 +57,17 @@ def activation_histogram_figure(hist: pd.DataFrame, *, title: str) -> go.Figure:
     return make_figure([trace], layout, title, height=320)
 
 
-def logit_effects_figure(effects: pd.DataFrame, *, title: str) -> go.Figure:
-    """Horizontal bars of ``feature_logit_effects``: promoted characters above, suppressed below."""
+def logit_effects_figure(
+    effects: pd.DataFrame, *, title: str, axis: str = "logit effect of the decoder direction"
+) -> go.Figure:
+    """Horizontal bars of ``feature_logit_effects`` (or any frame with ``target_str, logit_effect``): promoted
+    characters above, suppressed below."""
     d = effects.sort_values("logit_effect")
     labels = [f"{display_token(t)} " for t in d["target_str"]]
     colours = ["#2166ac" if v < 0 else "#b2182b" for v in d["logit_effect"]]
     trace = {"type": "bar", "orientation": "h", "y": labels, "x": d["logit_effect"].tolist(),
              "marker": {"color": colours}, "hovertemplate": "%{y}: %{x:+.3f}<extra></extra>"}  # fmt: skip
-    layout = {"xaxis": {"title": {"text": "logit effect of the decoder direction"}}, "yaxis": {"type": "category"}}
+    layout = {"xaxis": {"title": {"text": axis}}, "yaxis": {"type": "category"}}
     return make_figure([trace], layout, title, height=max(300, 18 * len(d) + 110))
 
 

@@ -44,34 +44,50 @@ def _ends(u: str, d: str, n_heads: int, n_layers: int) -> tuple[tuple[float, flo
     return (x1, y1 + 0.18), (x2 + read_offset(d), y2 - 0.18)
 
 
+def weighted_lines(ends: list, weights: np.ndarray, largest: float, *, name: str, colour: str) -> list[dict]:
+    """Line traces of the segments ``ends`` (``((x1, y1), (x2, y2))`` each), one per width bin of
+    ``weights / largest`` (:data:`WIDTHS`), under one legend entry ``name``. Shared by the circuit graph and the
+    flow graph."""
+    weights = np.abs(np.nan_to_num(np.asarray(weights, dtype=float)))
+    level = np.zeros(len(ends), dtype=int)
+    if largest > 0:
+        level = np.minimum((weights / largest * len(WIDTHS)).astype(int), len(WIDTHS) - 1)
+    traces = []
+    for bin_, width in enumerate(WIDTHS):
+        chosen = [ends[i] for i in np.flatnonzero(level == bin_)]
+        if chosen:
+            xs, ys = _segments(chosen)
+            traces.append({"type": "scatter", "mode": "lines", "x": xs, "y": ys, "name": name, "legendgroup": name,
+                           "showlegend": not traces, "hoverinfo": "skip", "line": {"color": colour, "width": width},
+                           "opacity": 0.75})  # fmt: skip
+    return traces
+
+
+def hover_marks(ends: list, text: list[str], customdata: list | None = None, opacity: float = 0.0) -> dict:
+    """Markers at the segments' midpoints that carry each edge's hover text (and ``customdata``, for clicks)."""
+    mids = [tuple(np.mean(p, axis=0)) for p in ends]
+    trace = {"type": "scatter", "mode": "markers", "x": [m[0] for m in mids], "y": [m[1] for m in mids],
+             "name": "edges", "showlegend": False, "marker": {"size": 8, "opacity": opacity, "color": "#333"},
+             "text": text, "hovertemplate": "%{text}<extra></extra>"}  # fmt: skip
+    if customdata is not None:
+        trace["customdata"] = customdata
+    return trace
+
+
 def _edge_traces(frame: pd.DataFrame, n_heads: int, n_layers: int) -> list[dict]:
     scores = frame["score"].to_numpy(dtype=float) if "score" in frame else np.full(len(frame), np.nan)
     largest = np.nanmax(np.abs(scores)) if np.isfinite(scores).any() else 0.0
-    level = np.zeros(len(frame), dtype=int)
-    if largest > 0:
-        level = np.minimum((np.abs(np.nan_to_num(scores)) / largest * len(WIDTHS)).astype(int), len(WIDTHS) - 1)
     pairs = list(zip(frame["upstream"], frame["downstream"], strict=True))
+    ends = [_ends(u, d, n_heads, n_layers) for u, d in pairs]
     traces = []
     for name, colour, keep in (("raises the metric", POSITIVE, scores > 0), ("lowers the metric", NEGATIVE,
                                scores < 0), ("unscored", NEUTRAL, ~np.isfinite(scores) | (scores == 0))):  # fmt: skip
-        first = True
-        for bin_, width in enumerate(WIDTHS):
-            chosen = [_ends(*pairs[i], n_heads, n_layers) for i in np.flatnonzero(keep & (level == bin_))]
-            if not chosen:
-                continue
-            xs, ys = _segments(chosen)
-            traces.append({"type": "scatter", "mode": "lines", "x": xs, "y": ys, "name": name,
-                           "legendgroup": name, "showlegend": first, "hoverinfo": "skip",
-                           "line": {"color": colour, "width": width}, "opacity": 0.75})  # fmt: skip
-            first = False
-    mids = [tuple(np.mean(p, axis=0)) for p in (_ends(u, d, n_heads, n_layers) for u, d in pairs)]
+        chosen = np.flatnonzero(keep)
+        traces += weighted_lines([ends[i] for i in chosen], scores[chosen], largest, name=name, colour=colour)
     text = [
         f"{u} → {d}" + ("" if np.isnan(s) else f"<br>score {s:+.4g}") for (u, d), s in zip(pairs, scores, strict=True)
     ]
-    traces.append({"type": "scatter", "mode": "markers", "x": [m[0] for m in mids], "y": [m[1] for m in mids],
-                   "name": "edges", "showlegend": False, "marker": {"size": 7, "opacity": 0}, "text": text,
-                   "hovertemplate": "%{text}<extra></extra>"})  # fmt: skip
-    return traces
+    return [*traces, hover_marks(ends, text)]
 
 
 def edge_graph_figure(

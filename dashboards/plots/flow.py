@@ -1,0 +1,100 @@
+"""The information-flow graph: residual states as nodes on a (position, stage) grid, the routes' edges as lines.
+
+:func:`flow_graph_figure` draws a frame of ``interp.flow_routes`` (or of ``interp.information_flow``): positions
+across (the prompt's characters as ticks), the residual stream's stages up (``L0 in`` ... ``out``). A head edge
+goes from its key position one stage up to its query position, coloured by head; an MLP edge and the carried
+residual go straight up, side by side. Width grows with importance (absolute: a share of 1 is the widest). The
+midpoint of every edge carries its hover text and, as ``customdata``, its row label in the frame, so a click on
+it can select the edge (``st.plotly_chart(..., on_select="rerun")``).
+
+Example:
+    >>> import pandas as pd
+    >>> routes = pd.DataFrame({"layer": [0, 0], "kind": ["head", "attn_residual"], "head": [0, None],
+    ...                        "source_stage": [0, 0], "target_stage": [1, 1], "source_pos": [0, 1],
+    ...                        "target_pos": [1, 1], "importance": [0.7, 0.3]})
+    >>> fig = flow_graph_figure(routes, ["<bos>", "a"], ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"])
+    >>> [trace.name for trace in fig.data]
+    ['L0H0', 'residual', 'edges', 'states']
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboards.plots.base import QUALITATIVE, display_token, make_figure
+from dashboards.plots.graph import hover_marks, weighted_lines
+
+RESIDUAL, MLP, EXPLAINED = "#9a9a9a", "#2a9d55", "#c0392b"
+OFFSET = {"attn_residual": -0.12, "mlp_residual": -0.12, "mlp": 0.12}  # side by side, straight up
+
+
+def stage_label(hook_name: str, last: bool) -> str:
+    """``blocks.1.hook_resid_mid`` -> ``L1 mid``; ``..._pre`` -> ``L1 in``; the last stage -> ``out``."""
+    if last:
+        return "out"
+    layer, kind = hook_name.split(".")[1], hook_name.rsplit("_", 1)[-1]
+    return f"L{layer} {'in' if kind == 'pre' else kind}"
+
+
+def _group(row) -> tuple[str, str]:
+    if row.kind == "head":
+        return f"L{int(row.layer)}H{int(row.head)}", QUALITATIVE[(int(row.layer) * 7 + int(row.head)) % 24]
+    return ("MLP", MLP) if row.kind == "mlp" else ("residual", RESIDUAL)
+
+
+def flow_graph_figure(
+    routes: pd.DataFrame,
+    tokens: list[str],
+    stages: list[str],
+    *,
+    position: int | None = None,
+    title: str = "Information flow",
+    height: int = 560,
+) -> go.Figure:
+    """The edges of ``routes`` on the (position, stage) grid; ``position``: the explained final state, in red."""
+    needed = {"kind", "layer", "head", "source_stage", "target_stage", "source_pos", "target_pos", "importance"}
+    if not isinstance(routes, pd.DataFrame) or not needed <= set(routes.columns):
+        raise TypeError(f"flow_graph_figure needs a frame of interp.flow_routes with the columns {sorted(needed)}")
+    groups: dict[tuple[str, str], list] = {}
+    for label, row in zip(routes.index, routes.itertuples(index=False), strict=True):
+        dx = OFFSET.get(row.kind, 0.0)
+        ends = ((row.source_pos + dx, row.source_stage), (row.target_pos + dx, row.target_stage))
+        groups.setdefault(_group(row), []).append((ends, row.importance, label, row))
+    traces, ends_all, text, custom = [], [], [], []
+    for (name, colour), items in groups.items():
+        traces += weighted_lines([e for e, *_ in items], [w for _, w, *_ in items], 1.0, name=name, colour=colour)
+        for ends, weight, label, row in items:
+            ends_all.append(ends)
+            custom.append(label)
+            source, target = display_token(tokens[row.source_pos]), display_token(tokens[row.target_pos])
+            text.append(f"{name}: {row.source_pos} {source} → {row.target_pos} {target}<br>importance {weight:.3f}")
+    if ends_all:
+        traces.append(hover_marks(ends_all, text, custom, opacity=0.25))
+    states = sorted({(r.source_pos, r.source_stage) for r in routes.itertuples()} |
+                    {(r.target_pos, r.target_stage) for r in routes.itertuples()})  # fmt: skip
+    last = len(stages) - 1
+    colours = [EXPLAINED if (p, s) == (position, last) else "#eef3f8" for p, s in states]
+    names = [f"{stage_label(stages[s], s == last)} @ {p} {display_token(tokens[p])}" for p, s in states]
+    traces.append({"type": "scatter", "mode": "markers", "x": [p for p, _ in states], "y": [s for _, s in states],
+                   "name": "states", "showlegend": False, "text": names, "hovertemplate": "%{text}<extra></extra>",
+                   "marker": {"size": 13, "color": colours, "line": {"color": "#345", "width": 1}}})  # fmt: skip
+    layout = {
+        "xaxis": {"tickmode": "array", "tickvals": list(range(len(tokens))), "showgrid": False, "zeroline": False,
+                  "ticktext": [display_token(t) for t in tokens], "range": [-0.7, len(tokens) - 0.3]},
+        "yaxis": {"tickmode": "array", "tickvals": list(range(len(stages))), "showgrid": False, "zeroline": False,
+                  "ticktext": [stage_label(n, i == last) for i, n in enumerate(stages)], "range": [-0.4, last + 0.4]},
+        "legend": {"orientation": "h", "y": -0.12}, "plot_bgcolor": "white", "clickmode": "event+select",
+    }  # fmt: skip
+    return make_figure(traces, layout, title, height)
+
+
+def attention_row_figure(row: pd.DataFrame, *, title: str) -> go.Figure:
+    """Bars of one head's attention from one query to every key: a frame with ``pos, token, weight``."""
+    labels = [f"{p} {display_token(t)}" for p, t in zip(row["pos"], row["token"], strict=True)]
+    trace = {"type": "bar", "x": labels, "y": row["weight"].tolist(), "marker": {"color": "#6a51a3"},
+             "hovertemplate": "%{x}<br>attention %{y:.3f}<extra></extra>"}  # fmt: skip
+    layout = {"xaxis": {"type": "category", "tickmode": "array", "tickvals": labels,
+                        "ticktext": [display_token(t) for t in row["token"]]},
+              "yaxis": {"title": {"text": "attention weight"}, "range": [0, 1]}}  # fmt: skip
+    return make_figure([trace], layout, title, height=300)
