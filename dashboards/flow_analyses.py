@@ -52,10 +52,15 @@ def routes(_model: MiniGPT, model_id: str, ids: Ids, position: int, threshold: f
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def effects(_model: MiniGPT, model_id: str, ids: Ids, key: EdgeKey, top: int = 8) -> pd.DataFrame:
-    """The ``top`` most promoted and most suppressed next characters of the edge's part."""
+def effects(_model: MiniGPT, model_id: str, ids: Ids, key: EdgeKey, position: int, top: int = 8):
+    """The ``top`` most promoted and most suppressed next characters of the edge's part, and its direct logit
+    attribution to the clean model's top guess after ``position`` (as ``(frame, value, guess)``)."""
     frame = edge_logit_effects(_model, _tokens(ids), _edge(key))
-    return pd.concat([frame.head(top), frame.tail(top)]).drop_duplicates("target")
+    with torch.no_grad():
+        guess = int(_model(_tokens(ids))[0, position].argmax())
+    value = float(frame.logit_effect[frame.target == guess].iloc[0])
+    shown = pd.concat([frame.head(top), frame.tail(top)]).drop_duplicates("target")
+    return shown, value, token_labels(_model.tokenizer, [guess])[0]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

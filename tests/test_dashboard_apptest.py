@@ -224,6 +224,7 @@ def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
     assert shown["Exact change when patched"] == pytest.approx(expected.change, abs=1e-3)
     assert shown["Attribution's prediction"] == pytest.approx(expected.predicted_change, abs=1e-3)
     assert expected.change < -1, "the read letter carries the prediction"
+    assert any(c.value.startswith("Direct logit attribution of this part") for c in at.caption), "the edge's DLA"
 
 
 @pytest.mark.parametrize(

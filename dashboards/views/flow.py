@@ -59,9 +59,12 @@ with left:
     else:
         st.caption("This edge carries one position's own state upward: no attention pattern to show.")
 with right:
-    effects = analyses.flow.effects(model, sel.model_id, ids, edge)
+    effects, dla, guess = analyses.flow.effects(model, sel.model_id, ids, edge, pos)
     st.plotly_chart(plots.logit_effects_figure(effects, title="What this part writes towards each next character",
                     axis="direct logit effect at the edge's target position"), key="flow_effects")  # fmt: skip
+    here = "" if target == pos else f" (it is written at position {target}; later layers carry it on)"
+    st.caption(f"Direct logit attribution of this part to the top guess {plots.display_token(guess)}: "
+               f"{dla:+.3f}{here}.")  # fmt: skip
 
 st.subheader("Causal check")
 typed = st.text_input("Corrupted prompt, as long as the clean one (empty: the clean prompt with its longest word's "
