@@ -69,6 +69,10 @@ class SAETrainConfig:
     warmup_steps: int = 100  # linear warm-up of the learning rate (and of the L1 coefficient)
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
     resample_every: int = 250  # a feature silent this many steps is resampled (0: never)
+    skip: bool = False  # transcoders: an affine skip path W_skip (a skip transcoder)
+    aux_k: int = 0  # TopK: AuxK, the dead features kept to reconstruct the residual error (0: no AuxK)
+    aux_coefficient: float = 1 / 32  # AuxK: weight of its loss
+    dead_steps: int = 50  # AuxK: a feature silent this many steps counts as dead
     seed: int = 0
     log_every: int = 50
     ckpt_every: int = 0  # save every this many steps (0: only at the end)
@@ -78,11 +82,21 @@ class SAETrainConfig:
     def __post_init__(self) -> None:
         for name in ("d_sae", "steps", "batch_size", "log_every", "buffer_steps"):
             check_int(getattr(self, name), name, minimum=1)
-        for name in ("warmup_steps", "resample_every", "ckpt_every"):
+        for name in ("warmup_steps", "resample_every", "ckpt_every", "aux_k"):
             check_int(getattr(self, name), name, minimum=0)
         check_seed(self.seed)
         if self.architecture not in ("topk", "relu"):
             raise ValueError(f"architecture {self.architecture!r} is not one of ['topk', 'relu']")
+        if not isinstance(self.skip, bool):
+            raise TypeError(f"skip must be True or False, got {self.skip!r}")
+        check_int(self.dead_steps, "dead_steps", minimum=1)
+        if self.aux_k and self.architecture != "topk":
+            raise ValueError("aux_k (AuxK) is for architecture='topk'; ReLU features are not chosen by rank")
+        if self.aux_k > self.d_sae:
+            raise ValueError(f"aux_k={self.aux_k} is more than d_sae={self.d_sae} features")
+        if isinstance(self.aux_coefficient, bool) or not isinstance(self.aux_coefficient, int | float) or \
+                not self.aux_coefficient >= 0:  # fmt: skip
+            raise ValueError(f"aux_coefficient must be a number >= 0, got {self.aux_coefficient!r}")
         if self.architecture == "topk":
             if self.k is None:
                 raise ValueError("architecture='topk' needs k, the number of features kept per token (e.g. k=8)")
@@ -145,11 +159,13 @@ def _train(activations: Any, d_sae: int, architecture: str, *, transcoder: bool,
         raise TypeError(f"unknown option(s) {unknown}; known: {sorted(fields - {'d_sae', 'architecture'})} "
                         f"and {list(_RUN_OPTIONS)}")  # fmt: skip
     cfg = SAETrainConfig(d_sae=d_sae, architecture=architecture, **options)
+    if cfg.skip and not transcoder:
+        raise ValueError("skip=True is for transcoders (train_transcoder): an SAE's skip path would be its input")
     source = _make_source(activations, cfg.batch_size, cfg.seed, transcoder=transcoder, buffer_steps=cfg.buffer_steps)
     hook_name = run.get("hook_name") or source.hook_name or "activations"
     hook_name_out = run.get("hook_name_out") or source.hook_name_out or (f"{hook_name}.out" if transcoder else None)
     sae_cfg = SAEConfig(
-        _architecture_for(cfg.architecture, transcoder), d_in=source.d_in, d_sae=cfg.d_sae, hook_name=hook_name,
+        _architecture_for(cfg.architecture, transcoder, cfg.skip), d_in=source.d_in, d_sae=cfg.d_sae, hook_name=hook_name,
         k=cfg.k, d_out=source.d_out if transcoder else None, hook_name_out=hook_name_out,
         model_name=run.get("model_name") or source.model_name, context_size=source.context_size,
         dataset_path=run.get("dataset_path", ""),
@@ -170,6 +186,7 @@ class _Run:
                  command: str) -> None:  # fmt: skip
         self.cfg, self.sae_cfg, self.source, self.out = cfg, sae_cfg, source, out
         self.sae = SAE(sae_cfg, seed=cfg.seed).to(cfg.device).train()
+        self.params = PARAMS + (("W_skip",) if sae_cfg.has_skip else ())
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.silent = torch.zeros(cfg.d_sae, dtype=torch.long, device=cfg.device)  # steps since each last fired
         self.state: dict[str, Any] = {"step": 0, "history": [], "seconds": 0.0, "commands": []}
@@ -202,7 +219,7 @@ class _Run:
         if info["step"] >= self.cfg.steps:
             raise ValueError(f"{self.out} is already at step {info['step']} >= steps={self.cfg.steps}")
         with torch.no_grad():
-            for name in PARAMS:
+            for name in self.params:
                 getattr(self.sae, name).copy_(tensors[f"param.{name}"])
         _restore_optimizer(self.opt, tensors, info["param_groups"])
         self.silent = tensors["silent"].to(self.cfg.device)
@@ -216,9 +233,11 @@ class _Run:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(step, cfg)  # warm-up and cosine decay, as the model's training uses
         features = sae._encode(x)
-        error = sae._decode(features) - y
+        error = sae._reconstruct(x, features) - y
         recon = error.pow(2).sum(-1).mean()
         loss = recon
+        if cfg.aux_k:
+            loss = loss + cfg.aux_coefficient * self._aux_loss(x, error)
         if cfg.architecture == "relu":
             ramp = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             loss = recon + cfg.l1_coefficient * ramp * features.sum(-1).mean()
@@ -239,6 +258,17 @@ class _Run:
         variance = (y - y.mean(0)).pow(2).sum(-1).mean()
         l0 = float((features > 0).sum(-1).float().mean())
         return {"loss": loss.item(), "fvu": float(recon.detach() / variance), "l0": l0}
+
+    def _aux_loss(self, x: Tensor, error: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024): the ``aux_k`` largest dead features reconstruct the residual error (no bias)."""
+        dead = self.silent >= self.cfg.dead_steps
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return error.new_zeros(())
+        pre = self.sae._pre(x).masked_fill(~dead, float("-inf"))
+        values, index = pre.topk(min(self.cfg.aux_k, n_dead), dim=-1)
+        aux = torch.zeros_like(pre).scatter(-1, index, torch.relu(values))
+        return (aux @ self.sae.W_dec + error.detach()).pow(2).sum(-1).mean()
 
     @torch.no_grad()
     def _resample(self, x: Tensor, error: Tensor, y: Tensor) -> None:
@@ -302,6 +332,8 @@ class _Run:
             sae.b_enc.copy_(self.sae.b_enc / c_out)
             sae.W_dec.copy_(self.sae.W_dec)
             sae.b_dec.copy_(self.sae.b_dec / c_out)
+            if sae.W_skip is not None:
+                sae.W_skip.copy_(self.sae.W_skip * (c_in / c_out))
         return sae.eval()
 
     def save(self, sae: SAE | None = None) -> None:
@@ -309,7 +341,7 @@ class _Run:
         out = self.out
         (sae or self.folded()).save(out)
         tensors, groups = _optimizer_tensors(self.opt)
-        tensors |= {f"param.{n}": getattr(self.sae, n).detach() for n in PARAMS} | {"silent": self.silent}
+        tensors |= {f"param.{n}": getattr(self.sae, n).detach() for n in self.params} | {"silent": self.silent}
         info = {k: self.state[k] for k in ("step", "history", "seconds", "commands", "scales")}
         info |= {"param_groups": groups, "config": dataclasses.asdict(self.cfg), "sae_config": self.sae_cfg.to_dict()}
         save_train_state(out / WEIGHTS_FILE, tensors, info)
