@@ -11,7 +11,8 @@ for ReLU (ramped in over the warm-up); one Adam step; the decoder rows put back 
 gradient's radial part removed before the step). A feature that has not fired for ``resample_every`` steps is
 resampled (until 80% of the run): its decoder row set to the normalised reconstruction error of an input picked
 with probability proportional to that error squared, its encoder column to that input's direction (scaled to
-the live features' mean encoder norm; 0.2 of it for ReLU), its bias to 0, its Adam moments cleared. At the end
+the live features' mean encoder norm; 0.2 of it for ReLU), its bias to 0 (a transcoder's: minus the mean input's
+projection, so that it reads the input's deviation from the mean as an SAE does), its Adam moments cleared. At the end
 the input scaling is folded into the biases, so the SAE reads raw activations and its features are in the
 units of the output, with unit decoder rows.
 
@@ -278,13 +279,16 @@ class _Run:
         sae, gen = self.sae, torch.Generator().manual_seed(self.cfg.seed + int(self.state["step"]))
         weights = error.pow(2).sum(-1).cpu().double()
         picks = torch.multinomial(weights / weights.sum(), len(dead), replacement=True, generator=gen).to(x.device)
-        inputs = x[picks] - (sae.b_dec if sae.cfg.apply_b_dec_to_input else 0)
+        # centred inputs: an SAE subtracts b_dec itself; a transcoder reads the raw input, whose mean (large
+        # after a LayerNorm) would make the new feature fire on nearly every token, so its bias removes the mean
+        centre = sae.b_dec if sae.cfg.apply_b_dec_to_input else x.mean(0)
+        inputs = x[picks] - centre
         alive = self.silent < self.cfg.resample_every
         norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
         gain = 0.2 if self.cfg.architecture == "relu" else 1.0
         sae.W_dec[dead] = -error[picks] / error[picks].norm(dim=-1, keepdim=True).clamp_min(1e-8)
         sae.W_enc[:, dead] = (inputs / inputs.norm(dim=-1, keepdim=True).clamp_min(1e-8)).T * norm * gain
-        sae.b_enc[dead] = 0.0
+        sae.b_enc[dead] = 0.0 if sae.cfg.apply_b_dec_to_input else -(centre @ sae.W_enc[:, dead])
         for param, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
             for moment in ("exp_avg", "exp_avg_sq"):
                 if moment in self.opt.state.get(param, {}):
