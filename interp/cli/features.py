@@ -88,6 +88,8 @@ def _train(args: argparse.Namespace) -> int:
     from interp.features.evaluate import sae_metrics
     from interp.features.training import train_sae, train_transcoder
 
+    if args.skip and args.transcoder is None:
+        raise ValueError("--skip is for transcoders (--transcoder LAYER): an SAE's skip path would be its input")
     model = load_model(args.model).eval().requires_grad_(False)
     if model.tokenizer is None:
         raise ValueError("sae train reads the built-in corpus, so the model needs the 64-symbol tokenizer")
@@ -99,8 +101,6 @@ def _train(args: argparse.Namespace) -> int:
     options |= {"k": args.k} if args.architecture == "topk" else {"l1_coefficient": args.l1}
     options |= {"skip": True} if args.skip else {}
     options |= {"aux_k": args.aux_k} if args.aux_k else {}
-    if args.skip and args.transcoder is None:
-        raise ValueError("--skip is for transcoders (--transcoder LAYER): an SAE's skip path would be its input")
     if args.transcoder is not None:
         sae = train_transcoder((model, args.transcoder, tokens), args.d_sae, args.architecture, **options)
     else:
