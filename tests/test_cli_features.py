@@ -77,8 +77,10 @@ def test_steer_changes_the_continuation(capsys):
         (["sae", "features", "--sae", "no-such-sae", "--feature", "1"], "no shipped SAE named 'no-such-sae'"),
         (["sae", "features", "--sae", "minigpt-text-resid-post-1", "--feature", "512"], "feature 512 is out of range"),
         (["sae", "steer", "--sae", "minigpt-text-resid-post-1", "--feature", "1", "--prompt", "naïve"], "ï"),
-        (["sae", "train", "--hook", "blocks.0.hook_resid_post", "--skip", "--d-sae", "8", "--k", "2", "--out", "x"],
-         "--skip is for transcoders"),
+        (
+            ["sae", "train", "--hook", "blocks.0.hook_resid_post", "--skip", "--d-sae", "8", "--k", "2", "--out", "x"],
+            "--skip is for transcoders",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, capsys):

@@ -10,7 +10,6 @@ from safetensors.torch import load_file, save_file
 from interp.features.analysis import feature_dla
 from interp.features.config import SAEConfig
 from interp.features.sae import SAE
-from interp.features.toy import toy_features
 from interp.features.streams import _make_source
 from interp.features.training import SAETrainConfig, _Run, train_sae, train_transcoder
 from model import MiniGPT, ModelConfig
@@ -129,25 +128,34 @@ def test_resampled_transcoder_features_read_the_deviation_from_the_mean():
     assert float(fires.max()) < 0.75, "a resampled feature fires on nearly every token: is the input mean removed?"
 
 
-def _dead(sae: SAE, x: torch.Tensor) -> int:
-    with torch.no_grad():
-        return int(((sae.encode(x) > 0).sum(0) == 0).sum())
-
-
-def test_auxk_revives_dead_features():
-    """Without resampling, AuxK (the dead features fitting the residual) leaves fewer features that never fire."""
-    toy = toy_features(n_features=32, d=16, p=0.05, n=20_000, seed=0)
-    opts = dict(architecture="topk", k=2, steps=300, batch_size=256, seed=0, progress=False, resample_every=0)
-    plain = train_sae(toy.activations, 128, **opts)
-    aux = train_sae(toy.activations, 128, aux_k=32, dead_steps=20, **opts)
-    dead_plain, dead_aux = _dead(plain, toy.activations), _dead(aux, toy.activations)
-    print(f"\nnever firing of 128: {dead_plain} without AuxK, {dead_aux} with")
-    assert dead_aux < dead_plain / 2, "AuxK should give dead features a gradient: is their loss in the total?"
+def test_auxk_fits_the_residual_with_the_dead_features_only():
+    """AuxK's loss is ||e - e_hat||^2 with e the (detached) residual and e_hat the top aux_k dead features' decoding
+    (no bias); its gradient reaches the dead features and nothing else."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=gen)
+    cfg = SAETrainConfig(d_sae=32, k=4, aux_k=3, dead_steps=5, steps=10, batch_size=256, seed=0)
+    run = _Run(cfg, SAEConfig("topk", d_in=8, d_sae=32, hook_name="x", k=4), _make_source(x, 256, 0,
+               transcoder=False), None, False, "test")  # fmt: skip
+    dead = torch.zeros(32, dtype=torch.bool)
+    dead[::4] = True
+    run.silent[dead] = 5
+    sae = run.sae
+    error = (sae._reconstruct(x, sae._encode(x)) - x).detach()
+    pre = sae._pre(x).detach().masked_fill(~dead, float("-inf"))
+    values, index = pre.topk(3, dim=-1)
+    by_hand = (torch.zeros(256, 32).scatter(-1, index, values.relu()) @ sae.W_dec.detach() + error).pow(2).sum(-1)
+    loss = run._aux_loss(x, error)
+    assert torch.allclose(loss, by_hand.mean(), rtol=1e-5), "AuxK should decode the dead features' top aux_k"
+    loss.backward()
+    assert sae.W_enc.grad[:, ~dead].abs().max() == 0 and sae.W_dec.grad[~dead].abs().max() == 0, "live features moved"
+    assert sae.W_enc.grad[:, dead].abs().max() > 0, "the dead features should get a gradient"
+    run.silent.zero_()
+    assert float(run._aux_loss(x, error)) == 0.0  # nothing dead: no AuxK term
 
 
 def test_bad_auxk_options_say_what_to_do():
     x = torch.randn(100, 4)
-    with pytest.raises(ValueError, match="aux_k .AuxK. is for architecture='topk'"):
+    with pytest.raises(ValueError, match=r"aux_k \(AuxK\) is for architecture='topk'"):
         train_sae(x, 8, architecture="relu", aux_k=4, progress=False)
     with pytest.raises(ValueError, match="more than d_sae"):
         train_sae(x, 8, k=2, aux_k=9, progress=False)

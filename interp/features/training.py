@@ -166,8 +166,8 @@ def _train(activations: Any, d_sae: int, architecture: str, *, transcoder: bool,
     hook_name = run.get("hook_name") or source.hook_name or "activations"
     hook_name_out = run.get("hook_name_out") or source.hook_name_out or (f"{hook_name}.out" if transcoder else None)
     sae_cfg = SAEConfig(
-        _architecture_for(cfg.architecture, transcoder, cfg.skip), d_in=source.d_in, d_sae=cfg.d_sae, hook_name=hook_name,
-        k=cfg.k, d_out=source.d_out if transcoder else None, hook_name_out=hook_name_out,
+        _architecture_for(cfg.architecture, transcoder, cfg.skip), d_in=source.d_in, d_sae=cfg.d_sae,
+        hook_name=hook_name, k=cfg.k, d_out=source.d_out if transcoder else None, hook_name_out=hook_name_out,
         model_name=run.get("model_name") or source.model_name, context_size=source.context_size,
         dataset_path=run.get("dataset_path", ""),
     )  # fmt: skip
