@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from interp.features.analysis import feature_dla
 from interp.features.config import SAEConfig
+from interp.features.dead import auxk_loss
 from interp.features.sae import SAE
 from interp.features.streams import _make_source
 from interp.features.training import SAETrainConfig, _Run, train_sae, train_transcoder
@@ -121,7 +122,7 @@ def test_resampled_transcoder_features_read_the_deviation_from_the_mean():
     run.silent[:8] = cfg.resample_every  # features 0..7 have been silent long enough
     with torch.no_grad():
         error = run.sae._reconstruct(x, run.sae._encode(x)) - y
-        run._resample(x, error, y)
+        run._resample(x, error)
         fires = (run.sae._pre(x)[:, :8] > 0).float().mean(0)
     assert run.state["resampled"][0]["features"] == 8
     print(f"\nresampled features fire on {fires.mean():.0%} of the tokens (at most {fires.max():.0%})")
@@ -131,26 +132,20 @@ def test_resampled_transcoder_features_read_the_deviation_from_the_mean():
 def test_auxk_fits_the_residual_with_the_dead_features_only():
     """AuxK's loss is ||e - e_hat||^2 with e the (detached) residual and e_hat the top aux_k dead features' decoding
     (no bias); its gradient reaches the dead features and nothing else."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 8, generator=gen)
-    cfg = SAETrainConfig(d_sae=32, k=4, aux_k=3, dead_steps=5, steps=10, batch_size=256, seed=0)
-    run = _Run(cfg, SAEConfig("topk", d_in=8, d_sae=32, hook_name="x", k=4), _make_source(x, 256, 0,
-               transcoder=False), None, False, "test")  # fmt: skip
+    x = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
+    sae = SAE(SAEConfig("topk", d_in=8, d_sae=32, hook_name="x", k=4), seed=0)
     dead = torch.zeros(32, dtype=torch.bool)
     dead[::4] = True
-    run.silent[dead] = 5
-    sae = run.sae
-    error = (sae._reconstruct(x, sae._encode(x)) - x).detach()
-    pre = sae._pre(x).detach().masked_fill(~dead, float("-inf"))
+    error = (sae(x) - x).detach()
+    pre = sae.pre_activations(x).detach().masked_fill(~dead, float("-inf"))
     values, index = pre.topk(3, dim=-1)
     by_hand = (torch.zeros(256, 32).scatter(-1, index, values.relu()) @ sae.W_dec.detach() + error).pow(2).sum(-1)
-    loss = run._aux_loss(x, error)
+    loss = auxk_loss(sae, x, error, dead, aux_k=3)
     assert torch.allclose(loss, by_hand.mean(), rtol=1e-5), "AuxK should decode the dead features' top aux_k"
     loss.backward()
     assert sae.W_enc.grad[:, ~dead].abs().max() == 0 and sae.W_dec.grad[~dead].abs().max() == 0, "live features moved"
     assert sae.W_enc.grad[:, dead].abs().max() > 0, "the dead features should get a gradient"
-    run.silent.zero_()
-    assert float(run._aux_loss(x, error)) == 0.0  # nothing dead: no AuxK term
+    assert float(auxk_loss(sae, x, error, torch.zeros(32, dtype=torch.bool), aux_k=3)) == 0.0  # nothing dead
 
 
 def test_bad_auxk_options_say_what_to_do():
