@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from interp.features.analysis import feature_dla
 from interp.features.config import SAEConfig
-from interp.features.dead import auxk_loss
+from interp.features.dead import _auxk_loss
 from interp.features.sae import SAE
 from interp.features.streams import _make_source
 from interp.features.training import SAETrainConfig, _Run, train_sae, train_transcoder
@@ -140,12 +140,12 @@ def test_auxk_fits_the_residual_with_the_dead_features_only():
     pre = sae.pre_activations(x).detach().masked_fill(~dead, float("-inf"))
     values, index = pre.topk(3, dim=-1)
     by_hand = (torch.zeros(256, 32).scatter(-1, index, values.relu()) @ sae.W_dec.detach() + error).pow(2).sum(-1)
-    loss = auxk_loss(sae, x, error, dead, aux_k=3)
+    loss = _auxk_loss(sae, x, error, dead, aux_k=3)
     assert torch.allclose(loss, by_hand.mean(), rtol=1e-5), "AuxK should decode the dead features' top aux_k"
     loss.backward()
     assert sae.W_enc.grad[:, ~dead].abs().max() == 0 and sae.W_dec.grad[~dead].abs().max() == 0, "live features moved"
     assert sae.W_enc.grad[:, dead].abs().max() > 0, "the dead features should get a gradient"
-    assert float(auxk_loss(sae, x, error, torch.zeros(32, dtype=torch.bool), aux_k=3)) == 0.0  # nothing dead
+    assert float(_auxk_loss(sae, x, error, torch.zeros(32, dtype=torch.bool), aux_k=3)) == 0.0  # nothing dead
 
 
 def test_bad_auxk_options_say_what_to_do():

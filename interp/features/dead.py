@@ -1,15 +1,16 @@
-"""Dead features in SAE training: reviving them by resampling, and AuxK's auxiliary loss.
+"""Dead features in SAE training (private helpers of the loop, which checks their inputs): reviving them by
+resampling, and AuxK's auxiliary loss.
 
 A feature is *dead* when it has not fired for a number of steps (the training loop counts them). Two remedies:
 
-- :func:`resample_features` (Bricken et al. 2023, "Towards Monosemanticity"): each dead feature starts again
+- :func:`_resample_features` (Bricken et al. 2023, "Towards Monosemanticity"): each dead feature starts again
   from an input the SAE reconstructs badly, picked with probability proportional to its squared error: its
   decoder row the normalised residual error there, its encoder column that input's direction (scaled), its bias
   0, its Adam moments cleared. An SAE subtracts ``b_dec`` from its input, so that direction is centred already; a
   transcoder reads its raw input (an MLP's, after a LayerNorm: its mean is large), so the direction is the
   input's deviation from the batch mean and the bias subtracts the mean's projection. Otherwise the new feature
   fires on nearly every token.
-- :func:`auxk_loss` (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): the ``aux_k`` largest dead
+- :func:`_auxk_loss` (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): the ``aux_k`` largest dead
   features (by pre-activation) reconstruct the residual error ``y - y_hat`` (no bias), which gives them a
   gradient towards what the live features miss.
 
@@ -20,7 +21,7 @@ Example:
     >>> sae = SAE(SAEConfig("topk", d_in=4, d_sae=8, hook_name="x", k=2), seed=0)
     >>> x = torch.randn(16, 4)
     >>> error = sae(x) - x
-    >>> float(auxk_loss(sae, x, error, torch.zeros(8, dtype=torch.bool), aux_k=2))  # nothing dead: no loss
+    >>> float(_auxk_loss(sae, x, error, torch.zeros(8, dtype=torch.bool), aux_k=2))  # nothing dead: no loss
     0.0
 """
 
@@ -33,7 +34,7 @@ from torch import Tensor
 from interp.features.sae import SAE
 
 
-def auxk_loss(
+def _auxk_loss(
     sae: SAE, x: Float[Tensor, "batch d_in"], error: Float[Tensor, "batch d_out"], dead: Bool[Tensor, " d_sae"],
     aux_k: int,
 ) -> Float[Tensor, ""]:  # fmt: skip
@@ -49,7 +50,7 @@ def auxk_loss(
 
 
 @torch.no_grad()
-def resample_features(
+def _resample_features(
     sae: SAE, opt: torch.optim.Optimizer, dead: Bool[Tensor, " d_sae"], x: Float[Tensor, "batch d_in"],
     error: Float[Tensor, "batch d_out"], *, gain: float, generator: torch.Generator,
 ) -> int:  # fmt: skip

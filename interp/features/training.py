@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from interp.common.checks import check_int, check_seed
 from interp.features.config import WEIGHTS_FILE, SAEConfig, _architecture_for
-from interp.features.dead import auxk_loss, resample_features
+from interp.features.dead import _auxk_loss, _resample_features
 from interp.features.sae import SAE
 from interp.features.streams import _make_source
 from model.storage.files import atomic_write
@@ -242,7 +242,7 @@ class _Run:
             ramp = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             loss = recon + cfg.l1_coefficient * ramp * features.sum(-1).mean()
         if cfg.aux_k:
-            loss = loss + cfg.aux_coefficient * auxk_loss(sae, x, error, self.silent >= cfg.dead_steps, cfg.aux_k)
+            loss = loss + cfg.aux_coefficient * _auxk_loss(sae, x, error, self.silent >= cfg.dead_steps, cfg.aux_k)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the SAE loss became {loss.item()} at step {step}; lower lr")
         self.opt.zero_grad(set_to_none=True)
@@ -265,7 +265,7 @@ class _Run:
         dead = self.silent >= self.cfg.resample_every
         gen = torch.Generator().manual_seed(self.cfg.seed + int(self.state["step"]))
         gain = 0.2 if self.cfg.architecture == "relu" else 1.0
-        n = resample_features(self.sae, self.opt, dead, x, error, gain=gain, generator=gen)
+        n = _resample_features(self.sae, self.opt, dead, x, error, gain=gain, generator=gen)
         if n:
             self.silent[dead] = 0
             self.state.setdefault("resampled", []).append({"step": self.state["step"] + 1, "features": n})
