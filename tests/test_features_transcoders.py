@@ -74,6 +74,18 @@ def test_skip_transcoder_round_trip_in_saelens_layout(tmp_path):
         SAE.from_pretrained(folder)
 
 
+def test_skip_transcoder_resumes_bit_for_bit(tmp_path):
+    """W_skip and its Adam moments are in the training state: a resumed run ends where the whole one does."""
+    x, y, _ = _linear_task(n=500)
+    opts = dict(k=2, skip=True, steps=40, batch_size=64, seed=1, progress=False, resample_every=10, hook_name="in",
+                hook_name_out="out")  # fmt: skip
+    whole = train_transcoder((x, y), 16, **opts)
+    train_transcoder((x, y), 16, out=tmp_path / "run", until_step=15, **opts)
+    resumed = train_transcoder((x, y), 16, out=tmp_path / "run", resume=True, **opts)
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec", "W_skip"):
+        assert torch.equal(getattr(whole, name), getattr(resumed, name)), name
+
+
 def test_skip_is_only_for_transcoders():
     """An SAE has no skip path (it would be its own input); the config says so."""
     with pytest.raises(ValueError, match="for transcoders"):
