@@ -65,6 +65,12 @@ def _training_cases() -> list[Case]:
              "k=8 is more than d_sae=4 features"),
         Case(TR + "train_transcoder", "one tensor", lambda e: training.train_transcoder(z(10, 4), 8, k=2), TypeError,
              "a transcoder needs (inputs, targets) tensors or a (model, layer, tokens) source"),
+        Case(TR + "SAETrainConfig", "aux_k for relu", lambda e: training.SAETrainConfig(d_sae=8, architecture="relu",
+             aux_k=4), ValueError, "aux_k (AuxK) is for architecture='topk'"),
+        Case(TR + "SAETrainConfig", "skip as a string", lambda e: training.SAETrainConfig(d_sae=8, k=2, skip="yes"),
+             TypeError, "skip must be True or False, got 'yes'"),
+        Case(TR + "train_sae", "skip for an SAE", lambda e: training.train_sae(z(10, 4), 8, k=2, skip=True),
+             ValueError, "skip=True is for transcoders (train_transcoder)"),
     ]  # fmt: skip
 
 

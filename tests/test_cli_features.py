@@ -30,6 +30,19 @@ def test_train_writes_an_sae_with_its_command_and_figures(tmp_path, capsys):
     assert SAE.from_pretrained(out).cfg.k == 4
 
 
+@pytest.mark.slow
+def test_train_skip_transcoder_records_its_architecture(tmp_path, capsys):
+    out = tmp_path / "tc"
+    argv = ["sae", "train", "--transcoder", "1", "--skip", "--aux-k", "32", "--d-sae", "64", "--k", "4", "--steps",
+            "30", "--batch-size", "256", "--windows", "512", "--eval-windows", "32", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "topk_skip_transcoder" in capsys.readouterr().out
+    tc = SAE.from_pretrained(out)
+    assert tc.cfg.architecture == "topk_skip_transcoder" and tc.W_skip.shape == (64, 64)
+    assert tc.provenance["train_config"]["skip"] and tc.provenance["train_config"]["aux_k"] == 32
+
+
 def test_features_shows_a_labelled_card_and_writes_the_contexts(tmp_path, capsys):
     out = tmp_path / "top.csv"
     argv = ["sae", "features", "--sae", "minigpt-text-resid-post-1", "--feature", "15", "--windows", "256",
@@ -64,6 +77,10 @@ def test_steer_changes_the_continuation(capsys):
         (["sae", "features", "--sae", "no-such-sae", "--feature", "1"], "no shipped SAE named 'no-such-sae'"),
         (["sae", "features", "--sae", "minigpt-text-resid-post-1", "--feature", "512"], "feature 512 is out of range"),
         (["sae", "steer", "--sae", "minigpt-text-resid-post-1", "--feature", "1", "--prompt", "naïve"], "ï"),
+        (
+            ["sae", "train", "--hook", "blocks.0.hook_resid_post", "--skip", "--d-sae", "8", "--k", "2", "--out", "x"],
+            "--skip is for transcoders",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, capsys):

@@ -35,6 +35,8 @@ def add_sae_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--architecture", choices=["topk", "relu"], default="topk", help="default topk")
     t.add_argument("--k", type=int, help="topk: features per token")
     t.add_argument("--l1", type=float, help="relu: L1 coefficient (default 1.0)")
+    t.add_argument("--skip", action="store_true", help="transcoders: an affine skip path W_skip beside the features")
+    t.add_argument("--aux-k", type=int, default=0, help="topk: AuxK, dead features fit the residual (0: off)")
     t.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
     t.add_argument("--batch-size", type=int, default=1024, help="activations per step (default 1024)")
     t.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (default 1e-3)")
@@ -86,6 +88,8 @@ def _train(args: argparse.Namespace) -> int:
     from interp.features.evaluate import sae_metrics
     from interp.features.training import train_sae, train_transcoder
 
+    if args.skip and args.transcoder is None:
+        raise ValueError("--skip is for transcoders (--transcoder LAYER): an SAE's skip path would be its input")
     model = load_model(args.model).eval().requires_grad_(False)
     if model.tokenizer is None:
         raise ValueError("sae train reads the built-in corpus, so the model needs the 64-symbol tokenizer")
@@ -95,6 +99,8 @@ def _train(args: argparse.Namespace) -> int:
                "progress": not args.no_progress, "command": "minigpt " + shlex.join(args.argv),
                "dataset_path": f"pydoc_data.topics (train split, {len(tokens)} random windows)"}  # fmt: skip
     options |= {"k": args.k} if args.architecture == "topk" else {"l1_coefficient": args.l1}
+    options |= {"skip": True} if args.skip else {}
+    options |= {"aux_k": args.aux_k} if args.aux_k else {}
     if args.transcoder is not None:
         sae = train_transcoder((model, args.transcoder, tokens), args.d_sae, args.architecture, **options)
     else:

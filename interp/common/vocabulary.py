@@ -161,7 +161,7 @@ COLUMNS: dict[str, Column] = {
     "true_feature": Column("int64", "a planted (ground-truth) feature of synthetic data"),
     "cosine": Column("float64", "cosine similarity of a planted direction and its closest decoder direction"),
     "hook_name": Column("object", "where an SAE reads (a transcoder: 'in -> out')"),
-    "architecture": Column("object", "SAE architecture: standard (ReLU), topk, transcoder, topk_transcoder"),
+    "architecture": Column("object", "SAE architecture: standard, topk, (topk_)transcoder, (topk_)skip_transcoder"),
     "d_sae": Column("int64", "number of SAE features"),
     "variance_explained": Column("float64", "1 - squared reconstruction error / variance of the activation"),
     "l0": Column("float64", "mean number of non-zero features per token"),

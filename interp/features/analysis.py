@@ -180,7 +180,8 @@ def feature_dla(
 
     ``target`` as in :func:`interp.direct_logit_attribution` (None: the next token; at the last position the
     model's top guess). Rows per (batch, pos): one per active feature (component ``F{i}``, component_type
-    ``feature``), then ``sae.b_dec`` (``sae_bias``) and ``sae.error`` (``sae_error``: what the SAE misses); their sum
+    ``feature``), then ``sae.b_dec`` (``sae_bias``), a skip transcoder's ``sae.W_skip`` (``sae_skip``: its affine
+    path) and ``sae.error`` (``sae_error``: what the SAE misses); their sum
     is the direct contribution of the activation at the SAE's write point. Columns: batch, pos, pos_str, target,
     target_str, component, component_type, feature (Int64, <NA> on the bias and error rows), activation (NaN
     there), contribution.
@@ -202,7 +203,9 @@ def feature_dla(
     per_feature = acts * (readout @ sae.W_dec.T)  # batch pos d_sae
     y = cache[_write_point(sae)].to(sae.device)
     bias = readout @ sae.b_dec
-    error = ((y - sae._decode(acts)) * readout).sum(-1)
+    x = cache[sae.cfg.hook_name].to(sae.device)
+    skip = ((sae._reconstruct(x, acts) - sae._decode(acts)) * readout).sum(-1) if sae.cfg.has_skip else None
+    error = ((y - sae._reconstruct(x, acts)) * readout).sum(-1)
     require_finite(per_feature, "feature_dla", model, cache=cache)
     b, p, f = (t.cpu().numpy() for t in (acts > 0).nonzero(as_tuple=True))
     n_b, n_p = tokens.shape
@@ -222,14 +225,17 @@ def feature_dla(
             {"batch": every_b, "pos": every_p, "kind": 1, "contribution": bias.flatten().double().cpu().numpy()}
         ),
         pd.DataFrame(
-            {"batch": every_b, "pos": every_p, "kind": 2, "contribution": error.flatten().double().cpu().numpy()}
+            {"batch": every_b, "pos": every_p, "kind": 3, "contribution": error.flatten().double().cpu().numpy()}
         ),
     ]
+    if skip is not None:
+        parts.append(pd.DataFrame({"batch": every_b, "pos": every_p, "kind": 2,
+                                   "contribution": skip.flatten().double().cpu().numpy()}))  # fmt: skip
     frame = pd.concat(parts, ignore_index=True).sort_values(["batch", "pos", "kind"], kind="stable", ignore_index=True)
     flat = (frame.batch * n_p + frame.pos).to_numpy()
     targets = token_columns(model, target_ids)
     feature_ids = nullable_ints([None if np.isnan(x) else int(x) for x in frame.feature])
-    component = np.array(["", "sae.b_dec", "sae.error"], dtype=object)[frame.kind]
+    component = np.array(["", "sae.b_dec", "sae.W_skip", "sae.error"], dtype=object)[frame.kind]
     component[frame.kind == 0] = ["F" + str(int(x)) for x in frame.feature[frame.kind == 0]]
     return pd.DataFrame(
         {
@@ -239,7 +245,7 @@ def feature_dla(
             "target": targets["target"][flat],
             "target_str": targets["target_str"][flat],
             "component": component,
-            "component_type": np.array(["feature", "sae_bias", "sae_error"], dtype=object)[frame.kind],
+            "component_type": np.array(["feature", "sae_bias", "sae_skip", "sae_error"], dtype=object)[frame.kind],
             "feature": feature_ids,
             "activation": frame.activation.to_numpy(dtype=float),
             "contribution": frame.contribution.to_numpy(),

@@ -10,8 +10,10 @@ which every SAELens version loads (6.x converts it): ``architecture``, ``d_in``,
 history, the measured figures) sits under the one key ``minigpt_lens``, which SAELens ignores.
 
 Architectures (``architecture``): ``"standard"`` (ReLU SAE), ``"topk"`` (TopK SAE), ``"transcoder"`` (ReLU
-transcoder, SAELens's name). A TopK transcoder is ``"topk_transcoder"``: SAELens (6.x) has no such class, so
-SAELens cannot load that one; everything else about its files is the same.
+transcoder, SAELens's name) and ``"skip_transcoder"`` (a ReLU transcoder with SAELens's affine skip path: a
+weight ``W_skip [d_out, d_in]``, the reconstruction ``f @ W_dec + b_dec + x @ W_skip.T``). The TopK ones are
+``"topk_transcoder"`` and ``"topk_skip_transcoder"``: SAELens (6.x) has no such classes, so SAELens cannot load
+those; everything else about their files is the same.
 
 Example:
     >>> cfg = SAEConfig("topk", d_in=64, d_sae=256, hook_name="blocks.1.hook_resid_post", k=8)
@@ -32,22 +34,26 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-ARCHITECTURES = ("standard", "topk", "transcoder", "topk_transcoder")
-ACTIVATIONS = {"relu": ("standard", "transcoder"), "topk": ("topk", "topk_transcoder")}
+ARCHITECTURES = ("standard", "topk", "transcoder", "topk_transcoder", "skip_transcoder", "topk_skip_transcoder")
+ACTIVATIONS = {"relu": ("standard", "transcoder", "skip_transcoder"), "topk": ("topk", "topk_transcoder",
+               "topk_skip_transcoder")}  # fmt: skip
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 FORMAT, FORMAT_VERSION = "minigpt-lens-sae", 1
 
 
-def _architecture_for(activation: str, transcoder: bool) -> str:
-    """The SAELens ``architecture`` of an activation (``"relu"``/``"topk"``) and kind (SAE or transcoder).
+def _architecture_for(activation: str, transcoder: bool, skip: bool = False) -> str:
+    """The SAELens ``architecture`` of an activation (``"relu"``/``"topk"``) and kind (SAE, transcoder, or
+    transcoder with a skip path).
 
     Example:
-        >>> _architecture_for("relu", False), _architecture_for("topk", True)
-        ('standard', 'topk_transcoder')
+        >>> _architecture_for("relu", False), _architecture_for("topk", True), _architecture_for("relu", True, True)
+        ('standard', 'topk_transcoder', 'skip_transcoder')
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"architecture {activation!r} is not one of ['topk', 'relu']")
-    return ACTIVATIONS[activation][int(bool(transcoder))]
+    if skip and not transcoder:
+        raise ValueError("a skip path is for transcoders (an SAE reconstructs its own input: the skip would be x)")
+    return ACTIVATIONS[activation][2 if skip else int(bool(transcoder))]
 
 
 def _layer(hook_name: str) -> int:
@@ -114,7 +120,12 @@ class SAEConfig:
 
     @property
     def is_transcoder(self) -> bool:
-        return self.architecture in ("transcoder", "topk_transcoder")
+        return self.architecture.endswith("transcoder")
+
+    @property
+    def has_skip(self) -> bool:
+        """A skip transcoder: the weights hold ``W_skip [d_out, d_in]``, added to the reconstruction."""
+        return self.architecture.endswith("skip_transcoder")
 
     @property
     def activation(self) -> str:

@@ -1,7 +1,9 @@
 """The sparse autoencoder (and transcoder): encode, decode, save and load in SAELens's layout, shipped by name.
 
 ``f = act((x - b_dec) @ W_enc + b_enc)`` (``b_dec`` is subtracted only when ``cfg.apply_b_dec_to_input``, as
-in SAELens; transcoders read an MLP's input and do not), ``x_hat = f @ W_dec + b_dec``. ``act`` is ReLU, or
+in SAELens; transcoders read an MLP's input and do not), ``x_hat = f @ W_dec + b_dec``, plus ``x @ W_skip.T``
+for a skip transcoder (SAELens's ``SkipTranscoder``: an affine path that carries the linear part of the MLP,
+so that the features carry the rest). ``act`` is ReLU, or
 TopK: the ``k`` largest pre-activations of each token kept (through a ReLU), the rest zero. Each row of
 ``W_dec`` (one feature's direction, a column of the ``[d_out, d_sae]`` dictionary) has unit norm after
 training. An SAE is a ``torch.nn.Module`` that follows the splice protocol of :mod:`model.network.splice`,
@@ -41,6 +43,12 @@ from model.storage.schema import read_safetensors_header
 
 SAE_DIR = CHECKPOINT_DIR / "saes"
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+SKIP_NAME = "W_skip"
+
+
+def _weight_names(cfg: SAEConfig) -> tuple[str, ...]:
+    """The tensors of an SAE's weights file: ``WEIGHT_NAMES``, and ``W_skip`` for a skip transcoder."""
+    return WEIGHT_NAMES + ((SKIP_NAME,) if cfg.has_skip else ())
 
 
 def _check_features_input(x: object, size: int, what: str) -> Tensor:
@@ -76,6 +84,9 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.W_dec = nn.Parameter(directions)  # d_sae d_out
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_out))
+        # skip transcoders: the affine path x @ W_skip.T, zero at first (SAELens's layout); None otherwise, which
+        # the splice protocol of model.network.splice reads as "no skip path"
+        self.W_skip = nn.Parameter(torch.zeros(cfg.d_out, cfg.d_in)) if cfg.has_skip else None  # d_out d_in
 
     # ------------------------------------------------------------------ the protocol of model.network.splice
     @property
@@ -97,12 +108,14 @@ class SAE(nn.Module):
         return self._encode(_check_features_input(x, self.cfg.d_in, "encode"))
 
     def decode(self, features: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_out"]:
-        """The reconstruction ``features @ W_dec + b_dec``."""
+        """The features' part of the reconstruction, ``features @ W_dec + b_dec`` (a skip transcoder adds
+        ``x @ W_skip.T`` to it: :meth:`forward`)."""
         return self._decode(_check_features_input(features, self.cfg.d_sae, "decode"))
 
     def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
-        """The reconstruction of ``x``: ``decode(encode(x))``."""
-        return self._decode(self._encode(_check_features_input(x, self.cfg.d_in, "forward")))
+        """The reconstruction of ``x``: ``decode(encode(x))``, plus ``x @ W_skip.T`` for a skip transcoder."""
+        x = _check_features_input(x, self.cfg.d_in, "forward")
+        return self._reconstruct(x, self._encode(x))
 
     def pre_activations(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         """``(x - b_dec) @ W_enc + b_enc``, before the ReLU / TopK."""
@@ -124,6 +137,11 @@ class SAE(nn.Module):
     def _decode(self, features: Tensor) -> Tensor:
         return features @ self.W_dec + self.b_dec
 
+    def _reconstruct(self, x: Tensor, features: Tensor) -> Tensor:
+        """The whole reconstruction from the input and its features (the skip path included)."""
+        out = self._decode(features)
+        return out if self.W_skip is None else out + x.to(self.W_skip.dtype) @ self.W_skip.T
+
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write the folder ``path`` (``cfg.json`` + ``sae_weights.safetensors``, together, atomically); returns it.
@@ -139,7 +157,8 @@ class SAE(nn.Module):
             raise TypeError(f"path must be a folder path (str or Path), got {type(path).__name__}")
         folder = Path(os.fspath(path))
         weights = check_output_path(folder / WEIGHTS_FILE, create_parent=True, what="SAE")
-        tensors = {name: getattr(self, name).detach().to("cpu", torch.float32).contiguous() for name in WEIGHT_NAMES}
+        tensors = {name: getattr(self, name).detach().to("cpu", torch.float32).contiguous()
+                   for name in _weight_names(self.cfg)}  # fmt: skip
         doc = self.cfg.to_dict()
         with atomic_paths(weights, folder / CFG_FILE) as (tmp_w, tmp_j):
             save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
@@ -176,11 +195,12 @@ class SAE(nn.Module):
             tensors = load_file(weights)
         except (SafetensorError, OSError) as err:
             raise ValueError(f"{weights} is damaged: not a readable safetensors file ({err})") from None
-        bad = [k for k in WEIGHT_NAMES if not bool(torch.isfinite(tensors[k]).all())]
+        names = _weight_names(cfg)
+        bad = [k for k in names if not bool(torch.isfinite(tensors[k]).all())]
         if bad:
             raise ValueError(f"{weights}: {bad} hold NaN or inf; train the SAE again")
         sae = cls(cfg, provenance=ours.get("provenance") or {})
-        sae.load_state_dict({k: tensors[k].float() for k in WEIGHT_NAMES})
+        sae.load_state_dict({k: tensors[k].float() for k in names})
         return sae.eval().to(device) if device is not None else sae.eval()
 
 
@@ -208,7 +228,7 @@ def _read_cfg(path: Path) -> dict[str, Any]:
 
 def _check_layout(cfg: SAEConfig, layout: dict[str, tuple[str, tuple[int, ...]]], where: str) -> None:
     expected = {"W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,), "W_dec": (cfg.d_sae, cfg.d_out),
-                "b_dec": (cfg.d_out,)}  # fmt: skip
+                "b_dec": (cfg.d_out,)} | ({SKIP_NAME: (cfg.d_out, cfg.d_in)} if cfg.has_skip else {})  # fmt: skip
     problems = [f"missing {k}" for k in expected if k not in layout]
     problems += [f"unexpected {k}" for k in layout if k not in expected]
     problems += [f"{k} has shape {layout[k][1]}, expected {s}" for k, s in expected.items()

@@ -1,4 +1,5 @@
-"""Training SAEs and transcoders: ReLU + L1 or TopK, unit-norm decoder rows, a dead-feature resampler, resume.
+"""Training SAEs and transcoders (with or without a skip path): ReLU + L1 or TopK, unit-norm decoder rows, a
+dead-feature resampler, AuxK, resume.
 
 The loop reuses the training room of the model: the learning-rate schedule (warm-up, cosine decay,
 ``model.training.loop.lr_at``), the progress bar, the resume state file and its optimizer flattening
@@ -6,14 +7,14 @@ The loop reuses the training room of the model: the learning-rate schedule (warm
 
 Each step: a batch of activations (:mod:`interp.features.streams`, a pure function of ``(seed, step)``), scaled
 so that their mean squared norm is ``d_in`` (outputs likewise, to ``d_out``); loss = squared reconstruction
-error summed over dimensions and averaged over the batch, plus ``l1_coefficient`` times the features' L1 norm
-for ReLU (ramped in over the warm-up); one Adam step; the decoder rows put back on the unit sphere (and the
-gradient's radial part removed before the step). A feature that has not fired for ``resample_every`` steps is
-resampled (until 80% of the run): its decoder row set to the normalised reconstruction error of an input picked
-with probability proportional to that error squared, its encoder column to that input's direction (scaled to
-the live features' mean encoder norm; 0.2 of it for ReLU), its bias to 0, its Adam moments cleared. At the end
-the input scaling is folded into the biases, so the SAE reads raw activations and its features are in the
-units of the output, with unit decoder rows.
+error summed over dimensions and averaged over the batch (a skip transcoder's reconstruction includes its skip
+path ``x @ W_skip.T``), plus ``l1_coefficient`` times the features' L1 norm for ReLU (ramped in over the
+warm-up), plus, with ``aux_k`` (TopK), ``aux_coefficient`` times AuxK's loss (Gao et al. 2024: the ``aux_k``
+largest features silent for ``dead_steps`` steps reconstruct the residual error); one Adam step; the decoder rows
+put back on the unit sphere (and the gradient's radial part removed before the step). A feature that has not
+fired for ``resample_every`` steps is resampled (until 80% of the run; :mod:`interp.features.dead`). At the end
+the input scaling is folded into the biases (and ``W_skip``), so the SAE reads raw activations and its features
+are in the units of the output, with unit decoder rows.
 
 ``out`` (a folder) receives the SAE (``cfg.json`` + ``sae_weights.safetensors``, every ``ckpt_every`` steps and
 at the end), ``sae_weights.train.safetensors`` (what resuming needs) and ``loss.html`` / ``loss.png``;
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from interp.common.checks import check_int, check_seed
 from interp.features.config import WEIGHTS_FILE, SAEConfig, _architecture_for
+from interp.features.dead import _auxk_loss, _resample_features
 from interp.features.sae import SAE
 from interp.features.streams import _make_source
 from model.storage.files import atomic_write
@@ -69,6 +71,10 @@ class SAETrainConfig:
     warmup_steps: int = 100  # linear warm-up of the learning rate (and of the L1 coefficient)
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
     resample_every: int = 250  # a feature silent this many steps is resampled (0: never)
+    skip: bool = False  # transcoders: an affine skip path W_skip (a skip transcoder)
+    aux_k: int = 0  # TopK: AuxK, the dead features kept to reconstruct the residual error (0: no AuxK)
+    aux_coefficient: float = 1 / 32  # AuxK: weight of its loss
+    dead_steps: int = 50  # AuxK: a feature silent this many steps counts as dead
     seed: int = 0
     log_every: int = 50
     ckpt_every: int = 0  # save every this many steps (0: only at the end)
@@ -76,13 +82,19 @@ class SAETrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("d_sae", "steps", "batch_size", "log_every", "buffer_steps"):
+        for name in ("d_sae", "steps", "batch_size", "log_every", "buffer_steps", "dead_steps"):
             check_int(getattr(self, name), name, minimum=1)
-        for name in ("warmup_steps", "resample_every", "ckpt_every"):
+        for name in ("warmup_steps", "resample_every", "ckpt_every", "aux_k"):
             check_int(getattr(self, name), name, minimum=0)
         check_seed(self.seed)
         if self.architecture not in ("topk", "relu"):
             raise ValueError(f"architecture {self.architecture!r} is not one of ['topk', 'relu']")
+        if not isinstance(self.skip, bool):
+            raise TypeError(f"skip must be True or False, got {self.skip!r}")
+        if self.aux_k and self.architecture != "topk":
+            raise ValueError("aux_k (AuxK) is for architecture='topk'; ReLU features are not chosen by rank")
+        if self.aux_k > self.d_sae:
+            raise ValueError(f"aux_k={self.aux_k} is more than d_sae={self.d_sae} features")
         if self.architecture == "topk":
             if self.k is None:
                 raise ValueError("architecture='topk' needs k, the number of features kept per token (e.g. k=8)")
@@ -95,13 +107,17 @@ class SAETrainConfig:
                 raise ValueError("k is for architecture='topk'; ReLU sets sparsity with l1_coefficient")
             if self.l1_coefficient is None:
                 object.__setattr__(self, "l1_coefficient", 1.0)
-            if isinstance(self.l1_coefficient, bool) or not isinstance(self.l1_coefficient, int | float) or \
-                    not self.l1_coefficient >= 0:  # fmt: skip
-                raise ValueError(f"l1_coefficient must be a number >= 0, got {self.l1_coefficient!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("l1_coefficient", "aux_coefficient", "lr"):
+            value = getattr(self, name)
+            if name != "l1_coefficient" or value is not None:
+                _check_number(name, value, positive=name == "lr")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+
+
+def _check_number(name: str, value: object, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 if positive else value >= 0):
+        raise ValueError(f"{name} must be a {'positive number' if positive else 'number >= 0'}, got {value!r}")
 
 
 def train_sae(activations: Any, d_sae: int, architecture: str = "topk", **options: Any) -> SAE:
@@ -145,12 +161,14 @@ def _train(activations: Any, d_sae: int, architecture: str, *, transcoder: bool,
         raise TypeError(f"unknown option(s) {unknown}; known: {sorted(fields - {'d_sae', 'architecture'})} "
                         f"and {list(_RUN_OPTIONS)}")  # fmt: skip
     cfg = SAETrainConfig(d_sae=d_sae, architecture=architecture, **options)
+    if cfg.skip and not transcoder:
+        raise ValueError("skip=True is for transcoders (train_transcoder): an SAE's skip path would be its input")
     source = _make_source(activations, cfg.batch_size, cfg.seed, transcoder=transcoder, buffer_steps=cfg.buffer_steps)
     hook_name = run.get("hook_name") or source.hook_name or "activations"
     hook_name_out = run.get("hook_name_out") or source.hook_name_out or (f"{hook_name}.out" if transcoder else None)
     sae_cfg = SAEConfig(
-        _architecture_for(cfg.architecture, transcoder), d_in=source.d_in, d_sae=cfg.d_sae, hook_name=hook_name,
-        k=cfg.k, d_out=source.d_out if transcoder else None, hook_name_out=hook_name_out,
+        _architecture_for(cfg.architecture, transcoder, cfg.skip), d_in=source.d_in, d_sae=cfg.d_sae,
+        hook_name=hook_name, k=cfg.k, d_out=source.d_out if transcoder else None, hook_name_out=hook_name_out,
         model_name=run.get("model_name") or source.model_name, context_size=source.context_size,
         dataset_path=run.get("dataset_path", ""),
     )  # fmt: skip
@@ -170,6 +188,7 @@ class _Run:
                  command: str) -> None:  # fmt: skip
         self.cfg, self.sae_cfg, self.source, self.out = cfg, sae_cfg, source, out
         self.sae = SAE(sae_cfg, seed=cfg.seed).to(cfg.device).train()
+        self.params = PARAMS + (("W_skip",) if sae_cfg.has_skip else ())
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.silent = torch.zeros(cfg.d_sae, dtype=torch.long, device=cfg.device)  # steps since each last fired
         self.state: dict[str, Any] = {"step": 0, "history": [], "seconds": 0.0, "commands": []}
@@ -202,7 +221,7 @@ class _Run:
         if info["step"] >= self.cfg.steps:
             raise ValueError(f"{self.out} is already at step {info['step']} >= steps={self.cfg.steps}")
         with torch.no_grad():
-            for name in PARAMS:
+            for name in self.params:
                 getattr(self.sae, name).copy_(tensors[f"param.{name}"])
         _restore_optimizer(self.opt, tensors, info["param_groups"])
         self.silent = tensors["silent"].to(self.cfg.device)
@@ -216,12 +235,14 @@ class _Run:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(step, cfg)  # warm-up and cosine decay, as the model's training uses
         features = sae._encode(x)
-        error = sae._decode(features) - y
+        error = sae._reconstruct(x, features) - y
         recon = error.pow(2).sum(-1).mean()
         loss = recon
         if cfg.architecture == "relu":
             ramp = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             loss = recon + cfg.l1_coefficient * ramp * features.sum(-1).mean()
+        if cfg.aux_k:
+            loss = loss + cfg.aux_coefficient * _auxk_loss(sae, x, error, self.silent >= cfg.dead_steps, cfg.aux_k)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the SAE loss became {loss.item()} at step {step}; lower lr")
         self.opt.zero_grad(set_to_none=True)
@@ -235,32 +256,19 @@ class _Run:
             self.silent += 1
             self.silent[fired] = 0
             if cfg.resample_every and (step + 1) % cfg.resample_every == 0 and step < 0.8 * cfg.steps:
-                self._resample(x, error, y)
+                self._resample(x, error)
         variance = (y - y.mean(0)).pow(2).sum(-1).mean()
         l0 = float((features > 0).sum(-1).float().mean())
         return {"loss": loss.item(), "fvu": float(recon.detach() / variance), "l0": l0}
 
-    @torch.no_grad()
-    def _resample(self, x: Tensor, error: Tensor, y: Tensor) -> None:
-        dead = (self.silent >= self.cfg.resample_every).nonzero()[:, 0]
-        if len(dead) == 0:
-            return
-        sae, gen = self.sae, torch.Generator().manual_seed(self.cfg.seed + int(self.state["step"]))
-        weights = error.pow(2).sum(-1).cpu().double()
-        picks = torch.multinomial(weights / weights.sum(), len(dead), replacement=True, generator=gen).to(x.device)
-        inputs = x[picks] - (sae.b_dec if sae.cfg.apply_b_dec_to_input else 0)
-        alive = self.silent < self.cfg.resample_every
-        norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
+    def _resample(self, x: Tensor, error: Tensor) -> None:
+        dead = self.silent >= self.cfg.resample_every
+        gen = torch.Generator().manual_seed(self.cfg.seed + int(self.state["step"]))
         gain = 0.2 if self.cfg.architecture == "relu" else 1.0
-        sae.W_dec[dead] = -error[picks] / error[picks].norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        sae.W_enc[:, dead] = (inputs / inputs.norm(dim=-1, keepdim=True).clamp_min(1e-8)).T * norm * gain
-        sae.b_enc[dead] = 0.0
-        for param, index in ((sae.W_dec, (dead,)), (sae.W_enc, (slice(None), dead)), (sae.b_enc, (dead,))):
-            for moment in ("exp_avg", "exp_avg_sq"):
-                if moment in self.opt.state.get(param, {}):
-                    self.opt.state[param][moment][index] = 0.0
-        self.silent[dead] = 0
-        self.state.setdefault("resampled", []).append({"step": self.state["step"] + 1, "features": len(dead)})
+        n = _resample_features(self.sae, self.opt, dead, x, error, gain=gain, generator=gen)
+        if n:
+            self.silent[dead] = 0
+            self.state.setdefault("resampled", []).append({"step": self.state["step"] + 1, "features": n})
 
     def loop(self, until: int, progress: bool) -> SAE:
         cfg, state = self.cfg, self.state
@@ -302,6 +310,8 @@ class _Run:
             sae.b_enc.copy_(self.sae.b_enc / c_out)
             sae.W_dec.copy_(self.sae.W_dec)
             sae.b_dec.copy_(self.sae.b_dec / c_out)
+            if sae.W_skip is not None:
+                sae.W_skip.copy_(self.sae.W_skip * (c_in / c_out))
         return sae.eval()
 
     def save(self, sae: SAE | None = None) -> None:
@@ -309,7 +319,7 @@ class _Run:
         out = self.out
         (sae or self.folded()).save(out)
         tensors, groups = _optimizer_tensors(self.opt)
-        tensors |= {f"param.{n}": getattr(self.sae, n).detach() for n in PARAMS} | {"silent": self.silent}
+        tensors |= {f"param.{n}": getattr(self.sae, n).detach() for n in self.params} | {"silent": self.silent}
         info = {k: self.state[k] for k in ("step", "history", "seconds", "commands", "scales")}
         info |= {"param_groups": groups, "config": dataclasses.asdict(self.cfg), "sae_config": self.sae_cfg.to_dict()}
         save_train_state(out / WEIGHTS_FILE, tensors, info)

@@ -9,7 +9,9 @@ the SAE protocol, duck-typed:
   input, ``blocks.{l}.ln2.hook_normalized``) and writes at ``hook_name_out`` (``blocks.{l}.hook_mlp_out``);
   without it the SAE writes where it reads;
 - ``encode(x) -> features`` and ``decode(features) -> reconstruction``, or just ``forward(x)`` (a callable
-  module): then the reconstruction is spliced in but no features can be cached.
+  module): then the reconstruction is spliced in but no features can be cached;
+- ``W_skip`` ``[d_out, d_in]``, optional (None: none): a *skip transcoder*'s affine path, as SAELens's
+  ``SkipTranscoder`` has it: the reconstruction is ``decode(encode(x)) + x @ W_skip.T``.
 
 Spliced in, the reconstruction replaces the activation at the write point for every later layer. With
 ``use_error_term=True`` the SAE's error ``x - reconstruction`` is added back (held constant, as SAELens does),
@@ -114,7 +116,9 @@ def _reconstruct(splice: Splice, x: Tensor) -> tuple[Tensor | None, Tensor]:
     sae = splice.sae
     if splice.has_features:
         features = sae.encode(x)
-        return features, sae.decode(features)
+        recons = sae.decode(features)
+        skip = getattr(sae, "W_skip", None)
+        return features, recons if skip is None else recons + x.to(skip.dtype) @ skip.T
     return None, sae(x)
 
 
