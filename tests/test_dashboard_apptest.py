@@ -322,7 +322,9 @@ def test_features_page_shows_a_card_lists_active_features_and_steers():
     at.pills(key="feat_pos").set_value(2).run()
     assert_clean(at, 3)
     assert at.sidebar.pills(key="token_chips").value == 2, "a character clicked on the page is selected everywhere"
-    assert "features are active at position" in " ".join(c.value for c in at.caption)
+    assert "features are active at position 2 ('h')" in " ".join(c.value for c in at.caption), (
+        "the chip clicked is not the position listed: are two chips labelled alike (the prompt has three 'h')?"
+    )
     assert len(at.dataframe) >= 1, "the active features of the picked character are listed"
 
 

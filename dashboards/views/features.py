@@ -45,7 +45,7 @@ def pick_strongest() -> None:
 
 pos = state.pick_token(
     st, "Click a character of the prompt to list its active features (and select it on every page)",
-    [plots.display_token(t) for t in tokens], key="feat_pos", on_pick=pick_strongest,
+    plots.token_chip_labels(tokens), key="feat_pos", on_pick=pick_strongest,  # unique labels: a chip per position
 )  # fmt: skip
 if "feat_id" not in st.session_state:
     st.session_state["feat_id"] = int(active.feature.iloc[0]) if len(active) else 0
