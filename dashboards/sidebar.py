@@ -1,9 +1,10 @@
-"""The sidebar: checkpoint picker, prompt box and the prompt's token strip.
+"""The sidebar: checkpoint picker, prompt box and the prompt's clickable token chips.
 
 It runs on every rerun before the page, and leaves a :class:`~dashboards.state.Selection` in
-``st.session_state["selection"]``. A checkpoint that fails to load (a missing path, a damaged or
-wrong upload) shows ``st.error`` and keeps the model this session showed before (the default one
-at first), so every page keeps working.
+``st.session_state["selection"]`` and the selected token position (:func:`~dashboards.state.selected_position`)
+settled for this prompt; clicking a chip selects that position on every page. A checkpoint that fails to load (a
+missing path, a damaged or wrong upload) shows ``st.error`` and keeps the model this session showed before (the
+default one at first), so every page keeps working.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def _checkpoint_picker() -> tuple[Loaded, str | None]:
 
 
 def render() -> state.Selection:
-    """Draw the sidebar and store the selection in ``st.session_state["selection"]``."""
+    """Draw the sidebar, store the selection in ``st.session_state["selection"]`` and settle the selected position."""
     with st.sidebar:
         st.header("MiniGPT Lens")
         (model, model_id, label), load_error = _checkpoint_picker()
@@ -147,9 +148,11 @@ def render() -> state.Selection:
         else:
             for note in state.prompt_notes(prompt):
                 st.warning(note)
-            labels = model.to_str_tokens(list(token_ids))
-            st.html(plots.token_strip_html(labels))
     position = show.position if prompt == show.prompt else None
     sel = state.Selection(model, model_id, label, prompt, token_ids, prompt_error, load_error, position)
+    if token_ids is not None:
+        state.settle_position(model_id, len(token_ids), position)
+        chips = plots.token_chip_labels(model.to_str_tokens(list(token_ids)))
+        state.pick_token(st.sidebar, "Tokens: click one to select it on every page", chips, key="token_chips")
     st.session_state["selection"] = sel
     return sel

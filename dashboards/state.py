@@ -267,14 +267,62 @@ def attempt(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | N
         return None
 
 
-def pick_position(where: Any, label: str, tokens: list[str], key: str, default: int | None = None) -> int:
-    """A position selectbox whose first entry follows the prompt: ``default`` (the showcase's position), else the last.
+POSITION = "selected_position"  # session key: the one selected token position, shared by every page
+_PICKED_ON = "selected_position_picked_on"  # session key: the model_id a position was picked on (None: not picked)
 
-    The first entry stays the default even after the prompt changes (it is a stand-in, not a fixed index).
+
+def selected_position() -> int:
+    """The token position every page shows (0 = ``<bos>``): read it, never keep a copy across reruns.
+
+    The sidebar settles it before the page runs (:func:`settle_position`), so it is always a valid position of the
+    current prompt; :func:`pick_position` and :func:`pick_token` show it and set it.
     """
-    last = len(tokens) - 1
-    start = default if default is not None and 0 <= default <= last else last
-    first = f"last ({last}: {tokens[last]!r})" if start == last else f"showcase ({start}: {tokens[start]!r})"
-    names = {-1: first, **{i: f"{i}: {t!r}" for i, t in enumerate(tokens)}}
-    choice = where.selectbox(label, list(names), format_func=names.__getitem__, key=key)
-    return start if choice == -1 else choice
+    return int(st.session_state[POSITION])
+
+
+def select_position(pos: int) -> None:
+    """Select ``pos`` for every page (what a click on a token does); it then survives prompt edits, clamped."""
+    st.session_state[POSITION] = int(pos)
+    st.session_state[_PICKED_ON] = selection().model_id
+
+
+def settle_position(model_id: str, n_tokens: int, start: int | None) -> int:
+    """This run's selected position: ``start`` (the showcase's; None or out of range: the last) until a token is
+    picked and whenever the model changes; a picked position is kept, clamped to a shortened prompt."""
+    last = n_tokens - 1
+    if POSITION not in st.session_state or st.session_state.get(_PICKED_ON) != model_id:
+        st.session_state[POSITION] = start if start is not None and 0 <= start <= last else last
+        st.session_state[_PICKED_ON] = None
+    st.session_state[POSITION] = min(max(int(st.session_state[POSITION]), 0), last)
+    return st.session_state[POSITION]
+
+
+def _adopt(key: str, then: Callable[[], None] | None = None) -> None:
+    """A position widget's callback: its new value becomes the shared selection (a chip clicked off keeps it)."""
+    if st.session_state.get(key) is not None:
+        select_position(st.session_state[key])
+    if then is not None:
+        then()
+
+
+def pick_position(where: Any, label: str, tokens: list[str], key: str, default: int | None = None) -> int:
+    """A position selectbox bound to :func:`selected_position`: it shows the shared selection, and a choice in it
+    selects that position on every page. Returns the position. (``default`` is unused, kept for old callers.)"""
+    del default
+    last, start = len(tokens) - 1, selection().position
+    st.session_state[key] = min(selected_position(), last)
+    names = {i: f"{i}: {t!r}" for i, t in enumerate(tokens)}
+    names[last] += " (last)"
+    if start is not None and 0 <= start < last:
+        names[start] += " (showcase)"
+    where.selectbox(label, list(names), format_func=names.__getitem__, key=key, on_change=_adopt, args=(key,))
+    return st.session_state[key]
+
+
+def pick_token(where: Any, label: str, names: list[str], key: str, on_pick: Callable[[], None] | None = None) -> int:
+    """Clickable token chips (``st.pills``, ``names`` as their labels) bound to :func:`selected_position`: the
+    selected one is lit, and a click selects that position on every page (then calls ``on_pick``)."""
+    st.session_state[key] = min(selected_position(), len(names) - 1)
+    where.pills(label, list(range(len(names))), format_func=names.__getitem__, key=key, on_change=_adopt,
+                args=(key, on_pick))  # fmt: skip
+    return st.session_state[key]

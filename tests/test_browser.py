@@ -41,6 +41,7 @@ PAGES = {  # sidebar link text -> screenshot name
 }
 PROMPT = "the list of the names is the li"  # 31 characters: the longest prompt the locked config takes
 VIEWPORT = {"width": 1440, "height": 1000}
+CHIPS = '[data-testid="stSidebar"] .st-key-token_chips button'  # the sidebar's token chips (st.pills)
 WAIT_MS = 180_000  # generous: CI machines are shared
 
 
@@ -161,7 +162,7 @@ def test_every_page_renders_in_chromium(server):
         box.fill(PROMPT)
         box.press("Control+Enter")
         wait_idle(page)
-        chips = page.locator(".token-strip > span").count()
+        chips = page.locator(CHIPS).count()
         assert chips == len(PROMPT) + 1, (
             f"the token strip shows {chips} tokens, not <bos> + {len(PROMPT)}: prompt not applied?"
         )
@@ -181,13 +182,54 @@ def test_every_page_renders_in_chromium(server):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, f"screenshot {name}.png is (nearly) empty"
 
 
+def playwright():
+    """``sync_playwright()``, or a failure saying what to install."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "the browser test needs the playwright package: pip install playwright (never `playwright install`)"
+        )
+    return sync_playwright()
+
+
+def launch(p):
+    """Debian's chromium through playwright (never a downloaded browser)."""
+    return p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
+def test_a_clicked_token_chip_is_the_position_of_every_page(server):
+    """Clicking a sidebar chip lights it, and another page opens with its position picker on that token."""
+    with playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(server, timeout=WAIT_MS)
+        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
+        wait_idle(page)
+        page.locator(CHIPS).nth(7).click()  # the default prompt "the value of ...": position 7 is its 'l'
+        wait_idle(page)
+        lit = page.locator('[data-testid="stSidebar"] .st-key-token_chips button[aria-checked="true"]')
+        assert lit.all_inner_texts() == ["7 l"], f"the clicked chip must be the one lit: {lit.all_inner_texts()}"
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Direct logit attribution").first.click()
+        page.wait_for_selector('h1:has-text("Direct logit attribution")', timeout=WAIT_MS)
+        wait_idle(page)
+        picker = page.locator(".st-key-dla_pos input").input_value()  # the selectbox shows its value in an input
+        assert "7: 'l'" in picker, f"the DLA page's position picker must show the clicked chip's position: {picker!r}"
+        page.wait_for_selector('[data-testid="stPlotlyChart"] .gtitle:has-text("after position 7")', timeout=WAIT_MS)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Residual stream").first.click()
+        page.wait_for_selector('h1:has-text("Residual stream")', timeout=WAIT_MS)
+        wait_idle(page)
+        picker = page.locator(".st-key-resid_pos input").input_value()
+        assert "7: 'l'" in picker, f"the residual page's picker must follow the chip: {picker!r}"
+        assert not page.locator('[data-testid="stException"]').all_inner_texts(), "a page raised"
+        browser.close()
+
+
 def test_flow_graph_click_and_causal_check_in_chromium(server):
     """Information flow on induction-2l: clicking an edge of the graph picks it, and the causal check runs on it and
     shows the exact change beside attribution's prediction."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    with playwright() as p:
+        browser = launch(p)
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(server, timeout=WAIT_MS)
         page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)

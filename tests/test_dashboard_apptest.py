@@ -359,7 +359,10 @@ def test_features_page_shows_a_card_lists_active_features_and_steers():
     assert before and after and before[0] != after[0], "the steering slider must change the next-token chart"
     at.pills(key="feat_pos").set_value(2).run()
     assert_clean(at, 3)
-    assert "features are active at position" in " ".join(c.value for c in at.caption)
+    assert at.sidebar.pills(key="token_chips").value == 2, "a character clicked on the page is selected everywhere"
+    assert "features are active at position 2 ('h')" in " ".join(c.value for c in at.caption), (
+        "the chip clicked is not the position listed: are two chips labelled alike (the prompt has three 'h')?"
+    )
     assert len(at.dataframe) >= 1, "the active features of the picked character are listed"
 
 
@@ -383,7 +386,7 @@ def test_switching_model_switches_to_its_default_prompt_unless_typed():
     assert table.loc["L1H0", "head_class"] == "induction", f"L1H0 on the default prompt: {table.loc['L1H0'].to_dict()}"
     at.switch_page("views/prediction.py").run()
     picked = at.selectbox(key="pred_pos")
-    assert picked.value == -1 and picked.format_func(-1).startswith("showcase (23:"), picked.format_func(-1)
+    assert picked.value == 23 and picked.format_func(23).endswith("(showcase)"), picked.format_func(picked.value)
     assert 16 <= state.SHOWCASES["induction-2l"].position <= 30, "the showcase position must be on the second copy"
     at.sidebar.selectbox(key="checkpoint_choice").set_value("minigpt-text").run()
     assert at.text_area(key="prompt").value == state.DEFAULT_PROMPT, "back to the text model: its own prompt"
@@ -492,3 +495,80 @@ def test_one_head_model_has_no_repeated_grid():
     at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
     assert_clean(at, 2)
     assert len(at.get("plotly_chart")) == 2 and any("one head per block" in c.value for c in at.caption)
+
+
+POSITION_PAGES = {  # page -> key of its position picker
+    "attention": "attn_pos",
+    "residual": "resid_pos",
+    "logit_attribution": "dla_pos",
+    "ablation": "abl_pos",
+    "prediction": "pred_pos",
+}
+
+
+def outlined(at: AppTest) -> set[float]:
+    """The positions outlined on the page's charts (a column's or an attention row's centre)."""
+    return {(s["x0"] + s["x1"]) / 2 if s["yref"].endswith("domain") else (s["y0"] + s["y1"]) / 2
+            for fig in charts(at) for s in fig["layout"].get("shapes", [])}  # fmt: skip
+
+
+def test_a_token_chip_selects_that_position_on_every_page():
+    """Clicking a sidebar chip moves every page's position picker there, and every chart over positions outlines it."""
+    at = open_page("attention")
+    chips = at.sidebar.pills(key="token_chips")
+    last = len(state.DEFAULT_PROMPT)
+    assert chips.value == last and at.selectbox(key="attn_pos").value == last, "the selection starts on the last"
+    assert len(chips.options) == last + 1 and chips.options[1] == "1 `t`", chips.options[:3]
+    chips.set_value(5).run()
+    for page, key in POSITION_PAGES.items():
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at, 1)
+        assert at.selectbox(key=key).value == 5, f"{page}'s picker did not follow the chip: did it read the selection?"
+        assert at.sidebar.pills(key="token_chips").value == 5, f"the chip lost its selection on {page}"
+        if page in ("attention", "residual"):
+            assert outlined(at) == {5.0}, f"{page}'s charts must outline position 5, got {outlined(at)}"
+        if page == "logit_attribution":
+            assert "after position 5 (v)" in titles(at)[0], f"the DLA chart is not at the chip's position: {titles(at)}"
+
+
+def test_a_pages_position_picker_is_seen_by_the_next_page():
+    """A position chosen in one page's picker is the selection: the chips and the next page's picker show it."""
+    at = open_page("logit_attribution")
+    at.selectbox(key="dla_pos").set_value(3).run()
+    assert "after position 3" in titles(at)[0], "the DLA chart must follow its own picker"
+    assert at.sidebar.pills(key="token_chips").value == 3, "a page's picker must move the shared selection"
+    at.switch_page("views/ablation.py").run()
+    assert at.selectbox(key="abl_pos").value == 3, "the next page must show the position chosen on the last one"
+    at.selectbox(key="abl_pos").set_value(8).run()
+    at.switch_page("views/residual.py").run()
+    assert at.selectbox(key="resid_pos").value == 8 and outlined(at) == {8.0}
+    at.switch_page("views/prediction.py").run()
+    assert at.selectbox(key="pred_pos").value == 8
+
+
+def test_shortening_the_prompt_clamps_the_selection_and_a_new_model_resets_it():
+    """A picked position survives prompt edits, clamped to a shorter prompt; unpicked, it follows the last position;
+    a new model starts on its showcase position."""
+    at = open_page("residual")
+    set_prompt(at, "abcdef")
+    assert at.selectbox(key="resid_pos").value == 6, "an unpicked selection follows the prompt's last position"
+    at.sidebar.pills(key="token_chips").set_value(4).run()
+    set_prompt(at, "abcdefgh")
+    assert at.selectbox(key="resid_pos").value == 4, "a picked position survives a longer prompt"
+    set_prompt(at, "ab")
+    assert_clean(at, 2)
+    assert at.selectbox(key="resid_pos").value == 2, "a picked position past a shortened prompt's end is clamped"
+    assert at.sidebar.pills(key="token_chips").value == 2 and outlined(at) == {2.0}
+    at.switch_page("views/ablation.py").run()
+    assert at.selectbox(key="abl_pos").value == 2
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert at.text_area(key="prompt").value == "ab", "a typed prompt stays on a model switch"
+    assert at.selectbox(key="abl_pos").value == 2, "a new model starts on the last position of a typed prompt"
+    showcase = state.SHOWCASES["induction-2l"]
+    set_prompt(at, showcase.prompt)
+    assert at.selectbox(key="abl_pos").value == showcase.position, "the model's own prompt starts on its showcase"
+    at.sidebar.pills(key="token_chips").set_value(3).run()
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("minigpt-text").run()
+    assert at.selectbox(key="abl_pos").value == len(state.DEFAULT_PROMPT), "a new model resets a picked position"
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    assert at.selectbox(key="abl_pos").value == showcase.position, "and induction-2l starts on its showcase again"

@@ -54,12 +54,42 @@ def test_plots_module_does_not_import_streamlit():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-def test_token_strip_escapes_and_shows_blanks():
-    """The token strip has one chip per token, escapes HTML and makes blanks visible."""
-    html = plots.token_strip_html(["<bos>", " ", "\n", "a"])
-    assert html.count('<span style="display:inline-block') == 4, "one chip per token"
-    assert "&lt;bos&gt;" in html and "<bos>" not in html, "token text must be HTML-escaped"
-    assert "␣" in html and "⏎" in html, "space and newline must be visible"
+def test_token_chips_name_position_and_token_with_blanks_visible():
+    """One chip label per token: its position, then the token as inline code (no Markdown to misread), blanks shown."""
+    labels = plots.token_chip_labels(["<bos>", " ", "\n", "*"])
+    assert labels == ["0 `<bos>`", "1 `␣`", "2 `⏎`", "3 `*`"], labels
+
+
+@pytest.mark.parametrize("selected", [None, 0, 3])
+def test_every_chart_over_positions_outlines_the_selected_one(run, selected):
+    """With ``selected``, each chart over positions outlines that column (attention: that query row, in every
+    cell); without it, no outline."""
+    model, tokens, cache, symbols = run
+    n = len(symbols)
+    grid = pd.DataFrame([(a, 0, p, 0.1) for a in range(2) for p in range(n)], columns=["layer", "head", "pos", "v"])
+    patterns = pd.concat(
+        attention_pattern_frame(model, tokens, cache, layer=layer, head=0).assign(layer=layer, head=0)
+        for layer in range(model.cfg.n_layers)
+    )
+    acts = pd.DataFrame({"pos": list(range(n)), "activation": [1.0] * n})
+    columns = [
+        plots.write_norms_heatmap(write_norms(model, tokens, cache), symbols, selected=selected),
+        plots.logit_lens_heatmap(logit_lens(model, tokens, cache), symbols, selected=selected),
+        plots.position_heatmap(grid, "v", symbols, title="t", selected=selected),
+        plots.prompt_activation_bar(acts, symbols, 0, selected),
+    ]
+    for fig in columns:
+        shapes = validated(fig).layout.shapes
+        assert len(shapes) == (selected is not None), f"{fig.layout.title.text}: {len(shapes)} outlines"
+        if selected is not None:
+            assert (shapes[0].x0, shapes[0].x1, shapes[0].yref) == (selected - 0.5, selected + 0.5, "y domain")
+    rows = validated(plots.attention_heatmaps(patterns, symbols, row="head", selected=selected)).layout.shapes
+    assert len(rows) == (0 if selected is None else model.cfg.n_layers), "one outlined query row per cell"
+    if selected is not None:
+        ids = ["" if c == 0 else str(c + 1) for c in range(model.cfg.n_layers)]  # plotly's axis ids: x, x2, ...
+        assert {(s.y0, s.yref, s.xref) for s in rows} == {(selected - 0.5, f"y{i}", f"x{i} domain") for i in ids}, (
+            "each cell outlines the selected query row on its own axes"
+        )
 
 
 def test_attention_heatmaps_put_each_head_in_its_cell(run):

@@ -16,7 +16,15 @@ Example:
 """
 
 from dashboards.plots.attention import attention_heatmaps, head_heatmap, head_scores_heatmap, position_heatmap
-from dashboards.plots.base import DIVERGING, GREYS, QUALITATIVE, SEQUENTIAL, display_token, token_strip_html
+from dashboards.plots.base import (
+    DIVERGING,
+    GREYS,
+    QUALITATIVE,
+    SEQUENTIAL,
+    display_token,
+    mark_position,
+    token_chip_labels,
+)
 from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
 from dashboards.plots.dynamics import loss_curve_figure, metric_line_figure, step_heatmap
 from dashboards.plots.features import (
@@ -51,13 +59,14 @@ __all__ = [
     "logit_effects_figure",
     "logit_lens_heatmap",
     "loss_curve_figure",
+    "mark_position",
     "metric_line_figure",
     "next_token_figure",
     "parameter_bar",
     "position_heatmap",
     "prompt_activation_bar",
     "step_heatmap",
-    "token_strip_html",
+    "token_chip_labels",
     "training_history_figure",
     "write_norms_bar",
     "write_norms_heatmap",

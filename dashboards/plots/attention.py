@@ -14,6 +14,7 @@ from dashboards.plots.base import (
     SEQUENTIAL,
     cell_text,
     make_figure,
+    mark_position,
     pivot,
     square,
     subplot_grid,
@@ -22,12 +23,13 @@ from dashboards.plots.base import (
 
 
 def attention_heatmaps(
-    patterns: pd.DataFrame, tokens: Sequence[str], *, row: str = "layer", title: str = ""
+    patterns: pd.DataFrame, tokens: Sequence[str], *, row: str = "layer", title: str = "", selected: int | None = None
 ) -> go.Figure:
     """One query x key heatmap per (layer, head) in ``patterns``; hover shows query token, key token, weight.
 
     ``patterns`` columns: ``layer, head, q_pos, k_pos, weight``. ``row="layer"`` puts layers in rows and
     heads in columns; ``row="head"`` puts each head's blocks side by side (the "head h in every block" view).
+    ``selected``: the query row outlined in every cell (the selected token).
     """
     col = "head" if row == "layer" else "layer"
     rows, cols = sorted(patterns[row].unique().tolist()), sorted(patterns[col].unique().tolist())
@@ -45,6 +47,7 @@ def attention_heatmaps(
         )  # fmt: skip
         layout["xaxis" + x[1:]].update(ticks, title={"text": "key", "standoff": 2})
         layout["yaxis" + y[1:]].update(ticks, autorange="reversed", title={"text": "query", "standoff": 2})
+    mark_position(layout, selected, [ref for line in refs for ref in line], along="y")
     layout["coloraxis"] = {"colorscale": SEQUENTIAL, "cmin": 0, "cmax": 1, "colorbar": {"title": {"text": "weight"}}}
     title = title or "Attention patterns (row: query, column: key)"
     return make_figure(data, layout, title, height=(320 if len(cols) > 1 else 420) * len(rows) + 90)
@@ -92,11 +95,14 @@ def head_scores_heatmap(scores: pd.DataFrame) -> go.Figure:
     return make_figure(data, layout, "Head scores and classification", height=max(300, 140 + 34 * len(rows)))
 
 
-def position_heatmap(df: pd.DataFrame, value: str, tokens: Sequence[str], *, title: str) -> go.Figure:
+def position_heatmap(
+    df: pd.DataFrame, value: str, tokens: Sequence[str], *, title: str, selected: int | None = None
+) -> go.Figure:
     """A (layer or layer-and-head) x position heatmap of ``df[value]``, diverging and centred at 0.
 
     ``df`` columns: ``layer, pos, <value>`` and optionally ``head`` (rows become ``L{l}H{h}``), as in the
     ``resid_pre`` / ``attn_out`` / ``mlp_out`` / ``heads_by_pos`` grids of ``interp.activation_patching``.
+    ``selected``: the position outlined.
     """
     labels, ticks = token_axis(tokens)
     keys = ["layer", "head"] if "head" in df.columns else ["layer"]
@@ -109,4 +115,5 @@ def position_heatmap(df: pd.DataFrame, value: str, tokens: Sequence[str], *, tit
         "hovertemplate": "%{y} at %{x}<br>" + value + " %{z:.3f}<extra></extra>",
     }  # fmt: skip
     layout = {"xaxis": {**ticks, "title": {"text": "position"}}, "yaxis": {"autorange": "reversed", "type": "category"}}
+    mark_position(layout, selected, [("x", "y")])
     return make_figure([trace], layout, title, height=170 + max(120, 34 * len(rows)))

@@ -8,7 +8,6 @@ Tokens are drawn with visible stand-ins for blanks: space as ``␣``, newline as
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,15 +30,30 @@ def display_token(token: str) -> str:
     return _SHOWN.get(token, token)
 
 
-def token_strip_html(tokens: Sequence[str]) -> str:
-    """HTML chips for the sidebar's token strip: position above, token below (HTML-escaped)."""
-    chips = "".join(
-        '<span style="display:inline-block;margin:2px;padding:1px 5px;border:1px solid #9ab;border-radius:4px;'
-        'font-family:monospace;text-align:center;background:#f3f7fb;color:#123">'
-        f'<span style="font-size:0.65em;color:#678">{i}</span><br>{html.escape(display_token(t))}</span>'
-        for i, t in enumerate(tokens)
-    )
-    return f'<div class="token-strip" style="line-height:1.1">{chips}</div>'
+def token_chip_labels(tokens: Sequence[str]) -> list[str]:
+    """Labels of the sidebar's clickable token chips: position, then the token as inline code (blanks visible).
+
+    Example:
+        >>> token_chip_labels(["<bos>", " ", "a"])
+        ['0 `<bos>`', '1 `␣`', '2 `a`']
+    """
+    return [f"{i} `{display_token(t)}`" for i, t in enumerate(tokens)]
+
+
+SELECTED_COLOUR = "#e6550d"  # the outline of the selected token on every chart over positions
+
+
+def mark_position(layout: dict[str, Any], pos: int | None, axes: Sequence[tuple[str, str]], along: str = "x") -> None:
+    """Outline the selected position ``pos`` (a column of category axis x; ``along="y"``: a row) in each subplot of
+    ``axes`` (``(x, y)`` axis ids). ``None`` draws nothing. Every chart over positions marks the one selected token."""
+    if pos is None:
+        return
+    line = {"color": SELECTED_COLOUR, "width": 2}
+    for x, y in axes:
+        cell = {"x0": pos - 0.5, "x1": pos + 0.5, "y0": 0, "y1": 1, "xref": x, "yref": f"{y} domain"}
+        if along == "y":
+            cell = {"y0": pos - 0.5, "y1": pos + 0.5, "x0": 0, "x1": 1, "yref": y, "xref": f"{x} domain"}
+        layout.setdefault("shapes", []).append({"type": "rect", "line": line, "layer": "above", **cell})
 
 
 def make_figure(data: list[dict[str, Any]], layout: dict[str, Any], title: str, height: int) -> go.Figure:

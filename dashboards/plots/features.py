@@ -15,7 +15,7 @@ import html
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboards.plots.base import display_token, make_figure
+from dashboards.plots.base import display_token, make_figure, mark_position
 
 
 def contexts_html(top: pd.DataFrame) -> str:
@@ -71,8 +71,11 @@ def logit_effects_figure(
     return make_figure([trace], layout, title, height=max(300, 18 * len(d) + 110))
 
 
-def prompt_activation_bar(acts: pd.DataFrame, tokens: list[str], feature: int) -> go.Figure:
-    """The activation of ``feature`` at each position of the prompt (``sae_activations`` rows of that feature)."""
+def prompt_activation_bar(
+    acts: pd.DataFrame, tokens: list[str], feature: int, selected: int | None = None
+) -> go.Figure:
+    """The activation of ``feature`` at each position of the prompt (``sae_activations`` rows of that feature);
+    ``selected``: the position outlined."""
     values = [0.0] * len(tokens)
     for pos, act in zip(acts["pos"], acts["activation"], strict=True):
         values[int(pos)] = float(act)
@@ -82,4 +85,5 @@ def prompt_activation_bar(acts: pd.DataFrame, tokens: list[str], feature: int) -
     ticks = [display_token(t) for t in tokens]
     layout = {"xaxis": {"type": "category", "tickmode": "array", "tickvals": labels, "ticktext": ticks},
               "yaxis": {"title": {"text": "activation"}}}  # fmt: skip
+    mark_position(layout, selected, [("x", "y")])
     return make_figure([trace], layout, f"Feature {feature} along the prompt", height=300)

@@ -13,6 +13,7 @@ from dashboards.plots.base import (
     SEQUENTIAL,
     display_token,
     make_figure,
+    mark_position,
     token_axis,
 )
 
@@ -38,11 +39,11 @@ def write_norms_bar(norms: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
     return make_figure(data, layout, "What each component writes into the residual stream, per position", height=460)
 
 
-def write_norms_heatmap(norms: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
+def write_norms_heatmap(norms: pd.DataFrame, tokens: Sequence[str], selected: int | None = None) -> go.Figure:
     """Component x position heatmap of the size of each write (norms do not add, so they are not stacked).
 
     ``norms`` columns: ``pos, component, norm`` (``interp.write_norms``, one batch row); rows in the frame's
-    order of components (embeddings, then each block's heads and MLP).
+    order of components (embeddings, then each block's heads and MLP). ``selected``: the position outlined.
     """
     labels, ticks = token_axis(tokens)
     components = list(dict.fromkeys(norms["component"]))
@@ -56,15 +57,16 @@ def write_norms_heatmap(norms: pd.DataFrame, tokens: Sequence[str]) -> go.Figure
     }  # fmt: skip
     layout = {"xaxis": {**ticks, "title": {"text": "position"}},
               "yaxis": {"type": "category", "autorange": "reversed", "title": {"text": "component"}}}  # fmt: skip
+    mark_position(layout, selected, [("x", "y")])
     title = "How big each component's write into the residual stream is, per position (L2 norm)"
     return make_figure([trace], layout, title, height=max(320, 150 + 26 * len(components)))
 
 
-def logit_lens_heatmap(lens: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
+def logit_lens_heatmap(lens: pd.DataFrame, tokens: Sequence[str], selected: int | None = None) -> go.Figure:
     """Logit lens, stage x position: colour = probability of the next token, text = the top guess, hover = top-k.
 
     ``lens`` columns: ``pos, stage, stage_name, target_str, target_prob, target_rank, top_strs, top_probs``
-    (``interp.logit_lens``, one batch row).
+    (``interp.logit_lens``, one batch row). ``selected``: the position outlined.
     """
     labels, ticks = token_axis(tokens)
     stages = lens.drop_duplicates("stage").sort_values("stage")["stage_name"].tolist()
@@ -88,6 +90,7 @@ def logit_lens_heatmap(lens: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
         "hovertemplate": "%{y} at %{x}<br>%{customdata}<extra></extra>",
     }  # fmt: skip
     layout = {"xaxis": {**ticks, "title": {"text": "position"}}, "yaxis": {"title": {"text": "read out after"}}}
+    mark_position(layout, selected, [("x", "y")])
     return make_figure(
         [trace], layout, "Logit lens: the residual stream read out early (text: top guess)", height=180 + 60 * n_stage
     )

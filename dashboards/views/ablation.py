@@ -23,7 +23,7 @@ mlps = c2.multiselect("MLP layers", [] if cfg.attn_only else list(range(cfg.n_la
 neurons = c3.text_input("Neurons as LAYER.NEURON, comma-separated", "", placeholder="0.12, 1.200", key="abl_neurons")
 m1, m2 = st.columns(2)
 method = m1.selectbox("Method", list(METHODS), format_func=METHODS.__getitem__, key="abl_method")
-pos = state.pick_position(m2, "Show the prediction after", tokens, key="abl_pos", default=sel.position)
+pos = state.pick_position(m2, "Show the prediction after", tokens, key="abl_pos")
 effect = state.attempt(
     "Ablation", analyses.ablation_effect, model, sel.model_id, sel.token_ids, tuple(heads), tuple(mlps),
     neurons.strip(), method, pos,
@@ -69,6 +69,6 @@ if corrupted_ids is not None:
         chart = (
             plots.head_heatmap(patched, "normalized", title=title)
             if grid == "heads"
-            else plots.position_heatmap(patched, "normalized", tokens, title=title)
+            else plots.position_heatmap(patched, "normalized", tokens, title=title, selected=pos)
         )
         st.plotly_chart(chart, key="patch_chart")

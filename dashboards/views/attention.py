@@ -8,16 +8,23 @@ sel = state.require_tokens("Attention")
 model, cfg = sel.model, sel.model.cfg
 st.markdown(
     "Each heatmap is one head's attention pattern: row = the query position reading, column = the key position "
-    "it reads from; each row sums to 1, and the causal mask leaves the upper triangle empty."
+    "it reads from; each row sums to 1, and the causal mask leaves the upper triangle empty. The selected token's "
+    "row is outlined in every heatmap."
 )
 patterns = analyses.attention_patterns(model, sel.model_id, sel.token_ids)
 tokens = analyses.symbols(model, sel.token_ids)
 
 st.subheader("One head in every block")
-head = st.selectbox("Head", range(cfg.n_heads), format_func=lambda h: f"head {h}", key="attn_compare_head")
+c1, c2 = st.columns(2)
+head = c1.selectbox("Head", range(cfg.n_heads), format_func=lambda h: f"head {h}", key="attn_compare_head")
+pos = state.pick_position(c2, "Query position (outlined)", tokens, key="attn_pos")
 st.plotly_chart(
     plots.attention_heatmaps(
-        patterns[patterns["head"] == head], tokens, row="head", title=f"Head {head} in every block, side by side"
+        patterns[patterns["head"] == head],
+        tokens,
+        row="head",
+        title=f"Head {head} in every block, side by side",
+        selected=pos,
     ),
     key="attn_compare_chart",
 )
@@ -32,7 +39,9 @@ else:
     )  # fmt: skip
     if layers:
         st.plotly_chart(
-            plots.attention_heatmaps(patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads"),
+            plots.attention_heatmaps(
+                patterns[patterns["layer"].isin(layers)], tokens, title="Blocks x heads", selected=pos
+            ),
             key="attn_grid_chart",
         )
     else:

@@ -43,10 +43,9 @@ def pick_strongest() -> None:
         st.session_state["feat_id"] = int(here.feature.iloc[0])
 
 
-pos = st.pills(
-    "Click a character of the prompt to list its active features",
-    list(range(len(tokens))), format_func=lambda i: plots.display_token(tokens[i]), key="feat_pos",
-    on_change=pick_strongest,
+pos = state.pick_token(
+    st, "Click a character of the prompt to list its active features (and select it on every page)",
+    plots.token_chip_labels(tokens), key="feat_pos", on_pick=pick_strongest,  # unique labels: a chip per position
 )  # fmt: skip
 if "feat_id" not in st.session_state:
     st.session_state["feat_id"] = int(active.feature.iloc[0]) if len(active) else 0
@@ -76,7 +75,7 @@ if card is not None:
     if effects is not None:
         st.plotly_chart(plots.logit_effects_figure(effects, title="Logit effects: characters promoted and suppressed"),
                         key="feat_effects_chart")  # fmt: skip
-    st.plotly_chart(plots.prompt_activation_bar(active[active.feature == feature], tokens, feature),
+    st.plotly_chart(plots.prompt_activation_bar(active[active.feature == feature], tokens, feature, pos),
                     key="feat_prompt_chart")  # fmt: skip
 
 st.subheader("Steer the feature")

@@ -13,7 +13,7 @@ st.markdown(
     "share, and the bars add up to the logit (or, with a contrast token, to the logit difference)."
 )
 c1, c2, c3, c4 = st.columns(4)
-pos = state.pick_position(c1, "Position", tokens, key="dla_pos", default=sel.position)
+pos = state.pick_position(c1, "Position", tokens, key="dla_pos")
 target = c2.text_input(
     "Target character (empty: the next character; at the last position, the model's top guess)", "", max_chars=5,
     key="dla_target",

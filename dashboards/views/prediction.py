@@ -42,7 +42,7 @@ st.markdown(
 )
 tokens = analyses.symbols(model, sel.token_ids)
 c1, c2, c3, c4 = st.columns(4)
-pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos", default=sel.position)
+pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos")
 temperature = c2.slider("Temperature", 0.0, 3.0, 1.0, 0.05, key="pred_temperature")
 top_k = c3.number_input("Top-k (0 = off)", 0, cfg.d_vocab, 0, key="pred_top_k")
 top_p = c4.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="pred_top_p")

@@ -12,9 +12,10 @@ st.markdown(
     "MLP *adds* its output to it and overwrites nothing. Below: the size (L2 norm) of every write, per component "
     "and position (sizes of vectors do not add up, so they are not stacked)."
 )
+pos = state.pick_position(st, "Selected position (outlined on both charts)", tokens, key="resid_pos")
 norms = state.attempt("Residual writes", analyses.residual_writes, model, sel.model_id, sel.token_ids)
 if norms is not None:
-    st.plotly_chart(plots.write_norms_heatmap(norms, tokens), key="write_norms_chart")
+    st.plotly_chart(plots.write_norms_heatmap(norms, tokens, selected=pos), key="write_norms_chart")
 
 st.subheader("Logit lens")
 st.markdown(
@@ -25,4 +26,4 @@ st.markdown(
 k = st.slider("Top-k in the hover", 1, 10, 5, key="lens_k")
 lens = state.attempt("Logit lens", analyses.lens, model, sel.model_id, sel.token_ids, k)
 if lens is not None:
-    st.plotly_chart(plots.logit_lens_heatmap(lens, tokens), key="logit_lens_chart")
+    st.plotly_chart(plots.logit_lens_heatmap(lens, tokens, selected=pos), key="logit_lens_chart")
