@@ -2,7 +2,8 @@
 
 ``serve`` starts the server on a free localhost port with ``$MINIGPT_DASHBOARD_TIMINGS`` pointing at a file, so
 every script run's server time can be read back (``server_times``); ``RUN_COUNTER`` is an init script that counts
-the page's finished script runs (``window.__runs``), so a test waits for *its* rerun without guessing how long.
+the page's finished
+script runs (``window.__runs``; the last one's end: ``window.__runEnd``), so a test waits for *its* rerun without guessing how long.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 WAIT_MS = 180_000  # generous: CI machines are shared
 RUN_COUNTER = """
 window.__runs = 0;
-new MutationObserver(() => {
+new MutationObserver((records) => {  // one batch may hold several changes: read each record's old value
+  const states = records.filter((r) => r.attributeName === 'data-test-script-state').map((r) => r.oldValue);
   const app = document.querySelector('[data-testid="stApp"]');
-  const now = app && app.getAttribute('data-test-script-state');
-  if (now === window.__state) return;
-  if (now === 'notRunning' && window.__state === 'running') window.__runs++;
-  window.__state = now;
-}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ['data-test-script-state']});
+  states.push(app && app.getAttribute('data-test-script-state'));
+  for (let i = 1; i < states.length; i++) {
+    if (states[i - 1] === 'running' && states[i] === 'notRunning') { window.__runs++; window.__runEnd = performance.now(); }
+  }
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
 """
 
 
