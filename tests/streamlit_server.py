@@ -1,9 +1,10 @@
 """What the browser and load tests share: a real `streamlit run dashboards/app.py` and Debian's headless chromium.
 
 ``serve`` starts the server on a free localhost port with ``$MINIGPT_DASHBOARD_TIMINGS`` pointing at a file, so
-every script run's server time can be read back (``server_times``); ``RUN_COUNTER`` is an init script that counts
-the page's finished
-script runs (``window.__runs``; the last one's end: ``window.__runEnd``), so a test waits for *its* rerun without guessing how long.
+every script run's server time can be read back (``Server.times``); ``RUN_COUNTER`` is an init script that counts
+the page's finished script runs (``window.__runs``; the last one's end: ``window.__runEnd``), so a test waits for
+*its* rerun without guessing how long (a run too short for the page to show "running" is not counted: wait for
+what the run shows instead, as tests/test_load.py does).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ new MutationObserver((records) => {  // one batch may hold several changes: read
   const app = document.querySelector('[data-testid="stApp"]');
   states.push(app && app.getAttribute('data-test-script-state'));
   for (let i = 1; i < states.length; i++) {
-    if (states[i - 1] === 'running' && states[i] === 'notRunning') { window.__runs++; window.__runEnd = performance.now(); }
+    if (states[i - 1] !== 'running' || states[i] !== 'notRunning') continue;
+    window.__runs++;
+    window.__runEnd = performance.now();
   }
-}).observe(document, {subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
 """
 
 

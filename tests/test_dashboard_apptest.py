@@ -454,3 +454,14 @@ def test_one_head_model_has_no_repeated_grid():
     at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
     assert_clean(at, 2)
     assert len(at.get("plotly_chart")) == 2 and any("one head per block" in c.value for c in at.caption)
+
+
+def test_every_script_run_logs_its_server_time(tmp_path, monkeypatch):
+    """With MINIGPT_DASHBOARD_TIMINGS set, each script run appends its page and seconds (the browser tests read it)."""
+    log = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("MINIGPT_DASHBOARD_TIMINGS", str(log))
+    at = open_page()
+    at.switch_page("views/attention.py").run()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["page"] for line in lines] == ["Model & prediction", "Attention"], f"logged runs: {lines}"
+    assert all(0 < line["seconds"] < 600 for line in lines), f"a run's time is not a duration: {lines}"
