@@ -2,13 +2,18 @@
 
 It draws the sidebar (checkpoint, prompt, token strip) and runs the chosen page from ``views/``.
 An exception on a page becomes an ``st.error`` on that page (the traceback goes to the server log),
-so one failing analysis never takes the other pages down.
+so one failing analysis never takes the other pages down. With ``MINIGPT_DASHBOARD_TIMINGS`` set to a file,
+every script run appends its server time there (``state.log_run_time``; the browser and load tests print them).
 """
 
-import logging
-import os
-import sys
-from pathlib import Path
+import time
+
+STARTED = time.perf_counter()  # this script run's start: on a cold start the logged time includes the imports
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run` puts only this file's folder on the path
@@ -17,7 +22,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only this file's folder on
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from dashboards import sidebar  # noqa: E402
+from dashboards import sidebar, state  # noqa: E402
 
 # One intra-op thread: the dashboard's tensors are tiny (a 32-token prompt), so more threads only add
 # synchronisation (a locked-config forward takes ~2 ms on one thread and ~15 ms on two of a busy
@@ -57,3 +62,5 @@ except Exception as err:  # one page's failure stays on that page; st.stop/st.re
         f"This page stopped with an error ({type(err).__name__}: {err}). The other pages still work; "
         "this is a bug in MiniGPT Lens, please report it (the traceback is in the server log)."
     )
+finally:  # also after st.stop / st.rerun, which end a run early
+    state.log_run_time(page.title, time.perf_counter() - STARTED)

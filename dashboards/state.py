@@ -17,6 +17,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import tempfile
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from model.network.config import ModelConfig
 from model.network.minigpt import MiniGPT
@@ -326,3 +329,21 @@ def pick_token(where: Any, label: str, names: list[str], key: str, on_pick: Call
     where.pills(label, list(range(len(names))), format_func=names.__getitem__, key=key, on_change=_adopt,
                 args=(key, on_pick))  # fmt: skip
     return st.session_state[key]
+
+
+TIMINGS_ENV = "MINIGPT_DASHBOARD_TIMINGS"  # a file: every script run appends one JSON line of its server time
+
+
+def log_run_time(page: str, seconds: float) -> None:
+    """Append ``{"page", "seconds", "session"}`` of this script run to the file ``$MINIGPT_DASHBOARD_TIMINGS``.
+
+    Nothing happens when the variable is unset. One line per run, written in one call (the sessions' threads
+    append to the same file): the browser and load tests read the server's own time for each page from it.
+    """
+    path = os.environ.get(TIMINGS_ENV)
+    if not path:
+        return
+    ctx = get_script_run_ctx()
+    line = json.dumps({"page": page, "seconds": round(seconds, 6), "session": ctx.session_id if ctx else None})
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")

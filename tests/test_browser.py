@@ -7,25 +7,28 @@ sets it to ``docs/screenshots/``, the README's pictures) or else to a temporary 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from streamlit_server import (
+    CHROMIUM_ARGS,
+    RUN_COUNTER,
+    WAIT_MS,
+    chromium_path,
+    runs,
+    serve,
+    sync_playwright,
+    wait_idle,
+    wait_runs,
+)  # fmt: skip
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("MINIGPT_SCREENSHOTS") or tempfile.mkdtemp(prefix="minigpt-screenshots-"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 PAGES = {  # sidebar link text -> screenshot name
     "Model & prediction": "prediction",
     "Model card": "model_card",
@@ -42,63 +45,13 @@ PAGES = {  # sidebar link text -> screenshot name
 PROMPT = "the list of the names is the li"  # 31 characters: the longest prompt the locked config takes
 VIEWPORT = {"width": 1440, "height": 1000}
 CHIPS = '[data-testid="stSidebar"] .st-key-token_chips button'  # the sidebar's token chips (st.pills)
-WAIT_MS = 180_000  # generous: CI machines are shared
-
-
-def chromium_path() -> str:
-    """Debian's chromium, or a failure that says how to install it."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("the browser test needs Debian's chromium: run `make browser` (or `sudo apt-get install chromium`)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server():
     """A `streamlit run dashboards/app.py` on a free localhost port, stopped after the module."""
-    port = free_port()
-    (ROOT / "runs").mkdir(exist_ok=True)
-    log = open(ROOT / "runs" / "browser-test-streamlit.log", "w")  # noqa: SIM115 (open for the server's lifetime)
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboards/app.py", "--server.headless", "true",
-           "--server.address", "localhost", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"streamlit did not start (exit code {proc.poll()}); see runs/browser-test-streamlit.log")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-def wait_idle(page) -> None:
-    """Wait until the script run that the last action started has finished."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    with contextlib.suppress(PlaywrightTimeout):  # the run may have finished before we looked
-        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=3_000)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=WAIT_MS)
+    with serve("browser-test") as running:
+        yield running
 
 
 def save_screenshot(page, path: Path) -> None:
@@ -143,21 +96,37 @@ def check_uploads(page) -> None:
     assert "Could not load" not in alerts(page), f"the shipped pair failed to upload: {alerts(page)}"
 
 
-def test_every_page_renders_in_chromium(server):
-    """Typing a prompt and opening each page shows at least one plot and no exception; screenshots are saved."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(
-            "the browser test needs the playwright package: pip install playwright (never `playwright install`)"
-        )
+def first_plot(browser, url: str) -> tuple[object, float]:
+    """A new page on ``url`` (left open) and the seconds from opening it to its first drawn plot."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.add_init_script(RUN_COUNTER)
+    start = time.perf_counter()
+    page.goto(url, timeout=WAIT_MS)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=WAIT_MS)
+    seconds = time.perf_counter() - start
+    wait_idle(page)
+    return page, seconds
+
+
+def print_timings(rows: list[tuple[str, float, float]]) -> None:
+    """The browser's and the server's seconds for each step (printed, never judged: CI machines are shared)."""
+    print("\nbrowser test timings (browser: action to the first drawn plot; server: its script runs)")
+    for what, browser_s, server_s in rows:
+        print(f"  {what:42s} browser {browser_s:6.2f} s   server {server_s:6.2f} s")
+
+
+def test_every_page_renders_in_chromium(server, capsys):
+    """Typing a prompt and opening each page shows at least one plot and no exception; screenshots are saved.
+
+    The time to the first plot (cold server, then a second visitor on the warm one) and of every page switch are
+    printed beside the server's own time for the same script runs.
+    """
     SHOTS.mkdir(parents=True, exist_ok=True)
+    rows = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.goto(server, timeout=WAIT_MS)
-        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
-        wait_idle(page)
+        page, seconds = first_plot(browser, server.url)
+        rows.append(("first plot, cold server (imports included)", seconds, sum(t["seconds"] for t in server.times())))
         box = page.locator('[data-testid="stSidebar"] textarea').first
         box.fill(PROMPT)
         box.press("Control+Enter")
@@ -167,30 +136,31 @@ def test_every_page_renders_in_chromium(server):
             f"the token strip shows {chips} tokens, not <bos> + {len(PROMPT)}: prompt not applied?"
         )
         for link, name in PAGES.items():
+            before, logged = runs(page), len(server.times())
+            start = time.perf_counter()
             page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
             page.wait_for_selector(f'h1:has-text("{link}")', timeout=WAIT_MS)
-            wait_idle(page)
             page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=WAIT_MS)
+            seconds = time.perf_counter() - start
+            wait_runs(page, before)
+            wait_idle(page)
+            rows.append((f"switch to {link}", seconds, sum(t["seconds"] for t in server.times()[logged:])))
             errors = page.locator('[data-testid="stException"]').all_inner_texts()
             assert not errors, f"page {link!r} raised: {errors[0][:500]}"
             n_plots = page.locator('[data-testid="stPlotlyChart"]').count()
             assert n_plots >= 1, f"page {link!r} shows no plot; did its analysis fail?"
             save_screenshot(page, SHOTS / f"{name}.png")
+        logged = len(server.times())
+        second, seconds = first_plot(browser, server.url)
+        rows.append(("first plot, second visitor (warm server)", seconds, server.times()[logged]["seconds"]))
+        second.close()
         check_uploads(page)
         browser.close()
+    with capsys.disabled():
+        print_timings(rows)
+    assert len(server.times()) > len(PAGES), "the server logged no time for its script runs (state.log_run_time)"
     for name in PAGES.values():
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, f"screenshot {name}.png is (nearly) empty"
-
-
-def playwright():
-    """``sync_playwright()``, or a failure saying what to install."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(
-            "the browser test needs the playwright package: pip install playwright (never `playwright install`)"
-        )
-    return sync_playwright()
 
 
 def launch(p):
@@ -200,10 +170,10 @@ def launch(p):
 
 def test_a_clicked_token_chip_is_the_position_of_every_page(server):
     """Clicking a sidebar chip lights it, and another page opens with its position picker on that token."""
-    with playwright() as p:
+    with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(server, timeout=WAIT_MS)
+        page.goto(server.url, timeout=WAIT_MS)
         page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
         wait_idle(page)
         page.locator(CHIPS).nth(7).click()  # the default prompt "the value of ...": position 7 is its 'l'
@@ -228,10 +198,10 @@ def test_a_clicked_token_chip_is_the_position_of_every_page(server):
 def test_flow_graph_click_and_causal_check_in_chromium(server):
     """Information flow on induction-2l: clicking an edge of the graph picks it, and the causal check runs on it and
     shows the exact change beside attribution's prediction."""
-    with playwright() as p:
+    with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(server, timeout=WAIT_MS)
+        page.goto(server.url, timeout=WAIT_MS)
         page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
         wait_idle(page)
         choose_checkpoint(page, "induction-2l")

@@ -572,3 +572,14 @@ def test_shortening_the_prompt_clamps_the_selection_and_a_new_model_resets_it():
     assert at.selectbox(key="abl_pos").value == len(state.DEFAULT_PROMPT), "a new model resets a picked position"
     at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
     assert at.selectbox(key="abl_pos").value == showcase.position, "and induction-2l starts on its showcase again"
+
+
+def test_every_script_run_logs_its_server_time(tmp_path, monkeypatch):
+    """With MINIGPT_DASHBOARD_TIMINGS set, each script run appends its page and seconds (the browser tests read it)."""
+    log = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("MINIGPT_DASHBOARD_TIMINGS", str(log))
+    at = open_page()
+    at.switch_page("views/attention.py").run()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["page"] for line in lines] == ["Model & prediction", "Attention"], f"logged runs: {lines}"
+    assert all(0 < line["seconds"] < 600 for line in lines), f"a run's time is not a duration: {lines}"
