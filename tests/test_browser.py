@@ -168,27 +168,36 @@ def launch(p):
     return p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 
+def opened(browser, url: str):
+    """A new tab on the dashboard, its first page drawn."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url, timeout=WAIT_MS)
+    page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
+    wait_idle(page)
+    return page
+
+
+def go_to(page, link: str) -> None:
+    """Open the sidebar page ``link`` and wait until its run has finished."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+    page.wait_for_selector(f'h1:has-text("{link}")', timeout=WAIT_MS)
+    wait_idle(page)
+
+
 def test_a_clicked_token_chip_is_the_position_of_every_page(server):
     """Clicking a sidebar chip lights it, and another page opens with its position picker on that token."""
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.goto(server.url, timeout=WAIT_MS)
-        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
-        wait_idle(page)
+        page = opened(browser, server.url)
         page.locator(CHIPS).nth(7).click()  # the default prompt "the value of ...": position 7 is its 'l'
         wait_idle(page)
         lit = page.locator('[data-testid="stSidebar"] .st-key-token_chips button[aria-checked="true"]')
         assert lit.all_inner_texts() == ["7 l"], f"the clicked chip must be the one lit: {lit.all_inner_texts()}"
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Direct logit attribution").first.click()
-        page.wait_for_selector('h1:has-text("Direct logit attribution")', timeout=WAIT_MS)
-        wait_idle(page)
+        go_to(page, "Direct logit attribution")
         picker = page.locator(".st-key-dla_pos input").input_value()  # the selectbox shows its value in an input
         assert "7: 'l'" in picker, f"the DLA page's position picker must show the clicked chip's position: {picker!r}"
         page.wait_for_selector('[data-testid="stPlotlyChart"] .gtitle:has-text("after position 7")', timeout=WAIT_MS)
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Residual stream").first.click()
-        page.wait_for_selector('h1:has-text("Residual stream")', timeout=WAIT_MS)
-        wait_idle(page)
+        go_to(page, "Residual stream")
         picker = page.locator(".st-key-resid_pos input").input_value()
         assert "7: 'l'" in picker, f"the residual page's picker must follow the chip: {picker!r}"
         assert not page.locator('[data-testid="stException"]').all_inner_texts(), "a page raised"
@@ -200,14 +209,9 @@ def test_flow_graph_click_and_causal_check_in_chromium(server):
     shows the exact change beside attribution's prediction."""
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.goto(server.url, timeout=WAIT_MS)
-        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=WAIT_MS)
-        wait_idle(page)
+        page = opened(browser, server.url)
         choose_checkpoint(page, "induction-2l")
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Information flow").first.click()
-        page.wait_for_selector('h1:has-text("Information flow")', timeout=WAIT_MS)
-        wait_idle(page)
+        go_to(page, "Information flow")
         page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=WAIT_MS)
         edge_box = page.locator('[data-testid="stSelectbox"]:has-text("Edge")').first
         before = edge_box.locator("input").input_value()
