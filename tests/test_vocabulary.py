@@ -58,6 +58,9 @@ def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
     probe = probe_tokens(2)  # [BOS, r, r] for the shipped induction-2l run
     out["training_dynamics"] = interp.training_dynamics("induction-2l", probe, steps=[0, 3000, 20000], progress=False)
     out["find_phase_changes"] = interp.find_phase_changes(out["training_dynamics"], "second_copy_loss")
+    out["information_flow"] = interp.information_flow(model, clean)
+    out["flow_routes"] = interp.flow_routes(out["information_flow"], position=3, threshold=0.05)
+    out["edge_logit_effects"] = interp.edge_logit_effects(model, clean, out["information_flow"].iloc[:1])
     return out | feature_frames(model, tokens)
 
 

@@ -86,7 +86,7 @@ COLUMNS: dict[str, Column] = {
     "top_probs": Column("object", "their probabilities (a list of floats)"),
     # values
     "contribution": Column("float64", "direct contribution to the logit (or logit difference)"),
-    "norm": Column("float64", "L2 norm of a component's write at one position"),
+    "norm": Column("float64", "L2 norm of a component's write (a flow edge's part) at one position"),
     "weight": Column("float64", "attention weight A[q_pos, k_pos]"),
     "target_prob": Column("float64", "probability of target"),
     "target_rank": Column("int64", "rank of target among all tokens (0 = the top token)"),
@@ -154,7 +154,17 @@ COLUMNS: dict[str, Column] = {
     "max_activation": Column("float64", "a feature's largest activation"),
     "side": Column("object", "logit effect: promoted or suppressed"),
     "rank": Column("int64", "0 = the strongest on its side"),
-    "logit_effect": Column("float64", "a feature's decoder direction through the final LayerNorm weight and W_U"),
+    "logit_effect": Column(
+        "float64", "a feature's decoder direction (or a flow edge's part) through the final LayerNorm and W_U"
+    ),
+    "kind": Column("object", "information flow: head, attn_residual, mlp or mlp_residual"),
+    "source_stage": Column("int64", "information flow: the stage (flow_stages index) an edge comes from"),
+    "target_stage": Column("int64", "information flow: the stage an edge adds to (source_stage + 1)"),
+    "source_pos": Column("int64", "information flow: the position an edge reads (a head's key position)"),
+    "target_pos": Column("int64", "information flow: the position an edge writes to (a head's query position)"),
+    "source_token": Column("object", "the token at source_pos"),
+    "target_token": Column("object", "the token at target_pos"),
+    "importance": Column("float64", "information flow: the part's proximity share of the state it adds to"),
     "prob_clean": Column("float64", "probability of target without the intervention"),
     "prob_intervened": Column("float64", "probability of target with the feature ablated, steered or clamped"),
     "prob_delta": Column("float64", "prob_intervened - prob_clean"),
