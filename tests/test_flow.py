@@ -12,6 +12,7 @@ from interp.observe.flow import (
     COLUMNS,
     _check_edge,
     _part,
+    _stage_above,
     _updates,
     edge_logit_effects,
     flow_routes,
@@ -84,7 +85,7 @@ def _second_copy_reads(model: MiniGPT, seg: int, n: int, heads: tuple[int, int] 
     strongest layer-0 one comes from the previous position; ``heads`` (layer 0's, layer 1's) limits each layer
     to one head."""
     batch = repeated_pair_batch(n, seg, torch.Generator().manual_seed(0))
-    induction_hits = previous_hits = total = 0
+    hits, total = {0: 0, 1: 0}, 0  # layer -> positions where its strongest edge is the expected read
     for row in batch:
         flow = information_flow(model, row[None])
         edges = flow[flow.kind == "head"]
@@ -94,11 +95,9 @@ def _second_copy_reads(model: MiniGPT, seg: int, n: int, heads: tuple[int, int] 
             reads = {p for p in range(1, pos + 1) if row[p - 1] == row[pos]}
             for layer, want in ((1, reads), (0, {pos - 1})):
                 chosen = into[(into.layer == layer) & (True if heads is None else into["head"] == heads[layer])]
-                hit = int(chosen.nlargest(1, "importance").source_pos.item() in want)
-                induction_hits, previous_hits = (induction_hits + hit, previous_hits) if layer else (
-                    induction_hits, previous_hits + hit)  # fmt: skip
+                hits[layer] += int(chosen.nlargest(1, "importance").source_pos.item() in want)
             total += 1
-    return induction_hits / total, previous_hits / total
+    return hits[1] / total, hits[0] / total
 
 
 def test_routes_find_the_induction_and_previous_token_reads(induction):
@@ -147,8 +146,7 @@ def _hooked_patch(model, clean, corrupted, edge, position, target_id) -> float:
     _, c1 = model.run_with_cache(clean, names_filter=names)
     _, c2 = model.run_with_cache(corrupted, names_filter=names)
     change = _part(model, c2, checked) - _part(model, c1, checked)
-    per_block = 1 if model.cfg.attn_only else 2
-    hook = flow_stages(model)[checked["layer"] * per_block + int(checked["kind"].startswith("mlp")) + 1]
+    hook = flow_stages(model)[_stage_above(model, checked)]
 
     def move(act, hook):
         act = act.clone()

@@ -18,7 +18,7 @@ from torch import Tensor
 from interp.common.checks import check_index, prepare, require_finite
 from interp.intervene.engine import run_from
 from interp.observe.dla import resolve_target
-from interp.observe.flow import _check_edge, _check_flow_model, _names, _part, _single, flow_stages
+from interp.observe.flow import _check_edge, _check_flow_model, _names, _part, _single, _stage_above, flow_stages
 from model.network.minigpt import MiniGPT
 
 
@@ -61,22 +61,25 @@ def patch_flow_edge(
     edge = _check_edge(model, edge, n_pos)
     position = n_pos - 1 if position is None else check_index(position, n_pos, "position")
     _, corr_cache = model.run_with_cache(corrupted, names_filter=names)
-    with torch.no_grad():
-        logits = model(clean)
-        target_id = int(logits[0, position].argmax()) if target is None else None
-    if target is not None:
+    stages = flow_stages(model)
+
+    def logits_at(final: Tensor) -> Tensor:  # the final residual read out at ``position``
+        final = final if model.ln_final is None else model.ln_final(final)
+        return model.unembed(final)[0, position].double()
+
+    if target is None:  # the clean model's top guess, from the clean run's final residual
+        with torch.no_grad():
+            target_id = int(logits_at(cache[stages[-1]]).argmax())
+    else:
         target_id = int(resolve_target(model, clean, target)[0, position])
     layer, mlp_edge = edge["layer"], edge["kind"].startswith("mlp")
-    per_block = 1 if model.cfg.attn_only else 2
-    state = cache[flow_stages(model)[layer * per_block + int(mlp_edge) + 1]].detach().clone()  # the state above
+    state = cache[stages[_stage_above(model, edge)]].detach().clone()  # the state the edge adds to
     with torch.no_grad():
         part_clean, part_corr = _part(model, cache, edge), _part(model, corr_cache, edge)
     stage = "mlp_sum" if mlp_edge else "attn_sum"
 
     def metric(x: Tensor) -> Tensor:
-        final = run_from(model, x, layer, stage)
-        final = final if model.ln_final is None else model.ln_final(final)
-        return F.log_softmax(model.unembed(final)[0, position].double(), -1)[target_id]
+        return F.log_softmax(logits_at(run_from(model, x, layer, stage)), -1)[target_id]
 
     with torch.enable_grad():
         leaf = state.requires_grad_(True)

@@ -232,6 +232,12 @@ def _check_edge(model: MiniGPT, edge: object, n_pos: int) -> dict:
     return {"layer": layer, "kind": kind, "head": head, "source": source, "target": target}
 
 
+def _stage_above(model: MiniGPT, edge: dict) -> int:
+    """The :func:`flow_stages` index of the state a checked edge adds to."""
+    per_block = 1 if model.cfg.attn_only else 2
+    return edge["layer"] * per_block + int(edge["kind"].startswith("mlp")) + 1
+
+
 def _part(model: MiniGPT, cache, edge: dict) -> Tensor:
     """The edge's part ``[d_model]`` of the state above it, on the run ``cache`` recorded."""
     b, i = f"blocks.{edge['layer']}.", edge["target"]
