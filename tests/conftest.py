@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +21,14 @@ CONFIG_VARIANTS = {
     "sinusoidal-relu": {"positional": "sinusoidal", "act": "relu"},
     "untied-gelu-new-3-layers": {"tied_embed": False, "act": "gelu_new", "n_layers": 3},
 }
+
+
+def figure_array(value: list | dict) -> np.ndarray:
+    """A figure array as sent to the browser: a plain list, or plotly's base64 ``{dtype, bdata, shape}``."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
+    return np.asarray(value)
 
 
 def make_cfg(**overrides) -> ModelConfig:

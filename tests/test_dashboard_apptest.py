@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import APP, open_page
+from conftest import APP, figure_array, open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import state
@@ -24,14 +23,6 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 def charts(at: AppTest) -> list[dict]:
     """The plotly figures on the page, as the JSON the browser receives."""
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def array(value: list | dict) -> np.ndarray:
-    """A figure array as sent to the browser: a plain list, or plotly's base64 ``{dtype, bdata, shape}``."""
-    if isinstance(value, dict):
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
-    return np.asarray(value)
 
 
 def titles(at: AppTest) -> list[str]:
@@ -88,20 +79,21 @@ def test_attention_page_compares_one_head_across_blocks():
 
 
 def test_residual_page_shows_writes_and_lens():
-    """Residual page: a component x position heatmap of write norms (not stacked); the logit lens has one row per
-    layer boundary."""
+    """Residual page: one chart, two panels on one shared position axis (one hover reads both): a component x
+    position heatmap of write norms (not stacked) above the logit lens, which has one row per layer boundary."""
     at = open_page("residual")
-    assert_clean(at, 2)
+    assert_clean(at, 1)
     at.slider(key="lens_k").set_value(3).run()
-    writes, lens = charts(at)
-    assert [t["type"] for t in writes["data"]] == ["heatmap"], "norms do not add: one heatmap, not stacked bars"
-    names = set(writes["data"][0]["y"])
-    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= names, f"components missing from the heatmap rows: {names}"
-    assert array(writes["data"][0]["z"]).shape == (len(names), len(state.DEFAULT_PROMPT) + 1), "component x position"
-    assert len(lens["data"][0]["y"]) == 3, "the locked config has 3 layer boundaries for the logit lens"
-    assert lens["data"][0]["customdata"][0][-1].split("top: ")[1].count(",") == 2, (
-        "the hover must list the top-3 guesses"
-    )
+    (chart,) = charts(at)
+    writes, lens = chart["data"]
+    assert [t["type"] for t in chart["data"]] == ["heatmap", "heatmap"], "norms do not add: a heatmap, not stacked bars"
+    assert (writes["xaxis"], writes["yaxis"], lens["xaxis"], lens["yaxis"]) == ("x", "y", "x", "y2"), "axes not shared"
+    assert chart["layout"]["hovermode"] == "x" and chart["layout"]["hoversubplots"] == "axis", "hover not linked"
+    names = chart["layout"]["yaxis"]["ticktext"]
+    assert {"embed", "pos_embed", "L0H0", "L1.mlp"} <= set(names), f"components missing from the heatmap rows: {names}"
+    assert figure_array(writes["z"]).shape == (len(names), len(state.DEFAULT_PROMPT) + 1), "component x position"
+    assert len(chart["layout"]["yaxis2"]["ticktext"]) == 3, "the locked config has 3 layer boundaries for the lens"
+    assert lens["customdata"][0][-1][1].split("top: ")[1].count(",") == 2, "the hover must list the top-3 guesses"
 
 
 def test_dla_page_total_matches_the_logit_difference():
@@ -156,12 +148,12 @@ def test_circuits_page_shows_the_chosen_head():
     assert_clean(at, 2)
     assert titles(at)[1].startswith("OV circuit of L1H2")
     ov = charts(at)[1]
-    assert array(ov["data"][0]["z"]).shape == (61, 61), "without the specials the OV circuit is 61 x 61"
+    assert figure_array(ov["data"][0]["z"]).shape == (61, 61), "without the specials the OV circuit is 61 x 61"
     assert ov["layout"]["yaxis"]["scaleanchor"] == "x", "circuit cells must be square"
-    z = array(ov["data"][0]["z"])
+    z = figure_array(ov["data"][0]["z"])
     assert ov["data"][0]["zmax"] == pytest.approx(max(abs(np.percentile(z, 1)), abs(np.percentile(z, 99))), rel=1e-4)
     at.checkbox(key="circuit_specials").check().run()
-    assert array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "with the specials: d_vocab x d_vocab"
+    assert figure_array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "with the specials: d_vocab x d_vocab"
 
 
 def test_discovery_page_scores_thresholds_and_judges_the_circuit():
@@ -438,7 +430,7 @@ def test_model_card_shows_the_loss_curve_evaluation_notes_and_readme():
     assert_clean(at, 1)
     made = MiniGPT.from_pretrained("induction-2l").provenance
     curve = charts(at)[0]
-    assert array(curve["data"][0]["x"]).tolist() == [row["step"] for row in made["history"]], "not the shipped history"
+    assert figure_array(curve["data"][0]["x"]).tolist() == [row["step"] for row in made["history"]], "not the shipped history"
     table = at.dataframe[0].value.set_index("field")
     assert (
         "0.28 nats" in table.loc["second_copy_loss", "meaning"]
@@ -556,7 +548,7 @@ def test_shortening_the_prompt_clamps_the_selection_and_a_new_model_resets_it():
     set_prompt(at, "abcdefgh")
     assert at.selectbox(key="resid_pos").value == 4, "a picked position survives a longer prompt"
     set_prompt(at, "ab")
-    assert_clean(at, 2)
+    assert_clean(at, 1)
     assert at.selectbox(key="resid_pos").value == 2, "a picked position past a shortened prompt's end is clamped"
     assert at.sidebar.pills(key="token_chips").value == 2 and outlined(at) == {2.0}
     at.switch_page("views/ablation.py").run()

@@ -21,7 +21,7 @@ from interp import (
     logit_lens,
     write_norms,
 )
-from tests.conftest import make_model
+from tests.conftest import figure_array, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "abcab cab"
@@ -87,8 +87,8 @@ def test_every_chart_over_positions_outlines_the_selected_one(run, selected):
     assert len(rows) == (0 if selected is None else model.cfg.n_layers), "one outlined query row per cell"
     if selected is not None:
         ids = ["" if c == 0 else str(c + 1) for c in range(model.cfg.n_layers)]  # plotly's axis ids: x, x2, ...
-        assert {(s.y0, s.yref, s.xref) for s in rows} == {(selected - 0.5, f"y{i}", f"x{i} domain") for i in ids}, (
-            "each cell outlines the selected query row on its own axes"
+        assert {(s.y0, s.yref, s.xref) for s in rows} == {(selected - 0.5, "y", f"x{i} domain") for i in ids}, (
+            "each cell outlines the selected query row on the row's shared query axis"
         )
 
 
@@ -103,7 +103,7 @@ def test_attention_heatmaps_put_each_head_in_its_cell(run):
     fig = validated(plots.attention_heatmaps(frame, symbols))
     assert len(fig.data) == model.cfg.n_layers * model.cfg.n_heads
     by_axis = {(t.xaxis, t.yaxis): np.asarray(t.z, dtype=float) for t in fig.data}
-    z = by_axis[("x6", "y6")]  # row 2 (layer 1), column 2 (head 1) of a 2 x 4 grid
+    z = by_axis[("x6", "y5")]  # row 2 (layer 1), column 2 (head 1) of a 2 x 4 grid; a row shares its query axis
     expected = cache["pattern", 1][0, 1].numpy()
     lower = np.tril_indices(len(symbols))
     np.testing.assert_allclose(z[lower], expected[lower], atol=1e-6, err_msg="heatmap cell shows the wrong head")
@@ -111,7 +111,7 @@ def test_attention_heatmaps_put_each_head_in_its_cell(run):
     assert len(set(fig.data[0].x)) == len(symbols), "axis labels must be unique even for repeated tokens"
     assert all(w in fig.data[0].hovertemplate for w in ("query", "key", "weight"))
     row = validated(plots.attention_heatmaps(frame[frame["head"] == 0], symbols, row="head"))
-    assert len(row.data) == model.cfg.n_layers and {t.yaxis for t in row.data} == {"y", "y2"}, "head 0 side by side"
+    assert len(row.data) == model.cfg.n_layers and {t.yaxis for t in row.data} == {"y"}, "head 0 side by side"
 
 
 def test_head_heatmap_is_centred_at_zero():
@@ -281,3 +281,27 @@ def test_flow_graph_figure_draws_routes_with_clickable_edges():
     assert list(validated(plots.attention_row_figure(row, title="t")).data[0].y) == [0.25, 0.75]
     with pytest.raises(TypeError, match="flow_routes"):
         plots.flow_graph_figure(pd.DataFrame({"x": [1]}), labels, flow_stages(model))
+
+
+@pytest.mark.parametrize("selected", [None, 2])
+def test_stacked_residual_panels_share_their_positions(run, selected):
+    """The residual page's two panels share one x axis (so one hover reads both), sit one above the other in order,
+    keep their outline of the selected position on their own y axis, and keep each heatmap row's label in the hover
+    after the rows move onto the shared [0, 1] axis."""
+    model, tokens, cache, symbols = run
+    norms = plots.write_norms_heatmap(write_norms(model, tokens, cache), symbols, selected=selected)
+    lens = plots.logit_lens_heatmap(logit_lens(model, tokens, cache), symbols, selected=selected)
+    fig = validated(plots.stack_over_positions([norms, lens], "t"))
+    assert {t.xaxis for t in fig.data} == {"x"} and fig.layout.hovermode == "x", "one x axis, hover along it"
+    assert [t.yaxis for t in fig.data] == ["y"] * len(norms.data) + ["y2"] * len(lens.data), "panels mixed up"
+    upper, lower = fig.layout.yaxis.domain, fig.layout.yaxis2.domain
+    assert lower[1] < upper[0] and upper[1] <= 1 and lower[0] >= 0, f"panels overlap: {upper} {lower}"
+    assert fig.layout.xaxis.ticktext == lens.layout.xaxis.ticktext and list(fig.data[0].x) == list(norms.data[0].x)
+    assert [s.yref for s in fig.layout.shapes] == ([] if selected is None else ["y domain", "y2 domain"])
+    for source, stacked in ((norms.data[0], fig.data[0]), (lens.data[0], fig.data[len(norms.data)])):
+        rows = list(source.y)
+        assert [c[0][0] for c in stacked.customdata] == rows, "each row keeps its label for the hover"
+        np.testing.assert_array_equal(figure_array(stacked.z), figure_array(source.z))
+        axis = fig.layout[f"yaxis{'' if stacked.yaxis == 'y' else stacked.yaxis[1:]}"]
+        assert list(axis.ticktext) == rows and np.allclose(axis.tickvals, stacked.y), "row ticks moved with the rows"
+        assert "%{customdata[0]}" in stacked.hovertemplate and "%{y}" not in stacked.hovertemplate

@@ -23,6 +23,7 @@ from dashboards.plots.base import (
     SEQUENTIAL,
     display_token,
     mark_position,
+    stack_over_positions,
     token_chip_labels,
 )
 from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
@@ -65,6 +66,7 @@ __all__ = [
     "parameter_bar",
     "position_heatmap",
     "prompt_activation_bar",
+    "stack_over_positions",
     "step_heatmap",
     "token_chip_labels",
     "training_history_figure",

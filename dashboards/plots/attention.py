@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from dashboards.plots.base import (
     DIVERGING,
     GREYS,
+    LINKED_HOVER,
     SEQUENTIAL,
     cell_text,
     make_figure,
@@ -29,13 +30,14 @@ def attention_heatmaps(
 
     ``patterns`` columns: ``layer, head, q_pos, k_pos, weight``. ``row="layer"`` puts layers in rows and
     heads in columns; ``row="head"`` puts each head's blocks side by side (the "head h in every block" view).
-    ``selected``: the query row outlined in every cell (the selected token).
+    ``selected``: the query row outlined in every cell (the selected token). The cells of a row share their query
+    axis and their hover: hovering a (query, key) cell shows the same cell of every head in that row.
     """
     col = "head" if row == "layer" else "layer"
     rows, cols = sorted(patterns[row].unique().tolist()), sorted(patterns[col].unique().tolist())
     name = {"layer": "block", "head": "head"}
     titles = [[f"{name[row]} {r} · {name[col]} {c}" for c in cols] for r in rows]
-    layout, refs = subplot_grid(titles, hgap=0.04, vgap=0.14 if len(rows) > 1 else 0.1)
+    layout, refs = subplot_grid(titles, hgap=0.04, vgap=0.14 if len(rows) > 1 else 0.1, share_rows=True)
     labels, ticks = token_axis(tokens)
     data = []
     for (r, c), part in patterns.groupby([row, col]):
@@ -43,12 +45,14 @@ def attention_heatmaps(
         data.append(
             {"type": "heatmap", "z": square(part, "weight", len(tokens)), "x": labels, "y": labels,
              "coloraxis": "coloraxis", "xaxis": x, "yaxis": y, "xgap": 0.5, "ygap": 0.5,
-             "hovertemplate": "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"}
+             "hovertemplate": f"{titles[rows.index(r)][cols.index(c)]}<br>query %{{y}}<br>key %{{x}}<br>"
+                              "weight %{z:.3f}<extra></extra>"}
         )  # fmt: skip
         layout["xaxis" + x[1:]].update(ticks, title={"text": "key", "standoff": 2})
         layout["yaxis" + y[1:]].update(ticks, autorange="reversed", title={"text": "query", "standoff": 2})
     mark_position(layout, selected, [ref for line in refs for ref in line], along="y")
     layout["coloraxis"] = {"colorscale": SEQUENTIAL, "cmin": 0, "cmax": 1, "colorbar": {"title": {"text": "weight"}}}
+    layout.update(hovermode="y", **LINKED_HOVER)
     title = title or "Attention patterns (row: query, column: key)"
     return make_figure(data, layout, title, height=(320 if len(cols) > 1 else 420) * len(rows) + 90)
 

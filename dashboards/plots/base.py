@@ -89,9 +89,13 @@ def unit_range(lo: float, hi: float) -> list[float]:
 
 
 def subplot_grid(
-    titles: list[list[str]], hgap: float = 0.05, vgap: float = 0.12
+    titles: list[list[str]], hgap: float = 0.05, vgap: float = 0.12, share_rows: bool = False
 ) -> tuple[dict, list[list[tuple[str, str]]]]:
-    """Layout axes and title annotations for a rows x cols grid of subplots, and each cell's axis ids."""
+    """Layout axes and title annotations for a rows x cols grid of subplots, and each cell's axis ids.
+
+    ``share_rows``: the cells of a row share one y axis (the first cell's), so with :data:`LINKED_HOVER` and
+    ``hovermode="y"`` hovering one cell shows the same row and column in every cell of its row.
+    """
     n_rows, n_cols = len(titles), len(titles[0])
     width, height = (1 - hgap * (n_cols - 1)) / n_cols, (1 - vgap * (n_rows - 1)) / n_rows
     layout: dict[str, Any] = {"annotations": []}
@@ -100,15 +104,84 @@ def subplot_grid(
         refs.append([])
         for c in range(n_cols):
             i = "" if r == c == 0 else r * n_cols + c + 1  # plotly names the first axes x / xaxis
+            y = ("" if r == 0 else r * n_cols + 1) if share_rows else i
             x0, y1 = c * (width + hgap), 1 - r * (height + vgap)
-            layout[f"xaxis{i}"] = {"domain": unit_range(x0, x0 + width), "anchor": f"y{i}"}
-            layout[f"yaxis{i}"] = {"domain": unit_range(y1 - height, y1), "anchor": f"x{i}"}
+            layout[f"xaxis{i}"] = {"domain": unit_range(x0, x0 + width), "anchor": f"y{y}"}
+            if y == i:
+                layout[f"yaxis{i}"] = {"domain": unit_range(y1 - height, y1), "anchor": f"x{i}"}
             layout["annotations"].append(
                 {"text": titles[r][c], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
                  "xanchor": "center", "yanchor": "bottom", "showarrow": False}
             )  # fmt: skip
-            refs[-1].append((f"x{i}", f"y{i}"))
+            refs[-1].append((f"x{i}", f"y{y}"))
     return layout, refs
+
+
+def _rows_on_unit_axis(trace: dict[str, Any], axis: dict[str, Any]) -> None:
+    """Put a heatmap's rows (categories) at evenly spaced heights in [0, 1], labelled as before, and keep its hover.
+
+    Linked hover carries the cursor's *y value* to the other panels, and a heatmap answers only where that value is
+    one of its rows: with every panel's rows spread over the same [0, 1], each answers with its row at the height of
+    the cursor. The row's label moves into ``customdata[0]`` (any earlier customdata into ``customdata[1]``).
+    """
+    labels, old = list(trace["y"]), trace.get("customdata")
+    z = trace["z"]  # plotly encodes numeric arrays as {"dtype", "bdata", "shape": "rows, cols"}
+    n, n_cols = len(labels), int(z["shape"].split(",")[1]) if isinstance(z, dict) else len(z[0])
+    centres = [(i + 0.5) / n for i in range(n)]
+    trace["customdata"] = [[[labels[i]] + ([] if old is None else [old[i][j]]) for j in range(n_cols)] for i in range(n)]
+    trace["y"] = centres
+    hover = trace.get("hovertemplate", "%{y}<br>%{z}<extra></extra>")
+    trace["hovertemplate"] = hover.replace("%{customdata}", "%{customdata[1]}").replace("%{y}", "%{customdata[0]}")
+    reverse = axis.pop("autorange", None) == "reversed"
+    axis.update(type="linear", tickmode="array", tickvals=centres, ticktext=labels, range=[1, 0] if reverse else [0, 1])
+
+
+# Hover linked across the subplots that share an axis: hovering a cell of one shows the same x (hovermode "x") or y
+# (hovermode "y") in every subplot on that axis, each with its own label (plotly.js's ``hoversubplots``).
+LINKED_HOVER = {"hoversubplots": "axis"}
+
+
+def stack_over_positions(figures: Sequence[go.Figure], title: str, gap: int = 80) -> go.Figure:
+    """``figures`` (single-panel charts whose x axis is the prompt's positions) stacked into one figure on one shared
+    x axis, so that hovering a position in one panel shows every panel's value at that position.
+
+    Each panel keeps its traces, y axis, outline of the selected position, colour bar (moved beside it) and title
+    (as an annotation above it); the x axis of the last figure is drawn once, under the last panel.
+
+    Example:
+        >>> a = make_figure([{"type": "bar", "x": ["0 a", "1 b"], "y": [1, 2]}], {}, "first", 300)
+        >>> b = make_figure([{"type": "bar", "x": ["0 a", "1 b"], "y": [3, 4]}], {}, "second", 300)
+        >>> fig = stack_over_positions([a, b], "both")
+        >>> [(t.xaxis, t.yaxis) for t in fig.data], fig.layout.hovermode
+        ([('x', 'y'), ('x', 'y2')], 'x')
+    """
+    parts = [figure.to_plotly_json() for figure in figures]
+    margin = 120  # make_figure's top and bottom margins
+    heights = [part["layout"]["height"] - margin for part in parts]
+    total = sum(heights) + gap * (len(parts) - 1)
+    layout: dict[str, Any] = {"annotations": [], "shapes": [], "hovermode": "x", **LINKED_HOVER,
+                              "xaxis": {**parts[-1]["layout"].get("xaxis", {}), "anchor": f"y{len(parts)}"}}  # fmt: skip
+    data, top = [], 1.0
+    for k, (part, height) in enumerate(zip(parts, heights, strict=True)):
+        y, bottom = "y" if k == 0 else f"y{k + 1}", top - height / total
+        domain = unit_range(bottom, top)
+        layout["yaxis" + y[1:]] = {**part["layout"].get("yaxis", {}), "domain": domain, "anchor": "x"}
+        for trace in part["data"]:
+            trace = {**trace, "xaxis": "x", "yaxis": y}
+            if trace.get("type") == "heatmap" and trace.get("y") is not None:
+                _rows_on_unit_axis(trace, layout["yaxis" + y[1:]])
+            if "colorbar" in trace:
+                bar = {"y": (domain[0] + domain[1]) / 2, "len": domain[1] - domain[0], "yanchor": "middle"}
+                trace["colorbar"] = {**trace["colorbar"], **bar}
+            data.append(trace)
+        for shape in part["layout"].get("shapes", []):
+            layout["shapes"].append({**shape, "yref": shape["yref"].replace("y", y, 1)})
+        layout["annotations"].append(
+            {"text": part["layout"]["title"]["text"], "x": 0, "y": top, "xref": "paper", "yref": "paper",
+             "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
+        )  # fmt: skip
+        top = bottom - gap / total
+    return make_figure(data, layout, title, height=total + margin)
 
 
 def square(part: pd.DataFrame, value: str, n: int) -> np.ndarray:
