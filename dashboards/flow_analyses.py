@@ -1,5 +1,5 @@
-"""The cached calls behind the Information flow page: the flow of the prompt, its routes to one prediction, what an
-edge writes, its head's attention row, and the causal check of an edge.
+"""The cached calls behind the Information flow page: the flow of the prompt, its routes to one prediction, what a
+state predicts and what flows into it, what an edge writes, its head's attention row, and the causal check of an edge.
 
 Reached from the page as ``analyses.flow.<name>`` (the one door). Each takes the model as ``_model`` plus its
 ``model_id``, as :mod:`dashboards.analyses` does; an edge travels as the tuple of :func:`edge_key` (hashable).
@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from interp.intervene.flow import patch_flow_edge
-from interp.observe.flow import edge_logit_effects, flow_routes, flow_stages, information_flow
+from interp.observe.flow import edge_logit_effects, flow_routes, flow_stages, information_flow, state_readout
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
 
@@ -49,6 +49,19 @@ def flow(_model: MiniGPT, model_id: str, ids: Ids) -> pd.DataFrame:
 def routes(_model: MiniGPT, model_id: str, ids: Ids, position: int, threshold: float) -> pd.DataFrame:
     """``interp.flow_routes``: the edges above ``threshold`` that lead to the final state at ``position``."""
     return flow_routes(flow(_model, model_id, ids), position, threshold)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def readout(_model: MiniGPT, model_id: str, ids: Ids, stage: int, pos: int) -> pd.DataFrame:
+    """``interp.state_readout``: what the state at ``stage`` and ``pos`` predicts, the likeliest first."""
+    return state_readout(_model, _tokens(ids), stage, pos)
+
+
+def incoming(_model: MiniGPT, model_id: str, ids: Ids, stage: int, pos: int) -> pd.DataFrame:
+    """The edges of the prompt's flow into the state at ``stage`` and ``pos``, the most important first (none into
+    the embeddings, stage 0)."""
+    frame = flow(_model, model_id, ids)
+    return frame[(frame.target_stage == stage) & (frame.target_pos == pos)].sort_values("importance", ascending=False)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

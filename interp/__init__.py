@@ -45,7 +45,7 @@ _ROOMS = {
     "interp.observe.residual": ["accumulated_resid", "head_writes", "residual_stack", "write_norms"],
     "interp.observe.dla": ["direct_logit_attribution", "final_logits", "logit_difference", "resolve_target"],
     "interp.observe.lens": ["logit_lens"],
-    "interp.observe.flow": ["edge_logit_effects", "flow_routes", "flow_stages", "information_flow"],
+    "interp.observe.flow": ["edge_logit_effects", "flow_routes", "flow_stages", "information_flow", "state_readout"],
     "interp.observe.attention": ["attention_pattern_frame", "classification_note", "classify_heads", "head_scores"],
     "interp.weights.circuits": ["copying_scores", "ov_circuit", "ov_matrix", "qk_circuit", "qk_matrix"],
     "interp.weights.composition": ["composition_score", "composition_scores"],

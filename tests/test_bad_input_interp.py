@@ -439,6 +439,10 @@ def _flow_cases() -> list[Case]:
         Case(F + "edge_logit_effects", "edge into position 9 of 6", lambda e: flow.edge_logit_effects(e.model,
              e.tokens[:1], flow.information_flow(e.model, e.tokens[:1]).iloc[:1].assign(target_pos=9)), IndexError,
              "position 9 is out of range"),
+        Case(F + "state_readout", "stage 9 of 5", lambda e: flow.state_readout(e.model, e.tokens[:1], 9, 0), IndexError,
+             "stage 9 is out of range"),
+        Case(F + "state_readout", "position 9 of 6", lambda e: flow.state_readout(e.model, e.tokens[:1], 0, 9),
+             IndexError, "position 9 is out of range"),
         Case(F + "flow_routes", "not a flow frame", lambda e: flow.flow_routes(e.frame, 0), TypeError,
              "flow must be the frame of information_flow(model, tokens)"),
         Case(F + "flow_routes", "threshold 2", lambda e: flow.flow_routes(

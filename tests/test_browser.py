@@ -206,7 +206,7 @@ def test_a_clicked_token_chip_is_the_position_of_every_page(server):
 
 def test_flow_graph_click_and_causal_check_in_chromium(server):
     """Information flow on induction-2l: clicking an edge of the graph picks it, and the causal check runs on it and
-    shows the exact change beside attribution's prediction."""
+    shows the exact change beside attribution's prediction; clicking a node shows what that state predicts."""
     with sync_playwright() as p:
         browser = launch(p)
         page = opened(browser, server.url)
@@ -228,6 +228,17 @@ def test_flow_graph_click_and_causal_check_in_chromium(server):
         page.wait_for_selector('[data-testid="stMetric"]:has-text("Exact change when patched")', timeout=WAIT_MS)
         values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         assert len(values) == 3 and all(v.strip() for v in values), f"the causal check shows three numbers: {values}"
+        assert page.locator('[data-testid="stException"]').count() == 0
+        state_box = page.locator('[data-testid="stSelectbox"]:has-text("State")').first
+        before = state_box.locator("input").input_value()
+        nodes = page.locator('[data-testid="stPlotlyChart"]').first.locator(".scatterlayer .trace").nth(-1)
+        nodes.locator("path.point").nth(0).click(force=True)  # the lowest state at the first position drawn
+        wait_idle(page)
+        page.wait_for_timeout(500)
+        after = state_box.locator("input").input_value()
+        assert after != before, f"clicking a node must select its state (still {after!r})"
+        title = f"What {after} predicts next"
+        page.wait_for_selector(f'[data-testid="stPlotlyChart"] .gtitle:has-text("{title}")', timeout=WAIT_MS)
         assert page.locator('[data-testid="stException"]').count() == 0
         save_screenshot(page, SHOTS / "flow_causal_check.png")
         browser.close()

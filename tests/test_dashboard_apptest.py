@@ -12,7 +12,7 @@ import torch
 from conftest import APP, figure_array, open_page
 from streamlit.testing.v1 import AppTest
 
-from dashboards import state
+from dashboards import plots, state
 from model import MiniGPT, ModelConfig
 from model.storage.registry import CHECKPOINT_DIR
 
@@ -217,6 +217,43 @@ def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
     assert shown["Attribution's prediction"] == pytest.approx(expected.predicted_change, abs=1e-3)
     assert expected.change < -1, "the read letter carries the prediction"
     assert any(c.value.startswith("Direct logit attribution of this part") for c in at.caption), "the edge's DLA"
+
+
+def test_flow_page_reads_out_the_selected_state():
+    """A node of the flow graph: by default the explained final state, whose read-out is the model's own prediction;
+    picking another node shows what that state predicts (interp.state_readout computed alone) and the parts that
+    built it, most important first (the rows of interp.information_flow into it)."""
+    from interp import flow_stages, information_flow, state_readout
+
+    at = open_page()
+    at.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
+    at.switch_page("views/flow.py").run()
+    sel = at.session_state["selection"]
+    tokens, pos = torch.tensor([sel.token_ids]), sel.position
+    last = len(flow_stages(sel.model)) - 1
+    assert at.selectbox(key="flow_state").value == (last, pos), "the explained final state is selected first"
+    with torch.no_grad():
+        guess = sel.model.to_str_tokens([int(sel.model(tokens)[0, pos].argmax())])[0]
+    readout = charts(at)[1]["data"][0]
+    assert readout["y"][-1].strip() == guess, f"the final state predicts the model's top guess {guess!r}"
+    states = at.selectbox(key="flow_state").options
+    assert len(states) > 2 and all("at" in s for s in states), states
+    node = (1, pos)  # induction-2l (attention-only): stage 1 is layer 1's input, where layer 0's heads wrote
+    at.slider(key="flow_threshold").set_value(0.0).run()  # every state below the explained one is a node
+    at.selectbox(key="flow_state").set_value(node).run()
+    assert_clean(at, 4)
+    expected = state_readout(sel.model, tokens, *node).head(8)
+    shown = charts(at)[1]["data"][0]
+    assert [t.strip() for t in shown["y"][::-1]] == [plots.display_token(t) for t in expected.target_str]
+    np.testing.assert_allclose(figure_array(shown["x"])[::-1], expected.target_prob, atol=1e-6)
+    flow = information_flow(sel.model, tokens)
+    into = flow[(flow.target_stage == 1) & (flow.target_pos == pos)].nlargest(10, "importance")
+    table = at.dataframe[0].value
+    assert table.source_pos.tolist() == into.source_pos.tolist(), "the parts into the state, most important first"
+    np.testing.assert_allclose(table.importance, into.importance)
+    assert set(table.part) <= {"L0H0", "L0H1", "L0H2", "L0H3", "L0 residual"}, set(table.part)
+    at.selectbox(key="flow_state").set_value((0, pos)).run()
+    assert any("nothing flows into this state" in c.value for c in at.caption), "the embeddings have no inputs"
 
 
 @pytest.mark.parametrize(
@@ -430,7 +467,8 @@ def test_model_card_shows_the_loss_curve_evaluation_notes_and_readme():
     assert_clean(at, 1)
     made = MiniGPT.from_pretrained("induction-2l").provenance
     curve = charts(at)[0]
-    assert figure_array(curve["data"][0]["x"]).tolist() == [row["step"] for row in made["history"]], "not the shipped history"
+    steps = [row["step"] for row in made["history"]]
+    assert figure_array(curve["data"][0]["x"]).tolist() == steps, "not the shipped history"
     table = at.dataframe[0].value.set_index("field")
     assert (
         "0.28 nats" in table.loc["second_copy_loss", "meaning"]

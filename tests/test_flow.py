@@ -18,7 +18,9 @@ from interp.observe.flow import (
     flow_routes,
     flow_stages,
     information_flow,
+    state_readout,
 )
+from interp.observe.lens import logit_lens
 from model import MiniGPT, ModelConfig
 from model.training.data import repeated_pair_batch
 
@@ -77,6 +79,31 @@ def test_logit_effects_of_the_last_update_sum_to_the_logits(text):
             effects = edge_logit_effects(text, tokens, edge).sort_values("target")
             total = total + torch.tensor(effects.logit_effect.to_numpy())
         torch.testing.assert_close(total, logits[pos] - offset, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["minigpt-text", "induction-2l"])
+def test_a_state_reads_out_as_the_logit_lens_and_the_last_one_as_the_model(which, text, induction):
+    """A node of the flow graph read out: the final state gives the model's own logits; every block's input state
+    gives the logit lens's probabilities at that stage (an independent read of the same residual)."""
+    model = {"minigpt-text": text, "induction-2l": induction}[which]
+    tokens = model.to_tokens("the value of the attribute is")
+    stages, per_block = flow_stages(model), 1 if model.cfg.attn_only else 2
+    lens = logit_lens(model, tokens, k=3)
+    with torch.no_grad():
+        logits = model(tokens)[0].double()
+    for pos in (0, 7, tokens.shape[1] - 1):
+        out = state_readout(model, tokens, len(stages) - 1, pos).sort_values("target")
+        torch.testing.assert_close(torch.tensor(out.logit.to_numpy()), logits[pos], atol=1e-4, rtol=0)
+        for layer in range(model.cfg.n_layers):
+            read = state_readout(model, tokens, layer * per_block, pos)
+            row = lens[(lens.pos == pos) & (lens.stage == layer)].iloc[0]
+            assert read.target_str.iloc[:1].tolist() == row.top_strs[:1]
+            torch.testing.assert_close(torch.tensor(read.target_prob.iloc[:3].to_numpy()),
+                                       torch.tensor(row.top_probs, dtype=torch.float64), atol=1e-5, rtol=0)  # fmt: skip
+    with pytest.raises(IndexError, match="stage 9 is out of range"):
+        state_readout(model, tokens, 9, 0)
+    with pytest.raises(ValueError, match="follows one sequence"):
+        state_readout(model, torch.cat([tokens, tokens]), 0, 0)
 
 
 def _second_copy_reads(model: MiniGPT, seg: int, n: int, heads: tuple[int, int] | None) -> tuple[float, float]:

@@ -61,6 +61,7 @@ def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
     out["information_flow"] = interp.information_flow(model, clean)
     out["flow_routes"] = interp.flow_routes(out["information_flow"], position=3, threshold=0.05)
     out["edge_logit_effects"] = interp.edge_logit_effects(model, clean, out["information_flow"].iloc[:1])
+    out["state_readout"] = interp.state_readout(model, clean, 1, 3)
     return out | feature_frames(model, tokens)
 
 

@@ -34,7 +34,14 @@ from dashboards.plots.features import (
     logit_effects_figure,
     prompt_activation_bar,
 )
-from dashboards.plots.flow import attention_row_figure, flow_graph_figure
+from dashboards.plots.flow import (
+    attention_row_figure,
+    flow_graph_figure,
+    route_states,
+    stage_label,
+    state_key,
+    state_readout_figure,
+)
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar, training_history_figure
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar, write_norms_heatmap
@@ -66,7 +73,11 @@ __all__ = [
     "parameter_bar",
     "position_heatmap",
     "prompt_activation_bar",
+    "route_states",
     "stack_over_positions",
+    "stage_label",
+    "state_key",
+    "state_readout_figure",
     "step_heatmap",
     "token_chip_labels",
     "training_history_figure",

@@ -128,7 +128,8 @@ def _rows_on_unit_axis(trace: dict[str, Any], axis: dict[str, Any]) -> None:
     z = trace["z"]  # plotly encodes numeric arrays as {"dtype", "bdata", "shape": "rows, cols"}
     n, n_cols = len(labels), int(z["shape"].split(",")[1]) if isinstance(z, dict) else len(z[0])
     centres = [(i + 0.5) / n for i in range(n)]
-    trace["customdata"] = [[[labels[i]] + ([] if old is None else [old[i][j]]) for j in range(n_cols)] for i in range(n)]
+    cell = (lambda i, j: [labels[i]]) if old is None else (lambda i, j: [labels[i], old[i][j]])
+    trace["customdata"] = [[cell(i, j) for j in range(n_cols)] for i in range(n)]
     trace["y"] = centres
     hover = trace.get("hovertemplate", "%{y}<br>%{z}<extra></extra>")
     trace["hovertemplate"] = hover.replace("%{customdata}", "%{customdata[1]}").replace("%{y}", "%{customdata[0]}")
@@ -159,8 +160,8 @@ def stack_over_positions(figures: Sequence[go.Figure], title: str, gap: int = 80
     margin = 120  # make_figure's top and bottom margins
     heights = [part["layout"]["height"] - margin for part in parts]
     total = sum(heights) + gap * (len(parts) - 1)
-    layout: dict[str, Any] = {"annotations": [], "shapes": [], "hovermode": "x", **LINKED_HOVER,
-                              "xaxis": {**parts[-1]["layout"].get("xaxis", {}), "anchor": f"y{len(parts)}"}}  # fmt: skip
+    x_axis = {**parts[-1]["layout"].get("xaxis", {}), "anchor": f"y{len(parts)}"}
+    layout: dict[str, Any] = {"annotations": [], "shapes": [], "hovermode": "x", **LINKED_HOVER, "xaxis": x_axis}
     data, top = [], 1.0
     for k, (part, height) in enumerate(zip(parts, heights, strict=True)):
         y, bottom = "y" if k == 0 else f"y{k + 1}", top - height / total

@@ -5,7 +5,8 @@ across (the prompt's characters as ticks), the residual stream's stages up (``L0
 goes from its key position one stage up to its query position, coloured by head; an MLP edge and the carried
 residual go straight up, side by side. Width grows with importance (absolute: a share of 1 is the widest). The
 midpoint of every edge carries its hover text and, as ``customdata``, its row label in the frame, so a click on
-it can select the edge (``st.plotly_chart(..., on_select="rerun")``).
+it can select the edge (``st.plotly_chart(..., on_select="rerun")``); every state's marker carries
+``"state:{stage}:{position}"`` (:func:`state_key` reads it back), so a click on a node selects that state.
 
 Example:
     >>> import pandas as pd
@@ -37,6 +38,32 @@ def stage_label(hook_name: str, last: bool) -> str:
     return f"L{layer} {'in' if kind == 'pre' else kind}"
 
 
+def state_key(customdata: object) -> tuple[int, int] | None:
+    """``(stage, position)`` of a clicked state's ``customdata`` (``"state:3:14"``); None for anything else.
+
+    Example:
+        >>> state_key("state:3:14"), state_key(7)
+        ((3, 14), None)
+    """
+    if not isinstance(customdata, str) or not customdata.startswith("state:"):
+        return None
+    stage, pos = customdata.split(":")[1:]
+    return int(stage), int(pos)
+
+
+def route_states(routes: pd.DataFrame, position: int | None, n_stages: int) -> list[tuple[int, int]]:
+    """``(stage, position)`` of every state the routes touch, and of the explained final state: the graph's nodes.
+
+    Example:
+        >>> routes = pd.DataFrame({"source_stage": [0], "target_stage": [1], "source_pos": [0], "target_pos": [1]})
+        >>> route_states(routes, position=1, n_stages=2)
+        [(0, 0), (1, 1)]
+    """
+    ends = {(int(r.source_stage), int(r.source_pos)) for r in routes.itertuples()}
+    ends |= {(int(r.target_stage), int(r.target_pos)) for r in routes.itertuples()}
+    return sorted(ends | ({(n_stages - 1, int(position))} if position is not None else set()))
+
+
 def _group(row) -> tuple[str, str]:
     if row.kind == "head":
         return f"L{int(row.layer)}H{int(row.head)}", QUALITATIVE[(int(row.layer) * 7 + int(row.head)) % 24]
@@ -49,10 +76,12 @@ def flow_graph_figure(
     stages: list[str],
     *,
     position: int | None = None,
+    selected_state: tuple[int, int] | None = None,
     title: str = "Information flow",
     height: int = 560,
 ) -> go.Figure:
-    """The edges of ``routes`` on the (position, stage) grid; ``position``: the explained final state, in red."""
+    """The edges of ``routes`` on the (position, stage) grid; ``position``: the explained final state, in red (drawn
+    even where no edge reaches it); ``selected_state``: ``(stage, position)`` of the state ringed."""
     needed = {"kind", "layer", "head", "source_stage", "target_stage", "source_pos", "target_pos", "importance"}
     if not isinstance(routes, pd.DataFrame) or not needed <= set(routes.columns):
         raise TypeError(f"flow_graph_figure needs a frame of interp.flow_routes with the columns {sorted(needed)}")
@@ -71,14 +100,16 @@ def flow_graph_figure(
             text.append(f"{name}: {row.source_pos} {source} → {row.target_pos} {target}<br>importance {weight:.3f}")
     if ends_all:
         traces.append(hover_marks(ends_all, text, custom, opacity=0.25))
-    states = sorted({(r.source_pos, r.source_stage) for r in routes.itertuples()} |
-                    {(r.target_pos, r.target_stage) for r in routes.itertuples()})  # fmt: skip
     last = len(stages) - 1
+    states = [(p, s) for s, p in route_states(routes, position, len(stages))]
     colours = [EXPLAINED if (p, s) == (position, last) else "#eef3f8" for p, s in states]
-    names = [f"{stage_label(stages[s], s == last)} @ {p} {display_token(tokens[p])}" for p, s in states]
+    ring = [3 if (s, p) == selected_state else 1 for p, s in states]
+    names = [f"{stage_label(stages[s], s == last)} @ {p} {display_token(tokens[p])}<br>click: what it predicts"
+             for p, s in states]  # fmt: skip
     traces.append({"type": "scatter", "mode": "markers", "x": [p for p, _ in states], "y": [s for _, s in states],
                    "name": "states", "showlegend": False, "text": names, "hovertemplate": "%{text}<extra></extra>",
-                   "marker": {"size": 13, "color": colours, "line": {"color": "#345", "width": 1}}})  # fmt: skip
+                   "customdata": [f"state:{s}:{p}" for p, s in states],
+                   "marker": {"size": 13, "color": colours, "line": {"color": "#345", "width": ring}}})  # fmt: skip
     layout = {
         "xaxis": {"tickmode": "array", "tickvals": list(range(len(tokens))), "showgrid": False, "zeroline": False,
                   "ticktext": [display_token(t) for t in tokens], "range": [-0.7, len(tokens) - 0.3]},
@@ -87,6 +118,18 @@ def flow_graph_figure(
         "legend": {"orientation": "h", "y": -0.12}, "plot_bgcolor": "white", "clickmode": "event+select",
     }  # fmt: skip
     return make_figure(traces, layout, title, height)
+
+
+def state_readout_figure(readout: pd.DataFrame, *, title: str, top: int = 8) -> go.Figure:
+    """Horizontal bars of the ``top`` most likely next tokens of ``interp.state_readout`` (``target_str, logit,
+    target_prob``), the likeliest on top."""
+    d = readout.nlargest(top, "target_prob").iloc[::-1]
+    labels = [f"{display_token(t)} " for t in d["target_str"]]
+    trace = {"type": "bar", "orientation": "h", "y": labels, "x": d["target_prob"].tolist(),
+             "customdata": d["logit"].tolist(), "marker": {"color": "#08519c"},
+             "hovertemplate": "%{y}: p = %{x:.3f} (logit %{customdata:.2f})<extra></extra>"}  # fmt: skip
+    layout = {"xaxis": {"title": {"text": "probability"}, "range": [0, 1]}, "yaxis": {"type": "category"}}
+    return make_figure([trace], layout, title, height=max(260, 24 * len(d) + 110))
 
 
 def attention_row_figure(row: pd.DataFrame, *, title: str) -> go.Figure:

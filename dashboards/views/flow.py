@@ -11,43 +11,90 @@ st.markdown(
     "Every residual state (a position at one stage of the model) is the state below plus the parts its sublayer "
     "adds: each head's read of each earlier position, the MLP's output, and the residual carried through. An edge's "
     "**importance** is its part's share of the new state (Ferrando & Voita 2024's proximity). Pick the prediction "
-    "to explain: the graph keeps the edges above the threshold that lead to it. Importance measures size, not "
-    "effect: **click an edge** (or pick it below) and patch it from a corrupted prompt to see what it really does."
+    "to explain: the graph keeps the edges above the threshold that lead to it. **Click a node** to see what that "
+    "state predicts and what flows into it; importance measures size, not effect: **click an edge** (or pick it "
+    "below) and patch it from a corrupted prompt to see what it really does."
 )
 c1, c2 = st.columns(2)
-pos = state.pick_position(c1, "Explain the prediction after", tokens, key="flow_pos", default=sel.position)
+pos = state.pick_position(c1, "Explain the prediction after", tokens, key="flow_pos")
 threshold = c2.slider("Keep edges whose importance is at least", 0.0, 1.0, 0.1, 0.01, key="flow_threshold")
 routes = state.attempt("Information flow", analyses.flow.routes, model, sel.model_id, ids, pos, threshold)
 if routes is None:
     st.stop()
 stages = analyses.flow.stages(model, sel.model_id)
-figure = plots.flow_graph_figure(routes, tokens, stages, position=pos, title=f"What built the prediction after "
-                                 f"{pos} ({plots.display_token(tokens[pos])}): {len(routes)} edges")  # fmt: skip
-event = st.plotly_chart(figure, key="flow_graph", on_select="rerun", selection_mode="points")
+last = len(stages) - 1
+nodes = plots.route_states(routes, pos, len(stages))
+
+
+def part_name(layer: int, kind: str, head: int) -> str:
+    return f"L{layer}H{head}" if kind == "head" else {"mlp": f"L{layer} MLP"}.get(kind, f"L{layer} residual")
+
+
+def node_name(node: tuple[int, int]) -> str:
+    stage, at = node
+    return f"{plots.stage_label(stages[stage], stage == last)} at {at} {plots.display_token(tokens[at])}"
+
+
+# A click on the graph picks a node or an edge once (the chart keeps reporting its selection on later reruns)
+chart_event = st.session_state.get("flow_graph")
+points = chart_event.selection.points if chart_event and chart_event.get("selection") else []
+clicked = [p.get("customdata") for p in points if p.get("customdata") is not None]
+if clicked and st.session_state.get("flow_clicked") != (clicked[-1], pos):
+    st.session_state["flow_clicked"] = (clicked[-1], pos)
+    if plots.state_key(clicked[-1]) in nodes:
+        st.session_state["flow_state"] = plots.state_key(clicked[-1])
+    elif clicked[-1] in routes.index:
+        st.session_state["flow_edge"] = analyses.flow.edge_key(routes.loc[clicked[-1]])
+if st.session_state.get("flow_state") not in nodes:
+    st.session_state["flow_state"] = (last, pos)
+node = st.session_state["flow_state"]
+
+title = f"What built the prediction after {pos} ({plots.display_token(tokens[pos])}): {len(routes)} edges"
+figure = plots.flow_graph_figure(routes, tokens, stages, position=pos, selected_state=node, title=title)
+st.plotly_chart(figure, key="flow_graph", on_select="rerun", selection_mode="points")
+
+st.subheader("The selected state")
+node = st.selectbox("State (click a node of the graph)", nodes, format_func=node_name, key="flow_state")
+left, right = st.columns(2)
+with left:
+    readout = analyses.flow.readout(model, sel.model_id, ids, *node)
+    st.plotly_chart(plots.state_readout_figure(readout, title=f"What {node_name(node)} predicts next"),
+                    key="flow_readout")  # fmt: skip
+    top = " At the top stage this is the model's own prediction." if node[0] == last else ""
+    st.caption(f"The state read out as the logit lens does: through the final LayerNorm (with its own scale) and "
+               f"the unembedding.{top}")  # fmt: skip
+with right:
+    into = analyses.flow.incoming(model, sel.model_id, ids, *node)
+    if into.empty:
+        st.caption("The embeddings (token plus position): nothing flows into this state.")
+    else:
+        table = into.head(10).assign(part=[part_name(int(r.layer), r.kind, -1 if r.kind != "head" else int(r.head))
+                                           for r in into.head(10).itertuples()])  # fmt: skip
+        names = {"source_pos": "from position", "source_token": "from token"}
+        st.dataframe(table[["part", *names, "importance", "norm"]], hide_index=True, key="flow_incoming",
+                     column_config=names)  # fmt: skip
+        st.caption(f"The {min(10, len(into))} most important of the {len(into)} parts that built this state (its "
+                   "update's parts share 1, with the attention's output bias).")  # fmt: skip
+
 if routes.empty:
     st.info("No edge reaches this importance: lower the threshold.")
     st.stop()
 
+st.subheader("The selected edge")
 ranked = routes.sort_values("importance", ascending=False)
 keys = [analyses.flow.edge_key(row) for _, row in ranked.iterrows()]
 
 
 def describe(key) -> str:
     layer, kind, head, source, target = key
-    who = f"L{layer}H{head}" if kind == "head" else {"mlp": f"L{layer} MLP"}.get(kind, f"L{layer} residual")
     imp = float(ranked.importance.iloc[keys.index(key)])
-    return f"{who}: {source} {plots.display_token(tokens[source])} → {target} {plots.display_token(tokens[target])} " \
-           f"(importance {imp:.3f})"  # fmt: skip
+    return f"{part_name(layer, kind, head)}: {source} {plots.display_token(tokens[source])} → {target} " \
+           f"{plots.display_token(tokens[target])} (importance {imp:.3f})"  # fmt: skip
 
 
-clicked = [p.get("customdata") for p in (event.selection.points if event else []) if p.get("customdata") is not None]
-if clicked and clicked[-1] in routes.index:  # a click on the graph picks the edge below
-    key = analyses.flow.edge_key(routes.loc[clicked[-1]])
-    if st.session_state.get("flow_clicked") != key:
-        st.session_state["flow_clicked"] = st.session_state["flow_edge"] = key
 if st.session_state.get("flow_edge") not in keys:
     st.session_state.pop("flow_edge", None)
-edge = st.selectbox("Edge", keys, format_func=describe, key="flow_edge")
+edge = st.selectbox("Edge (click one on the graph)", keys, format_func=describe, key="flow_edge")
 layer, kind, head, source, target = edge
 
 left, right = st.columns(2)

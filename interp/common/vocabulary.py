@@ -164,6 +164,7 @@ COLUMNS: dict[str, Column] = {
     "target_pos": Column("int64", "information flow: the position an edge writes to (a head's query position)"),
     "source_token": Column("object", "the token at source_pos"),
     "target_token": Column("object", "the token at target_pos"),
+    "logit": Column("float64", "a token's logit when one residual state is read out (final LayerNorm, then W_U)"),
     "importance": Column("float64", "information flow: the part's proximity share of the state it adds to"),
     "prob_clean": Column("float64", "probability of target without the intervention"),
     "prob_intervened": Column("float64", "probability of target with the feature ablated, steered or clamped"),

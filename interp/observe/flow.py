@@ -279,3 +279,37 @@ def edge_logit_effects(
     ids = order.tolist()
     return pd.DataFrame({"target": ids, "target_str": token_labels(model.tokenizer, ids),
                          "logit_effect": effect[order].numpy()})  # fmt: skip
+
+
+def state_readout(
+    model: MiniGPT, tokens: Int[Tensor, "1 pos"] | str, stage: int, position: int, cache: object = None
+) -> pd.DataFrame:
+    """What one residual state (a node of the flow graph) predicts: the state at ``flow_stages(model)[stage]`` and
+    ``position`` through the final LayerNorm (with its own scale, as the logit lens reads it) and the unembedding.
+    One row per vocabulary entry, most likely first; the last stage gives the model's own output. Columns:
+    ``target`` (id), ``target_str``, ``logit``, ``target_prob``.
+
+    Example:
+        >>> from model import MiniGPT
+        >>> model = MiniGPT.from_pretrained("induction-2l")
+        >>> last = len(flow_stages(model)) - 1
+        >>> state_readout(model, "qwertyuiop qwertyuiop", last, 14).target_str.iloc[0]  # after the second "e"
+        'r'
+    """
+    model = _check_flow_model(model)
+    stages = flow_stages(model)
+    stage = check_index(stage, len(stages), "stage")
+    model, tokens, cache = prepare(model, tokens, cache, names_filter=[stages[stage]], what="state_readout")
+    _single(tokens)
+    position = check_index(position, tokens.shape[1], "position")
+    with torch.no_grad():
+        state = cache[stages[stage]][0, position]
+        if model.ln_final is not None:
+            state = model.ln_final(state)
+        logits = state @ model.W_U
+        logits = (logits if model.unembed.b_U is None else logits + model.unembed.b_U).double()
+        require_finite(logits, "state_readout", model, tokens=tokens)
+    order = torch.argsort(logits, descending=True)
+    ids = order.tolist()
+    return pd.DataFrame({"target": ids, "target_str": token_labels(model.tokenizer, ids),
+                         "logit": logits[order].numpy(), "target_prob": logits.softmax(-1)[order].numpy()})  # fmt: skip
