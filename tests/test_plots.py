@@ -135,17 +135,6 @@ def test_next_token_figure_orders_by_logit(run):
     assert fig.data[1].y == pytest.approx(logits.softmax(-1)[[1, 2, 0]].tolist())
 
 
-def test_write_norms_bar_stacks_every_component(run):
-    """One stacked trace per component; each bar's height is that component's write norm at that position."""
-    model, tokens, cache, symbols = run
-    norms = write_norms(model, tokens, cache)
-    fig = validated(plots.write_norms_bar(norms, symbols))
-    assert fig.layout.barmode == "stack"
-    assert [t.name for t in fig.data] == list(dict.fromkeys(norms["component"])), "one trace per component, in order"
-    embed = fig.data[0]
-    assert embed.y == pytest.approx(norms[norms.component == "embed"]["norm"].tolist())
-
-
 def test_write_norms_heatmap_is_component_by_position(run):
     """One row per component, one column per position; each cell is that write's norm."""
     model, tokens, cache, symbols = run

@@ -44,7 +44,7 @@ from dashboards.plots.flow import (
 )
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar, training_history_figure
-from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_bar, write_norms_heatmap
+from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_heatmap
 
 __all__ = [
     "DIVERGING",
@@ -81,6 +81,5 @@ __all__ = [
     "step_heatmap",
     "token_chip_labels",
     "training_history_figure",
-    "write_norms_bar",
     "write_norms_heatmap",
 ]

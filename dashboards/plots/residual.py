@@ -9,34 +9,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboards.plots.base import (
-    QUALITATIVE,
     SEQUENTIAL,
     display_token,
     make_figure,
     mark_position,
     token_axis,
 )
-
-
-def write_norms_bar(norms: pd.DataFrame, tokens: Sequence[str]) -> go.Figure:
-    """Stacked bars: how much each component writes into the residual stream at each position.
-
-    ``norms`` columns: ``pos, component, component_type, norm`` (``interp.write_norms``, one batch row).
-    """
-    labels, ticks = token_axis(tokens)
-    data = []
-    for i, (component, part) in enumerate(norms.groupby("component", sort=False)):
-        data.append(
-            {"type": "bar", "name": component, "x": [labels[p] for p in part["pos"]], "y": part["norm"].tolist(),
-             "marker": {"color": QUALITATIVE[i % len(QUALITATIVE)]},
-             "hovertemplate": f"{component}<br>position %{{x}}<br>|write| %{{y:.3f}}<extra></extra>"}
-        )  # fmt: skip
-    layout = {
-        "barmode": "stack",
-        "xaxis": {**ticks, "title": {"text": "position"}},
-        "yaxis": {"title": {"text": "L2 norm of the write"}},
-    }
-    return make_figure(data, layout, "What each component writes into the residual stream, per position", height=460)
 
 
 def write_norms_heatmap(norms: pd.DataFrame, tokens: Sequence[str], selected: int | None = None) -> go.Figure:

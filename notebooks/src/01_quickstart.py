@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.io as pio
 import torch
 
-from dashboards.plots import attention_heatmaps, parameter_bar, write_norms_bar
+from dashboards.plots import attention_heatmaps, parameter_bar, write_norms_heatmap
 from interp import accumulated_resid, attention_pattern_frame, residual_stack, write_norms
 from model import MiniGPT
 
@@ -119,13 +119,14 @@ for layer, block in enumerate(model.blocks):
 assert torch.allclose(head_stack.sum(0), final, atol=1e-5)
 
 # %% [markdown]
-# How much each component writes at each position (L2 norm of the write), one bar segment per
-# component:
+# How much each component writes at each position (the L2 norm of the write), one row per
+# component. Norms do not add up (the writes point in different directions), so they are drawn
+# side by side, never stacked:
 
 # %%
 token_strs = model.to_str_tokens(tokens[0])
 norms = write_norms(model, tokens, cache)
-write_norms_bar(norms[norms.batch == 0], token_strs).show()
+write_norms_heatmap(norms[norms.batch == 0], token_strs).show()
 
 # %% [markdown]
 # The residual stream at each layer boundary (`accumulated_resid`), and its norm growing as the
