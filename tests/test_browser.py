@@ -8,6 +8,7 @@ sets it to ``docs/screenshots/``, the README's pictures) or else to a temporary 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -241,4 +242,40 @@ def test_flow_graph_click_and_causal_check_in_chromium(server):
         page.wait_for_selector(f'[data-testid="stPlotlyChart"] .gtitle:has-text("{title}")', timeout=WAIT_MS)
         assert page.locator('[data-testid="stException"]').count() == 0
         save_screenshot(page, SHOTS / "flow_causal_check.png")
+        browser.close()
+
+
+def hover_labels(page, chart) -> list[str]:
+    """Hover the middle of ``chart``'s first subplot; the texts of every hover label then drawn."""
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".draglayer .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .hoverlayer .hovertext', timeout=WAIT_MS)
+    page.wait_for_timeout(300)  # the linked panels' labels come in the same frame; let plotly finish drawing
+    return chart.locator(".hoverlayer .hovertext").all_text_contents()
+
+
+def test_hover_on_one_panel_shows_the_same_token_on_the_others(server):
+    """Linked hover: on the residual page one position hovered in the writes panel shows its label in the logit-lens
+    panel too; on the attention grid one cell hovered shows the same query and key in every head of its row."""
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = opened(browser, server.url)
+        go_to(page, "Residual stream")
+        page.wait_for_selector('[data-testid="stPlotlyChart"] .main-svg', timeout=WAIT_MS)
+        labels = hover_labels(page, page.locator('[data-testid="stPlotlyChart"]').first)
+        positions = {m.group(1) for m in (re.search(r" at (\d+ \S)", text) for text in labels) if m}
+        print(f"\nresidual page, one hover: {labels}")
+        assert len(labels) == 2 and len(positions) == 1, f"both panels must label one position: {labels}"
+        assert "|write|" in labels[0] and "next" in labels[1], f"the writes, then the logit lens: {labels}"
+        go_to(page, "Attention")
+        chart = page.locator('[data-testid="stPlotlyChart"]').first
+        chart.locator(".main-svg").first.wait_for(timeout=WAIT_MS)
+        n_cells = chart.locator(".draglayer .nsewdrag").count()
+        labels = hover_labels(page, chart)
+        reads = {re.sub(r"^.*?(query)", r"\1", text).split("weight")[0] for text in labels}
+        print(f"attention grid ({n_cells} panels), one hover: {labels}")
+        assert len(labels) >= 2 and len(reads) == 1, f"every head of the row must label one query and key: {labels}"
+        assert len({text.split("query")[0] for text in labels}) == len(labels), f"one label per head: {labels}"
+        assert not page.locator('[data-testid="stException"]').all_inner_texts(), "a page raised"
         browser.close()
