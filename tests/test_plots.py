@@ -110,6 +110,8 @@ def test_attention_heatmaps_put_each_head_in_its_cell(run):
     assert np.isnan(z[np.triu_indices(len(symbols), 1)]).all(), "the causal mask must be blank, not 0"
     assert len(set(fig.data[0].x)) == len(symbols), "axis labels must be unique even for repeated tokens"
     assert all(w in fig.data[0].hovertemplate for w in ("query", "key", "weight"))
+    labelled = {t.xaxis for t in fig.data if fig.layout[t.xaxis.replace("x", "xaxis")].showticklabels is not False}
+    assert labelled == {t.xaxis for t in fig.data if t.yaxis == "y5"}, "key labels under the last row only"
     row = validated(plots.attention_heatmaps(frame[frame["head"] == 0], symbols, row="head"))
     assert len(row.data) == model.cfg.n_layers and {t.yaxis for t in row.data} == {"y"}, "head 0 side by side"
 

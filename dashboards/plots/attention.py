@@ -48,11 +48,14 @@ def attention_heatmaps(
              "hovertemplate": f"{titles[rows.index(r)][cols.index(c)]}<br>query %{{y}}<br>key %{{x}}<br>"
                               "weight %{z:.3f}<extra></extra>"}
         )  # fmt: skip
-        layout["xaxis" + x[1:]].update(ticks, title={"text": "key", "standoff": 2})
+        bottom = rows.index(r) == len(rows) - 1  # key labels under the last row only: fewer labels to lay out
+        key_axis = {"title": {"text": "key", "standoff": 2}} if bottom else {"showticklabels": False}
+        layout["xaxis" + x[1:]].update(ticks, **key_axis)
         layout["yaxis" + y[1:]].update(ticks, autorange="reversed", title={"text": "query", "standoff": 2})
     mark_position(layout, selected, [ref for line in refs for ref in line], along="y")
     layout["coloraxis"] = {"colorscale": SEQUENTIAL, "cmin": 0, "cmax": 1, "colorbar": {"title": {"text": "weight"}}}
-    layout.update(hovermode="y", **LINKED_HOVER)
+    # room for the colour bar on the right: a margin it must widen makes plotly lay the figure out twice
+    layout.update(hovermode="y", **LINKED_HOVER, margin={"l": 60, "r": 110, "t": 70, "b": 50})
     title = title or "Attention patterns (row: query, column: key)"
     return make_figure(data, layout, title, height=(320 if len(cols) > 1 else 420) * len(rows) + 90)
 
