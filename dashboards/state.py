@@ -308,10 +308,9 @@ def _adopt(key: str, then: Callable[[], None] | None = None) -> None:
         then()
 
 
-def pick_position(where: Any, label: str, tokens: list[str], key: str, default: int | None = None) -> int:
+def pick_position(where: Any, label: str, tokens: list[str], key: str) -> int:
     """A position selectbox bound to :func:`selected_position`: it shows the shared selection, and a choice in it
-    selects that position on every page. Returns the position. (``default`` is unused, kept for old callers.)"""
-    del default
+    selects that position on every page. Returns the position."""
     last, start = len(tokens) - 1, selection().position
     st.session_state[key] = min(selected_position(), last)
     names = {i: f"{i}: {t!r}" for i, t in enumerate(tokens)}
