@@ -236,6 +236,19 @@ def default_corruption(prompt: str) -> str:
     return " ".join(parts)
 
 
+def corrupt_at(prompt: str, index: int) -> str:
+    """``prompt`` with its character at ``index`` changed: a letter to the next one (``z`` to ``a``), anything else
+    to ``a``. The flow page's corrupted prompt: the character an edge reads, changed.
+
+    Example:
+        >>> corrupt_at("abcabc", 4), corrupt_at("a b", 1)
+        ('abcacc', 'aab')
+    """
+    old = prompt[index]
+    new = ("a" if old.lower() == "z" else chr(ord(old.lower()) + 1)) if old.isalpha() and old.isascii() else "a"
+    return prompt[:index] + new + prompt[index + 1 :]
+
+
 def selection() -> Selection:
     """The current sidebar selection (the router sets it before any page runs)."""
     return st.session_state["selection"]

@@ -203,10 +203,9 @@ def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
     read = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == pos)].nlargest(1, "importance")
     key = (1, "head", 0, int(read.source_pos.item()), pos)
     at.selectbox(key="flow_edge").set_value(key).run()
-    source = key[3]  # corrupt the letter the induction head reads (position 0 is <bos>)
-    letter = "a" if sel.prompt[source - 1] != "a" else "b"
-    corrupted = sel.prompt[: source - 1] + letter + sel.prompt[source:]
-    at.text_input(key="flow_corrupted").input(corrupted).run()
+    source = key[3]  # by default the letter the induction head reads is corrupted (position 0 is <bos>)
+    corrupted = sel.prompt[: source - 1] + state.corrupt_at(sel.prompt[source - 1], 0) + sel.prompt[source:]
+    assert corrupted != sel.prompt and any(c.value == f"Corrupted: `{corrupted}`" for c in at.caption)
     at.button(key="flow_patch").click().run()
     assert_clean(at, 3)
     shown = {m.label: float(m.value) for m in at.metric}

@@ -114,9 +114,10 @@ with right:
                f"{dla:+.3f}{here}.")  # fmt: skip
 
 st.subheader("Causal check")
-typed = st.text_input("Corrupted prompt, as long as the clean one (empty: the clean prompt with its longest word's "
-                      "first letter changed)", "", key="flow_corrupted")  # fmt: skip
-corrupted = typed or state.default_corruption(sel.prompt)
+typed = st.text_input("Corrupted prompt, as long as the clean one (empty: the clean prompt with the character this "
+                      "edge reads changed)", "", key="flow_corrupted")  # fmt: skip
+read = source - 1  # position 0 is <bos>, which no prompt can change: then the longest word's first letter
+corrupted = typed or (state.corrupt_at(sel.prompt, read) if read >= 0 else state.default_corruption(sel.prompt))
 corrupted_ids = state.attempt("Corrupted prompt", state.check_prompt, model, corrupted)
 st.caption(f"Corrupted: `{corrupted}`".replace("\n", "⏎"))
 if corrupted_ids is not None and st.button("Patch this edge from the corrupted prompt", key="flow_patch"):
