@@ -8,7 +8,7 @@ imports only ``state``, ``analyses`` and ``plots`` of the project, so every page
 """
 
 TIERS: tuple[tuple[str, ...], ...] = (
-    ("dashboards.plots",),  # DataFrame -> Figure; no Streamlit, no model
+    ("dashboards.plots", "dashboards.corruption"),  # DataFrame -> Figure; the corrupted prompts: no Streamlit
     ("dashboards.state",),  # the model, loaded once; the checked prompt
     # cached calls of three pages (re-exported by analyses)
     ("dashboards.feature_analyses", "dashboards.card_analyses", "dashboards.flow_analyses"),

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from dashboards.corruption import corrupt_at, default_corruption  # noqa: F401 (the pages reach them here)
 from model.network.config import ModelConfig
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import prompt_ids
@@ -217,36 +218,6 @@ def prompt_notes(prompt: str) -> list[str]:
     where = ", ".join(map(str, tabs[:10])) + (", ..." if len(tabs) > 10 else "")
     return [f"the prompt has {noun} (at position{'s' if len(tabs) > 1 else ''} {where}): the tokenizer has no "
             "tab symbol and reads each as a space"]  # fmt: skip
-
-
-def default_corruption(prompt: str) -> str:
-    """The patching page's corrupted prompt when none is typed: the first letter of the longest word changed.
-
-    Example:
-        >>> default_corruption("the value of the attribute is")
-        'the value of the bttribute is'
-    """
-    words = [(len(w), -i, i) for i, w in enumerate(prompt.split(" ")) if w[:1].isalpha()]
-    if not words:
-        return prompt
-    index = max(words)[2]
-    parts = prompt.split(" ")
-    first = parts[index][0].lower()
-    parts[index] = ("a" if first == "z" else chr(ord(first) + 1)) + parts[index][1:]
-    return " ".join(parts)
-
-
-def corrupt_at(prompt: str, index: int) -> str:
-    """``prompt`` with its character at ``index`` changed: a letter to the next one (``z`` to ``a``), anything else
-    to ``a``. The flow page's corrupted prompt: the character an edge reads, changed.
-
-    Example:
-        >>> corrupt_at("abcabc", 4), corrupt_at("a b", 1)
-        ('abcacc', 'aab')
-    """
-    old = prompt[index]
-    new = ("a" if old.lower() == "z" else chr(ord(old.lower()) + 1)) if old.isalpha() and old.isascii() else "a"
-    return prompt[:index] + new + prompt[index + 1 :]
 
 
 def selection() -> Selection:
