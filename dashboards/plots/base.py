@@ -125,8 +125,7 @@ def _rows_on_unit_axis(trace: dict[str, Any], axis: dict[str, Any]) -> None:
     the cursor. The row's label moves into ``customdata[0]`` (any earlier customdata into ``customdata[1]``).
     """
     labels, old = list(trace["y"]), trace.get("customdata")
-    z = trace["z"]  # plotly encodes numeric arrays as {"dtype", "bdata", "shape": "rows, cols"}
-    n, n_cols = len(labels), int(z["shape"].split(",")[1]) if isinstance(z, dict) else len(z[0])
+    n, n_cols = len(labels), len(trace["x"])  # one column per position
     centres = [(i + 0.5) / n for i in range(n)]
     cell = (lambda i, j: [labels[i]]) if old is None else (lambda i, j: [labels[i], old[i][j]])
     trace["customdata"] = [[cell(i, j) for j in range(n_cols)] for i in range(n)]
@@ -157,8 +156,8 @@ def stack_over_positions(figures: Sequence[go.Figure], title: str, gap: int = 80
         ([('x', 'y'), ('x', 'y2')], 'x')
     """
     parts = [figure.to_plotly_json() for figure in figures]
-    margin = 120  # make_figure's top and bottom margins
-    heights = [part["layout"]["height"] - margin for part in parts]
+    margins = [part["layout"]["margin"]["t"] + part["layout"]["margin"]["b"] for part in parts]
+    heights = [part["layout"]["height"] - margin for part, margin in zip(parts, margins, strict=True)]
     total = sum(heights) + gap * (len(parts) - 1)
     x_axis = {**parts[-1]["layout"].get("xaxis", {}), "anchor": f"y{len(parts)}"}
     layout: dict[str, Any] = {"annotations": [], "shapes": [], "hovermode": "x", **LINKED_HOVER, "xaxis": x_axis}
@@ -182,7 +181,7 @@ def stack_over_positions(figures: Sequence[go.Figure], title: str, gap: int = 80
              "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
         )  # fmt: skip
         top = bottom - gap / total
-    return make_figure(data, layout, title, height=total + margin)
+    return make_figure(data, layout, title, height=total + margins[0])
 
 
 def square(part: pd.DataFrame, value: str, n: int) -> np.ndarray:

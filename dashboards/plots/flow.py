@@ -101,14 +101,14 @@ def flow_graph_figure(
     if ends_all:
         traces.append(hover_marks(ends_all, text, custom, opacity=0.25))
     last = len(stages) - 1
-    states = [(p, s) for s, p in route_states(routes, position, len(stages))]
-    colours = [EXPLAINED if (p, s) == (position, last) else "#eef3f8" for p, s in states]
-    ring = [3 if (s, p) == selected_state else 1 for p, s in states]
+    states = route_states(routes, position, len(stages))  # (stage, position)
+    colours = [EXPLAINED if state == (last, position) else "#eef3f8" for state in states]
+    ring = [3 if state == selected_state else 1 for state in states]
     names = [f"{stage_label(stages[s], s == last)} @ {p} {display_token(tokens[p])}<br>click: what it predicts"
-             for p, s in states]  # fmt: skip
-    traces.append({"type": "scatter", "mode": "markers", "x": [p for p, _ in states], "y": [s for _, s in states],
+             for s, p in states]  # fmt: skip
+    traces.append({"type": "scatter", "mode": "markers", "x": [p for _, p in states], "y": [s for s, _ in states],
                    "name": "states", "showlegend": False, "text": names, "hovertemplate": "%{text}<extra></extra>",
-                   "customdata": [f"state:{s}:{p}" for p, s in states],
+                   "customdata": [f"state:{s}:{p}" for s, p in states],
                    "marker": {"size": 13, "color": colours, "line": {"color": "#345", "width": ring}}})  # fmt: skip
     layout = {
         "xaxis": {"tickmode": "array", "tickvals": list(range(len(tokens))), "showgrid": False, "zeroline": False,

@@ -68,12 +68,13 @@ with right:
     if into.empty:
         st.caption("The embeddings (token plus position): nothing flows into this state.")
     else:
-        table = into.head(10).assign(part=[part_name(int(r.layer), r.kind, -1 if r.kind != "head" else int(r.head))
-                                           for r in into.head(10).itertuples()])  # fmt: skip
+        strongest = into.head(10)
+        table = strongest.assign(part=[part_name(int(r.layer), r.kind, -1 if r.kind != "head" else int(r.head))
+                                       for r in strongest.itertuples()])  # fmt: skip
         names = {"source_pos": "from position", "source_token": "from token"}
         st.dataframe(table[["part", *names, "importance", "norm"]], hide_index=True, key="flow_incoming",
                      column_config=names)  # fmt: skip
-        st.caption(f"The {min(10, len(into))} most important of the {len(into)} parts that built this state (its "
+        st.caption(f"The {len(strongest)} most important of the {len(into)} parts that built this state (its "
                    "update's parts share 1, with the attention's output bias).")  # fmt: skip
 
 if routes.empty:

@@ -306,8 +306,7 @@ def state_readout(
         state = cache[stages[stage]][0, position]
         if model.ln_final is not None:
             state = model.ln_final(state)
-        logits = state @ model.W_U
-        logits = (logits if model.unembed.b_U is None else logits + model.unembed.b_U).double()
+        logits = model.unembed(state).double()  # the model's own read-out (forward's last two steps)
         require_finite(logits, "state_readout", model, tokens=tokens)
     order = torch.argsort(logits, descending=True)
     ids = order.tolist()
