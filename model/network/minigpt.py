@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -27,10 +27,12 @@ from torch import Tensor, nn
 
 from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes
 from model.network.config import ModelConfig
+from model.network.generation import GenerationMethods
 from model.network.hook_methods import HookMethods
 from model.network.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
-from model.network.layers import Block, Embed, LayerNorm, PosEmbed, Unembed
-from model.network.logits import next_token_loss, sample_tokens
+from model.network.layers import STAGES, Block, Embed, LayerNorm, PosEmbed, Unembed
+from model.network.loading import LoadingMethods
+from model.network.logits import next_token_loss
 from model.network.splice import SAESplicing
 from model.network.token_methods import TokenMethods, TokensLike
 from model.network.tokenizer import Tokenizer
@@ -39,7 +41,7 @@ from model.network.weights import CacheWeights, WeightMethods
 RETURN_TYPES = ("logits", "loss", "both", None)
 
 
-class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, nn.Module):
+class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMethods, GenerationMethods, nn.Module):
     """A hookable decoder-only transformer (see :class:`~model.network.config.ModelConfig`).
 
     Hook points (shapes in brackets)::
@@ -92,50 +94,6 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, nn.Module):
                 self.hook_dict[name] = module
         self.hook_names: list[str] = list(self.hook_dict)
 
-    # ------------------------------------------------------------------ constructors
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str | torch.device | None = None, step: int | None = None):
-        """A shipped checkpoint by name (``"induction-2l"``) or path; ``step``: that snapshot of its run (``Run``).
-
-        Example:
-            >>> model = MiniGPT.from_pretrained("induction-2l")
-            >>> model.cfg.attn_only, MiniGPT.from_pretrained("induction-2l", step=3000).provenance["steps"]
-            (True, 3000)
-        """
-        from model.storage.runs import load_step
-
-        ckpt = load_step(name_or_path, step)
-        model = cls(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
-        model.load_state_dict(ckpt.state_dict)
-        model.provenance = dict(ckpt.provenance)
-        return model.to(device) if device is not None else model
-
-    def save_pretrained(self, path: str, provenance: dict[str, Any] | None = None) -> None:
-        """Write ``path`` (``.safetensors``) and the JSON beside it, atomically."""
-        from model.storage.checkpoint import save_checkpoint
-
-        tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None
-        save_checkpoint(path, self.cfg, self.state_dict(), tokenizer, provenance or self.provenance)
-
-    @classmethod
-    def from_hf_gpt2(cls, model_or_state_dict: Any, config: Any = None) -> MiniGPT:
-        """A MiniGPT with the weights of a HuggingFace GPT-2.
-
-        ``model_or_state_dict``: a ``GPT2LMHeadModel`` / ``GPT2Model``, or a state dict with its ``GPT2Config``.
-        """
-        from model.storage.hf_gpt2 import hf_gpt2_to_minigpt
-
-        cfg, state = hf_gpt2_to_minigpt(model_or_state_dict, config)
-        model = cls(cfg)
-        model.load_state_dict(state)
-        return model
-
-    def to_hf_gpt2_state_dict(self) -> dict[str, Tensor]:
-        """This model's weights in HuggingFace GPT-2 layout (``transformer.h.{l}.attn.c_attn.weight`` ...)."""
-        from model.storage.hf_gpt2 import minigpt_to_hf_gpt2
-
-        return minigpt_to_hf_gpt2(self.cfg, self.state_dict())
-
     # ------------------------------------------------------------------ placement
     @property
     def device(self) -> torch.device:
@@ -180,24 +138,123 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, nn.Module):
         if not isinstance(loss_per_token, bool):
             raise TypeError(f"loss_per_token must be True or False, got {loss_per_token!r}")
         tokens, mask = self._input(input, prepend_bos, padding_side, attention_mask)
-        blocks = self.blocks if stop_at_layer is None else self.blocks[: self._stop_layer(stop_at_layer)]
+        stop = None if stop_at_layer is None else self._stop_layer(stop_at_layer)
+        stop = stop if stop is None or stop >= 0 else self.cfg.n_layers + stop
         positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
-        x = self.hook_embed(self.embed(tokens))
-        if self.pos_embed is not None:
-            x = x + self.hook_pos_embed(self.pos_embed(tokens, positions))
-        for block in blocks:
-            x = block(x) if mask is None else block(x, mask)
-        if stop_at_layer is not None:
+        x = self._blocks_from(self.embed_tokens(tokens, positions), 0, "resid_pre", None, mask, stop)
+        if stop is not None:
             return x
-        if self.ln_final is not None:
-            x = self.ln_final(x)
-        logits = self.unembed(x)
+        logits = self.read_out(x)
         if return_type == "logits":
             return logits
         if return_type is None:
             return None
         loss = next_token_loss(logits, tokens, per_token=loss_per_token, attention_mask=mask)
         return loss if return_type == "loss" else (logits, loss)
+
+    # ------------------------------------------------------------------ partial runs
+    def embed_tokens(
+        self, tokens: Int[Tensor, "batch pos"], position_ids: Int[Tensor, "batch pos"] | None = None
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The residual stream entering block 0: ``hook_embed`` plus ``hook_pos_embed`` (none for rotary).
+
+        ``tokens`` are ids the caller has checked (:meth:`check_tokens`); ``position_ids`` count positions from each
+        sequence's first real token in a padded batch (:meth:`forward` makes them from the attention mask).
+        """
+        x = self.hook_embed(self.embed(tokens))
+        if self.pos_embed is not None:
+            x = x + self.hook_pos_embed(self.pos_embed(tokens, position_ids))
+        return x
+
+    def forward_from(
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        layer: int = 0,
+        stage: str = "resid_pre",
+        rows: Sequence[int] | Int[Tensor, " rows"] | None = None,
+        *,
+        columns: Sequence[int] | Int[Tensor, " columns"] | None = None,
+    ) -> Float[Tensor, "batch rows d_vocab"]:
+        """Logits from the residual state ``resid`` at ``stage`` of block ``layer``: the rest of the network.
+
+        ``stage`` is one of ``resid_pre``, ``attn_sum``, ``resid_mid``, ``mlp_sum``, ``resid_post``
+        (:class:`~model.network.layers.Block` says what each holds; ``attn_sum`` and ``mlp_sum`` differ from
+        ``resid_mid`` and ``resid_post`` only in a ``norm="post"`` model, where they come before the LayerNorm).
+        Hooks fire as in the full forward, from the given state's own hook up. ``rows``: the logits at those
+        positions only (the last block then computes those queries alone; its hooks see those rows);
+        ``columns``: only those vocabulary entries. Equal to ``model(tokens)`` (to float rounding) when ``resid``
+        is that run's state:
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> logits, cache = model.run_with_cache("hello")
+            >>> tail = model.forward_from(cache["resid_mid", 1], 1, "resid_mid", rows=[5], columns=[7, 8])
+            >>> bool(torch.allclose(tail, logits[:, [5]][..., [7, 8]], atol=1e-6))
+            True
+        """
+        n, pos = self.cfg.n_layers, self._check_resid(resid)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+            raise ValueError(f"layer must be a block index in -{n}..{n - 1}, got {layer!r}")
+        if stage not in STAGES or (self.cfg.attn_only and stage in ("resid_mid", "mlp_sum")):
+            allowed = [s for s in STAGES if not (self.cfg.attn_only and s in ("resid_mid", "mlp_sum"))]
+            raise ValueError(f"stage={stage!r} is not a stage of this model's blocks; use one of {allowed}")
+        rows = None if rows is None else self._check_ids(rows, pos, "rows", "position")
+        columns = None if columns is None else self._check_ids(columns, self.cfg.d_vocab, "columns", "token id")
+        return self.read_out(self._blocks_from(resid, layer % n, stage, rows), columns)
+
+    def read_out(
+        self, resid: Float[Tensor, "... d_model"], columns: Sequence[int] | Int[Tensor, " columns"] | None = None
+    ) -> Float[Tensor, "... d_vocab"]:
+        """The final residual (the last ``resid_post``) read out as logits: the final LayerNorm (pre-norm models),
+        then the unembedding; ``columns``: only those vocabulary entries. The logit lens reads every layer this way.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> logits, cache = model.run_with_cache("hi")
+            >>> bool(torch.equal(model.read_out(cache["resid_post", 1]), logits))
+            True
+        """
+        if columns is not None and not isinstance(columns, Tensor):
+            columns = self._check_ids(columns, self.cfg.d_vocab, "columns", "token id")
+        x = resid if self.ln_final is None else self.ln_final(resid)
+        return self.unembed(x, columns)
+
+    def _blocks_from(
+        self,
+        x: Tensor,
+        layer: int,
+        stage: str,
+        rows: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        stop: int | None = None,
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The residual after ``blocks[:stop]`` (all) from ``x`` at ``stage`` of ``layer``; checked arguments."""
+        last = self.cfg.n_layers - 1 if stop is None else stop - 1
+        for index in range(layer, last + 1):
+            at = rows if index == last else None
+            x = self.blocks[index](x, key_mask, at, stage if index == layer else "resid_pre")
+        return x
+
+    def _check_resid(self, resid: object) -> int:
+        if not isinstance(resid, Tensor) or resid.ndim != 3 or resid.shape[-1] != self.cfg.d_model:
+            shape = tuple(resid.shape) if isinstance(resid, Tensor) else type(resid).__name__
+            raise ValueError(f"resid must be a [batch, pos, d_model={self.cfg.d_model}] tensor, got {shape}")
+        if not 1 <= resid.shape[1] <= self.cfg.n_ctx:
+            raise ValueError(f"resid has {resid.shape[1]} positions; this model takes 1 to n_ctx={self.cfg.n_ctx}")
+        return resid.shape[1]
+
+    def _check_ids(self, ids: object, size: int, what: str, unit: str) -> Tensor:
+        """``ids`` (ints in ``0 .. size - 1``, distinct) as a long tensor on the model's device."""
+        values = ids.tolist() if isinstance(ids, Tensor) else ids
+        if isinstance(values, int | str) or not isinstance(values, Sequence | range):
+            raise TypeError(f"{what} must be a list of ints, got {type(ids).__name__}")
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < size]
+        if bad or not values or len(set(values)) != len(values):
+            problem = f"{bad[0]!r} is out of 0..{size - 1}" if bad else "it is empty or lists one twice"
+            raise ValueError(f"{what} must be distinct {unit}s in 0..{size - 1}; {problem}")
+        return torch.tensor(values, dtype=torch.long, device=self.device)
 
     def loss_fn(
         self,
@@ -284,67 +341,3 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, nn.Module):
     def hook_shapes(self, batch: int, pos: int) -> dict[str, tuple[int, ...]]:
         """Shape of every hook's activation for a ``[batch, pos]`` input, without running the model."""
         return hook_shapes(self.cfg, self.hook_names, batch, pos)
-
-    # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def generate(
-        self,
-        input: TokensLike = "",
-        max_new_tokens: int = 32,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        *,
-        stop_at_eos: bool = True,
-        eos_token_id: int | None = None,
-        do_sample: bool = True,
-        verbose: bool = False,
-        prepend_bos: bool = True,
-    ) -> str | Int[Tensor, "batch pos"]:
-        """Continue a prompt by sampling; ``temperature=0`` (or ``do_sample=False``) is greedy.
-
-        Returns the whole text (prompt + continuation, specials left out) for a str prompt,
-        else the token tensor. Beyond ``n_ctx`` tokens the model sees only the last ``n_ctx``.
-        ``stop_at_eos`` (TransformerLens's default) stops a sequence at ``eos_token_id`` (default the tokenizer's
-        ``eos_token_id``, which is ``<bos>``: the character tokenizer has no other end-of-text symbol) and pads it with
-        that from then on; ``verbose`` shows a progress bar (off by default here, on in TransformerLens).
-        """
-        for name, flag in (("stop_at_eos", stop_at_eos), ("do_sample", do_sample), ("verbose", verbose)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False, got {flag!r}")
-        is_text = isinstance(input, str)
-        tokens = self.to_tokens(input, prepend_bos) if is_text else self.check_tokens(input)
-        stop = None
-        if stop_at_eos:
-            stop = eos_token_id if eos_token_id is not None else self._bos_id()
-            if isinstance(stop, bool) or not isinstance(stop, int) or not 0 <= stop < self.cfg.d_vocab:
-                raise ValueError(f"eos_token_id must be a token id in [0, {self.cfg.d_vocab}), got {stop!r}")
-        tokens = sample_tokens(
-            self._last_logits,
-            tokens,
-            max_new_tokens,
-            temperature=temperature if do_sample else 0,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            stop_token=stop,
-            progress=verbose,
-        )
-        if is_text:
-            return self._require_tokenizer().decode(tokens[0].tolist(), skip_special=True)
-        return tokens
-
-    def _last_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch d_vocab"]:
-        """Logits after the last token, seeing at most ``n_ctx`` tokens (the step :meth:`generate` samples from)."""
-        logits = self(tokens[:, -self.cfg.n_ctx :])[:, -1]
-        if not bool(torch.isfinite(logits).all()):
-            raise self._nonfinite_error("generate cannot sample from NaN/inf logits")
-        return logits
-
-    def _nonfinite_error(self, problem: str) -> ValueError:
-        """A ValueError for non-finite outputs naming the first non-finite parameter, if any."""
-        bad = next((name for name, p in self.named_parameters() if not bool(torch.isfinite(p).all())), None)
-        if bad is not None:
-            return ValueError(f"{problem}: parameter '{bad}' holds NaN/inf; reload the weights")
-        return ValueError(f"{problem}: every parameter is finite, so an active hook or the input wrote NaN/inf")

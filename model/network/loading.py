@@ -1,0 +1,62 @@
+"""Where a MiniGPT comes from and goes to on disk: shipped checkpoints, our own files, HuggingFace GPT-2.
+
+:class:`LoadingMethods` is a mixin of :class:`~model.network.minigpt.MiniGPT`; the formats themselves (schema,
+hashes, atomic writes, the GPT-2 layout) live in :mod:`model.storage`, which knows nothing of the class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from model.network.tokenizer import Tokenizer
+
+
+class LoadingMethods:
+    """``from_pretrained``, ``save_pretrained``, ``from_hf_gpt2`` and ``to_hf_gpt2_state_dict``."""
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str | torch.device | None = None, step: int | None = None):
+        """A shipped checkpoint by name (``"induction-2l"``) or path; ``step``: that snapshot of its run (``Run``).
+
+        Example:
+            >>> from model import MiniGPT
+            >>> model = MiniGPT.from_pretrained("induction-2l")
+            >>> model.cfg.attn_only, MiniGPT.from_pretrained("induction-2l", step=3000).provenance["steps"]
+            (True, 3000)
+        """
+        from model.storage.runs import load_step
+
+        ckpt = load_step(name_or_path, step)
+        model = cls(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
+        model.load_state_dict(ckpt.state_dict)
+        model.provenance = dict(ckpt.provenance)
+        return model.to(device) if device is not None else model
+
+    def save_pretrained(self, path: str, provenance: dict[str, Any] | None = None) -> None:
+        """Write ``path`` (``.safetensors``) and the JSON beside it, atomically."""
+        from model.storage.checkpoint import save_checkpoint
+
+        tokenizer = self.tokenizer.to_dict() if self.tokenizer is not None else None
+        save_checkpoint(path, self.cfg, self.state_dict(), tokenizer, provenance or self.provenance)
+
+    @classmethod
+    def from_hf_gpt2(cls, model_or_state_dict: Any, config: Any = None):
+        """A MiniGPT with the weights of a HuggingFace GPT-2.
+
+        ``model_or_state_dict``: a ``GPT2LMHeadModel`` / ``GPT2Model``, or a state dict with its ``GPT2Config``.
+        """
+        from model.storage.hf_gpt2 import hf_gpt2_to_minigpt
+
+        cfg, state = hf_gpt2_to_minigpt(model_or_state_dict, config)
+        model = cls(cfg)
+        model.load_state_dict(state)
+        return model
+
+    def to_hf_gpt2_state_dict(self) -> dict[str, Tensor]:
+        """This model's weights in HuggingFace GPT-2 layout (``transformer.h.{l}.attn.c_attn.weight`` ...)."""
+        from model.storage.hf_gpt2 import minigpt_to_hf_gpt2
+
+        return minigpt_to_hf_gpt2(self.cfg, self.state_dict())
