@@ -18,12 +18,12 @@ from interp.discover.acdc import acdc
 from interp.discover.attribution import edge_attribution_patching
 from interp.discover.circuit import Circuit, circuit_from_edges
 from interp.discover.graph import circuit_graph, edge_graph
-from interp.discover.masked import _masked_chunk, _masked_metrics
+from interp.discover.masked import masked_final, masked_metrics
 from interp.discover.patching import edge_patching
 from interp.discover.paths import path_patching
+from interp.discover.recording import check_pair, record
 from interp.discover.reference import edge_patching_reference
-from interp.discover.runs import _check_pair, _record
-from interp.intervene.engine import unembedding
+from interp.intervene.engine import score_final
 from model import ModelConfig
 
 VARIANTS = {k: v for k, v in CONFIG_VARIANTS.items() if v.get("norm") != "post"}
@@ -35,10 +35,10 @@ def _pair(seed: int = 0, shape=(3, 10)):
     return torch.randint(3, 64, shape, generator=gen), torch.randint(3, 64, shape, generator=gen)
 
 
-def _runs(model, metric, seed=0):
+def _recording(model, metric, seed=0):
     clean, corrupted = _pair(seed)
-    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
-    return graph, _record(model, graph, clean, corrupted, metric), metric
+    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
+    return graph, record(model, graph, clean, corrupted, metric), metric
 
 
 def test_graph_names_counts_and_reads():
@@ -84,21 +84,21 @@ def test_edge_patching_equals_one_hooked_forward_per_edge(variant, metric):
 def test_masked_forward_agrees_with_edge_patching_and_both_runs(variant):
     """One mask per edge (that edge corrupted) gives edge patching; all ones the clean run; all zeros the corrupted."""
     model = make_model(**VARIANTS[variant])
-    graph, runs, metric = _runs(model, Loss())
+    graph, recording, metric = _recording(model, Loss())
     masks = torch.ones(graph.n_edges + 2, graph.n_edges)
     masks[torch.arange(graph.n_edges), torch.arange(graph.n_edges)] = 0.0
     masks[-1] = 0.0
-    values = _masked_metrics(model, runs, masks, metric).double().numpy()
-    exact = edge_patching(model, runs.tokens, _pair()[1], metric, progress=False).metric_patched.to_numpy()
+    values = masked_metrics(model, recording, masks, metric).double().numpy()
+    exact = edge_patching(model, recording.tokens, _pair()[1], metric, progress=False).metric_patched.to_numpy()
     assert np.abs(values[:-2] - exact).max() < 1e-5
-    assert abs(values[-2] - runs.metric_clean) < 1e-5 and abs(values[-1] - runs.metric_corrupted) < 1e-5
+    assert abs(values[-2] - recording.metric_clean) < 1e-5 and abs(values[-1] - recording.metric_corrupted) < 1e-5
 
 
-def _naive_masked(model, runs, mask: torch.Tensor) -> float:
+def _naive_masked(model, recording, mask: torch.Tensor) -> float:
     """The masked forward written as plain loops over inputs and nodes (no batching), for one mask."""
-    graph, cfg = runs.graph, model.cfg
-    acts = list(runs.clean_writes[: graph.n_first])
-    corr = runs.corr_writes
+    graph, cfg = recording.graph, model.cfg
+    acts = list(recording.clean_writes[: graph.n_first])
+    corr = recording.corr_writes
 
     def read(d: int, base: torch.Tensor) -> torch.Tensor:
         total = base.clone()
@@ -111,7 +111,7 @@ def _naive_masked(model, runs, mask: torch.Tensor) -> float:
 
     d = 0
     for layer, block in enumerate(model.blocks):
-        attn, pre = block.attn, runs.corr[f"blocks.{layer}.hook_resid_pre"]
+        attn, pre = block.attn, recording.corr[f"blocks.{layer}.hook_resid_pre"]
         for h in range(cfg.n_heads):
             qkv = []
             for s, (w, b) in enumerate(((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))):
@@ -126,23 +126,23 @@ def _naive_masked(model, runs, mask: torch.Tensor) -> float:
             acts.append((scores.softmax(-1) @ v) @ attn.W_O[h])
         d += 3 * cfg.n_heads
         if block.mlp is not None:
-            x = norm(block.ln2, read(d, runs.corr[f"blocks.{layer}.hook_resid_mid"]))
+            x = norm(block.ln2, read(d, recording.corr[f"blocks.{layer}.hook_resid_mid"]))
             acts.append(block.mlp(x))
             d += 1
-    final = read(d, runs.corr[runs.final_name])
+    final = read(d, recording.corr[recording.final_name])
     logits = model.unembed(final if model.ln_final is None else model.ln_final(final))
-    return float(Loss()(logits, runs.tokens))
+    return float(Loss()(logits, recording.tokens))
 
 
 @pytest.mark.parametrize("variant", ["locked", "rotary-no-bias", "no-norm-attn-only-untied"])
 def test_masked_forward_with_many_edges_corrupted_equals_a_plain_loop(variant):
     """Random masks with half the edges corrupted: the batched masked forward equals the loop written out by hand."""
     model = make_model(**VARIANTS[variant])
-    graph, runs, metric = _runs(model, Loss())
+    graph, recording, metric = _recording(model, Loss())
     masks = (torch.rand(4, graph.n_edges, generator=torch.Generator().manual_seed(1)) < 0.5).float()
     with torch.no_grad():
-        batched = _masked_metrics(model, runs, masks, metric).tolist()
-        naive = [_naive_masked(model, runs, m) for m in masks]
+        batched = masked_metrics(model, recording, masks, metric).tolist()
+        naive = [_naive_masked(model, recording, m) for m in masks]
     print(variant, "masked:", np.round(batched, 5), "loop:", np.round(naive, 5))
     assert np.allclose(batched, naive, atol=1e-5)
     assert np.ptp(batched) > 1e-3  # the masks do different things
@@ -154,10 +154,10 @@ def test_eap_is_the_derivative_of_the_masked_forward(variant, metric):
     """EAP's score of an edge is d metric / d (1 - mask of that edge) at the clean run: autograd through the masked
     forward, a different implementation, agrees to 1e-6 relative to the largest score."""
     model = make_model(**VARIANTS[variant])
-    graph, runs, m = _runs(model, METRICS[metric])
-    eap = edge_attribution_patching(model, runs.tokens, _pair()[1], m)
+    graph, recording, m = _recording(model, METRICS[metric])
+    eap = edge_attribution_patching(model, recording.tokens, _pair()[1], m)
     masks = torch.ones(1, graph.n_edges, requires_grad=True)
-    value = _masked_chunk(model, runs, masks, m, unembedding(model, m))
+    value = score_final(model, masked_final(model, recording, masks), m, recording.tokens)
     (grad,) = torch.autograd.grad(value.sum(), masks)
     gap = float(np.abs(eap.score.to_numpy() + grad[0].double().numpy()).max())
     assert gap <= 1e-5 * max(1.0, eap.abs_score.max()), gap
@@ -206,11 +206,11 @@ def test_path_patching_into_every_reader_is_activation_patching_of_the_head(vari
     assert abs(everything - hooked) < 1e-5
 
 
-def _greedy_acdc(model, runs, metric, threshold: float) -> set[tuple[str, str]]:
+def _greedy_acdc(model, recording, metric, threshold: float) -> set[tuple[str, str]]:
     """ACDC written the slow way: one masked forward per candidate edge."""
-    graph = runs.graph
+    graph = recording.graph
     mask = torch.ones(graph.n_edges)
-    current = runs.metric_clean
+    current = recording.metric_clean
     for d in reversed(range(len(graph.downstream))):
         owner = graph.owner[d]
         edges = [graph.offsets[d] + u for u in reversed(range(graph.n_reads[d]))]
@@ -220,7 +220,7 @@ def _greedy_acdc(model, runs, metric, threshold: float) -> set[tuple[str, str]]:
         for e in edges:
             trial = mask.clone()
             trial[e] = 0.0
-            value = float(_masked_metrics(model, runs, trial[None], metric)[0])
+            value = float(masked_metrics(model, recording, trial[None], metric)[0])
             if abs(value - current) <= threshold:
                 mask, current = trial, value
     kept = [graph.edges[e] for e in range(graph.n_edges) if mask[e]]
@@ -231,14 +231,12 @@ def _greedy_acdc(model, runs, metric, threshold: float) -> set[tuple[str, str]]:
 def test_acdc_in_batches_decides_like_the_one_edge_at_a_time_loop(threshold, monkeypatch):
     """Speculative batches reproduce greedy ACDC exactly, with far fewer passes than edges tried."""
     model = make_model()
-    graph, runs, metric = _runs(model, Loss())
+    graph, recording, metric = _recording(model, Loss())
     calls = []
-    original = acdc_module._masked_metrics
-    monkeypatch.setattr(
-        acdc_module, "_masked_metrics", lambda *a, **k: calls.append(a[2].shape[0]) or original(*a, **k)
-    )
-    circuit = acdc(model, runs.tokens, _pair()[1], metric, threshold=threshold, progress=False)
-    expected = _greedy_acdc(model, runs, metric, threshold)
+    original = acdc_module.masked_metrics
+    monkeypatch.setattr(acdc_module, "masked_metrics", lambda *a, **k: calls.append(a[2].shape[0]) or original(*a, **k))
+    circuit = acdc(model, recording.tokens, _pair()[1], metric, threshold=threshold, progress=False)
+    expected = _greedy_acdc(model, recording, metric, threshold)
     print(f"threshold {threshold}: {circuit.size} edges kept; {len(calls)} batched passes of {sum(calls)} variants "
           f"for {graph.n_edges} edges")  # fmt: skip
     assert set(circuit.edges) == expected and 0 < circuit.size < graph.n_edges

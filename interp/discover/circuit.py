@@ -31,9 +31,9 @@ from interp.common.checks import check_int
 from interp.common.export import write_csv_atomic
 from interp.discover.graph import EdgeGraph, _pairs
 from interp.discover.layout import extent, node_of, parse
-from interp.discover.masked import _circuit_mask, _masked_metrics
+from interp.discover.masked import circuit_mask, masked_metrics
 from interp.discover.picture import dot_text, svg_text
-from interp.discover.runs import MetricLike, _check_pair, _normalized, _record
+from interp.discover.recording import MetricLike, check_pair, record
 from model.network.minigpt import MiniGPT
 from model.storage.files import atomic_write, check_output_path
 
@@ -127,11 +127,11 @@ class Circuit:
             >>> round(everything.faithfulness(model, "the cat sat on the mat", "a dog ran in the park.", "loss"), 4)
             1.0
         """
-        model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
+        model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
         keep = graph.indices(self, "the circuit")
-        runs = _record(model, graph, clean, corrupted, metric)
-        value = _masked_metrics(model, runs, _circuit_mask(graph.n_edges, keep, runs.clean_writes), metric)
-        return float(_normalized(value.double().cpu().numpy(), runs)[0])
+        recording = record(model, graph, clean, corrupted, metric)
+        value = masked_metrics(model, recording, circuit_mask(graph.n_edges, keep, recording.clean_writes), metric)
+        return float(recording.normalized(value.double().cpu().numpy())[0])
 
     # ------------------------------------------------------------------ making one
     @classmethod

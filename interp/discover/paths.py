@@ -41,8 +41,8 @@ from torch import Tensor
 from interp.common.checks import require_finite
 from interp.discover.graph import SLOTS, EdgeGraph
 from interp.discover.layout import parse
-from interp.discover.masked import _masked_metrics
-from interp.discover.runs import MetricLike, _check_pair, _normalized, _record
+from interp.discover.masked import masked_metrics
+from interp.discover.recording import MetricLike, check_pair, record
 from model.network.minigpt import MiniGPT
 
 COLUMNS = ["upstream", "downstream", "metric_patched", "score", "abs_score", "normalized", "metric_clean",
@@ -98,21 +98,21 @@ def path_patching(
         >>> frame.downstream.tolist()
         ['L1H0.k,logits', 'L1H0.k,logits']
     """
-    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
+    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
     senders, inputs = _names(senders, "senders"), _receiver_inputs(graph, _names(receivers, "receivers"))
     if len(set(senders)) != len(senders):
         raise ValueError(f"senders lists a node twice: {senders}")
     plans = [_sender_edges(graph, s, inputs) for s in senders]
-    runs = _record(model, graph, clean, corrupted, metric)
+    recording = record(model, graph, clean, corrupted, metric)
     masks = torch.ones(len(senders), graph.n_edges)
     for row, (edges, _) in enumerate(plans):
         masks[row, edges] = 0.0
-    values = _masked_metrics(model, runs, masks, metric)
+    values = masked_metrics(model, recording, masks, metric)
     require_finite(values, "path_patching", model, tokens=clean)
     patched = values.double().cpu().numpy()
     frame = pd.DataFrame({"upstream": senders, "downstream": [",".join(reached) for _, reached in plans],
-                          "metric_patched": patched, "score": patched - runs.metric_clean})  # fmt: skip
+                          "metric_patched": patched, "score": patched - recording.metric_clean})  # fmt: skip
     frame["abs_score"] = np.abs(frame["score"])
-    frame["normalized"] = _normalized(patched, runs)
-    frame["metric_clean"], frame["metric_corrupted"] = runs.metric_clean, runs.metric_corrupted
+    frame["normalized"] = recording.normalized(patched)
+    frame["metric_clean"], frame["metric_corrupted"] = recording.metric_clean, recording.metric_corrupted
     return frame[COLUMNS]

@@ -16,7 +16,6 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.common.checks import check_index, prepare, require_finite
-from interp.intervene.engine import run_from
 from interp.observe.dla import resolve_target
 from interp.observe.flow import _check_edge, _check_flow_model, _names, _part, _single, _stage_above, flow_stages
 from model.network.minigpt import MiniGPT
@@ -63,13 +62,9 @@ def patch_flow_edge(
     _, corr_cache = model.run_with_cache(corrupted, names_filter=names)
     stages = flow_stages(model)
 
-    def logits_at(final: Tensor) -> Tensor:  # the final residual read out at ``position``
-        final = final if model.ln_final is None else model.ln_final(final)
-        return model.unembed(final)[0, position].double()
-
     if target is None:  # the clean model's top guess, from the clean run's final residual
         with torch.no_grad():
-            target_id = int(logits_at(cache[stages[-1]]).argmax())
+            target_id = int(model.read_out(cache[stages[-1]][0, position]).argmax())
     else:
         target_id = int(resolve_target(model, clean, target)[0, position])
     layer, mlp_edge = edge["layer"], edge["kind"].startswith("mlp")
@@ -79,7 +74,7 @@ def patch_flow_edge(
     stage = "mlp_sum" if mlp_edge else "attn_sum"
 
     def metric(x: Tensor) -> Tensor:
-        return F.log_softmax(logits_at(run_from(model, x, layer, stage)), -1)[target_id]
+        return F.log_softmax(model.forward_from(x, layer, stage, rows=[position])[0, 0].double(), -1)[target_id]
 
     with torch.enable_grad():
         leaf = state.requires_grad_(True)

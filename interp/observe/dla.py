@@ -70,7 +70,7 @@ TargetLike = int | str | Sequence[int] | Int[Tensor, "..."] | None
 def final_logits(
     model: MiniGPT, tokens: Int[Tensor, "batch pos"], cache: ActivationCache | None = None
 ) -> Float[Tensor, "batch pos d_vocab"]:
-    """The model's logits recomputed from the cache (final normalised residual through the unembedding).
+    """The model's logits recomputed from the cache: the final residual through ``model.read_out``.
 
     Example:
         >>> from model import MiniGPT, ModelConfig
@@ -81,14 +81,14 @@ def final_logits(
         True
     """
     model, _, cache = prepare(model, tokens, cache, what="final_logits")
-    return _final_logits(model, cache)
+    return cache_logits(model, cache)
 
 
-def _final_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch pos d_vocab"]:
-    name = "ln_final.hook_normalized" if model.ln_final is not None else _final_resid_name(model)
-    x = cache[name]
-    logits = x @ model.W_U.detach().to(x.device)
-    return logits if model.unembed.b_U is None else logits + model.unembed.b_U.detach().to(x.device)
+def cache_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch pos d_vocab"]:
+    """:func:`final_logits` of a model and cache the caller has checked (``prepare``): the final residual through
+    ``model.read_out``, on the cache's device."""
+    final = cache[_final_resid_name(model)]
+    return model.read_out(final.to(model.device)).to(final.device)
 
 
 def resolve_target(
@@ -225,7 +225,7 @@ def direct_logit_attribution(
         raise ValueError(f"per={per!r} is not one of {list(PER)}")
     model, tokens, cache = prepare(model, tokens, cache, what="direct_logit_attribution")
     require_additive(model, "direct logit attribution")
-    logits = _final_logits(model, cache) if target is None or contrast is None else None
+    logits = cache_logits(model, cache) if target is None or contrast is None else None
     target_ids = resolve_target(model, tokens, target, logits)
     contrast_ids = None if contrast is None else resolve_target(model, tokens, contrast, logits, name="contrast")
     readout, biases = _directions(model, cache, target_ids, contrast_ids)
@@ -291,7 +291,7 @@ def logit_difference(
     if contrast is None:
         raise ValueError("logit_difference needs a contrast token (an id, a character or an id tensor)")
     model, tokens, cache = prepare(model, tokens, cache, what="logit_difference")
-    logits = _final_logits(model, cache)
+    logits = cache_logits(model, cache)
     target_ids = resolve_target(model, tokens, target, logits)
     contrast_ids = resolve_target(model, tokens, contrast, logits, name="contrast")
     diff = logits.gather(-1, target_ids[..., None])[..., 0] - logits.gather(-1, contrast_ids[..., None])[..., 0]

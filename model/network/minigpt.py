@@ -194,8 +194,10 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
             True
         """
         n, pos = self.cfg.n_layers, self._check_resid(resid)
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
-            raise ValueError(f"layer must be a block index in -{n}..{n - 1}, got {layer!r}")
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"layer must be an int (a block index), got {layer!r} ({type(layer).__name__})")
+        if not -n <= layer < n:
+            raise IndexError(f"layer {layer} is out of range: the model has {n} layers (valid 0..{n - 1})")
         if stage not in STAGES or (self.cfg.attn_only and stage in ("resid_mid", "mlp_sum")):
             allowed = [s for s in STAGES if not (self.cfg.attn_only and s in ("resid_mid", "mlp_sum"))]
             raise ValueError(f"stage={stage!r} is not a stage of this model's blocks; use one of {allowed}")
