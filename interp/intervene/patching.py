@@ -122,11 +122,10 @@ def _layer_variants(model: MiniGPT, grid: str, layer: int, clean: dict, corr: di
         return (lambda a, b: _at_positions(base, values, range(a, b))), n_pos, stage, [(p,) for p in range(n_pos)]
     base = corr[name + "hook_resid_pre"] + corr[name + "hook_attn_out"]
     dz = clean[name + "attn.hook_z"] - corr[name + "attn.hook_z"]
-    W_O, n_heads = model.blocks[layer].attn.W_O, model.cfg.n_heads
+    n_heads = model.cfg.n_heads
+    delta = model.blocks[layer].attn.write(dz, per_head=True).permute(2, 0, 1, 3)  # head batch pos d_model
     if grid == "heads":
-        make = lambda a, b: base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O.narrow(0, a, b - a))  # noqa: E731
-        return make, n_heads, "attn_sum", [(h,) for h in range(n_heads)]
-    delta = torch.einsum("bphe,hed->hbpd", dz, W_O)  # [head, batch, pos, d_model]
+        return (lambda a, b: base + delta[a:b]), n_heads, "attn_sum", [(h,) for h in range(n_heads)]
 
     def make(a: int, b: int) -> Tensor:
         heads, pos = torch.arange(a, b) // n_pos, torch.arange(a, b) % n_pos

@@ -103,7 +103,7 @@ def _head_parts(model: MiniGPT, layer: int, cache) -> Tensor:
     """``[head, q_pos, k_pos, d_model]``: head ``h``'s write at ``q_pos`` taken from key ``k_pos``."""
     attn = model.blocks[layer].attn
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0]  # head q k
-    values = torch.einsum("khe,hed->hkd", cache[f"blocks.{layer}.attn.hook_v"][0], attn.W_O)  # head k d_model
+    values = attn.write(cache[f"blocks.{layer}.attn.hook_v"][0], per_head=True).transpose(0, 1)  # head k d_model
     return pattern[..., None] * values[:, None]
 
 
@@ -244,7 +244,7 @@ def _part(model: MiniGPT, cache, edge: dict) -> Tensor:
     if edge["kind"] == "head":
         h, j = edge["head"], edge["source"]
         weight = cache[b + "attn.hook_pattern"][0, h, i, j]
-        return weight * cache[b + "attn.hook_v"][0, j, h] @ model.blocks[edge["layer"]].attn.W_O[h]
+        return weight * model.blocks[edge["layer"]].attn.write(cache[b + "attn.hook_v"][0, j], per_head=True)[h]
     name = {"attn_residual": "hook_resid_pre", "mlp": "hook_mlp_out", "mlp_residual": "hook_resid_mid"}[edge["kind"]]
     return cache[b + name][0, i]
 
