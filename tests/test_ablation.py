@@ -162,7 +162,7 @@ def test_cli_strings_parse_to_specs(tiny_model, tokens):
         ({"heads": "1.4"}, IndexError, "valid heads 0..3"),
         ({"neurons": "0.64"}, IndexError, "valid neurons 0..63"),
         ({"positions": "0.12"}, IndexError, "valid 0..11"),
-        ({"heads": "1.x"}, ValueError, "expected LAYER.HEAD like '1.2'"),
+        ({"heads": "1.x"}, ValueError, "is not a component label; write it like L1H3 (or 1.3)"),
         ({"heads": "1.2", "method": "median"}, ValueError, "use one of ['zero', 'mean', 'resample']"),
         ({"heads": "1.2", "method": "mean"}, ValueError, "mean ablation needs a reference batch"),
         ({"heads": [(1, -1)]}, ValueError, "head must be >= 0"),

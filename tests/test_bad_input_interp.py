@@ -123,8 +123,8 @@ def _dla_cases() -> list[Case]:
             e.model, e.tokens.float(), e.cache), ValueError, "tokens must be integer ids"),
         Case(D + "direct_logit_attribution", "cache is a dict", lambda e: dla.direct_logit_attribution(
             e.model, e.tokens, dict(e.cache)), TypeError, "cache must be an ActivationCache"),
-        Case(D + "direct_logit_attribution", "cache lacks ln_final", lambda e: dla.direct_logit_attribution(
-            e.model, e.tokens, e.small_cache), KeyError, "'ln_final.hook_normalized' is not in this cache"),
+        Case(D + "direct_logit_attribution", "cache lacks the final residual", lambda e: dla.direct_logit_attribution(
+            e.model, e.tokens, e.small_cache), KeyError, "'blocks.1.hook_resid_post' is not in this cache"),
         Case(D + "direct_logit_attribution", "target id 64", run(target=64), ValueError,
              "target ids [64] are outside the vocabulary [0, 64)"),
         Case(D + "direct_logit_attribution", "contrast id -1", run(target=3, contrast=-1), ValueError,
@@ -177,8 +177,10 @@ def _dla_cases() -> list[Case]:
              TypeError, "final_logits takes (model, tokens, cache=None): the cache was passed where the tokens go"),
         Case(D + "final_logits", "cache is a list", lambda e: dla.final_logits(e.model, e.tokens, [1]), TypeError,
              "cache must be an ActivationCache from model.run_with_cache, got list"),
-        Case(D + "final_logits", "cache lacks ln_final", lambda e: dla.final_logits(e.model, e.tokens,
-             e.small_cache), KeyError, "'ln_final.hook_normalized' is not in this cache"),
+        Case(D + "final_logits", "cache lacks the final residual", lambda e: dla.final_logits(e.model, e.tokens,
+             e.small_cache), KeyError, "'blocks.1.hook_resid_post' is not in this cache"),
+        Case(D + "cache_logits", "cache lacks the final residual", lambda e: dla.cache_logits(e.model, e.small_cache),
+             KeyError, "'blocks.1.hook_resid_post' is not in this cache; the logits are read out from the final"),
         Case(D + "resolve_target", "None without logits", lambda e: dla.resolve_target(e.model, e.tokens, None),
              ValueError, "target=None needs the logits"),
         Case(D + "resolve_target", "bool target", lambda e: dla.resolve_target(e.model, e.tokens, True),

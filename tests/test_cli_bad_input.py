@@ -65,9 +65,9 @@ CASES = [
     ("mismatched", ["export", "--model", "{fx}/mismatched", P, "a", "--out", "{tmp}/c.csv"], "does not match its"),
     ("empty-model-name", ["generate", "--model", ""], "the checkpoint name is empty"),
     # ablation specs: syntax and ranges
-    ("heads-dash", ["ablate", P, "abc", "--heads", "1-2"], "could not parse head '1-2'"),
-    ("heads-letters", ["ablate", P, "abc", "--heads", "a.b"], "expected LAYER.HEAD"),
-    ("heads-trailing-dot", ["ablate", P, "abc", "--heads", "1."], "could not parse head"),
+    ("heads-dash", ["ablate", P, "abc", "--heads", "1-2"], "'1-2' is not a component label; write it like L1H3"),
+    ("heads-letters", ["ablate", P, "abc", "--heads", "a.b"], "write it like L1H3"),
+    ("heads-trailing-dot", ["ablate", P, "abc", "--heads", "1."], "'1.' is not a component label"),
     ("head-out-of-range", ["ablate", P, "abc", "--heads", "1.9"], "valid heads 0..3"),
     ("layer-out-of-range", ["ablate", P, "abc", "--heads", "5.0"], "layer 5 is out of range"),
     ("neuron-out-of-range", ["ablate", P, "abc", "--neurons", "0.999"], "neuron 999 is out of range"),

@@ -18,10 +18,10 @@ from interp.discover.acdc import acdc
 from interp.discover.attribution import edge_attribution_patching
 from interp.discover.circuit import Circuit, circuit_from_edges
 from interp.discover.graph import circuit_graph, edge_graph
-from interp.discover.masked import masked_final, masked_metrics
+from interp.discover.masked import _masked_final, _masked_metrics
 from interp.discover.patching import edge_patching
 from interp.discover.paths import path_patching
-from interp.discover.recording import check_pair, record
+from interp.discover.recording import _check_pair, _record
 from interp.discover.reference import edge_patching_reference
 from interp.intervene.engine import score_final
 from model import ModelConfig
@@ -37,8 +37,8 @@ def _pair(seed: int = 0, shape=(3, 10)):
 
 def _recording(model, metric, seed=0):
     clean, corrupted = _pair(seed)
-    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
-    return graph, record(model, graph, clean, corrupted, metric), metric
+    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
+    return graph, _record(model, graph, clean, corrupted, metric), metric
 
 
 def test_graph_names_counts_and_reads():
@@ -88,7 +88,7 @@ def test_masked_forward_agrees_with_edge_patching_and_both_runs(variant):
     masks = torch.ones(graph.n_edges + 2, graph.n_edges)
     masks[torch.arange(graph.n_edges), torch.arange(graph.n_edges)] = 0.0
     masks[-1] = 0.0
-    values = masked_metrics(model, recording, masks, metric).double().numpy()
+    values = _masked_metrics(model, recording, masks, metric).double().numpy()
     exact = edge_patching(model, recording.tokens, _pair()[1], metric, progress=False).metric_patched.to_numpy()
     assert np.abs(values[:-2] - exact).max() < 1e-5
     assert abs(values[-2] - recording.metric_clean) < 1e-5 and abs(values[-1] - recording.metric_corrupted) < 1e-5
@@ -141,7 +141,7 @@ def test_masked_forward_with_many_edges_corrupted_equals_a_plain_loop(variant):
     graph, recording, metric = _recording(model, Loss())
     masks = (torch.rand(4, graph.n_edges, generator=torch.Generator().manual_seed(1)) < 0.5).float()
     with torch.no_grad():
-        batched = masked_metrics(model, recording, masks, metric).tolist()
+        batched = _masked_metrics(model, recording, masks, metric).tolist()
         naive = [_naive_masked(model, recording, m) for m in masks]
     print(variant, "masked:", np.round(batched, 5), "loop:", np.round(naive, 5))
     assert np.allclose(batched, naive, atol=1e-5)
@@ -157,7 +157,7 @@ def test_eap_is_the_derivative_of_the_masked_forward(variant, metric):
     graph, recording, m = _recording(model, METRICS[metric])
     eap = edge_attribution_patching(model, recording.tokens, _pair()[1], m)
     masks = torch.ones(1, graph.n_edges, requires_grad=True)
-    value = score_final(model, masked_final(model, recording, masks), m, recording.tokens)
+    value = score_final(model, _masked_final(model, recording, masks), m, recording.tokens)
     (grad,) = torch.autograd.grad(value.sum(), masks)
     gap = float(np.abs(eap.score.to_numpy() + grad[0].double().numpy()).max())
     assert gap <= 1e-5 * max(1.0, eap.abs_score.max()), gap
@@ -220,7 +220,7 @@ def _greedy_acdc(model, recording, metric, threshold: float) -> set[tuple[str, s
         for e in edges:
             trial = mask.clone()
             trial[e] = 0.0
-            value = float(masked_metrics(model, recording, trial[None], metric)[0])
+            value = float(_masked_metrics(model, recording, trial[None], metric)[0])
             if abs(value - current) <= threshold:
                 mask, current = trial, value
     kept = [graph.edges[e] for e in range(graph.n_edges) if mask[e]]
@@ -233,8 +233,10 @@ def test_acdc_in_batches_decides_like_the_one_edge_at_a_time_loop(threshold, mon
     model = make_model()
     graph, recording, metric = _recording(model, Loss())
     calls = []
-    original = acdc_module.masked_metrics
-    monkeypatch.setattr(acdc_module, "masked_metrics", lambda *a, **k: calls.append(a[2].shape[0]) or original(*a, **k))
+    original = acdc_module._masked_metrics
+    monkeypatch.setattr(
+        acdc_module, "_masked_metrics", lambda *a, **k: calls.append(a[2].shape[0]) or original(*a, **k)
+    )
     circuit = acdc(model, recording.tokens, _pair()[1], metric, threshold=threshold, progress=False)
     expected = _greedy_acdc(model, recording, metric, threshold)
     print(f"threshold {threshold}: {circuit.size} edges kept; {len(calls)} batched passes of {sum(calls)} variants "

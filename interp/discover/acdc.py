@@ -37,8 +37,8 @@ from torch import Tensor
 from interp.common.checks import require_finite
 from interp.common.metrics import Metric
 from interp.discover.circuit import Circuit
-from interp.discover.masked import masked_metrics
-from interp.discover.recording import MetricLike, Recording, check_pair, record
+from interp.discover.masked import _masked_metrics
+from interp.discover.recording import MetricLike, _check_pair, _record, _Recording
 from interp.intervene.engine import progress_bar
 from model.network.minigpt import MiniGPT
 
@@ -49,7 +49,7 @@ def _check_threshold(threshold: object) -> float:
     return float(threshold)
 
 
-def _prune_input(model: MiniGPT, recording: Recording, metric: Metric, mask: Tensor, candidates: list[int],
+def _prune_input(model: MiniGPT, recording: _Recording, metric: Metric, mask: Tensor, candidates: list[int],
                  current: float, threshold: float, effects: dict[int, float], bar) -> float:  # fmt: skip
     """Decide every candidate edge of one input (updating ``mask`` and ``effects``); return the new metric."""
     start = 0
@@ -58,7 +58,7 @@ def _prune_input(model: MiniGPT, recording: Recording, metric: Metric, mask: Ten
         variants = mask.repeat(len(rest), 1)
         for i, edge in enumerate(rest):
             variants[i:, edge] = 0.0  # variant i removes rest[0..i]
-        values = masked_metrics(model, recording, variants, metric).tolist()
+        values = _masked_metrics(model, recording, variants, metric).tolist()
         kept = next((i for i, v in enumerate(values) if abs(v - (values[i - 1] if i else current)) > threshold), None)
         removed = rest if kept is None else rest[:kept]
         mask[removed] = 0.0
@@ -90,9 +90,9 @@ def acdc(
         >>> acdc(model, "abcabc", "abdabd", "loss", threshold=1.0, progress=False).size  # nothing moves it by 1
         0
     """
-    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
+    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     threshold = _check_threshold(threshold)
-    recording = record(model, graph, clean, corrupted, metric)
+    recording = _record(model, graph, clean, corrupted, metric)
     mask = torch.ones(graph.n_edges, dtype=recording.clean_writes.dtype, device=recording.clean_writes.device)
     leaving: dict[int, list[int]] = {}
     for edge, node in enumerate(graph.edge_up):

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from interp.common.checks import check_int, require_finite
 from interp.discover.graph import EdgeGraph
-from interp.discover.recording import MetricLike, check_pair, edge_frame, node_writes, record_pass, recorded_names
+from interp.discover.recording import MetricLike, _check_pair, _edge_frame, _node_writes, _record_pass, _recorded_names
 from interp.intervene.engine import score_final
 from model.network.layers import LayerNorm
 from model.network.minigpt import MiniGPT
@@ -78,7 +78,7 @@ def _interpolating_run(model: MiniGPT, clean: Tensor, corr_embed: Tensor, steps:
         return act.flatten(0, 1).detach().requires_grad_(True)  # the graph starts here (frozen weights work too)
 
     with torch.enable_grad(), model.hooks([("hook_embed", mix)]):
-        store = record_pass(model, clean.repeat(steps, 1), names)
+        store = _record_pass(model, clean.repeat(steps, 1), names)
     return store
 
 
@@ -168,21 +168,21 @@ def edge_attribution_patching(
     """
     if torch.is_inference_mode_enabled():
         raise ValueError("edge attribution patching needs gradients; call it outside torch.inference_mode()")
-    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
+    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     steps = _check_steps(method, steps)
-    names = recorded_names(graph)
+    names = _recorded_names(graph)
     with torch.inference_mode():  # the corrupted pass needs no graph
-        corr = record_pass(model, corrupted, names)
+        corr = _record_pass(model, corrupted, names)
     store = _interpolating_run(model, clean, corr["hook_embed"], steps, [*names, *_grad_names(graph)])
     grad_names = _grad_names(graph)
     with torch.enable_grad():
         values = score_final(model, store[names[-1]].unflatten(0, (steps, -1)), metric, clean)
         targets = [store[n] for n in grad_names]
         grads = torch.autograd.grad(values.sum(), targets, allow_unused=True)
-    delta = node_writes(model, graph, {n: store[n].detach().unflatten(0, (steps, -1))[-1] for n in names}, corr)
+    delta = _node_writes(model, graph, {n: store[n].detach().unflatten(0, (steps, -1))[-1] for n in names}, corr)
     del corr
     with torch.no_grad():
         detached = {k: v.detach() for k, v in store.items()}
         scores = _edge_scores(model, graph, detached, list(grads), delta, steps)
     require_finite(scores, "edge_attribution_patching", model, tokens=clean)
-    return edge_frame(graph, range(graph.n_edges), scores)
+    return _edge_frame(graph, range(graph.n_edges), scores)

@@ -24,7 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.common.metrics import Metric
-from interp.discover.recording import Recording
+from interp.discover.recording import _Recording
 from interp.intervene.engine import run_variants
 from model.network.minigpt import MiniGPT
 
@@ -32,7 +32,7 @@ CPU_BUDGET = 64 * 2**20  # bytes of per-variant streams in one chunk on CPU
 ACCELERATOR_BUDGET = 1024 * 2**20
 
 
-def _sequences_per_chunk(model: MiniGPT, recording: Recording) -> int:
+def _sequences_per_chunk(model: MiniGPT, recording: _Recording) -> int:
     """Sequences (variants x batch) per chunk so that the per-variant streams of a chunk fit the budget."""
     graph, cfg = recording.graph, model.cfg
     per_variant = recording.tokens.numel() * cfg.d_model * (len(graph.upstream) + 9 * cfg.n_heads + 4)
@@ -46,7 +46,7 @@ def _mix(masks: Tensor, diffs: Tensor, base: Tensor) -> Tensor:
     return mixed.view(*mixed.shape[:2], *base.shape) + base
 
 
-def masked_final(model: MiniGPT, recording: Recording, masks: Float[Tensor, "variant edge"]) -> Tensor:
+def _masked_final(model: MiniGPT, recording: _Recording, masks: Float[Tensor, "variant edge"]) -> Tensor:
     """The final residual ``[variant, batch, pos, d_model]`` of each mask's pass."""
     graph, cfg = recording.graph, model.cfg
     n_var, (batch, n_pos) = masks.shape[0], recording.tokens.shape
@@ -81,8 +81,8 @@ def masked_final(model: MiniGPT, recording: Recording, masks: Float[Tensor, "var
     return _mix(masks[:, None, off:], torch.stack(diffs, 1), recording.corr[recording.final_name])[:, 0]
 
 
-def masked_metrics(
-    model: MiniGPT, recording: Recording, masks: Float[Tensor, "variant edge"], metric: Metric, on_chunk=None
+def _masked_metrics(
+    model: MiniGPT, recording: _Recording, masks: Float[Tensor, "variant edge"], metric: Metric, on_chunk=None
 ) -> Float[Tensor, " variant"]:
     """The metric of each mask's pass (read against the clean tokens), in chunks of variants, without gradients."""
     if masks.ndim != 2 or masks.shape[1] != recording.graph.n_edges:
@@ -90,12 +90,12 @@ def masked_metrics(
     masks = masks.to(dtype=recording.clean_writes.dtype, device=recording.clean_writes.device)
     with torch.no_grad():
         return run_variants(
-            model, lambda start, stop: masked_final(model, recording, masks[start:stop]), masks.shape[0], 0, "final",
+            model, lambda start, stop: _masked_final(model, recording, masks[start:stop]), masks.shape[0], 0, "final",
             metric, recording.tokens, _sequences_per_chunk(model, recording), on_chunk,
         )  # fmt: skip
 
 
-def circuit_mask(n_edges: int, keep: list[int], like: Tensor) -> Tensor:
+def _circuit_mask(n_edges: int, keep: list[int], like: Tensor) -> Tensor:
     """``[1, edge]``: 1 on the edges kept (clean), 0 on every other edge (corrupted)."""
     mask = torch.zeros(1, n_edges, dtype=like.dtype, device=like.device)
     mask[0, keep] = 1.0

@@ -48,14 +48,14 @@ from torch import Tensor
 
 from interp.common.checks import require_finite
 from interp.common.metrics import Metric
-from interp.discover.recording import MetricLike, Recording, check_pair, edge_frame, record
+from interp.discover.recording import MetricLike, _check_pair, _edge_frame, _record, _Recording
 from interp.intervene.engine import check_chunk_size, progress_bar, read_columns, run_variants
 from model.network.minigpt import MiniGPT
 
 COLUMNS = ["upstream", "downstream", "metric_patched", "score", "abs_score", "metric_clean", "metric_corrupted"]
 
 
-def _head_variants(model: MiniGPT, recording: Recording, layer: int, pairs: list[tuple[int, int]], rows):
+def _head_variants(model: MiniGPT, recording: _Recording, layer: int, pairs: list[tuple[int, int]], rows):
     """``make(a, b)`` for the edges ``(slot, node)`` into layer ``layer``'s heads (slot = 3 * head + q/k/v): the
     state at ``attn_sum``; at the query positions ``rows`` only, when given (the last block). When every pair is a
     query's (``rows`` given, no rotary), the patched input is built at ``rows`` alone too: the keys and values
@@ -100,7 +100,7 @@ def _head_variants(model: MiniGPT, recording: Recording, layer: int, pairs: list
     return make
 
 
-def _mlp_variants(model: MiniGPT, recording: Recording, layer: int, nodes: list[int], rows: Tensor | None):
+def _mlp_variants(model: MiniGPT, recording: _Recording, layer: int, nodes: list[int], rows: Tensor | None):
     """``make(a, b)``: ``resid_mid`` plus the MLP's write from ``resid_mid + delta`` (at ``rows``, when given)."""
     block = model.blocks[layer]
     mid = recording.clean[f"blocks.{layer}.hook_resid_mid"]
@@ -111,7 +111,7 @@ def _mlp_variants(model: MiniGPT, recording: Recording, layer: int, nodes: list[
     return lambda start, stop: mid + block.mlp_write(mid + delta[index[start:stop]])
 
 
-def _logit_variants(recording: Recording, nodes: list[int], rows: Tensor | None):
+def _logit_variants(recording: _Recording, nodes: list[int], rows: Tensor | None):
     final, delta = recording.clean[recording.final_name], recording.delta
     if rows is not None:
         final, delta = final.index_select(1, rows), delta.index_select(2, rows)
@@ -119,7 +119,7 @@ def _logit_variants(recording: Recording, nodes: list[int], rows: Tensor | None)
     return lambda start, stop: final + delta[index[start:stop]]
 
 
-def _patch_edges(model: MiniGPT, recording: Recording, index: list[int], metric: Metric, chunk: int, on_chunk):
+def _patch_edges(model: MiniGPT, recording: _Recording, index: list[int], metric: Metric, chunk: int, on_chunk):
     """The patched metric of every edge of ``index`` (sorted, graph order), each layer's edges run by the engine."""
     graph, cfg, tokens = recording.graph, model.cfg, recording.tokens
     rows, _ = read_columns(model, metric, tokens.shape[1])
@@ -176,15 +176,15 @@ def edge_patching(
         >>> frame[["upstream", "downstream"]].values.tolist()
         [['L0H1', 'L1H2.k'], ['embed', 'logits']]
     """
-    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
+    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     index = sorted(graph.indices(edges))
     chunk = check_chunk_size(chunk_size, model, clean.shape[1], metric)
-    recording = record(model, graph, clean, corrupted, metric, qkv=True)
+    recording = _record(model, graph, clean, corrupted, metric, qkv=True)
     bar = progress_bar(len(index), progress, "edge patching")
     with torch.no_grad():
         values = _patch_edges(model, recording, index, metric, chunk, bar.update)
     bar.close()
     require_finite(values, "edge_patching", model, tokens=clean)
-    frame = edge_frame(graph, index, values.double() - recording.metric_clean, metric_patched=values.double().numpy(),
+    frame = _edge_frame(graph, index, values.double() - recording.metric_clean, metric_patched=values.double().numpy(),
                        metric_clean=recording.metric_clean, metric_corrupted=recording.metric_corrupted)  # fmt: skip
     return frame[COLUMNS]

@@ -40,9 +40,10 @@ from torch import Tensor
 
 from interp.common.checks import require_finite
 from interp.discover.graph import SLOTS, EdgeGraph
-from interp.discover.layout import parse
-from interp.discover.masked import masked_metrics
-from interp.discover.recording import MetricLike, check_pair, record
+from interp.discover.layout import graph_name
+from interp.discover.masked import _masked_metrics
+from interp.discover.recording import MetricLike, _check_pair, _record
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 
 COLUMNS = ["upstream", "downstream", "metric_patched", "score", "abs_score", "normalized", "metric_clean",
@@ -61,8 +62,11 @@ def _names(value: object, what: str) -> list[str]:
 def _receiver_inputs(graph: EdgeGraph, receivers: list[str]) -> list[str]:
     out: list[str] = []
     for name in receivers:
-        kind, _, _, read = parse(name)
-        inputs = [f"{name}.{s}" for s in SLOTS] if kind == "head" and read is None else [name]
+        component = graph_name(name)
+        if component.kind == "head" and component.read is None:
+            inputs = [component_label("head", component.layer, component.index, s) for s in SLOTS]
+        else:
+            inputs = [name]
         for inp in inputs:
             if inp not in graph.downstream:
                 raise KeyError(f"receiver {name!r} is not an input of this model's graph; inputs are e.g. "
@@ -98,16 +102,16 @@ def path_patching(
         >>> frame.downstream.tolist()
         ['L1H0.k,logits', 'L1H0.k,logits']
     """
-    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
+    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     senders, inputs = _names(senders, "senders"), _receiver_inputs(graph, _names(receivers, "receivers"))
     if len(set(senders)) != len(senders):
         raise ValueError(f"senders lists a node twice: {senders}")
     plans = [_sender_edges(graph, s, inputs) for s in senders]
-    recording = record(model, graph, clean, corrupted, metric)
+    recording = _record(model, graph, clean, corrupted, metric)
     masks = torch.ones(len(senders), graph.n_edges)
     for row, (edges, _) in enumerate(plans):
         masks[row, edges] = 0.0
-    values = masked_metrics(model, recording, masks, metric)
+    values = _masked_metrics(model, recording, masks, metric)
     require_finite(values, "path_patching", model, tokens=clean)
     patched = values.double().cpu().numpy()
     frame = pd.DataFrame({"upstream": senders, "downstream": [",".join(reached) for _, reached in plans],

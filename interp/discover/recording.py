@@ -1,8 +1,8 @@
 """The clean and the corrupted pass, recorded once, and the checks every discovery method starts with.
 
 Every method of :mod:`interp.discover` compares a **clean** pass (the behaviour to explain) with passes in
-which some edges carry the value their upstream node had on the **corrupted** tokens. :func:`record` runs
-both once and keeps what the methods need in a :class:`Recording`: each node's write on both passes
+which some edges carry the value their upstream node had on the **corrupted** tokens. :func:`_record` runs
+both once and keeps what the methods need in a :class:`_Recording`: each node's write on both passes
 (``[node, batch, pos, d_model]``), the residual stream each input reads (``hook_resid_pre``, ``hook_resid_mid``,
 the final residual), the clean ``q``, ``k`` and ``v``, and the metric of both passes. (A training *run* is
 something else: :mod:`model.storage.runs`.)
@@ -33,8 +33,8 @@ MetricLike = Metric | str | Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
-class Recording:
-    """What :func:`record` keeps of the clean and the corrupted pass."""
+class _Recording:
+    """What :func:`_record` keeps of the clean and the corrupted pass."""
 
     graph: EdgeGraph
     tokens: Int[Tensor, "batch pos"]  # the clean tokens: every metric is read against them
@@ -66,7 +66,7 @@ class Recording:
         return (np.asarray(values, dtype=np.float64) - self.metric_corrupted) / gap
 
 
-def check_pair(
+def _check_pair(
     model: object, clean: object, corrupted: object, metric: object
 ) -> tuple[MiniGPT, EdgeGraph, Tensor, Tensor, Metric]:
     """The boundary of every discovery method: the model, its graph, both token inputs (same shape) and the metric."""
@@ -81,8 +81,8 @@ def check_pair(
     return model, graph, clean, corrupted, as_metric(metric)
 
 
-def recorded_names(graph: EdgeGraph, qkv: bool = False) -> list[str]:
-    """The activations :func:`record` keeps (with ``q``, ``k``, ``v`` and ``attn_out`` when ``qkv``); the final
+def _recorded_names(graph: EdgeGraph, qkv: bool = False) -> list[str]:
+    """The activations :func:`_record` keeps (with ``q``, ``k``, ``v`` and ``attn_out`` when ``qkv``); the final
     residual last."""
     cfg = graph.cfg
     names = ["hook_embed"] + ([] if graph.n_first == 1 else ["hook_pos_embed"])
@@ -94,7 +94,7 @@ def recorded_names(graph: EdgeGraph, qkv: bool = False) -> list[str]:
     return [*names, f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
 
 
-def node_writes(
+def _node_writes(
     model: MiniGPT, graph: EdgeGraph, store: dict[str, Tensor], other: dict[str, Tensor] | None = None
 ) -> Float[Tensor, "node batch pos d_model"]:
     """Every node's write, in node order, from one pass's activations; with ``other``, ``other``'s write minus
@@ -111,7 +111,7 @@ def node_writes(
         return torch.stack(out)
 
 
-def record_pass(model: MiniGPT, tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+def _record_pass(model: MiniGPT, tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
     """One pass of ``tokens`` up to the final residual (no read-out: the metric reads what it needs), keeping
     ``names``; under the caller's grad mode, so that the activations can be graph nodes."""
     store: dict[str, Tensor] = {}
@@ -124,23 +124,23 @@ def record_pass(model: MiniGPT, tokens: Tensor, names: Sequence[str]) -> dict[st
     return store
 
 
-def record(
+def _record(
     model: MiniGPT, graph: EdgeGraph, clean: Tensor, corrupted: Tensor, metric: Metric, *, qkv: bool = False
-) -> Recording:
+) -> _Recording:
     """Run the clean and the corrupted tokens once each (no gradients) and keep what discovery needs."""
-    names = recorded_names(graph, qkv)
+    names = _recorded_names(graph, qkv)
     with torch.no_grad():
-        clean_store, corr_store = record_pass(model, clean, names), record_pass(model, corrupted, names)
+        clean_store, corr_store = _record_pass(model, clean, names), _record_pass(model, corrupted, names)
         final = torch.stack([clean_store[names[-1]], corr_store[names[-1]]])
         metrics = score_final(model, final, metric, clean)
     require_finite(metrics, "circuit discovery", model, tokens=clean)
-    return Recording(
-        graph, clean, clean_store, corr_store, node_writes(model, graph, clean_store),
-        node_writes(model, graph, corr_store), float(metrics[0]), float(metrics[1]),
+    return _Recording(
+        graph, clean, clean_store, corr_store, _node_writes(model, graph, clean_store),
+        _node_writes(model, graph, corr_store), float(metrics[0]), float(metrics[1]),
     )  # fmt: skip
 
 
-def edge_frame(graph: EdgeGraph, index: Sequence[int], scores: Tensor, **columns: object) -> pd.DataFrame:
+def _edge_frame(graph: EdgeGraph, index: Sequence[int], scores: Tensor, **columns: object) -> pd.DataFrame:
     """``upstream, downstream, [columns], score, abs_score`` for the edges ``index`` (scores in that order)."""
     values = scores.detach().double().cpu().numpy()
     data: dict[str, object] = {

@@ -29,9 +29,9 @@ from torch import Tensor
 
 from interp.common.checks import require_finite
 from interp.discover.graph import EdgeGraph
-from interp.discover.layout import parse
+from interp.discover.layout import graph_name
 from interp.discover.patching import COLUMNS
-from interp.discover.recording import MetricLike, check_pair, edge_frame, record
+from interp.discover.recording import MetricLike, _check_pair, _edge_frame, _record
 from interp.intervene.engine import progress_bar
 from model.network.minigpt import MiniGPT
 
@@ -39,7 +39,8 @@ from model.network.minigpt import MiniGPT
 def _edge_hooks(model: MiniGPT, graph: EdgeGraph, edge: int, delta: Tensor) -> list:
     """The hooks that corrupt one edge (read the residual the input reads, replace what its node computes from it)."""
     change = delta[graph.edge_up[edge]]
-    kind, layer, head, slot = parse(graph.downstream[graph.edge_down[edge]])
+    read = graph_name(graph.downstream[graph.edge_down[edge]])
+    kind, layer, head, slot = read.kind, read.layer, read.index, read.read
     if kind == "logits":  # the final residual is read by the read-out alone
         return [(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", lambda act, hook: act + change)]
     block, seen = model.blocks[layer], {}
@@ -81,9 +82,9 @@ def edge_patching_reference(
         >>> len(edge_patching_reference(model, "abcabc", "abdabd", "loss"))
         19
     """
-    model, graph, clean, corrupted, metric = check_pair(model, clean, corrupted, metric)
+    model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     index = sorted(graph.indices(edges))
-    recording = record(model, graph, clean, corrupted, metric)
+    recording = _record(model, graph, clean, corrupted, metric)
     delta, values = recording.delta, []
     bar = progress_bar(len(index), progress, "edge patching, one edge at a time")
     for edge in index:
@@ -93,6 +94,6 @@ def edge_patching_reference(
     bar.close()
     values = torch.stack(values) if values else torch.zeros(0)
     require_finite(values, "edge_patching_reference", model, tokens=clean)
-    frame = edge_frame(graph, index, values.double() - recording.metric_clean, metric_patched=values.double().numpy(),
+    frame = _edge_frame(graph, index, values.double() - recording.metric_clean, metric_patched=values.double().numpy(),
                        metric_clean=recording.metric_clean, metric_corrupted=recording.metric_corrupted)  # fmt: skip
     return frame[COLUMNS]

@@ -33,7 +33,7 @@ ACCELERATOR_CHUNK_BYTES = 256 * 2**20  # the same on a GPU
 
 def read_columns(model: MiniGPT, metric: Metric, n_pos: int) -> tuple[Tensor | None, Tensor | None]:
     """``(rows, columns)``: the positions and vocabulary ids ``metric`` reads, as index tensors (None: all)."""
-    check_metric(metric)
+    _check_metric(metric)
     rows = metric.read_positions(n_pos)
     if metric.columns is not None and max(metric.columns) >= model.cfg.d_vocab:
         raise ValueError(f"{metric} reads token ids {metric.columns}, outside the vocabulary of {model.cfg.d_vocab}")
@@ -57,7 +57,7 @@ def cached_run(
 
     Gradients flow when called under ``torch.enable_grad()`` (the activations are then graph nodes).
     """
-    check_metric(metric)
+    _check_metric(metric)
     store: dict[str, Tensor] = {}
 
     def keep(act: Tensor, hook) -> None:
@@ -77,7 +77,7 @@ def default_chunk_size(model: MiniGPT, n_pos: int, metric: Metric, budget: int |
     sweep of the top 3 layers took 3.6 forwards with 4 sequences per chunk, 4.1 with 24).
     """
     cfg, n_pos = model.cfg, check_int(n_pos, "n_pos", minimum=1)
-    check_metric(metric)
+    _check_metric(metric)
     if budget is None:
         budget = CPU_CHUNK_BYTES if model.device.type == "cpu" else ACCELERATOR_CHUNK_BYTES
     width = max(3 * cfg.d_model, 0 if cfg.attn_only else cfg.d_ff, cfg.n_heads * n_pos)
@@ -161,8 +161,7 @@ def check_layers(model: MiniGPT, layers: Sequence[int] | None) -> list[int]:
     return [check_index(layer, n, "layer") for layer in layers]
 
 
-def check_metric(metric: object) -> Metric:
-    """``metric`` itself, or a TypeError when it is not a :class:`Metric` (the public functions make one first)."""
+def _check_metric(metric: object) -> Metric:
     if not isinstance(metric, Metric):
         raise TypeError(
             f"metric must be a Metric (interp.common.metrics.as_metric makes one from a name or a function), "

@@ -57,6 +57,7 @@ from interp.observe.residual import (
     require_additive,
 )
 from model.network.cache import ActivationCache
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import char_id
 
@@ -85,9 +86,12 @@ def final_logits(
 
 
 def cache_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch pos d_vocab"]:
-    """:func:`final_logits` of a model and cache the caller has checked (``prepare``): the final residual through
-    ``model.read_out``, on the cache's device."""
-    final = cache[_final_resid_name(model)]
+    """:func:`final_logits` from a model and a cache the caller has checked (``prepare``): the final residual through
+    ``model.read_out``, on the cache's device. A KeyError names the final residual when the cache lacks it."""
+    name = _final_resid_name(model)
+    if not isinstance(cache, ActivationCache) or name not in cache:
+        raise KeyError(f"{name!r} is not in this cache; the logits are read out from the final residual: record it")
+    final = cache[name]
     return model.read_out(final.to(model.device)).to(final.device)
 
 
@@ -157,15 +161,21 @@ def _dot(x: Float[Tensor, "batch pos d_model"], readout: Float[Tensor, "batch po
     return (x * readout).sum(-1)[None]  # 1 batch pos
 
 
+def _label(kind: str, layer: int, index: int | None = None) -> tuple:
+    """A row's label ``(component, layer, head, neuron, component_type)``: the component by its label, None where an
+    index does not apply."""
+    head, neuron = (index, None) if kind == "head" else (None, index)
+    return component_label(kind, layer, index), layer, head, neuron, kind
+
+
 def _layer_rows(model: MiniGPT, cache: ActivationCache, layer: int, readout: Tensor, per: str) -> list:
-    """``(labels, values [k, batch, pos])`` blocks for one layer; labels are (component, layer, head, neuron,
-    component_type) with None where an index does not apply."""
+    """``(labels, values [k, batch, pos])`` blocks for one layer (labels: :func:`_label`)."""
     block, rows = model.blocks[layer], []
     if per == "layer":
         write = cache["attn_out", layer] + (cache["mlp_out", layer] if block.mlp is not None else 0)
-        return [([(f"L{layer}", layer, None, None, "layer")], _dot(write, readout))]
+        return [([_label("layer", layer)], _dot(write, readout))]
     if per == "component":
-        rows.append(([(f"L{layer}.attn", layer, None, None, "attn")], _dot(cache["attn_out", layer], readout)))
+        rows.append(([_label("attn", layer)], _dot(cache["attn_out", layer], readout)))
     else:
         if ("result", layer) in cache:
             heads = torch.einsum("bphd,bpd->hbp", _head_writes(model, cache, layer), readout)
@@ -173,21 +183,20 @@ def _layer_rows(model: MiniGPT, cache: ActivationCache, layer: int, readout: Ten
             z = cache["z", layer]
             W_O = block.attn.W_O.detach().to(readout.device).flatten(0, 1)  # (head d_head) d_model
             heads = (z * (readout @ W_O.T).view(z.shape)).sum(-1).permute(2, 0, 1)
-        labels = [(f"L{layer}H{h}", layer, h, None, "head") for h in range(heads.shape[0])]
-        rows.append((labels, heads))
+        rows.append(([_label("head", layer, h) for h in range(heads.shape[0])], heads))
         if block.attn.b_O is not None:
             b_O = block.attn.b_O.detach().to(readout.device)
-            rows.append(([(f"L{layer}.attn_bias", layer, None, None, "attn_bias")], (readout @ b_O)[None]))
+            rows.append(([_label("attn_bias", layer)], (readout @ b_O)[None]))
     if block.mlp is None:
         return rows
     if per != "neuron":
-        return [*rows, ([(f"L{layer}.mlp", layer, None, None, "mlp")], _dot(cache["mlp_out", layer], readout))]
+        return [*rows, ([_label("mlp", layer)], _dot(cache["mlp_out", layer], readout))]
     W_out = block.mlp.W_out.detach().to(readout.device)
     neurons = (cache["post", layer] * (readout @ W_out.T)).permute(2, 0, 1)  # d_mlp batch pos
-    rows.append(([(f"L{layer}N{n}", layer, None, n, "neuron") for n in range(neurons.shape[0])], neurons))
+    rows.append(([_label("neuron", layer, n) for n in range(len(neurons))], neurons))
     if block.mlp.b_out is not None:
         b_out = block.mlp.b_out.detach().to(readout.device)
-        rows.append(([(f"L{layer}.mlp_bias", layer, None, None, "mlp_bias")], (readout @ b_out)[None]))
+        rows.append(([_label("mlp_bias", layer)], (readout @ b_out)[None]))
     return rows
 
 

@@ -25,6 +25,7 @@ from interp.common.checks import prepare, require_finite
 from interp.observe.dla import TargetLike, cache_logits, resolve_target
 from interp.observe.residual import _accumulated, pos_strings
 from model.network.cache import ActivationCache
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
 
@@ -54,7 +55,7 @@ def logit_lens(
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.cfg.d_vocab:
         raise ValueError(f"k must be an int in [1, {model.cfg.d_vocab}], got {k!r}")
     stages, _ = _accumulated(model, cache)
-    names = [f"L{s}.resid_pre" for s in range(model.cfg.n_layers)] + ["final"]
+    names = [component_label("resid_pre", s) for s in range(model.cfg.n_layers)] + ["final"]
     probs = model.read_out(stages.to(model.device)).softmax(-1)  # each stage through the final norm, with its own scale
     target_ids = resolve_target(model, tokens, target, cache_logits(model, cache) if target is None else None)
     target_prob = probs.gather(-1, target_ids.expand(len(names), -1, -1)[..., None])  # stage batch pos 1
