@@ -179,6 +179,8 @@ def _dla_cases() -> list[Case]:
              "cache must be an ActivationCache from model.run_with_cache, got list"),
         Case(D + "final_logits", "cache lacks the final residual", lambda e: dla.final_logits(e.model, e.tokens,
              e.small_cache), KeyError, "'blocks.1.hook_resid_post' is not in this cache"),
+        Case(D + "readout_directions", "cache lacks ln_final's scale", lambda e: dla.readout_directions(
+             e.model, e.small_cache, e.tokens, None), KeyError, "'ln_final.hook_scale' is not in this cache"),
         Case(D + "cache_logits", "cache lacks the final residual", lambda e: dla.cache_logits(e.model, e.small_cache),
              KeyError, "'blocks.1.hook_resid_post' is not in this cache; the logits are read out from the final"),
         Case(D + "resolve_target", "None without logits", lambda e: dla.resolve_target(e.model, e.tokens, None),

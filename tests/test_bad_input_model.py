@@ -21,6 +21,8 @@ from conftest import make_model
 
 from model import FactoredMatrix, MiniGPT, ModelConfig, Tokenizer
 from model.network.cache import hook_shapes
+from model.network.generation import GenerationMethods
+from model.network.loading import LoadingMethods
 from model.network.logits import next_token_loss, sample_tokens, sampling_probs
 from model.network.token_ids import as_id_tensor, char_id, check_token_ids, prompt_ids, token_labels
 from model.storage.checkpoint import check_checkpoint_bytes, verify_checkpoint
@@ -133,6 +135,20 @@ def _method_cases() -> list[Case]:
         Case("MiniGPT", "cfg is a dict", lambda e: MiniGPT({"d_model": 32}), TypeError, "cfg must be a ModelConfig"),
         Case("MiniGPT", "tokenizer size != d_vocab", lambda e: MiniGPT(ModelConfig(d_vocab=50), Tokenizer()),
              ValueError, "the tokenizer has 64 symbols but cfg.d_vocab=50"),
+        Case("MiniGPT.forward_from", "layer 2", lambda e: e.model.forward_from(torch.zeros(1, 4, 32), 2), IndexError,
+             "layer 2 is out of range: the model has 2 layers"),
+        Case("MiniGPT.forward_from", "unknown stage", lambda e: e.model.forward_from(torch.zeros(1, 4, 32), 0, "mid"),
+             ValueError, "stage='mid' is not a stage of this model's blocks; use one of ['resid_pre'"),
+        Case("MiniGPT.forward_from", "row 4 of 4", lambda e: e.model.forward_from(torch.zeros(1, 4, 32), rows=[4]),
+             ValueError, "rows must be distinct positions in 0..3"),
+        Case("MiniGPT.forward_from", "state of width 5", lambda e: e.model.forward_from(torch.zeros(1, 4, 5)),
+             ValueError, "resid must be a [batch, pos, d_model=32] tensor, got (1, 4, 5)"),
+        Case("MiniGPT.read_out", "column 64", lambda e: e.model.read_out(torch.zeros(1, 4, 32), columns=[64]),
+             ValueError, "columns must be distinct token ids in 0..63"),
+        Case("MiniGPT.read_out", "state of width 5", lambda e: e.model.read_out(torch.zeros(4, 5)), ValueError,
+             "resid must be a [..., d_model=32] tensor, got (4, 5)"),
+        Case("MiniGPT.embed_tokens", "id 64", lambda e: e.model.embed_tokens(torch.tensor([[1, 64]])), ValueError,
+             "64"),
         Case("MiniGPT.forward", "unknown return_type", lambda e: e.model(e.tokens, return_type="probs"),
              ValueError, "return_type='probs' is not one of ['logits', 'loss', 'both', None]"),
         Case("MiniGPT.forward", "loss of one token", lambda e: e.model(e.tokens[:, :1], return_type="loss"),
@@ -454,9 +470,10 @@ def test_bad_input_raises_a_clear_typed_error(case, env):
     assert_clean_failure(case, env)
 
 
-def _public_methods(cls: type) -> set[str]:
+def _public_methods(cls: type, *mixins: type) -> set[str]:
+    """``Class.method`` for the public methods of ``cls`` and of the ``mixins`` it inherits them from."""
     names = set()
-    for name, value in vars(cls).items():
+    for name, value in (item for owner in (cls, *mixins) for item in vars(owner).items()):
         if name.startswith("_") or isinstance(value, property):
             continue
         if inspect.isfunction(value) or isinstance(value, classmethod | staticmethod):
@@ -466,7 +483,8 @@ def _public_methods(cls: type) -> set[str]:
 
 def test_every_public_model_method_is_in_the_matrix():
     """Each public method of MiniGPT and Tokenizer has a row (or a stated exemption), so none is forgotten."""
-    public = _public_methods(MiniGPT) | _public_methods(Tokenizer) | {"MiniGPT", "Tokenizer", "FactoredMatrix"}
+    public = _public_methods(MiniGPT, LoadingMethods, GenerationMethods) | _public_methods(Tokenizer)
+    public |= {"MiniGPT", "Tokenizer", "FactoredMatrix"}
     public |= {f"{module}.{name}" for module, names in FUNCTIONS.items() for name in names}
     gone = [f"{m}.{n}" for m, names in FUNCTIONS.items() for n in names if not hasattr(importlib.import_module(m), n)]
     assert not gone, f"functions listed for the walk that no longer exist: {gone}"

@@ -34,7 +34,7 @@ from interp.common.checks import check_int, check_model, require_finite
 from interp.common.vocabulary import nullable_ints
 from interp.features.common import RESIDUAL_WRITES, _check_feature, _check_sae, _prepare_features, _write_point
 from interp.features.sae import SAE
-from interp.observe.dla import _directions, cache_logits, resolve_target, token_columns
+from interp.observe.dla import cache_logits, readout_directions, resolve_target, token_columns
 from interp.observe.residual import pos_strings
 from model.network.cache import ActivationCache
 from model.network.token_ids import token_labels
@@ -198,7 +198,7 @@ def feature_dla(
         )
     logits = cache_logits(model, cache) if target is None else None
     target_ids = resolve_target(model, tokens, target, logits)
-    readout, _ = _directions(model, cache, target_ids, None)  # batch pos d_model
+    readout, _ = readout_directions(model, cache, target_ids, None)  # batch pos d_model
     readout = readout.to(sae.device)
     per_feature = acts * (readout @ sae.W_dec.T)  # batch pos d_sae
     y = cache[_write_point(sae)].to(sae.device)

@@ -137,10 +137,13 @@ def resolve_target(
     return ids.long()
 
 
-def _directions(
+def readout_directions(
     model: MiniGPT, cache: ActivationCache, target: Tensor, contrast: Tensor | None
 ) -> tuple[Float[Tensor, "batch pos d_model"], list[tuple[str, str, Tensor]]]:
-    """Per-position readout direction (LN centring, weight and frozen scale folded in) and the bias rows."""
+    """Per-position read-out direction of ``target`` (minus ``contrast``) with the final LayerNorm's centring, gain
+    and recorded scale folded in, and the bias rows: what turns a residual write into its direct logit effect. The
+    model and the ``[batch, pos]`` ids are the caller's, checked; a cache without ``ln_final.hook_scale`` (pre-norm
+    models) is a KeyError naming it."""
     device = target.device
     W_U_rows = model.W_U.detach().to(device).T  # d_vocab d_model: only the gathered rows are used
     direction = W_U_rows[target] if contrast is None else W_U_rows[target] - W_U_rows[contrast]
@@ -237,7 +240,7 @@ def direct_logit_attribution(
     logits = cache_logits(model, cache) if target is None or contrast is None else None
     target_ids = resolve_target(model, tokens, target, logits)
     contrast_ids = None if contrast is None else resolve_target(model, tokens, contrast, logits, name="contrast")
-    readout, biases = _directions(model, cache, target_ids, contrast_ids)
+    readout, biases = readout_directions(model, cache, target_ids, contrast_ids)
     blocks = [([("embed", None, None, None, "embed")], _dot(cache["hook_embed"], readout))]
     if "hook_pos_embed" in cache:
         blocks.append(([("pos_embed", None, None, None, "pos_embed")], _dot(cache["hook_pos_embed"], readout)))
