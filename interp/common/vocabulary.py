@@ -115,15 +115,15 @@ COLUMNS: dict[str, Column] = {
             "entropy": "mean entropy of the attention pattern (nats)",
         }.items()
     },
-    "metric_clean": Column("float64", "the metric on the clean (unablated, unpatched) run"),
+    "metric_clean": Column("float64", "the metric on the clean (unablated, unpatched) pass"),
     "metric_ablated": Column("float64", "the metric with one component ablated"),
     "metric_corrupted": Column(
-        "float64", "the metric on the corrupted run (circuit discovery: its logits read against the clean tokens)"
+        "float64", "the metric on the corrupted pass (circuit discovery: its logits read against the clean tokens)"
     ),
     "metric_patched": Column(
         "float64",
-        "the metric with the row's patch: activation patching puts one clean activation into the corrupted run; "
-        "edge and path patching put one edge's (path's) corrupted value into the clean run",
+        "the metric with the row's patch: activation patching puts one clean activation into the corrupted pass; "
+        "edge and path patching put one edge's (path's) corrupted value into the clean pass",
     ),
     "delta": Column("float64", "metric_ablated - metric_clean"),
     # training dynamics (interp.dynamics): one row per (saved step, metric, component)

@@ -24,7 +24,7 @@ function                                      activation            shape
 
 How it runs: TransformerLens's ``generic_activation_patch`` runs one full hooked forward per cell. Here the cells of
 one layer are stacked into one batch and run from that layer's ``resid_pre`` upwards (the corrupted residual, from
-one cached corrupted run; nothing below the patched layer changes), in chunks, with one hook that writes each
+one cached corrupted pass; nothing below the patched layer changes), in chunks, with one hook that writes each
 variant's cell. The patch setters are TransformerLens's (``setter(corrupted_activation, index, clean_activation)``
 on a ``[batch, ...]`` activation, ``index[0]`` the layer), applied to each variant's slice of the batch.
 

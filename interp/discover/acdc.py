@@ -7,7 +7,7 @@ graph's, else put it back. An input whose node no kept edge reads any more is dr
 run (its node's value cannot reach the logits). The result is :meth:`~interp.discover.circuit.Circuit.pruned`,
 with each kept edge's score the change its removal would have caused (``metric_without - metric_with``).
 
-The runs are the masked forward of :mod:`interp.discover.masked`, and the candidates of one input are
+The passes are the masked forward of :mod:`interp.discover.masked`, and the candidates of one input are
 evaluated in one batch, speculatively: variant ``i`` removes candidates ``0..i`` together. Walking the
 variants in order reproduces the one-at-a-time decisions exactly (candidate ``i`` is judged against the
 graph with ``0..i-1`` removed) until the first edge that is kept; the speculation is then wrong for the

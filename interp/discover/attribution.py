@@ -4,11 +4,11 @@ Corrupting edge ``(u, d)`` adds ``delta_u = corrupted write_u - clean write_u`` 
 order that changes the metric by ``delta_u . dM/d input_d``, summed over batch and positions, so one
 gradient per *input* scores every edge into it:
 
-- **EAP**: the gradient at the clean run. Cost: one corrupted forward (no graph), one clean forward with a
+- **EAP**: the gradient at the clean pass. Cost: one corrupted forward (no graph), one clean forward with a
   graph, one backward, whatever the number of edges.
 - **EAP-IG**: the gradient averaged over ``steps`` runs whose token embeddings are interpolated from the
   corrupted to the clean ones (``alpha = 1/steps, 2/steps, ..., 1``), all in one batch, then one backward.
-  It reaches edges whose gradient vanishes at the clean run: a saturated attention pattern (a hard
+  It reaches edges whose gradient vanishes at the clean pass: a saturated attention pattern (a hard
   previous-token or induction head) has almost no gradient, though moving its inputs far changes a lot.
 
 The gradient with respect to an input is read where the input is used, then taken back through the
@@ -156,7 +156,7 @@ def edge_attribution_patching(
     method: str = "eap",
     steps: int | None = None,
 ) -> pd.DataFrame:
-    """Estimated effect of corrupting each edge, every edge at once: ``method="eap"`` (gradient at the clean run)
+    """Estimated effect of corrupting each edge, every edge at once: ``method="eap"`` (gradient at the clean pass)
     or ``"eap-ig"`` (integrated gradients over ``steps`` interpolated embeddings, default 5); see the module doc.
 
     Example:

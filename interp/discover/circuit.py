@@ -3,7 +3,7 @@
 A circuit is judged by its **faithfulness**: run the clean tokens with the circuit's edges clean and every
 other edge corrupted (the masked forward of :mod:`interp.discover.masked`), and see how much of the clean
 metric is left: ``(metric_circuit - metric_corrupted) / (metric_clean - metric_corrupted)``, 1 when the
-circuit alone does what the whole model does, 0 when it does no better than the corrupted run.
+circuit alone does what the whole model does, 0 when it does no better than the corrupted pass.
 
 Example:
     >>> circuit = Circuit([("embed", "L1H0.v"), ("L1H0", "logits")], scores=[-2.0, -3.5])

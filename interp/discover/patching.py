@@ -2,7 +2,7 @@
 
 This is the ground truth every estimate in :mod:`interp.discover` is scored against. Corrupting edge
 ``(u, d)`` adds ``corrupted write_u - clean write_u`` to input ``d`` and to nothing else; everything
-below ``d`` is the clean run, and everything that reads ``d``'s node recomputes. So each edge needs only
+below ``d`` is the clean pass, and everything that reads ``d``'s node recomputes. So each edge needs only
 what runs from ``d`` upwards, and the edges into one layer are stacked into one batch (run from the middle
 of the model by :mod:`interp.intervene.engine`, chunked):
 
@@ -21,7 +21,7 @@ last position costs one query row), and the vocabulary columns the metric reads.
 model per edge; the tests hold the two to 1e-5.
 
 Columns: ``upstream, downstream, metric_patched, score (metric_patched - metric_clean), abs_score,
-metric_clean, metric_corrupted`` (the corrupted run's logits read against the clean tokens), one row per edge
+metric_clean, metric_corrupted`` (the corrupted pass's logits read against the clean tokens), one row per edge
 in graph order.
 
 Example:
@@ -164,7 +164,7 @@ def edge_patching(
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """For each edge (``edges=None``: every edge of :func:`~interp.discover.graph.circuit_graph`), the metric of
-    the clean run with that edge alone carrying its corrupted value; batched (see the module docstring).
+    the clean pass with that edge alone carrying its corrupted value; batched (see the module docstring).
 
     ``edges``: a frame with ``upstream, downstream`` columns, a :class:`~interp.discover.circuit.Circuit`, or
     ``(upstream, downstream)`` pairs; rows come back in graph order. ``chunk_size``: sequences per pass.

@@ -1,6 +1,6 @@
 """Path patching in the style of Wang et al. 2022 (IOI): a sender's corrupted value along its direct paths only.
 
-For each sender node, the clean run is repeated with the sender's **direct** edges into the receivers
+For each sender node, the clean pass is repeated with the sender's **direct** edges into the receivers
 carrying its corrupted write, and every other reader of the sender seeing its clean write. Receivers are
 inputs (``L1H0.k``), or nodes standing for all their inputs (``L1H0`` = its ``q``, ``k`` and ``v``;
 ``L1.mlp``; ``logits``). The receivers recompute from there, and so does everything after them. Every

@@ -1,7 +1,7 @@
 """The causal check of an information-flow edge (:mod:`interp.observe.flow`): move one edge's part of a residual
 state to its value on a corrupted prompt, every other part clean, and run the model up from that state.
 
-The part is recomputed on the corrupted run (its pattern and values for a head, its MLP output, its carried
+The part is recomputed on the corrupted pass (its pattern and values for a head, its MLP output, its carried
 state), so the patch is exact, and the first-order prediction beside it (the metric's gradient at that state
 times the part's change) is what attribution would have said: where the two differ, linear attribution fails
 (a saturated attention pattern has almost no gradient, though moving its value changes a lot).
@@ -62,7 +62,7 @@ def patch_flow_edge(
     _, corr_cache = model.run_with_cache(corrupted, names_filter=names)
     stages = flow_stages(model)
 
-    if target is None:  # the clean model's top guess, from the clean run's final residual
+    if target is None:  # the clean model's top guess, from the clean pass's final residual
         with torch.no_grad():
             target_id = int(model.read_out(cache[stages[-1]][0, position]).argmax())
     else:

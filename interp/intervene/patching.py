@@ -19,7 +19,7 @@ grid              one cell patches                                     index col
 
 :func:`attribution_patching` estimates the same grids from one clean forward, one corrupted forward
 and one backward: the first-order change ``(clean_act - corrupted_act) . d metric / d act`` at the
-corrupted run (Nanda's attribution patching). It is exact where the metric is linear in the
+corrupted pass (Nanda's attribution patching). It is exact where the metric is linear in the
 activation (e.g. a last-layer head of a model without LayerNorm and a logit-difference metric).
 
 Columns of both: the index columns above, then ``metric_patched`` (float; for attribution, the
@@ -147,7 +147,7 @@ def activation_patching(
     chunk_size: int | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Patch each cell of ``grid`` from the clean run into the corrupted run; one row per cell (see module doc).
+    """Patch each cell of ``grid`` from the clean pass into the corrupted pass; one row per cell (see module doc).
 
     Example:
         >>> from model import MiniGPT, ModelConfig
