@@ -272,8 +272,8 @@ def edge_logit_effects(
         part = _part(model, cache, edge)
         if model.ln_final is not None:
             final = cache[flow_stages(model)[-1]][0, edge["target"]]
-            scale = (final - final.mean()).pow(2).mean().add(model.ln_final.eps).sqrt()
-            part = (part - part.mean()) / scale * model.ln_final.w  # the LayerNorm centres every part
+            _, rstd = model.ln_final.standardize(final)  # the final LayerNorm's scale there, frozen
+            part = (part - part.mean()) * rstd * model.ln_final.w  # the LayerNorm centres every part
         effect = (part @ model.W_U).double()
     order = torch.argsort(effect, descending=True)
     ids = order.tolist()
@@ -304,9 +304,7 @@ def state_readout(
     position = check_index(position, tokens.shape[1], "position")
     with torch.no_grad():
         state = cache[stages[stage]][0, position]
-        if model.ln_final is not None:
-            state = model.ln_final(state)
-        logits = model.unembed(state).double()  # the model's own read-out (forward's last two steps)
+        logits = model.read_out(state).double()  # the model's own read-out (forward's last two steps)
         require_finite(logits, "state_readout", model, tokens=tokens)
     order = torch.argsort(logits, descending=True)
     ids = order.tolist()
