@@ -202,6 +202,54 @@ def test_the_private_import_check_sees_one(tmp_path):
     assert added == {"interp.observe.lens imports interp.intervene.engine._check_metric"}, added
 
 
+# The forward pass's maths, spelled outside the model: an attention core (the causal mask, the scale, the fused
+# score kernel, rotary tables, a softmax over scores) or a block's sublayer called by hand (ln1/ln2/attn/mlp).
+FORWARD_MATHS = re.compile(
+    r"attn\.(mask|scale|rot_cos|rot_sin)\b|baddbmm|scores\.softmax|softmax\(-1\) @|block\.(mlp|attn|ln1|ln2)\("
+)
+HAND_LABEL = re.compile(r'f"L\{')  # a component label built by hand (L{l}H{h}, L{l}.mlp, ...)
+
+
+def forward_maths_outside_model(root: Path = ROOT) -> list[str]:
+    """Files of interp/ and dashboards/ that spell part of the forward pass instead of calling the model's pieces."""
+    paths = [p for package in ("interp", "dashboards") for p in sorted((root / package).rglob("*.py"))]
+    return [str(p.relative_to(root)) for p in paths if FORWARD_MATHS.search(p.read_text())]
+
+
+def hand_made_labels(root: Path = ROOT) -> list[str]:
+    """Files that build a component label by hand, outside the one module that makes them."""
+    paths = [p for package in PACKAGES for p in sorted((root / package).rglob("*.py"))]
+    home = root / "model" / "network" / "labels.py"
+    return [str(p.relative_to(root)) for p in paths if p != home and HAND_LABEL.search(p.read_text())]
+
+
+def test_the_forward_pass_is_written_once():
+    """No attention core or sublayer is re-spelled under interp/ or dashboards/: they call the model's partial runs."""
+    found = forward_maths_outside_model()
+    print("files spelling the forward pass outside model/:", len(found), found)
+    assert not found, f"forward-pass maths outside model/ (call the model's pieces instead): {found}"
+
+
+def test_component_labels_are_made_in_one_place():
+    """Every component label comes from model.network.labels.component_label, none is formatted by hand."""
+    found = hand_made_labels()
+    print("files building component labels by hand:", len(found), found)
+    assert not found, f"labels built by hand (use component_label / parse_component): {found}"
+
+
+def test_the_one_place_checks_see_a_violation(tmp_path):
+    """The two checks are not blind: an attention core and a hand-made label added to a copy are reported."""
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            dest = tmp_path / path.relative_to(ROOT)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(path.read_text())
+    lens = tmp_path / "interp" / "observe" / "lens.py"
+    lens.write_text(lens.read_text() + '\n# scores.softmax(-1) of attn.mask\nLABEL = f"L{0}H{1}"\n')
+    assert forward_maths_outside_model(tmp_path) == ["interp/observe/lens.py"]
+    assert "interp/observe/lens.py" in hand_made_labels(tmp_path)
+
+
 def test_import_rules_hold():
     """No import circle, model never imports interp/dashboards, tiers only import down, pages use one door."""
     problems = rule_violations(module_files())
