@@ -18,17 +18,17 @@ import pandas as pd
 import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entries, in_hooks, nan_hook, params
-from test_bad_input_compat import CASES as COMPAT_CASES
-from test_bad_input_discover import CASES as DISCOVER_CASES
-from test_bad_input_dynamics import CASES as DYNAMICS_CASES
-from test_bad_input_features import CASES as FEATURE_CASES
-from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 import interp
 from interp.common import checks, export, vocabulary
 from interp.observe import attention, dla, flow, lens, residual
 from interp.reports import card, induction
 from interp.weights import circuits, composition
+from tests.interp.compat.test_bad_input_compat import CASES as COMPAT_CASES
+from tests.interp.discover.test_bad_input_discover import CASES as DISCOVER_CASES
+from tests.interp.dynamics.test_bad_input_dynamics import CASES as DYNAMICS_CASES
+from tests.interp.features.test_bad_input_features import CASES as FEATURE_CASES
+from tests.interp.intervene.test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/test_cli*.py (CLI part of issue 8)
 

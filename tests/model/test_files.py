@@ -20,7 +20,7 @@ from model import MiniGPT, ModelConfig, load_checkpoint, save_checkpoint
 from model.storage import files
 from model.storage.schema import CONFIG_SCHEMA
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from interp.cli import dashboard as cli_dashboard
 from interp.cli.main import build_parser
 from model.storage.registry import CHECKPOINT_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
 UPLOAD = "an uploaded file"
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
