@@ -88,7 +88,7 @@ def unembedding(model: MiniGPT, metric: Metric) -> tuple[Float[Tensor, "d_model 
     cols = torch.tensor(metric.columns, device=W_U.device)
     # rows of W_U.t() (that is W_E when tied): index_select on a transposed view would copy all of it.
     # index_select, not W_U[:, cols]: indexing a parameter from Python can deadlock against another thread
-    # recording a graph with it (torch 2.13; tests/test_concurrency.py)
+    # recording a graph with it (torch 2.13; tests/model/test_concurrency.py)
     return W_U.t().index_select(0, cols).t(), None if b_U is None else b_U.index_select(0, cols)
 
 

@@ -4,7 +4,7 @@ Each row of the matrix is one (entry point, bad input, exception type, phrase th
 see tests/bad_input_matrix.py for what every row checks (typed error raised by our own check, nothing
 modified). Non-finite values: the analyses raise a ValueError naming the first non-finite parameter or,
 with finite weights, the first non-finite activation in forward order (see interp/common/checks.py). The
-interventions (interp.intervene and the metrics) are in tests/test_bad_input_interventions.py;
+interventions (interp.intervene and the metrics) are in tests/interp/intervene/test_bad_input_interventions.py;
 the walk below checks that every public function of interp/ (but the CLI) has a row in one of the two.
 """
 
@@ -30,7 +30,7 @@ from tests.interp.dynamics.test_bad_input_dynamics import CASES as DYNAMICS_CASE
 from tests.interp.features.test_bad_input_features import CASES as FEATURE_CASES
 from tests.interp.intervene.test_bad_input_interventions import CASES as INTERVENTION_CASES
 
-NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/test_cli*.py (CLI part of issue 8)
+NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/interp/cli/ (CLI part of issue 8)
 
 
 def _residual_cases() -> list[Case]:
