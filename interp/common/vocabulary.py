@@ -1,7 +1,7 @@
 """The one vocabulary of the analyses: every frame column and tensor axis name, what it means, and its type.
 
-Every DataFrame that :mod:`interp` returns uses these column names and only these (``tests/test_vocabulary.py``
-walks every public analysis and checks). Three rules hold everywhere:
+Every DataFrame that :mod:`interp` returns uses these column names and only these
+(``tests/interp/common/test_vocabulary.py`` walks every public analysis and checks). Three rules hold everywhere:
 
 - a column of token ids has its strings beside it: ``target`` and ``target_str``;
 - "not applicable" is a missing value, never a sentinel: ``head`` is ``<NA>`` on an MLP row, in a pandas

@@ -13,7 +13,7 @@ einsum parsing) so that hook points nobody asked for cost nothing.
 
 Parameters are transposed with ``.t()`` and sliced with ``.narrow()``, never ``.T`` or ``[...]``: with
 torch 2.13 those two hold the GIL while they take the parameter's autograd lock, and deadlock against
-another thread whose forward records a graph with the same parameter (tests/test_concurrency.py).
+another thread whose forward records a graph with the same parameter (tests/model/test_concurrency.py).
 """
 
 from __future__ import annotations
@@ -280,6 +280,6 @@ class Unembed(nn.Module):
         if columns is None:
             return F.linear(x, weight, self.b_U)
         # index_select, not weight[columns]: indexing a parameter from Python can deadlock against another thread
-        # recording a graph with it (torch 2.13; tests/test_concurrency.py)
+        # recording a graph with it (torch 2.13; tests/model/test_concurrency.py)
         bias = None if self.b_U is None else self.b_U.index_select(0, columns)
         return F.linear(x, weight.index_select(0, columns), bias)

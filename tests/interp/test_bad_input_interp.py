@@ -4,7 +4,7 @@ Each row of the matrix is one (entry point, bad input, exception type, phrase th
 see tests/bad_input_matrix.py for what every row checks (typed error raised by our own check, nothing
 modified). Non-finite values: the analyses raise a ValueError naming the first non-finite parameter or,
 with finite weights, the first non-finite activation in forward order (see interp/common/checks.py). The
-interventions (interp.intervene and the metrics) are in tests/test_bad_input_interventions.py;
+interventions (interp.intervene and the metrics) are in tests/interp/intervene/test_bad_input_interventions.py;
 the walk below checks that every public function of interp/ (but the CLI) has a row in one of the two.
 """
 
@@ -18,19 +18,19 @@ import pandas as pd
 import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entries, in_hooks, nan_hook, params
-from test_bad_input_compat import CASES as COMPAT_CASES
-from test_bad_input_discover import CASES as DISCOVER_CASES
-from test_bad_input_dynamics import CASES as DYNAMICS_CASES
-from test_bad_input_features import CASES as FEATURE_CASES
-from test_bad_input_interventions import CASES as INTERVENTION_CASES
 
 import interp
 from interp.common import checks, export, vocabulary
 from interp.observe import attention, dla, flow, lens, residual
 from interp.reports import card, induction
 from interp.weights import circuits, composition
+from tests.interp.compat.test_bad_input_compat import CASES as COMPAT_CASES
+from tests.interp.discover.test_bad_input_discover import CASES as DISCOVER_CASES
+from tests.interp.dynamics.test_bad_input_dynamics import CASES as DYNAMICS_CASES
+from tests.interp.features.test_bad_input_features import CASES as FEATURE_CASES
+from tests.interp.intervene.test_bad_input_interventions import CASES as INTERVENTION_CASES
 
-NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/test_cli*.py (CLI part of issue 8)
+NOT_IN_SCOPE = ("interp.cli",)  # the CLI and its modules: tests/interp/cli/ (CLI part of issue 8)
 
 
 def _residual_cases() -> list[Case]:

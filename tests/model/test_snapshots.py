@@ -1,6 +1,7 @@
 """Snapshots of a training run (issue 16): the schedule, writing them without changing the run, the Run value.
 
-The shipped runs are checked in tests/test_dynamics_shipped.py; here tiny seeded runs train in a second or two.
+The shipped runs are checked in tests/interp/dynamics/test_dynamics_shipped.py; here tiny seeded runs train in a second
+or two.
 """
 
 from __future__ import annotations

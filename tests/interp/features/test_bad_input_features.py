@@ -1,6 +1,6 @@
 """Bad input to the features room (interp/features): SAEs, their training, the toy data, the analyses, steering.
 
-Part of the bad-input matrix (tests/test_bad_input_interp.py walks interp/ and counts these rows too); see
+Part of the bad-input matrix (tests/interp/test_bad_input_interp.py walks interp/ and counts these rows too); see
 tests/bad_input_matrix.py for what every row checks.
 """
 

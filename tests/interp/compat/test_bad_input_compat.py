@@ -1,5 +1,5 @@
 """Bad input to interp.compat (TransformerLens's utils and patching helpers). Part of the bad-input matrix
-(tests/test_bad_input_interp.py walks interp/ and counts these rows too); see tests/bad_input_matrix.py."""
+(tests/interp/test_bad_input_interp.py walks interp/ and counts these rows too); see tests/bad_input_matrix.py."""
 
 from __future__ import annotations
 

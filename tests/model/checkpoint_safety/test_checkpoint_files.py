@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -208,3 +209,59 @@ def test_wrong_argument_types_are_type_errors(tmp_path):
     with pytest.raises(TypeError, match="cfg must be a ModelConfig, got dict"):
         save_checkpoint(tmp_path / "m", {}, {})
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------- more missing and damaged
+def test_unknown_name_and_missing_files(tmp_path):
+    """An unknown name lists the shipped ones; a missing file or JSON is a FileNotFoundError naming it."""
+    with pytest.raises(FileNotFoundError, match=r"no shipped checkpoint named 'nope'.*induction-2l"):
+        load_checkpoint("nope")
+    with pytest.raises(FileNotFoundError, match=r"gone\.safetensors"):
+        load_checkpoint(tmp_path / "gone.safetensors")
+    model = make_model()
+    path = save_checkpoint(tmp_path / "m", model.cfg, model.state_dict())
+    os.remove(path.with_suffix(".json"))
+    with pytest.raises(FileNotFoundError, match=r"m\.json is missing"):
+        load_checkpoint(path)
+
+
+def test_pickle_files_are_refused(tmp_path):
+    """A .pt file is refused with the reason (pickle runs code), before it is opened."""
+    with pytest.raises(ValueError, match=r"pickle.*arbitrary code"):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_truncated_weights_are_caught(saved):
+    """A truncated safetensors file is a ValueError naming the file, not a crash inside safetensors."""
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"m\.safetensors.*(damaged|truncated)"):
+        load_checkpoint(path)
+
+
+def test_corrupt_json_is_caught(saved):
+    """Invalid JSON, a missing key or a wrong type each give a ValueError naming the JSON file."""
+    _, path = saved
+    meta = path.with_suffix(".json")
+    good = json.loads(meta.read_text())
+    meta.write_text("{not json")
+    with pytest.raises(ValueError, match=r"m\.json is not valid JSON"):
+        load_checkpoint(path)
+    for key, value in [("config", None), ("format_version", "1"), ("provenance", [])]:
+        meta.write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ValueError, match=f"'{key}' must be"):
+            load_checkpoint(path)
+    meta.write_text(json.dumps({**good, "config": {**good["config"], "d_model": 48}}))
+    with pytest.raises(ValueError, match="does not match its config"):
+        load_checkpoint(path)
+
+
+def test_mismatched_state_dict_is_refused(tmp_path):
+    """Saving weights that do not fit the config names the missing and misshapen tensors."""
+    model = make_model()
+    state = dict(model.state_dict())
+    state.pop("embed.W_E")
+    state["blocks.0.attn.W_Q"] = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"missing \['embed.W_E'\].*blocks.0.attn.W_Q \(2, 2\)"):
+        save_checkpoint(tmp_path / "m", model.cfg, state)

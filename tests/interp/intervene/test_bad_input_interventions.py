@@ -1,6 +1,6 @@
 """Bad input to the interventions of interp/: specs, parsing, replacements, ablate, sweeps, metrics, patching, engine.
 
-The second half of the matrix of tests/test_bad_input_interp.py (which also walks interp/ so that no
+The second half of the matrix of tests/interp/test_bad_input_interp.py (which also walks interp/ so that no
 public function lacks a row); see tests/bad_input_matrix.py for what every row checks.
 """
 

@@ -1,12 +1,12 @@
 """Many users at once on the real server: 8 Chromium sessions, each its own prompt and ablation, 300 reruns.
 
-Against `streamlit run dashboards/app.py` (``tests/streamlit_server.py``), each session opens the Ablation page,
+Against `streamlit run dashboards/app.py` (``tests/e2e/streamlit_server.py``), each session opens the Ablation page,
 types its own prompt and ablates its own head, then changes the neuron it ablates again and again; all 8 sessions
 rerun at once. After every rerun the losses a session shows must equal ``interp.ablate`` run alone in this process
 on the same prompt and components, no page may show an error or a traceback, and the server's resident memory may
 grow less than 100 MB over the 300 reruns. The p50 / p95 re-render times (the browser's, from the keystroke to the
 finished run showing it, and the server's own script time) and the memory growth are printed; no time is judged.
-tests/test_concurrency.py holds the same model under 16 threads in-process; this one is the server end to end.
+tests/model/test_concurrency.py holds the same model under 16 threads in-process; this one is the server end to end.
 """
 
 from __future__ import annotations

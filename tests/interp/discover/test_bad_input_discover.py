@@ -1,7 +1,7 @@
 """Bad input to circuit discovery (interp/discover): the graph, edge patching, EAP, ACDC, path patching, circuits,
 scoring, pictures and the known-circuit models.
 
-Part of the bad-input matrix (tests/test_bad_input_interp.py walks interp/ and counts these rows too); see
+Part of the bad-input matrix (tests/interp/test_bad_input_interp.py walks interp/ and counts these rows too); see
 tests/bad_input_matrix.py for what every row checks.
 """
 

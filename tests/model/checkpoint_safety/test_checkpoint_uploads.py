@@ -1,26 +1,20 @@
-"""Dashboard safety: localhost by default, checked uploads that keep the previous model, pages and sessions isolated."""
+"""Checkpoints uploaded to the dashboard: only .safetensors + .json within the size limit, every wrong, damaged,
+pickled or mismatched upload refused with the reason while the previous model stays, and a good pair loads exactly."""
 
 from __future__ import annotations
 
 import io
 import json
-import re
-from pathlib import Path
 
 import pytest
-import streamlit
-import tomllib
 import torch
 from conftest import open_page
 from streamlit.testing.v1 import AppTest
 
-from dashboards import analyses, state
-from interp.cli import dashboard as cli_dashboard
-from interp.cli.main import build_parser
+from dashboards import state
+from model import MiniGPT
 from model.storage.registry import CHECKPOINT_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
 UPLOAD = "an uploaded file"
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
@@ -38,37 +32,7 @@ def shipped(name: str) -> tuple[bytes, bytes]:
     return tuple((CHECKPOINT_DIR / f"{name}{s}").read_bytes() for s in (".safetensors", ".json"))
 
 
-# ------------------------------------------------------------------------------------------- binding
-def test_config_binds_localhost_and_caps_uploads():
-    """.streamlit/config.toml: localhost only, XSRF/CORS protection not turned off, the code's upload limit."""
-    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    server = config["server"]
-    assert server["address"] in ("localhost", "127.0.0.1"), f"the dashboard must bind to localhost: {server}"
-    assert server.get("enableXsrfProtection", True) and server.get("enableCORS", True), "protection switched off"
-    assert server["maxUploadSize"] * 2**20 == state.MAX_UPLOAD_BYTES, "config and code disagree on the upload limit"
-    assert config["browser"]["gatherUsageStats"] is False, "the dashboard must make no network calls of its own"
-
-
-def test_cli_and_make_serve_on_localhost():
-    """`minigpt dashboard` and `make dashboard` both pass --server.address localhost unless told otherwise."""
-    assert build_parser().parse_args(["dashboard"]).address == "localhost", "minigpt dashboard's default address"
-    argv = cli_dashboard.dashboard_argv()
-    assert argv[argv.index("--server.address") + 1] == "localhost", argv
-    recipe = re.search(r"^dashboard:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    assert recipe, "no dashboard target in the Makefile"
-    assert "dashboards/app.py" in recipe.group(1) and "--server.address localhost" in recipe.group(1), recipe.group(1)
-
-
-def test_app_warns_when_it_listens_on_every_interface(monkeypatch):
-    """Started without an address (outside the repository root), the sidebar says so; normally it does not."""
-    assert not open_page().sidebar.warning, "a warning although the server is bound to localhost"
-    real = streamlit.get_option
-    monkeypatch.setattr(streamlit, "get_option", lambda key: None if key == "server.address" else real(key))
-    at = open_page()
-    assert any("every network interface" in w.value for w in at.sidebar.warning), "no warning on 0.0.0.0"
-
-
-# ------------------------------------------------------------------------------------------- uploads
+# ------------------------------------------------------------------------------------------- uploads in a session
 def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     at.sidebar.file_uploader(key="checkpoint_upload").set_value([(n, d, "application/octet-stream") for n, d in files])
     return at.run()
@@ -147,65 +111,6 @@ def test_pickle_named_files_are_refused_by_the_code_too():
         state.check_upload([("model.pt", b"\x80\x04"), ("model.json", b"{}")])
 
 
-# ------------------------------------------------------------------------------------------- isolation
-def test_error_on_one_page_stays_on_that_page(monkeypatch):
-    """An analysis that raises shows st.error on its page; the other pages, and later that one, still render."""
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("attention analysis broke (test)")
-
-    monkeypatch.setattr(analyses, "attention_patterns", broken)
-    at = open_page("attention")
-    assert not at.exception, "the page's exception reached the user as a traceback"
-    assert any("attention analysis broke (test)" in e and "other pages still work" in e for e in errors(at)), errors(at)
-    for page in PAGES:
-        if page != "attention":
-            at.switch_page(f"views/{page}.py").run()
-            assert_renders(at)
-    monkeypatch.undo()
-    at.switch_page("views/attention.py").run()
-    assert_renders(at, 3)
-
-
-def test_failing_section_keeps_the_rest_of_its_page(monkeypatch):
-    """A section whose analysis refuses its input shows why; the page's other sections still draw."""
-    monkeypatch.setattr(analyses, "lens", lambda *a, **k: (_ for _ in ()).throw(ValueError("lens refused (test)")))
-    at = open_page("residual")
-    assert not at.exception and "Logit lens: lens refused (test)" in errors(at), errors(at)
-    assert len(at.get("plotly_chart")) == 1, "the residual-writes chart must still be drawn"
-
-
-def charts(at: AppTest) -> list[str]:
-    return [chart.proto.spec for chart in at.get("plotly_chart")]
-
-
-def test_sessions_do_not_see_each_others_state():
-    """Two sessions: changing model, prompt and settings in one leaves the other's selection and charts as they were."""
-    a, b = open_page(), open_page()
-    before = charts(b)
-    a.sidebar.selectbox(key="checkpoint_choice").set_value("induction-2l").run()
-    a.text_area(key="prompt").input("abcabc").run()
-    a.slider(key="pred_temperature").set_value(0.0).run()
-    a.sidebar.selectbox(key="checkpoint_choice").set_value("a .safetensors path").run()
-    a.sidebar.text_input(key="checkpoint_path").input("/no/such.safetensors").run()
-    b.run()
-    sel_a, sel_b = a.session_state["selection"], b.session_state["selection"]
-    assert (sel_a.label, sel_a.prompt) == ("induction-2l", "abcabc"), "session a lost its own choices"
-    assert (sel_b.label, sel_b.prompt) == ("minigpt-text", state.DEFAULT_PROMPT), "session b sees session a's state"
-    assert b.slider(key="pred_temperature").value == 1.0 and not errors(b), "a's settings or errors leaked into b"
-    assert charts(b) == before, "session b's charts changed when session a changed its inputs"
-
-
-def test_cached_frames_are_copies():
-    """A page that mutates a cached frame cannot change what the next caller (another session) gets."""
-    model = state.random_model(0)
-    ids = state.check_prompt(model, "hello")
-    first = analyses.next_token_distribution(model, "random:0", ids, 2)
-    first.loc[:, "prob"] = -1.0
-    again = analyses.next_token_distribution(model, "random:0", ids, 2)
-    assert (again["prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
-
-
 def add_upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     """Drop more files on the uploader as a browser does: the files uploaded before stay in its list (same ids)."""
     uploader = at.sidebar.file_uploader(key="checkpoint_upload")
@@ -234,3 +139,35 @@ def test_weights_then_their_json_in_two_drops_load(on_induction):
     assert any("also upload the .json" in e for e in errors(at)), errors(at)
     at = add_upload(at, [("two.json", meta)])
     assert not errors(at) and at.session_state["selection"].label == "two.safetensors", errors(at)
+
+
+# ------------------------------------------------------------------------------------------- check and load
+def test_check_upload_rejects_bad_files(monkeypatch):
+    """Uploads: wrong type, two weight files, oversize, a broken header and bad JSON are refused with a reason."""
+    header = b'{"__metadata__":{}}'
+    good = len(header).to_bytes(8, "little") + header
+    cases = [
+        ([("model.pt", b"x")], "exactly one .safetensors"),
+        ([("a.safetensors", good), ("b.safetensors", good)], "exactly one .safetensors"),
+        ([("a.safetensors", good)], "also upload the .json written beside a.safetensors"),
+        ([("a.safetensors", b"\x00" * 4), ("a.json", b"{}")], "not a safetensors file"),
+        ([("a.safetensors", (10**6).to_bytes(8, "little") + b"{"), ("a.json", b"{}")], "not a safetensors file"),
+        ([("a.safetensors", good), ("a.json", b"{not json")], "not valid JSON"),
+    ]
+    for files, reason in cases:
+        with pytest.raises(ValueError, match=reason):
+            state.check_upload(files)
+    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 16)
+    with pytest.raises(ValueError, match="over the 0 MB limit"):
+        state.check_upload([("a.safetensors", good)])
+
+
+def test_uploaded_checkpoint_loads_the_same_weights():
+    """Uploading minigpt-text's two files gives a model with exactly the shipped weights."""
+    files = [
+        (f"minigpt-text{s}", (CHECKPOINT_DIR / f"minigpt-text{s}").read_bytes()) for s in (".safetensors", ".json")
+    ]
+    model = state.load_upload(state.check_upload(files), tuple(files))
+    shipped = MiniGPT.from_pretrained("minigpt-text")
+    for (name, a), (_, b) in zip(model.state_dict().items(), shipped.state_dict().items(), strict=True):
+        assert torch.equal(a, b), f"{name} differs after the upload round trip"

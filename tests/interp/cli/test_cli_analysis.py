@@ -17,7 +17,7 @@ from interp.cli import dashboard as cli_dashboard
 from interp.cli.main import main
 from model import MiniGPT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

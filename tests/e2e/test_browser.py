@@ -28,7 +28,7 @@ from streamlit_server import (
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("MINIGPT_SCREENSHOTS") or tempfile.mkdtemp(prefix="minigpt-screenshots-"))
 PAGES = {  # sidebar link text -> screenshot name
     "Model & prediction": "prediction",

@@ -23,7 +23,7 @@ from interp import (
 )
 from tests.conftest import figure_array, make_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "abcab cab"
 
 

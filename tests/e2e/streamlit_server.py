@@ -4,7 +4,7 @@
 every script run's server time can be read back (``Server.times``); ``RUN_COUNTER`` is an init script that counts
 the page's finished script runs (``window.__runs``; the last one's end: ``window.__runEnd``), so a test waits for
 *its* rerun without guessing how long (a run too short for the page to show "running" is not counted: wait for
-what the run shows instead, as tests/test_load.py does).
+what the run shows instead, as tests/e2e/test_load.py does).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]  # fmt: skip
 WAIT_MS = 180_000  # generous: CI machines are shared
