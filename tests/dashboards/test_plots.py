@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
+from conftest import figure_array, make_model, validated
 
 from dashboards import plots
 from interp import (
@@ -21,7 +22,6 @@ from interp import (
     logit_lens,
     write_norms,
 )
-from tests.conftest import figure_array, make_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "abcab cab"
@@ -34,18 +34,6 @@ def run():
     tokens = model.to_tokens(PROMPT)
     _, cache = model.run_with_cache(tokens)
     return model, tokens, cache, [model.tokenizer.symbols[i] for i in tokens[0].tolist()]
-
-
-def validated(fig: go.Figure) -> go.Figure:
-    """Check ``fig`` against plotly's full validation (the dashboard skips it for speed) and its colour scales."""
-    go.Figure(fig.to_dict())  # raises ValueError naming any invalid property
-    for trace in fig.to_dict()["data"]:
-        assert not isinstance(trace.get("colorscale", []), str), (
-            "named colour scales mean different things in plotly.js"
-        )
-    scale = fig.to_dict()["layout"].get("coloraxis", {}).get("colorscale", [])
-    assert not isinstance(scale, str), "named colour scales mean different things in plotly.js"
-    return fig
 
 
 def test_plots_module_does_not_import_streamlit():

@@ -310,7 +310,7 @@ def test_eap_ig_steps_add_up(variant):
 
 def test_graph_figure_is_valid_plotly_and_draws_each_edge_once():
     """dashboards.plots.edge_graph_figure: valid plotly; one hover point per edge; missed known edges dashed."""
-    from test_plots import validated
+    from conftest import validated
 
     from dashboards.plots import edge_graph_figure
 
