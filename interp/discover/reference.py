@@ -7,7 +7,7 @@ computation, with the model's own steps, on ``residual + corrupted write_u - cle
 
 - ``L{l}H{h}.q`` (``.k``, ``.v``): head ``h``'s slice of ``attn.hook_q`` (``hook_k``, ``hook_v``) becomes the
   head's projection of ``ln1(resid_pre + delta)``;
-- ``L{l}.mlp``: ``hook_mlp_out`` becomes the MLP's write from ``resid_mid + delta``;
+- ``L{l}.mlp``: ``mlp.hook_pre`` becomes the neurons' input from ``resid_mid + delta``;
 - ``logits``: the delta is added to the final residual (which only the read-out reads).
 
 Same columns as :func:`~interp.discover.patching.edge_patching`.
@@ -59,9 +59,9 @@ def _edge_hooks(model: MiniGPT, graph: EdgeGraph, edge: int, delta: Tensor) -> l
         return [(f"blocks.{layer}.hook_resid_pre", grab), (f"blocks.{layer}.attn.hook_{slot}", swap_head)]
 
     def swap_mlp(act: Tensor, hook) -> Tensor:
-        return block.mlp_write(seen["resid"] + change)
+        return block.mlp.pre(block.mlp_input(seen["resid"] + change))
 
-    return [(f"blocks.{layer}.hook_resid_mid", grab), (f"blocks.{layer}.hook_mlp_out", swap_mlp)]
+    return [(f"blocks.{layer}.hook_resid_mid", grab), (f"blocks.{layer}.mlp.hook_pre", swap_mlp)]
 
 
 def edge_patching_reference(

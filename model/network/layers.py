@@ -124,7 +124,8 @@ ACTIVATIONS = {
 
 
 class MLP(nn.Module):
-    """``W_out act(W_in x + b_in) + b_out`` with ``W_in [d_model, d_mlp]``, ``W_out [d_mlp, d_model]``."""
+    """``W_out act(W_in x + b_in) + b_out`` with ``W_in [d_model, d_mlp]``, ``W_out [d_mlp, d_model]``, in public
+    steps: :meth:`pre` (``hook_pre``), :attr:`act` (``hook_post``) and :meth:`write` (the MLP's output)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -136,10 +137,16 @@ class MLP(nn.Module):
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
-    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        pre = self.hook_pre(F.linear(x, self.W_in.t(), self.b_in))
-        post = self.hook_post(self.act(pre))
+    def pre(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_mlp"]:
+        """The neurons' input ``W_in x + b_in``."""
+        return F.linear(x, self.W_in.t(), self.b_in)
+
+    def write(self, post: Float[Tensor, "... d_mlp"]) -> Float[Tensor, "... d_model"]:
+        """The MLP's output from the neurons' activations: ``W_out post + b_out``."""
         return F.linear(post, self.W_out.t(), self.b_out)
+
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        return self.write(self.hook_post(self.act(self.hook_pre(self.pre(x)))))
 
 
 STAGES = ("resid_pre", "attn_sum", "resid_mid", "mlp_sum", "resid_post")

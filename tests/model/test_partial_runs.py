@@ -92,8 +92,8 @@ def test_forward_from_at_some_rows_and_columns_is_the_slice_of_the_full_logits(r
 
 
 def test_block_halves_and_writes_equal_the_cached_states(run):
-    """``attn_half`` gives resid_mid (resid_post when attention-only), ``mlp_half`` resid_post, and the writes are
-    ``attn_out`` and ``mlp_out``."""
+    """``attn_half`` gives resid_mid (resid_post when attention-only), ``mlp_half`` resid_post, the writes are
+    ``attn_out`` and ``mlp_out``, and the MLP's steps give ``hook_pre`` and its output."""
     model, _, cache = run
     with torch.no_grad():
         for layer, block in enumerate(model.blocks):
@@ -104,6 +104,11 @@ def test_block_halves_and_writes_equal_the_cached_states(run):
             if block.mlp is not None:
                 torch.testing.assert_close(block.mlp_half(cache[mid]), cache[b + "hook_resid_post"], **TOL)
                 torch.testing.assert_close(block.mlp_write(cache[mid]), cache[b + "hook_mlp_out"], **TOL)
+                pre = block.mlp.pre(block.mlp_input(cache[mid]))
+                torch.testing.assert_close(pre, cache[b + "mlp.hook_pre"], **TOL)
+                torch.testing.assert_close(
+                    block.mlp.write(cache[b + "mlp.hook_post"]), cache[b + "hook_mlp_out"], **TOL
+                )
 
 
 def test_attention_steps_compose_to_the_hooked_activations(run):
