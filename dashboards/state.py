@@ -245,13 +245,13 @@ def attempt(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | N
 
 def corrupted_prompt(
     where: Any, key: str, default: str | None = None, changed: str = "its longest word's first letter changed"
-) -> tuple[str, tuple[int, ...] | None]:
+) -> tuple[int, ...] | None:
     """The corrupted-prompt box of the patching pages (Ablation & patching, Circuit discovery, Information flow).
 
     A text input (in ``where``: ``st`` or a column) whose empty value stands for ``default`` (None: the clean prompt
     with ``changed``, :func:`default_corruption`), checked as the sidebar checks the prompt and for the clean
-    prompt's length, and a caption with both prompts. Returns the corrupted prompt and its ids, or None for the ids
-    after an ``st.error`` saying why it cannot be patched.
+    prompt's length, and a caption with both prompts. Returns the corrupted prompt's ids, or None after an
+    ``st.error`` saying why it cannot be patched.
     """
     sel = selection()
     label = f"Corrupted prompt, as long as the clean one (empty: the clean prompt with {changed})"
@@ -261,8 +261,8 @@ def corrupted_prompt(
     if ids is not None and len(ids) != len(sel.token_ids):
         st.error(f"Corrupted prompt: it has {len(ids) - 1} characters and the clean one {len(sel.token_ids) - 1}; "
                  "patching needs the same length, a counterpart for every position")  # fmt: skip
-        return corrupted, None
-    return corrupted, ids
+        return None
+    return ids
 
 
 POSITION = "selected_position"  # session key: the one selected token position, shared by every page

@@ -207,6 +207,28 @@ def test_cached_frames_are_copies():
     assert (again["sample_prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
 
 
+def test_cached_analyses_key_on_the_model_id_not_the_weights():
+    """A ModelRef is hashed by its id: the same id is one cache entry (the weights are never hashed), a new id a
+    new one; every cached analysis takes the model as one ModelRef."""
+    import inspect
+
+    model = state.random_model(0)
+    ids = state.check_prompt(model, "hello")
+    first = analyses.model.next_token_distribution(state.ModelRef(model, "random:0"), ids, 2)
+    other = state.random_model(1)
+    same_id = analyses.model.next_token_distribution(state.ModelRef(other, "random:0"), ids, 2)
+    assert same_id.equals(first), "the same id must be one cache entry, whatever object carries it"
+    new_id = analyses.model.next_token_distribution(state.ModelRef(other, "random:1"), ids, 2)
+    assert not new_id.equals(first), "a new id (new weights) must be computed again"
+    for family in (analyses.model, analyses.attention, analyses.residual, analyses.ablation, analyses.circuits,
+                   analyses.graph, analyses.features, analyses.flow):  # fmt: skip
+        cached = [fn for fn in vars(family).values() if hasattr(fn, "__wrapped__")]
+        assert cached, f"{family.__name__} has no cached function: is the check blind?"
+        for fn in cached:
+            params = list(inspect.signature(fn).parameters)
+            assert "model_id" not in params and "_model" not in params, f"{fn.__name__} takes {params}"
+
+
 def add_upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     """Drop more files on the uploader as a browser does: the files uploaded before stay in its list (same ids)."""
     uploader = at.sidebar.file_uploader(key="checkpoint_upload")

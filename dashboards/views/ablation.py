@@ -52,7 +52,7 @@ st.markdown(
 )
 p1, p2 = st.columns([2, 1])
 grid = p2.selectbox("Patch", ["resid_pre", "attn_out", "mlp_out", "heads", "heads_by_pos"], key="patch_grid")
-corrupted, corrupted_ids = state.corrupted_prompt(p1, key="patch_corrupted")
+corrupted_ids = state.corrupted_prompt(p1, key="patch_corrupted")
 if corrupted_ids is not None:
     result = state.attempt("Activation patching", analyses.ablation.patching, sel.ref, sel.token_ids, corrupted_ids,
                            grid)  # fmt: skip

@@ -32,7 +32,7 @@ method = c2.selectbox("Edge scores", list(METHODS), format_func=METHODS.__getite
 frame = known = None
 if source == SIDEBAR:
     sel = state.require_tokens()
-    corrupted, corrupted_ids = state.corrupted_prompt(st, key="disc_corrupted")
+    corrupted_ids = state.corrupted_prompt(st, key="disc_corrupted")
     if corrupted_ids is not None:
         result = state.attempt("Edge scores", analyses.graph.edge_scores, sel.ref, sel.token_ids, corrupted_ids, method)
         if result is not None:

@@ -117,9 +117,7 @@ with right:
 st.subheader("Causal check")
 read = source - 1  # position 0 is <bos>, which no prompt can change: then the longest word's first letter
 default = state.corrupt_at(sel.prompt, read) if read >= 0 else None
-corrupted, corrupted_ids = state.corrupted_prompt(
-    st, "flow_corrupted", default, "the character this edge reads changed"
-)
+corrupted_ids = state.corrupted_prompt(st, "flow_corrupted", default, "the character this edge reads changed")
 if corrupted_ids is not None and st.button("Patch this edge from the corrupted prompt", key="flow_patch"):
     st.session_state["flow_checked"] = (sel.model_id, ids, corrupted_ids, edge, pos)
 checked = st.session_state.get("flow_checked")
