@@ -37,4 +37,4 @@ bench: venv
 
 # Re-take the README's dashboard screenshots (the browser test writes them to a temp dir otherwise).
 screenshots: venv browser
-	MINIGPT_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py
+	MINIGPT_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_browser.py

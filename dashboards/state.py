@@ -107,7 +107,7 @@ def load_checkpoint(name_or_path: str, stamp: str) -> MiniGPT:
 
     Every model here is frozen (``requires_grad_(False)``): the sessions' threads share it, and a frozen
     parameter takes no autograd lock, so no thread's graph (attribution patching) can stall another
-    (see tests/test_concurrency.py).
+    (see tests/model/test_concurrency.py).
     """
     del stamp  # part of the cache key only
     return MiniGPT.from_pretrained(name_or_path).eval().requires_grad_(False)

@@ -1,4 +1,5 @@
-"""Shared machinery of the bad-input matrix (tests/test_bad_input_model.py, tests/test_bad_input_interp.py).
+"""Shared machinery of the bad-input matrix (tests/model/test_bad_input_model.py, tests/interp/test_bad_input_interp.py
+and the rooms' tests/interp/<room>/test_bad_input_*.py).
 
 A :class:`Case` is one row: an entry point, a bad input, the exception type expected and a phrase its
 message must contain. :func:`assert_clean_failure` runs a row and checks the house rule: the

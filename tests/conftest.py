@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from plotly.graph_objects import Figure
 
 from model import MiniGPT, ModelConfig
 
@@ -108,3 +109,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def validated(fig: Figure) -> Figure:
+    """Check ``fig`` against plotly's full validation (the dashboard skips it for speed) and its colour scales."""
+    Figure(fig.to_dict())  # raises ValueError naming any invalid property
+    for trace in fig.to_dict()["data"]:
+        assert not isinstance(trace.get("colorscale", []), str), (
+            "named colour scales mean different things in plotly.js"
+        )
+    scale = fig.to_dict()["layout"].get("coloraxis", {}).get("colorscale", [])
+    assert not isinstance(scale, str), "named colour scales mean different things in plotly.js"
+    return fig

@@ -1,7 +1,7 @@
 """DataFrame -> plotly Figure, one function per chart of the dashboard (no Streamlit here).
 
 Every function takes a tidy frame with the columns it names and returns a ``go.Figure``, so each
-chart can be built and checked on its own (``tests/test_plots.py``) and reused in notebooks.
+chart can be built and checked on its own (``tests/dashboards/test_plots.py``) and reused in notebooks.
 Tokens are drawn with visible stand-ins for blanks: space as ``␣``, newline as ``⏎``.
 
 One module per page family (``base`` holds what they share); every function is importable from here.

@@ -14,9 +14,9 @@ import argparse
 from interp.cli.common import MODEL_HELP, check_out, check_top, emit, load_model, prompt_tokens, symbol_id
 
 ABLATE_EXAMPLES = (
-    '  minigpt ablate --model induction-2l --heads 1.0 --prompt "abcdefghijklmnoabcdefghijklmno"\n'
-    '  minigpt ablate --model minigpt-text --heads 1.2,0.3 --method mean --prompt "the cat sat on the mat"\n'
-    '  minigpt ablate --model minigpt-text --neurons 1.37 --mlps 0 --prompt "hello" --out ablation.csv'
+    '  minigpt ablate --model induction-2l --heads L1H0 --prompt "abcdefghijklmnoabcdefghijklmno"\n'
+    '  minigpt ablate --model minigpt-text --heads L1H2,L0H3 --method mean --prompt "the cat sat on the mat"\n'
+    '  minigpt ablate --model minigpt-text --neurons L1N37 --mlps 0 --prompt "hello" --out ablation.csv'
 )
 SWEEP_EXAMPLES = (
     '  minigpt sweep --model induction-2l --prompt "abcdefghijklmnoabcdefghijklmno" --loss-positions 16:31\n'
@@ -48,10 +48,10 @@ def _add_reference(p: argparse.ArgumentParser) -> None:
 
 def add_ablate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="the text to run (a <bos> is put first)")
-    p.add_argument("--heads", help="heads as LAYER.HEAD, comma-separated: 1.2,0.3")
+    p.add_argument("--heads", help="heads, comma-separated: L1H2,L0H3 (or LAYER.HEAD: 1.2,0.3)")
     p.add_argument("--attn-layers", help="whole attention layers: 0,1")
     p.add_argument("--mlps", help="whole MLP layers: 0,1")
-    p.add_argument("--neurons", help="MLP neurons as LAYER.NEURON: 1.37,0.5")
+    p.add_argument("--neurons", help="MLP neurons, comma-separated: L1N37,L0N5 (or LAYER.NEURON: 1.37,0.5)")
     p.add_argument("--positions", help="residual stream entering a layer at a position, LAYER.POS: 0.5")
     _add_reference(p)
     _add_model_and_metric(p)

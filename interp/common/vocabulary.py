@@ -1,7 +1,7 @@
 """The one vocabulary of the analyses: every frame column and tensor axis name, what it means, and its type.
 
-Every DataFrame that :mod:`interp` returns uses these column names and only these (``tests/test_vocabulary.py``
-walks every public analysis and checks). Three rules hold everywhere:
+Every DataFrame that :mod:`interp` returns uses these column names and only these
+(``tests/interp/common/test_vocabulary.py`` walks every public analysis and checks). Three rules hold everywhere:
 
 - a column of token ids has its strings beside it: ``target`` and ``target_str``;
 - "not applicable" is a missing value, never a sentinel: ``head`` is ``<NA>`` on an MLP row, in a pandas
@@ -115,15 +115,15 @@ COLUMNS: dict[str, Column] = {
             "entropy": "mean entropy of the attention pattern (nats)",
         }.items()
     },
-    "metric_clean": Column("float64", "the metric on the clean (unablated, unpatched) run"),
+    "metric_clean": Column("float64", "the metric on the clean (unablated, unpatched) pass"),
     "metric_ablated": Column("float64", "the metric with one component ablated"),
     "metric_corrupted": Column(
-        "float64", "the metric on the corrupted run (circuit discovery: its logits read against the clean tokens)"
+        "float64", "the metric on the corrupted pass (circuit discovery: its logits read against the clean tokens)"
     ),
     "metric_patched": Column(
         "float64",
-        "the metric with the row's patch: activation patching puts one clean activation into the corrupted run; "
-        "edge and path patching put one edge's (path's) corrupted value into the clean run",
+        "the metric with the row's patch: activation patching puts one clean activation into the corrupted pass; "
+        "edge and path patching put one edge's (path's) corrupted value into the clean pass",
     ),
     "delta": Column("float64", "metric_ablated - metric_clean"),
     # training dynamics (interp.dynamics): one row per (saved step, metric, component)

@@ -24,7 +24,7 @@ function                                      activation            shape
 
 How it runs: TransformerLens's ``generic_activation_patch`` runs one full hooked forward per cell. Here the cells of
 one layer are stacked into one batch and run from that layer's ``resid_pre`` upwards (the corrupted residual, from
-one cached corrupted run; nothing below the patched layer changes), in chunks, with one hook that writes each
+one cached corrupted pass; nothing below the patched layer changes), in chunks, with one hook that writes each
 variant's cell. The patch setters are TransformerLens's (``setter(corrupted_activation, index, clean_activation)``
 on a ``[batch, ...]`` activation, ``index[0]`` the layer), applied to each variant's slice of the batch.
 
@@ -49,9 +49,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.common.metrics import Loss
+from interp.common.metrics import FunctionMetric, Loss
 from interp.compat.utils import get_act_name
-from interp.intervene.engine import default_chunk_size, read_logits, run_from
+from interp.intervene.engine import default_chunk_size, run_variants
 from model.network.cache import ActivationCache
 from model.network.minigpt import MiniGPT
 
@@ -163,32 +163,33 @@ def _index_rows(model: MiniGPT, n_pos: int, axis_names: Sequence[str] | None, in
     return make_df_from_ranges(ranges, axis_names), ranges
 
 
-def _patched_metrics(model, tokens, clean_act, name, layer, rows, setter, metric, corr_resid) -> list[float]:
-    """The metric of each variant: ``rows`` (index lists) patched into ``name``, run batched from ``layer``."""
+def _patched_metrics(model, tokens, clean_act, name, layer, rows, setter, metric, corr_resid) -> Tensor:
+    """The metric of each variant: ``rows`` (index lists) patched into ``name``, run batched by the engine from
+    ``layer``'s ``resid_pre`` (from the embeddings for an activation outside the blocks), with one hook writing each
+    variant's cell."""
     batch, n_pos = tokens.shape
-    per_chunk = max(1, default_chunk_size(model, n_pos, Loss()) // batch)
     in_block = name.startswith(f"blocks.{layer}.")
-    out: list[float] = []
-    for start in range(0, len(rows), per_chunk):
-        chunk = rows[start : start + per_chunk]
+    chunk: list[list[int]] = []  # the index lists of the variants the engine is running now
 
-        def patch(act: Tensor, hook, chunk=chunk) -> Tensor:
-            act = act.clone().unflatten(0, (len(chunk), batch))
-            for i, index in enumerate(chunk):
-                patched = setter(act[i], index, clean_act.to(act.device))
-                if patched is not act[i]:
-                    act[i] = patched
-            return act.flatten(0, 1)
+    def make(start: int, stop: int) -> Tensor:
+        chunk[:] = rows[start:stop]
+        if not in_block:  # embed, pos_embed, ln_final: the whole forward, from the (hooked) embeddings
+            return model.embed_tokens(tokens.repeat(stop - start, 1)).unflatten(0, (stop - start, batch))
+        return corr_resid.expand(stop - start, *corr_resid.shape)
 
-        with model.hooks([(name, patch)]):
-            if in_block:
-                states = corr_resid.expand(len(chunk), *corr_resid.shape).flatten(0, 1)
-                resid = run_from(model, states, layer, "resid_pre")
-            else:  # an activation outside the blocks (embed, pos_embed, ln_final): the whole forward
-                resid = model(tokens.repeat(len(chunk), 1), stop_at_layer=model.cfg.n_layers)
-        logits = read_logits(model, resid, Loss(), n_pos).unflatten(0, (len(chunk), batch))
-        out += [float(metric(logits[i])) for i in range(len(chunk))]
-    return out
+    def patch(act: Tensor, hook) -> Tensor:
+        act = act.clone().unflatten(0, (len(chunk), batch))
+        for i, index in enumerate(chunk):
+            patched = setter(act[i], index, clean_act.to(act.device))
+            if patched is not act[i]:
+                act[i] = patched
+        return act.flatten(0, 1)
+
+    per_variant = FunctionMetric(lambda logits, _: metric(logits))  # TransformerLens's metrics read the logits alone
+    chunk_size = default_chunk_size(model, n_pos, Loss())
+    with model.hooks([(name, patch)]):
+        return run_variants(model, make, len(rows), layer if in_block else 0, "resid_pre", per_variant, tokens,
+                            chunk_size)  # fmt: skip
 
 
 def generic_activation_patch(
@@ -236,7 +237,7 @@ def generic_activation_patch(
             corr_resid = corr[f"blocks.{layer}.hook_resid_pre"] if 0 <= layer < model.cfg.n_layers else None
             metrics = _patched_metrics(model, tokens, clean_cache[name], name, layer, [rows[c] for c in chosen],
                                        patch_setter, patching_metric, corr_resid)  # fmt: skip
-            values[chosen] = torch.tensor(metrics)
+            values[chosen] = metrics.to(values)
     values = values.to(model.cfg.device)
     out = values if ranges is None else values.reshape(ranges)
     return (out, index_df) if return_index_df else out

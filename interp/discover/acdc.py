@@ -7,7 +7,7 @@ graph's, else put it back. An input whose node no kept edge reads any more is dr
 run (its node's value cannot reach the logits). The result is :meth:`~interp.discover.circuit.Circuit.pruned`,
 with each kept edge's score the change its removal would have caused (``metric_without - metric_with``).
 
-The runs are the masked forward of :mod:`interp.discover.masked`, and the candidates of one input are
+The passes are the masked forward of :mod:`interp.discover.masked`, and the candidates of one input are
 evaluated in one batch, speculatively: variant ``i`` removes candidates ``0..i`` together. Walking the
 variants in order reproduces the one-at-a-time decisions exactly (candidate ``i`` is judged against the
 graph with ``0..i-1`` removed) until the first edge that is kept; the speculation is then wrong for the
@@ -38,7 +38,7 @@ from interp.common.checks import require_finite
 from interp.common.metrics import Metric
 from interp.discover.circuit import Circuit
 from interp.discover.masked import _masked_metrics
-from interp.discover.runs import MetricLike, _check_pair, _record, _Runs
+from interp.discover.recording import MetricLike, _check_pair, _record, _Recording
 from interp.intervene.engine import progress_bar
 from model.network.minigpt import MiniGPT
 
@@ -49,8 +49,8 @@ def _check_threshold(threshold: object) -> float:
     return float(threshold)
 
 
-def _prune_input(model: MiniGPT, runs: _Runs, metric: Metric, mask: Tensor, candidates: list[int], current: float,
-                 threshold: float, effects: dict[int, float], bar) -> float:  # fmt: skip
+def _prune_input(model: MiniGPT, recording: _Recording, metric: Metric, mask: Tensor, candidates: list[int],
+                 current: float, threshold: float, effects: dict[int, float], bar) -> float:  # fmt: skip
     """Decide every candidate edge of one input (updating ``mask`` and ``effects``); return the new metric."""
     start = 0
     while start < len(candidates):
@@ -58,7 +58,7 @@ def _prune_input(model: MiniGPT, runs: _Runs, metric: Metric, mask: Tensor, cand
         variants = mask.repeat(len(rest), 1)
         for i, edge in enumerate(rest):
             variants[i:, edge] = 0.0  # variant i removes rest[0..i]
-        values = _masked_metrics(model, runs, variants, metric).tolist()
+        values = _masked_metrics(model, recording, variants, metric).tolist()
         kept = next((i for i, v in enumerate(values) if abs(v - (values[i - 1] if i else current)) > threshold), None)
         removed = rest if kept is None else rest[:kept]
         mask[removed] = 0.0
@@ -92,12 +92,12 @@ def acdc(
     """
     model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     threshold = _check_threshold(threshold)
-    runs = _record(model, graph, clean, corrupted, metric)
-    mask = torch.ones(graph.n_edges, dtype=runs.clean_writes.dtype, device=runs.clean_writes.device)
+    recording = _record(model, graph, clean, corrupted, metric)
+    mask = torch.ones(graph.n_edges, dtype=recording.clean_writes.dtype, device=recording.clean_writes.device)
     leaving: dict[int, list[int]] = {}
     for edge, node in enumerate(graph.edge_up):
         leaving.setdefault(node, []).append(edge)
-    current, effects = runs.metric_clean, {}
+    current, effects = recording.metric_clean, {}
     bar = progress_bar(graph.n_edges, progress, "ACDC")
     for d in reversed(range(len(graph.downstream))):
         first, owner = graph.offsets[d], graph.owner[d]
@@ -106,7 +106,7 @@ def acdc(
             mask[candidates] = 0.0  # nothing reads this node any more
             bar.update(len(candidates))
             continue
-        current = _prune_input(model, runs, metric, mask, candidates, current, threshold, effects, bar)
+        current = _prune_input(model, recording, metric, mask, candidates, current, threshold, effects, bar)
     bar.close()
     kept = [i for i in range(graph.n_edges) if mask[i] > 0]
     scores = torch.tensor([effects.get(i, 0.0) for i in kept])

@@ -4,11 +4,11 @@ Corrupting edge ``(u, d)`` adds ``delta_u = corrupted write_u - clean write_u`` 
 order that changes the metric by ``delta_u . dM/d input_d``, summed over batch and positions, so one
 gradient per *input* scores every edge into it:
 
-- **EAP**: the gradient at the clean run. Cost: one corrupted forward (no graph), one clean forward with a
+- **EAP**: the gradient at the clean pass. Cost: one corrupted forward (no graph), one clean forward with a
   graph, one backward, whatever the number of edges.
 - **EAP-IG**: the gradient averaged over ``steps`` runs whose token embeddings are interpolated from the
   corrupted to the clean ones (``alpha = 1/steps, 2/steps, ..., 1``), all in one batch, then one backward.
-  It reaches edges whose gradient vanishes at the clean run: a saturated attention pattern (a hard
+  It reaches edges whose gradient vanishes at the clean pass: a saturated attention pattern (a hard
   previous-token or induction head) has almost no gradient, though moving its inputs far changes a lot.
 
 The gradient with respect to an input is read where the input is used, then taken back through the
@@ -43,7 +43,8 @@ from torch import Tensor
 
 from interp.common.checks import check_int, require_finite
 from interp.discover.graph import EdgeGraph
-from interp.discover.runs import MetricLike, _check_pair, _delta_writes, _edge_frame, _hook_names, _run, _score_final
+from interp.discover.recording import MetricLike, _check_pair, _edge_frame, _node_writes, _record_pass, _recorded_names
+from interp.intervene.engine import score_final
 from model.network.layers import LayerNorm
 from model.network.minigpt import MiniGPT
 
@@ -52,14 +53,8 @@ DEFAULT_IG_STEPS = 5
 
 
 def _ln_backward(grad: Tensor, x: Tensor, ln: LayerNorm | None) -> Tensor:
-    """``grad`` (with respect to ``ln(x)``) taken back to ``x``; ``grad`` may have extra axes before d_model."""
-    if ln is None:
-        return grad
-    centred = x - x.mean(-1, keepdim=True)
-    rstd = (centred.pow(2).mean(-1, keepdim=True) + ln.eps).rsqrt()
-    xhat = centred * rstd
-    gw = grad * ln.w
-    return rstd * (gw - gw.mean(-1, keepdim=True) - xhat * (gw * xhat).mean(-1, keepdim=True))
+    """``grad`` (with respect to ``ln(x)``) taken back to ``x`` (no LayerNorm: ``grad`` itself)."""
+    return grad if ln is None else ln.input_grad(grad, x)
 
 
 def _grad_names(graph: EdgeGraph) -> list[str]:
@@ -83,7 +78,7 @@ def _interpolating_run(model: MiniGPT, clean: Tensor, corr_embed: Tensor, steps:
         return act.flatten(0, 1).detach().requires_grad_(True)  # the graph starts here (frozen weights work too)
 
     with torch.enable_grad(), model.hooks([("hook_embed", mix)]):
-        store = _run(model, clean.repeat(steps, 1), names)
+        store = _record_pass(model, clean.repeat(steps, 1), names)
     return store
 
 
@@ -107,9 +102,7 @@ def _head_scores(block, pre: Tensor, grads: list[Tensor], delta: Tensor, steps: 
 
     if ln is None:
         return flat @ widen(g, weight).t()
-    centred = pre - pre.mean(-1, keepdim=True)
-    rstd = (centred.pow(2).mean(-1, keepdim=True) + ln.eps).rsqrt()  # (step batch) pos 1
-    xhat = centred * rstd
+    xhat, rstd = ln.standardize(pre)  # rstd: (step batch) pos 1
     g = g * rstd[..., None, None]
     gw = widen(g, weight * ln.w[:, None])  # slot (batch pos d_model): rstd * w * (W g), summed over the steps
     m1 = (g * (ln.w @ weight)).sum(-1).flatten(2)  # rstd * mean(gw) * d_model: (step batch) pos slot
@@ -163,7 +156,7 @@ def edge_attribution_patching(
     method: str = "eap",
     steps: int | None = None,
 ) -> pd.DataFrame:
-    """Estimated effect of corrupting each edge, every edge at once: ``method="eap"`` (gradient at the clean run)
+    """Estimated effect of corrupting each edge, every edge at once: ``method="eap"`` (gradient at the clean pass)
     or ``"eap-ig"`` (integrated gradients over ``steps`` interpolated embeddings, default 5); see the module doc.
 
     Example:
@@ -177,16 +170,16 @@ def edge_attribution_patching(
         raise ValueError("edge attribution patching needs gradients; call it outside torch.inference_mode()")
     model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     steps = _check_steps(method, steps)
-    names = _hook_names(graph)
-    with torch.inference_mode():  # the corrupted run needs no graph
-        corr = _run(model, corrupted, names)
+    names = _recorded_names(graph)
+    with torch.inference_mode():  # the corrupted pass needs no graph
+        corr = _record_pass(model, corrupted, names)
     store = _interpolating_run(model, clean, corr["hook_embed"], steps, [*names, *_grad_names(graph)])
     grad_names = _grad_names(graph)
     with torch.enable_grad():
-        values = _score_final(model, store[names[-1]].unflatten(0, (steps, -1)), metric, clean)
+        values = score_final(model, store[names[-1]].unflatten(0, (steps, -1)), metric, clean)
         targets = [store[n] for n in grad_names]
         grads = torch.autograd.grad(values.sum(), targets, allow_unused=True)
-    delta = _delta_writes(model, graph, {n: store[n].detach().unflatten(0, (steps, -1))[-1] for n in names}, corr)
+    delta = _node_writes(model, graph, {n: store[n].detach().unflatten(0, (steps, -1))[-1] for n in names}, corr)
     del corr
     with torch.no_grad():
         detached = {k: v.detach() for k, v in store.items()}

@@ -3,7 +3,7 @@
 A circuit is judged by its **faithfulness**: run the clean tokens with the circuit's edges clean and every
 other edge corrupted (the masked forward of :mod:`interp.discover.masked`), and see how much of the clean
 metric is left: ``(metric_circuit - metric_corrupted) / (metric_clean - metric_corrupted)``, 1 when the
-circuit alone does what the whole model does, 0 when it does no better than the corrupted run.
+circuit alone does what the whole model does, 0 when it does no better than the corrupted pass.
 
 Example:
     >>> circuit = Circuit([("embed", "L1H0.v"), ("L1H0", "logits")], scores=[-2.0, -3.5])
@@ -30,10 +30,10 @@ from torch import Tensor
 from interp.common.checks import check_int
 from interp.common.export import write_csv_atomic
 from interp.discover.graph import EdgeGraph, _pairs
-from interp.discover.layout import extent, node_of, parse
+from interp.discover.layout import extent, graph_name, node_of
 from interp.discover.masked import _circuit_mask, _masked_metrics
 from interp.discover.picture import dot_text, svg_text
-from interp.discover.runs import MetricLike, _check_pair, _normalized, _record
+from interp.discover.recording import MetricLike, _check_pair, _record
 from model.network.minigpt import MiniGPT
 from model.storage.files import atomic_write, check_output_path
 
@@ -41,12 +41,13 @@ _READS = {"q": "the query of head {}", "k": "the key of head {}", "v": "the valu
 
 
 def _words(name: str) -> str:
-    kind, layer, head, read = parse(name)
-    if kind == "head":
-        return (_READS[read] if read else "head {}").format(f"L{layer}H{head}")
-    if kind == "mlp":
-        return f"the MLP of layer {layer}"
-    return {"embed": "the token embedding", "pos_embed": "the position embedding", "logits": "the logits"}[kind]
+    component = graph_name(name)
+    if component.kind == "head":
+        return (_READS[component.read] if component.read else "head {}").format(node_of(name))
+    if component.kind == "mlp":
+        return f"the MLP of layer {component.layer}"
+    words = {"embed": "the token embedding", "pos_embed": "the position embedding", "logits": "the logits"}
+    return words[component.kind]
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ class Circuit:
     def __post_init__(self) -> None:
         edges = tuple(_pairs(self.edges, "Circuit edges"))
         for u, d in edges:
-            if parse(u)[3] is not None or parse(u)[0] == "logits":
+            up, down = graph_name(u), graph_name(d)
+            if up.read is not None or up.kind == "logits":
                 raise ValueError(f"{u!r} cannot be an edge's upstream end: that is a node's input, not a node")
-            if parse(d)[0] in ("embed", "pos_embed") or (parse(d)[0] == "head" and parse(d)[3] is None):
+            if down.kind in ("embed", "pos_embed") or (down.kind == "head" and down.read is None):
                 raise ValueError(f"{d!r} cannot be an edge's downstream end; use an input such as {d}.q or logits")
         if len(set(edges)) != len(edges):
             raise ValueError("a Circuit lists an edge twice; give each edge once")
@@ -129,9 +131,9 @@ class Circuit:
         """
         model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
         keep = graph.indices(self, "the circuit")
-        runs = _record(model, graph, clean, corrupted, metric)
-        value = _masked_metrics(model, runs, _circuit_mask(graph.n_edges, keep, runs.clean_writes), metric)
-        return float(_normalized(value.double().cpu().numpy(), runs)[0])
+        recording = _record(model, graph, clean, corrupted, metric)
+        value = _masked_metrics(model, recording, _circuit_mask(graph.n_edges, keep, recording.clean_writes), metric)
+        return float(recording.normalized(value.double().cpu().numpy())[0])
 
     # ------------------------------------------------------------------ making one
     @classmethod
@@ -201,7 +203,7 @@ class Circuit:
         head = f"Circuit of {self.size} edge{'s' * (self.size != 1)} between {len(self.nodes)} nodes"
         lines = []
         for i, (u, d) in enumerate(self.edges):
-            verb = "read" if parse(d)[0] == "logits" else "reads"
+            verb = "read" if graph_name(d).kind == "logits" else "reads"
             score = "" if self.scores is None else f" (score {self.scores[i]:.3g})"
             lines.append(f"  {_words(d)} {verb} {_words(u)}{score}")
         return "\n".join([head + (":" if lines else ""), *lines])

@@ -37,9 +37,10 @@ import pandas as pd
 
 from interp.common.checks import check_model
 from model.network.config import ModelConfig
+from model.network.labels import READS, component_label
 from model.network.minigpt import MiniGPT
 
-SLOTS = ("q", "k", "v")
+SLOTS = READS  # a head's three inputs, in edge order
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,16 @@ class EdgeGraph:
     def upstream(self) -> tuple[str, ...]:
         names = ["embed"] + ([] if self.n_first == 1 else ["pos_embed"])
         for layer in range(self.cfg.n_layers):
-            names += [f"L{layer}H{h}" for h in range(self.cfg.n_heads)]
-            names += [] if self.cfg.attn_only else [f"L{layer}.mlp"]
+            names += [component_label("head", layer, h) for h in range(self.cfg.n_heads)]
+            names += [] if self.cfg.attn_only else [component_label("mlp", layer)]
         return tuple(names)
 
     @cached_property
     def downstream(self) -> tuple[str, ...]:
         names = []
         for layer in range(self.cfg.n_layers):
-            names += [f"L{layer}H{h}.{s}" for h in range(self.cfg.n_heads) for s in SLOTS]
-            names += [] if self.cfg.attn_only else [f"L{layer}.mlp"]
+            names += [component_label("head", layer, h, s) for h in range(self.cfg.n_heads) for s in SLOTS]
+            names += [] if self.cfg.attn_only else [component_label("mlp", layer)]
         return (*names, "logits")
 
     @cached_property

@@ -17,33 +17,33 @@ Example:
 
 from __future__ import annotations
 
-import re
+from model.network.labels import Component, component_label, parse_component
 
-_HEAD = re.compile(r"L(\d+)H(\d+)(?:\.([qkv]))?")
-_MLP = re.compile(r"L(\d+)\.mlp")
+GRAPH_KINDS = ("embed", "pos_embed", "head", "mlp", "logits")  # what a circuit graph's names can be
 READ_OFFSETS = {"q": -0.18, "k": 0.0, "v": 0.18}  # where a head's q, k and v reads end, left to right
 
 
-def parse(name: str) -> tuple[str, int | None, int | None, str | None]:
-    """``(kind, layer, head, read)`` of a node or input name; kind is embed, pos_embed, head, mlp or logits."""
+def graph_name(name: str) -> Component:
+    """The component a node or input name of a circuit graph names (:func:`model.network.labels.parse_component`),
+    or a ValueError when it is no graph name."""
     if not isinstance(name, str):
         raise TypeError(f"a node name must be a str, got {type(name).__name__}")
-    if name in ("embed", "pos_embed", "logits"):
-        return name, None, None, None
-    if match := _HEAD.fullmatch(name):
-        return "head", int(match.group(1)), int(match.group(2)), match.group(3)
-    if match := _MLP.fullmatch(name):
-        return "mlp", int(match.group(1)), None, None
-    raise ValueError(
-        f"{name!r} is not a node or input name; use embed, pos_embed, L{{l}}H{{h}}, L{{l}}H{{h}}.q/.k/.v, "
-        "L{l}.mlp or logits"
-    )
+    try:
+        component = parse_component(name)
+    except ValueError:
+        component = None
+    if component is None or component.kind not in GRAPH_KINDS:
+        raise ValueError(
+            f"{name!r} is not a node or input name; use embed, pos_embed, L{{l}}H{{h}}, L{{l}}H{{h}}.q/.k/.v, "
+            "L{l}.mlp or logits"
+        )
+    return component
 
 
 def node_of(name: str) -> str:
     """The node an input belongs to (``L1H0.k`` -> ``L1H0``); a node is its own."""
-    kind, layer, head, _ = parse(name)
-    return f"L{layer}H{head}" if kind == "head" else name
+    component = graph_name(name)
+    return component_label("head", component.layer, component.index) if component.kind == "head" else name
 
 
 def position(name: str, n_heads: int = 4, n_layers: int | None = None) -> tuple[float, float]:
@@ -52,7 +52,8 @@ def position(name: str, n_heads: int = 4, n_layers: int | None = None) -> tuple[
     ``n_layers`` places ``logits`` (default: just above the layer of the node, i.e. row 1 for logits alone);
     pass the model's ``n_layers`` to put every graph's logits on the same row.
     """
-    kind, layer, head, _ = parse(node_of(name))
+    node = graph_name(node_of(name))
+    kind, layer, head = node.kind, node.layer, node.index
     centre = (n_heads - 1) / 2
     if kind == "embed":
         return centre - max(1.0, n_heads / 4), 0.0
@@ -67,16 +68,16 @@ def position(name: str, n_heads: int = 4, n_layers: int | None = None) -> tuple[
 
 def read_offset(name: str) -> float:
     """How far right of its node an input's edges end: ``q`` left, ``k`` centre, ``v`` right, others 0."""
-    return READ_OFFSETS.get(parse(name)[3] or "", 0.0)
+    return READ_OFFSETS.get(graph_name(name).read or "", 0.0)
 
 
 def extent(names: list[str]) -> tuple[int, int]:
     """``(n_heads, n_layers)`` that a set of names needs (at least one head and one layer)."""
     heads = layers = 0
     for name in names:
-        _, layer, head, _ = parse(name)
-        if layer is not None:
-            layers = max(layers, layer + 1)
-        if head is not None:
-            heads = max(heads, head + 1)
+        component = graph_name(name)
+        if component.layer is not None:
+            layers = max(layers, component.layer + 1)
+        if component.index is not None:
+            heads = max(heads, component.index + 1)
     return max(heads, 1), max(layers, 1)

@@ -1,6 +1,6 @@
 """Path patching in the style of Wang et al. 2022 (IOI): a sender's corrupted value along its direct paths only.
 
-For each sender node, the clean run is repeated with the sender's **direct** edges into the receivers
+For each sender node, the clean pass is repeated with the sender's **direct** edges into the receivers
 carrying its corrupted write, and every other reader of the sender seeing its clean write. Receivers are
 inputs (``L1H0.k``), or nodes standing for all their inputs (``L1H0`` = its ``q``, ``k`` and ``v``;
 ``L1.mlp``; ``logits``). The receivers recompute from there, and so does everything after them. Every
@@ -40,9 +40,10 @@ from torch import Tensor
 
 from interp.common.checks import require_finite
 from interp.discover.graph import SLOTS, EdgeGraph
-from interp.discover.layout import parse
+from interp.discover.layout import graph_name
 from interp.discover.masked import _masked_metrics
-from interp.discover.runs import MetricLike, _check_pair, _normalized, _record
+from interp.discover.recording import MetricLike, _check_pair, _record
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 
 COLUMNS = ["upstream", "downstream", "metric_patched", "score", "abs_score", "normalized", "metric_clean",
@@ -61,8 +62,11 @@ def _names(value: object, what: str) -> list[str]:
 def _receiver_inputs(graph: EdgeGraph, receivers: list[str]) -> list[str]:
     out: list[str] = []
     for name in receivers:
-        kind, _, _, read = parse(name)
-        inputs = [f"{name}.{s}" for s in SLOTS] if kind == "head" and read is None else [name]
+        component = graph_name(name)
+        if component.kind == "head" and component.read is None:
+            inputs = [component_label("head", component.layer, component.index, s) for s in SLOTS]
+        else:
+            inputs = [name]
         for inp in inputs:
             if inp not in graph.downstream:
                 raise KeyError(f"receiver {name!r} is not an input of this model's graph; inputs are e.g. "
@@ -103,16 +107,16 @@ def path_patching(
     if len(set(senders)) != len(senders):
         raise ValueError(f"senders lists a node twice: {senders}")
     plans = [_sender_edges(graph, s, inputs) for s in senders]
-    runs = _record(model, graph, clean, corrupted, metric)
+    recording = _record(model, graph, clean, corrupted, metric)
     masks = torch.ones(len(senders), graph.n_edges)
     for row, (edges, _) in enumerate(plans):
         masks[row, edges] = 0.0
-    values = _masked_metrics(model, runs, masks, metric)
+    values = _masked_metrics(model, recording, masks, metric)
     require_finite(values, "path_patching", model, tokens=clean)
     patched = values.double().cpu().numpy()
     frame = pd.DataFrame({"upstream": senders, "downstream": [",".join(reached) for _, reached in plans],
-                          "metric_patched": patched, "score": patched - runs.metric_clean})  # fmt: skip
+                          "metric_patched": patched, "score": patched - recording.metric_clean})  # fmt: skip
     frame["abs_score"] = np.abs(frame["score"])
-    frame["normalized"] = _normalized(patched, runs)
-    frame["metric_clean"], frame["metric_corrupted"] = runs.metric_clean, runs.metric_corrupted
+    frame["normalized"] = recording.normalized(patched)
+    frame["metric_clean"], frame["metric_corrupted"] = recording.metric_clean, recording.metric_corrupted
     return frame[COLUMNS]

@@ -18,7 +18,7 @@ import html
 from collections.abc import Sequence
 
 from interp.discover.graph import _pairs
-from interp.discover.layout import node_of, parse, position, read_offset
+from interp.discover.layout import graph_name, node_of, position, read_offset
 
 X0, Y0, DX, DY = 70.0, 50.0, 110.0, 62.0  # margins and the spacing of the layout's units, in pixels
 POSITIVE, NEGATIVE, NEUTRAL = "#c0392b", "#2e6fb7", "#888888"
@@ -31,8 +31,8 @@ def _nodes(edges: Sequence[tuple[str, str]]) -> list[str]:
     def key(name: str) -> tuple[int, int]:
         if name in order:
             return order[name]
-        kind, layer, head, _ = parse(name)
-        return 2 * layer + (kind == "mlp"), head or 0
+        node = graph_name(name)
+        return 2 * node.layer + (node.kind == "mlp"), node.index or 0
 
     return sorted(names, key=key)
 
@@ -40,7 +40,7 @@ def _nodes(edges: Sequence[tuple[str, str]]) -> list[str]:
 def _checked(edges: object, scores: object, what: str) -> tuple[list[tuple[str, str]], list[float] | None]:
     pairs = _pairs(edges, what)
     for u, d in pairs:
-        parse(u), parse(d)  # unknown names are a ValueError naming them
+        graph_name(u), graph_name(d)  # unknown names are a ValueError naming them
     if scores is None:
         return pairs, None
     if isinstance(scores, str) or not isinstance(scores, Sequence) or len(scores) != len(pairs):
@@ -100,7 +100,7 @@ def dot_text(edges: Sequence[tuple[str, str]], scores: Sequence[float] | None) -
     edges, scores = _checked(edges, scores, "dot_text")
     lines = ["digraph circuit {", "  rankdir=BT;"]
     for i, (u, d) in enumerate(edges):
-        label = parse(d)[3] or ""
+        label = graph_name(d).read or ""
         if scores is not None:
             label = f"{label} {float(scores[i]):+.3g}".strip()
         attrs = f' [label="{label}"]' if label else ""

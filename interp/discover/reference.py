@@ -1,15 +1,14 @@
 """Edge patching one edge at a time, with one hooked forward of the unmodified model per edge.
 
 The reference that :func:`interp.discover.patching.edge_patching` is tested against (to 1e-5) and
-benchmarked against: for edge ``(u, d)`` it runs the clean tokens through the model's own forward with two
-hooks, one that reads the residual stream that ``d`` reads, and one that replaces what ``d``'s node
-computes from it by the same computation on ``residual + corrupted write_u - clean write_u``:
+benchmarked against: for edge ``(u, d)`` it runs the clean tokens through the model's own forward with
+hooks that read the residual stream ``d`` reads and replace what ``d``'s node computes from it by the same
+computation, with the model's own steps, on ``residual + corrupted write_u - clean write_u``:
 
-- ``L{l}H{h}.q`` (``.k``, ``.v``): head ``h``'s slice of ``attn.hook_q`` (``hook_k``, ``hook_v``) becomes
-  ``ln1(resid_pre + delta) W_Q[h] + b_Q[h]``;
-- ``L{l}.mlp``: ``mlp.hook_pre`` becomes ``ln2(resid_mid + delta) W_in + b_in``;
-- ``logits``: ``ln_final.hook_normalized`` becomes ``ln_final(final residual + delta)`` (without a final
-  LayerNorm, the delta is added to the final residual).
+- ``L{l}H{h}.q`` (``.k``, ``.v``): head ``h``'s slice of ``attn.hook_q`` (``hook_k``, ``hook_v``) becomes the
+  head's projection of ``ln1(resid_pre + delta)``;
+- ``L{l}.mlp``: ``hook_mlp_out`` becomes the MLP's write from ``resid_mid + delta``;
+- ``logits``: the delta is added to the final residual (which only the read-out reads).
 
 Same columns as :func:`~interp.discover.patching.edge_patching`.
 
@@ -25,58 +24,44 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
 from interp.common.checks import require_finite
 from interp.discover.graph import EdgeGraph
-from interp.discover.layout import parse
+from interp.discover.layout import graph_name
 from interp.discover.patching import COLUMNS
-from interp.discover.runs import MetricLike, _check_pair, _edge_frame, _record
+from interp.discover.recording import MetricLike, _check_pair, _edge_frame, _record
 from interp.intervene.engine import progress_bar
-from model.network.layers import LayerNorm
 from model.network.minigpt import MiniGPT
 
 
-def _norm(ln: LayerNorm | None, x: Tensor) -> Tensor:
-    return x if ln is None else F.layer_norm(x, ln.w.shape, ln.w, ln.b, ln.eps)
-
-
 def _edge_hooks(model: MiniGPT, graph: EdgeGraph, edge: int, delta: Tensor) -> list:
-    """The two hooks (read the residual, replace the input's computation) that corrupt one edge."""
+    """The hooks that corrupt one edge (read the residual the input reads, replace what its node computes from it)."""
     change = delta[graph.edge_up[edge]]
-    kind, layer, head, slot = parse(graph.downstream[graph.edge_down[edge]])
-    seen: dict[str, Tensor] = {}
+    read = graph_name(graph.downstream[graph.edge_down[edge]])
+    kind, layer, head, slot = read.kind, read.layer, read.index, read.read
+    if kind == "logits":  # the final residual is read by the read-out alone
+        return [(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", lambda act, hook: act + change)]
+    block, seen = model.blocks[layer], {}
 
     def grab(act: Tensor, hook) -> None:
         seen["resid"] = act
 
     if kind == "head":
-        block = model.blocks[layer]
-        weight, bias = getattr(block.attn, f"W_{slot.upper()}")[head], getattr(block.attn, f"b_{slot.upper()}")
+        slots, heads = torch.tensor(["qkv".index(slot)]), torch.tensor([head])
 
         def swap_head(act: Tensor, hook) -> Tensor:
-            new = _norm(block.ln1, seen["resid"] + change) @ weight
             act = act.clone()
-            act[:, :, head] = new if bias is None else new + bias[head]
+            act[:, :, head] = block.attn.head_project(block.attn_input(seen["resid"] + change)[None], slots, heads)[0]
             return act
 
         return [(f"blocks.{layer}.hook_resid_pre", grab), (f"blocks.{layer}.attn.hook_{slot}", swap_head)]
-    if kind == "mlp":
-        block = model.blocks[layer]
 
-        def swap_mlp(act: Tensor, hook) -> Tensor:
-            return F.linear(_norm(block.ln2, seen["resid"] + change), block.mlp.W_in.t(), block.mlp.b_in)
+    def swap_mlp(act: Tensor, hook) -> Tensor:
+        return block.mlp_write(seen["resid"] + change)
 
-        return [(f"blocks.{layer}.hook_resid_mid", grab), (f"blocks.{layer}.mlp.hook_pre", swap_mlp)]
-    final = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    if model.ln_final is None:
-        return [(final, lambda act, hook: act + change)]
-    return [
-        (final, grab),
-        ("ln_final.hook_normalized", lambda act, hook: _norm(model.ln_final, seen["resid"] + change)),
-    ]
+    return [(f"blocks.{layer}.hook_resid_mid", grab), (f"blocks.{layer}.hook_mlp_out", swap_mlp)]
 
 
 def edge_patching_reference(
@@ -99,8 +84,8 @@ def edge_patching_reference(
     """
     model, graph, clean, corrupted, metric = _check_pair(model, clean, corrupted, metric)
     index = sorted(graph.indices(edges))
-    runs = _record(model, graph, clean, corrupted, metric)
-    delta, values = runs.delta, []
+    recording = _record(model, graph, clean, corrupted, metric)
+    delta, values = recording.delta, []
     bar = progress_bar(len(index), progress, "edge patching, one edge at a time")
     for edge in index:
         with torch.no_grad(), model.hooks(_edge_hooks(model, graph, edge, delta)):
@@ -109,6 +94,6 @@ def edge_patching_reference(
     bar.close()
     values = torch.stack(values) if values else torch.zeros(0)
     require_finite(values, "edge_patching_reference", model, tokens=clean)
-    frame = _edge_frame(graph, index, values.double() - runs.metric_clean, metric_patched=values.double().numpy(),
-                        metric_clean=runs.metric_clean, metric_corrupted=runs.metric_corrupted)  # fmt: skip
+    frame = _edge_frame(graph, index, values.double() - recording.metric_clean, metric_patched=values.double().numpy(),
+                       metric_clean=recording.metric_clean, metric_corrupted=recording.metric_corrupted)  # fmt: skip
     return frame[COLUMNS]

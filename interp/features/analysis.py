@@ -34,7 +34,7 @@ from interp.common.checks import check_int, check_model, require_finite
 from interp.common.vocabulary import nullable_ints
 from interp.features.common import RESIDUAL_WRITES, _check_feature, _check_sae, _prepare_features, _write_point
 from interp.features.sae import SAE
-from interp.observe.dla import _directions, _final_logits, resolve_target, token_columns
+from interp.observe.dla import cache_logits, readout_directions, resolve_target, token_columns
 from interp.observe.residual import pos_strings
 from model.network.cache import ActivationCache
 from model.network.token_ids import token_labels
@@ -187,8 +187,8 @@ def feature_dla(
     there), contribution.
     """
     checked = check_model(model)
-    final = ("ln_final.hook_scale", "ln_final.hook_normalized") if checked.ln_final is not None else ()
-    extra = final or (f"blocks.{checked.cfg.n_layers - 1}.hook_resid_post",)
+    final = ("ln_final.hook_scale",) if checked.ln_final is not None else ()
+    extra = (*final, f"blocks.{checked.cfg.n_layers - 1}.hook_resid_post")
     model, tokens, cache, acts = _prepare_features(model, tokens, cache, sae, extra=extra, what="feature_dla")
     if _write_point(sae).rsplit(".", 1)[-1] not in RESIDUAL_WRITES:
         raise ValueError(f"the SAE writes {_write_point(sae)!r}, not the residual stream: no direct path to the logits")
@@ -196,9 +196,9 @@ def feature_dla(
         raise ValueError(
             "norm='post' re-normalises the residual stream after every block: no direct path to the logits"
         )
-    logits = _final_logits(model, cache) if target is None else None
+    logits = cache_logits(model, cache) if target is None else None
     target_ids = resolve_target(model, tokens, target, logits)
-    readout, _ = _directions(model, cache, target_ids, None)  # batch pos d_model
+    readout, _ = readout_directions(model, cache, target_ids, None)  # batch pos d_model
     readout = readout.to(sae.device)
     per_feature = acts * (readout @ sae.W_dec.T)  # batch pos d_sae
     y = cache[_write_point(sae)].to(sae.device)

@@ -52,7 +52,7 @@ from interp.features.streams import _make_source
 from model.storage.files import atomic_write
 from model.training.loop import lr_at
 from model.training.lossplot import loss_figure, write_loss_png
-from model.training.resume import _optimizer_tensors, _restore_optimizer, load_train_state, save_train_state
+from model.training.resume import load_train_state, optimizer_tensors, restore_optimizer, save_train_state
 
 PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
@@ -223,7 +223,7 @@ class _Run:
         with torch.no_grad():
             for name in self.params:
                 getattr(self.sae, name).copy_(tensors[f"param.{name}"])
-        _restore_optimizer(self.opt, tensors, info["param_groups"])
+        restore_optimizer(self.opt, tensors, info["param_groups"])
         self.silent = tensors["silent"].to(self.cfg.device)
         self.state = {k: info[k] for k in ("step", "history", "seconds", "commands", "scales")}
 
@@ -318,7 +318,7 @@ class _Run:
         """The SAE, then the training state beside it, then the loss curve."""
         out = self.out
         (sae or self.folded()).save(out)
-        tensors, groups = _optimizer_tensors(self.opt)
+        tensors, groups = optimizer_tensors(self.opt)
         tensors |= {f"param.{n}": getattr(self.sae, n).detach() for n in self.params} | {"silent": self.silent}
         info = {k: self.state[k] for k in ("step", "history", "seconds", "commands", "scales")}
         info |= {"param_groups": groups, "config": dataclasses.asdict(self.cfg), "sae_config": self.sae_cfg.to_dict()}

@@ -1,26 +1,16 @@
-"""Run a model from the middle: many variants of one residual state, from a layer upwards, batched and chunked.
+"""The engine: many variants of one run, each a residual state in the middle of the model, run to the metric.
 
-Ablation sweeps and activation patching change one activation at a time. Nothing below that
-activation's layer changes, so each variant needs only the residual stream at that point
-(rebuilt from the clean cache) and the blocks above it. :func:`run_variants` stacks the variants
-of one layer into one batch ``[variant * batch, pos, d_model]``, runs it upwards in chunks of at
-most ``chunk_size`` sequences, and unembeds only what the metric reads (its positions and its
-vocabulary columns).
+Ablation sweeps, activation patching, exact edge patching, ACDC, path patching and TransformerLens's patching
+helpers all change one run in many ways, and nothing below a change moves. Each builds its variants of one
+residual state, and :func:`run_variants` runs them: stacked in the batch ``[variant * batch, pos, d_model]``, in
+chunks of at most ``chunk_size`` sequences (a memory budget, :func:`default_chunk_size`), up through the model's
+own partial forward (:meth:`~model.network.minigpt.MiniGPT.forward_from`), computing only the positions and
+vocabulary columns the metric reads, and scoring each variant.
 
-Where a variant starts (``stage``), for block ``l``:
-
-==============  ==============================================  ===========================================
-stage           the state ``x`` given                           what runs
-==============  ==============================================  ===========================================
-``resid_pre``   ``blocks.l.hook_resid_pre``                     block ``l`` and everything above
-``attn_sum``    ``resid_pre + attn_out`` (before ``ln1`` when   block ``l``'s ``ln1`` (post-norm only), its
-                ``norm="post"``; equal to ``resid_mid`` else)   MLP half, then the blocks above
-``mlp_sum``     ``resid_mid + mlp_out`` (before ``ln2`` when    block ``l``'s ``ln2`` (post-norm only), then
-                ``norm="post"``; equal to ``resid_post`` else)  the blocks above
-==============  ==============================================  ===========================================
-
-Only public modules are used (``model.blocks[l]``, ``.ln1``, ``.ln2``, ``.mlp``, ``model.ln_final``,
-``model.W_U``); the tests check every path against the full forward with hooks.
+Where a variant starts: a stage of block ``layer`` (``resid_pre``, ``attn_sum``, ``resid_mid``, ``mlp_sum``,
+``resid_post``: :class:`~model.network.layers.Block` says what each holds), or ``"final"``, the final residual
+that only the read-out follows (the masked forward of :mod:`interp.discover.masked` ends there). The maths of the
+forward pass is the model's; nothing here recomputes attention or an MLP.
 """
 
 from __future__ import annotations
@@ -28,94 +18,42 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm import tqdm  # text bars everywhere (tqdm.auto wants ipywidgets in notebooks)
 
 from interp.common.checks import check_index, check_int
 from interp.common.metrics import Metric
+from model.network.layers import STAGES
 from model.network.minigpt import MiniGPT
 
-STAGES = ("resid_pre", "attn_sum", "mlp_sum")
 CPU_CHUNK_BYTES = 2 * 2**20  # widest activation of one chunk, on CPU (see default_chunk_size)
 ACCELERATOR_CHUNK_BYTES = 256 * 2**20  # the same on a GPU
 
 
-def _embed(model: MiniGPT, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
-    """``blocks.0.hook_resid_pre``: token embedding plus position embedding (none for rotary); ``tokens`` are
-    checked ids (the public functions of :mod:`interp.intervene` check them where they come in)."""
-    x = model.hook_embed(model.embed(tokens))
-    if model.pos_embed is not None:
-        x = x + model.hook_pos_embed(model.pos_embed(tokens))
-    return x
-
-
-def run_from(
-    model: MiniGPT, x: Float[Tensor, "batch pos d_model"], layer: int, stage: str = "resid_pre"
-) -> Float[Tensor, "batch pos d_model"]:
-    """The final residual (input of ``ln_final``) from the state ``x`` at ``stage`` of block ``layer``."""
-    if stage not in STAGES:
-        raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
-    layer = check_index(layer, model.cfg.n_layers, "layer")
-    if x.ndim != 3 or x.shape[-1] != model.cfg.d_model:
-        raise ValueError(f"the state x must be [batch, pos, d_model={model.cfg.d_model}], got {tuple(x.shape)}")
-    post = model.cfg.norm == "post"
-    if stage != "resid_pre":
-        block = model.blocks[layer]
-        if stage == "attn_sum":
-            x = block.ln1(x) if post else x  # resid_mid
-            if block.mlp is not None:
-                mlp_in = block.ln2(x) if block.ln2 is not None and not post else x
-                x = x + block.mlp(mlp_in)
-                stage = "mlp_sum"
-        if stage == "mlp_sum" and post:
-            x = block.ln2(x)  # resid_post
-        layer += 1
-    for block in model.blocks[layer:]:
-        x = block(x)
-    return x
-
-
-def unembedding(model: MiniGPT, metric: Metric) -> tuple[Float[Tensor, "d_model read_vocab"], Tensor | None]:
-    """``W_U`` and ``b_U`` restricted to the vocabulary columns ``metric`` reads (all when it reads all)."""
+def read_columns(model: MiniGPT, metric: Metric, n_pos: int) -> tuple[Tensor | None, Tensor | None]:
+    """``(rows, columns)``: the positions and vocabulary ids ``metric`` reads, as index tensors (None: all)."""
     _check_metric(metric)
-    W_U, b_U = model.W_U, model.unembed.b_U
-    if metric.columns is None:
-        return W_U, b_U
-    if max(metric.columns) >= model.cfg.d_vocab:
+    rows = metric.read_positions(n_pos)
+    if metric.columns is not None and max(metric.columns) >= model.cfg.d_vocab:
         raise ValueError(f"{metric} reads token ids {metric.columns}, outside the vocabulary of {model.cfg.d_vocab}")
-    cols = torch.tensor(metric.columns, device=W_U.device)
-    # rows of W_U.t() (that is W_E when tied): index_select on a transposed view would copy all of it.
-    # index_select, not W_U[:, cols]: indexing a parameter from Python can deadlock against another thread
-    # recording a graph with it (torch 2.13; tests/test_concurrency.py)
-    return W_U.t().index_select(0, cols).t(), None if b_U is None else b_U.index_select(0, cols)
+    as_index = lambda ids: None if ids is None else torch.tensor(ids, dtype=torch.long, device=model.device)  # noqa: E731
+    return as_index(rows), as_index(metric.columns)
 
 
-def read_logits(
-    model: MiniGPT,
-    resid: Float[Tensor, "... pos d_model"],
-    metric: Metric,
-    n_pos: int,
-    unembed: tuple[Tensor, Tensor | None] | None = None,
-) -> Float[Tensor, "... read_pos read_vocab"]:
-    """Logits at the positions and vocabulary columns ``metric`` reads, from the final residual.
-
-    ``unembed``: :func:`unembedding` computed once, when calling this for many chunks.
-    """
-    positions = _check_metric(metric).read_positions(n_pos)
-    if positions is not None:
-        resid = resid[..., positions, :]
-    if model.ln_final is not None:
-        resid = model.ln_final(resid)
-    W_U, b_U = unembed if unembed is not None else unembedding(model, metric)
-    return F.linear(resid, W_U.t(), b_U)
+def score_final(
+    model: MiniGPT, final: Float[Tensor, "... batch pos d_model"], metric: Metric, tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "..."]:
+    """The metric of final residuals (one value per leading variant), read out at what the metric reads only."""
+    rows, columns = read_columns(model, metric, tokens.shape[1])
+    final = final if rows is None else final.index_select(-2, rows)
+    return metric.score(model.read_out(final, columns), tokens)
 
 
 def cached_run(
     model: MiniGPT, tokens: Int[Tensor, "batch pos"], names: Iterable[str], metric: Metric
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """One forward: ``(metric value, {name: activation})``, unembedding only what the metric reads.
+    """One forward: ``(metric value, {name: activation})``, reading out only the vocabulary columns the metric reads.
 
     Gradients flow when called under ``torch.enable_grad()`` (the activations are then graph nodes).
     """
@@ -126,8 +64,8 @@ def cached_run(
         store[hook.name] = act
 
     with model.hooks([(name, keep) for name in names]):
-        resid = run_from(model, _embed(model, tokens), 0)
-    return metric.score(read_logits(model, resid, metric, tokens.shape[1]), tokens), store
+        final = model(tokens, stop_at_layer=model.cfg.n_layers)
+    return score_final(model, final, metric, tokens), store
 
 
 def default_chunk_size(model: MiniGPT, n_pos: int, metric: Metric, budget: int | None = None) -> int:
@@ -168,21 +106,30 @@ def run_variants(
     tokens: Int[Tensor, "batch pos"],
     chunk_size: int,
     on_chunk: Callable[[int], object] | None = None,
+    *,
+    at_rows: bool = False,
 ) -> Float[Tensor, " variant"]:
     """Metric of each of ``n_variants`` states; ``make(start, stop)`` builds variants ``start..stop-1``.
 
-    Each chunk holds ``max(1, chunk_size // batch)`` variants, run as one batch from ``stage`` of
-    ``layer`` upwards; ``on_chunk(n)`` is called after each (e.g. a progress bar's update).
+    Each chunk holds ``max(1, chunk_size // batch)`` variants, run as one batch from ``stage`` of ``layer`` (or
+    ``"final"``) upwards; ``on_chunk(n)`` is called after each (e.g. a progress bar's update). ``at_rows``: ``make``
+    builds the states at the metric's read positions only, which is allowed where nothing later reads another
+    position (past the last block's attention).
     """
+    if stage != "final" and stage not in STAGES:
+        raise ValueError(f"stage={stage!r} is not one of {[*STAGES, 'final']}")
+    layer = check_index(layer, model.cfg.n_layers, "layer")
     batch, n_pos = tokens.shape
-    per_chunk = max(1, chunk_size // batch)
-    unembed = unembedding(model, metric)
-    values = []
+    rows, columns = read_columns(model, metric, n_pos)
+    per_chunk, values = max(1, chunk_size // batch), []
     for start in range(0, n_variants, per_chunk):
         stop = min(n_variants, start + per_chunk)
-        states = make(start, stop)
-        resid = run_from(model, states.flatten(0, 1), layer, stage)
-        logits = read_logits(model, resid, metric, n_pos, unembed)
+        states = make(start, stop).flatten(0, 1)
+        if stage == "final":
+            picked = states if at_rows or rows is None else states.index_select(1, rows)
+            logits = model.read_out(picked, columns)
+        else:
+            logits = model.forward_from(states, layer, stage, None if at_rows else rows, columns=columns)
         values.append(metric.score(logits.unflatten(0, (stop - start, batch)), tokens))
         if on_chunk is not None:
             on_chunk(stop - start)

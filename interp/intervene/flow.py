@@ -1,7 +1,7 @@
 """The causal check of an information-flow edge (:mod:`interp.observe.flow`): move one edge's part of a residual
 state to its value on a corrupted prompt, every other part clean, and run the model up from that state.
 
-The part is recomputed on the corrupted run (its pattern and values for a head, its MLP output, its carried
+The part is recomputed on the corrupted pass (its pattern and values for a head, its MLP output, its carried
 state), so the patch is exact, and the first-order prediction beside it (the metric's gradient at that state
 times the part's change) is what attribution would have said: where the two differ, linear attribution fails
 (a saturated attention pattern has almost no gradient, though moving its value changes a lot).
@@ -16,7 +16,6 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.common.checks import check_index, prepare, require_finite
-from interp.intervene.engine import run_from
 from interp.observe.dla import resolve_target
 from interp.observe.flow import _check_edge, _check_flow_model, _names, _part, _single, _stage_above, flow_stages
 from model.network.minigpt import MiniGPT
@@ -63,13 +62,9 @@ def patch_flow_edge(
     _, corr_cache = model.run_with_cache(corrupted, names_filter=names)
     stages = flow_stages(model)
 
-    def logits_at(final: Tensor) -> Tensor:  # the final residual read out at ``position``
-        final = final if model.ln_final is None else model.ln_final(final)
-        return model.unembed(final)[0, position].double()
-
-    if target is None:  # the clean model's top guess, from the clean run's final residual
+    if target is None:  # the clean model's top guess, from the clean pass's final residual
         with torch.no_grad():
-            target_id = int(logits_at(cache[stages[-1]]).argmax())
+            target_id = int(model.read_out(cache[stages[-1]][0, position]).argmax())
     else:
         target_id = int(resolve_target(model, clean, target)[0, position])
     layer, mlp_edge = edge["layer"], edge["kind"].startswith("mlp")
@@ -79,7 +74,7 @@ def patch_flow_edge(
     stage = "mlp_sum" if mlp_edge else "attn_sum"
 
     def metric(x: Tensor) -> Tensor:
-        return F.log_softmax(logits_at(run_from(model, x, layer, stage)), -1)[target_id]
+        return F.log_softmax(model.forward_from(x, layer, stage, rows=[position])[0, 0].double(), -1)[target_id]
 
     with torch.enable_grad():
         leaf = state.requires_grad_(True)

@@ -1,11 +1,14 @@
-"""Ablation specs from the strings people type: ``"1.2,0.3"`` (layer.head pairs), ``"0,1"`` (layers).
+"""Ablation specs from the strings people type: ``"L1H2,L0H3"`` (heads), ``"L1N37"`` (neurons), ``"0,1"`` (layers).
+
+Heads and neurons are component labels (:mod:`model.network.labels`), or the shorthand ``LAYER.INDEX``
+(``"1.2"``, ``"1.37"``); positions are ``LAYER.POS`` pairs (``"0.5"``: the residual entering layer 0 at position 5).
 
 The CLI's ``--heads`` / ``--neurons`` / ``--positions`` flags and the ``heads=`` / ``mlps=`` / ... arguments of
 :func:`interp.intervene.ablate.ablate` all go through :func:`specs_from`.
 
 Example:
-    >>> parse_pairs("1.2, 0.3"), parse_layers("0,1")
-    ([(1, 2), (0, 3)], [0, 1])
+    >>> parse_pairs("L1H2, 0.3"), parse_pairs("L1N37", "neuron"), parse_layers("0,1")
+    ([(1, 2), (0, 3)], [(1, 37)], [0, 1])
     >>> from interp import HeadAblation
     >>> specs_from("0.1,1.3", HeadAblation, "zero", "head")[1]
     HeadAblation(layer=1, head=3, positions=None, method='zero')
@@ -14,14 +17,21 @@ Example:
 from __future__ import annotations
 
 from interp.intervene.specs import Spec, _Spec
+from model.network.labels import INDEXED, parse_component
 
 
 def parse_pairs(text: str, second: str = "head") -> list[tuple[int, int]]:
-    """``"1.2,0.3"`` -> ``[(1, 2), (0, 3)]`` (LAYER.HEAD, LAYER.NEURON or LAYER.POS pairs)."""
+    """``"L1H2,0.3"`` -> ``[(1, 2), (0, 3)]``: ``(layer, index)`` of heads or neurons (labels or ``LAYER.INDEX``),
+    or ``(layer, pos)`` of ``LAYER.POS`` pairs (``second="pos"``)."""
     if not isinstance(text, str):
-        raise TypeError(f"expected a string of LAYER.{second.upper()} pairs like '1.2,0.3', got {type(text).__name__}")
+        example = {"head": "L1H2,L0H3", "neuron": "L1N37,L0N5"}.get(second, "1.2,0.3")
+        raise TypeError(f"expected a string of {second}s like '{example}', got {type(text).__name__}")
     pairs = []
     for item in (t.strip() for t in text.split(",")):
+        if second in INDEXED:
+            component = parse_component(item, expect=second)
+            pairs.append((component.layer, component.index))
+            continue
         parts = item.split(".")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
             raise ValueError(f"could not parse {second} {item!r}: expected LAYER.{second.upper()} like '1.2'")

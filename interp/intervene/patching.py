@@ -19,7 +19,7 @@ grid              one cell patches                                     index col
 
 :func:`attribution_patching` estimates the same grids from one clean forward, one corrupted forward
 and one backward: the first-order change ``(clean_act - corrupted_act) . d metric / d act`` at the
-corrupted run (Nanda's attribution patching). It is exact where the metric is linear in the
+corrupted pass (Nanda's attribution patching). It is exact where the metric is linear in the
 activation (e.g. a last-layer head of a model without LayerNorm and a logit-difference metric).
 
 Columns of both: the index columns above, then ``metric_patched`` (float; for attribution, the
@@ -122,11 +122,10 @@ def _layer_variants(model: MiniGPT, grid: str, layer: int, clean: dict, corr: di
         return (lambda a, b: _at_positions(base, values, range(a, b))), n_pos, stage, [(p,) for p in range(n_pos)]
     base = corr[name + "hook_resid_pre"] + corr[name + "hook_attn_out"]
     dz = clean[name + "attn.hook_z"] - corr[name + "attn.hook_z"]
-    W_O, n_heads = model.blocks[layer].attn.W_O, model.cfg.n_heads
+    n_heads = model.cfg.n_heads
+    delta = model.blocks[layer].attn.write(dz, per_head=True).permute(2, 0, 1, 3)  # head batch pos d_model
     if grid == "heads":
-        make = lambda a, b: base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O.narrow(0, a, b - a))  # noqa: E731
-        return make, n_heads, "attn_sum", [(h,) for h in range(n_heads)]
-    delta = torch.einsum("bphe,hed->hbpd", dz, W_O)  # [head, batch, pos, d_model]
+        return (lambda a, b: base + delta[a:b]), n_heads, "attn_sum", [(h,) for h in range(n_heads)]
 
     def make(a: int, b: int) -> Tensor:
         heads, pos = torch.arange(a, b) // n_pos, torch.arange(a, b) % n_pos
@@ -148,7 +147,7 @@ def activation_patching(
     chunk_size: int | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Patch each cell of ``grid`` from the clean run into the corrupted run; one row per cell (see module doc).
+    """Patch each cell of ``grid`` from the clean pass into the corrupted pass; one row per cell (see module doc).
 
     Example:
         >>> from model import MiniGPT, ModelConfig

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from interp.common.checks import check_int
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 
 METHODS = ("zero", "mean", "resample")
@@ -114,7 +115,7 @@ class HeadAblation(_Spec):
         return (*super().index(n_pos), self.head)
 
     def __str__(self) -> str:
-        what = f"head L{self.layer}H{self.head} (its z, so its write to the residual stream)"
+        what = f"head {component_label('head', self.layer, self.head)} (its z, so its write to the residual stream)"
         return f"{self.method}-ablate {what} {self._where()}"
 
 
@@ -182,7 +183,9 @@ class NeuronAblation(_Spec):
         return (*super().index(n_pos), self.neuron)
 
     def __str__(self) -> str:
-        return f"{self.method}-ablate neuron {self.neuron} of MLP {self.layer} (its activation) {self._where()}"
+        label = component_label("neuron", self.layer, self.neuron)
+        return f"{self.method}-ablate neuron {label} (neuron {self.neuron} of MLP {self.layer}, its activation) " \
+            f"{self._where()}"  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Batched ablation sweeps: every head (or neuron) ablated one at a time, without one full forward each.
 
 Ablating head ``h`` of layer ``l`` changes nothing below that layer's attention write: the ablated
-``resid_mid`` is the clean ``resid_pre + attn_out`` plus ``(z_replacement - z)[h] @ W_O[h]``. So
+``resid_mid`` is the clean ``resid_pre + attn_out`` plus head ``h``'s write of ``z_replacement - z``. So
 :func:`head_sweep` runs the clean model once with a cache, builds those states for all heads of a
 layer at once, and runs only what lies above (layer ``l``'s MLP and the later blocks) on the stacked
 ``[head * batch]`` batch, in chunks (see :mod:`interp.intervene.engine`). Neurons work the same way from the
@@ -92,12 +92,10 @@ def head_sweep(
             dz = (repl[z_names[layer]] - z) if method != "zero" else -z  # [batch, pos, head, d_head]
             dz = dz if pos is None else dz * position_mask(n_pos, pos, dz)[:, None, None]
             base = acts[f"blocks.{layer}.hook_resid_pre"] + acts[f"blocks.{layer}.hook_attn_out"]
-            W_O = model.blocks[layer].attn.W_O
+            writes = model.blocks[layer].attn.write(dz, per_head=True).permute(2, 0, 1, 3)  # head batch pos d_model
 
-            def make(a: int, b: int, dz=dz, base=base, W_O=W_O) -> Tensor:
-                # narrow, not W_O[a:b]: indexing a parameter holds the GIL while it locks the parameter's
-                # autograd mutex, a deadlock against a thread running a forward with gradients (torch 2.13)
-                return base + torch.einsum("bphe,hed->hbpd", dz[:, :, a:b], W_O.narrow(0, a, b - a))
+            def make(a: int, b: int, writes=writes, base=base) -> Tensor:
+                return base + writes[a:b]
 
             values.append(run_variants(model, make, n_heads, layer, "attn_sum", metric, tokens, chunk, bar.update))
             rows += [(layer, h) for h in range(n_heads)]

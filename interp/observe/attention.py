@@ -41,6 +41,7 @@ from torch import Tensor
 
 from interp.common.checks import check_index, prepare, require_finite
 from model.network.cache import ActivationCache
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
 
@@ -115,7 +116,9 @@ def head_scores(model: MiniGPT, tokens: Int[Tensor, "batch pos"], cache: Activat
         entropy = -torch.special.xlogy(pattern, pattern).sum(-1)[:, :, 1:]  # batch head q>=1
         scores["entropy"] = entropy.mean((0, 2))  # NaN for one-token sequences, like the other scores
         for head in range(pattern.shape[1]):
-            rows.append([layer, head, f"L{layer}H{head}", *(scores[c][head].item() for c in SCORE_COLUMNS)])
+            rows.append(
+                [layer, head, component_label("head", layer, head), *(scores[c][head].item() for c in SCORE_COLUMNS)]
+            )
     frame = pd.DataFrame(rows, columns=["layer", "head", "component", *SCORE_COLUMNS])
     frame["head_class"] = classify_heads(frame)
     return frame

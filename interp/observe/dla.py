@@ -57,6 +57,7 @@ from interp.observe.residual import (
     require_additive,
 )
 from model.network.cache import ActivationCache
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import char_id
 
@@ -70,7 +71,7 @@ TargetLike = int | str | Sequence[int] | Int[Tensor, "..."] | None
 def final_logits(
     model: MiniGPT, tokens: Int[Tensor, "batch pos"], cache: ActivationCache | None = None
 ) -> Float[Tensor, "batch pos d_vocab"]:
-    """The model's logits recomputed from the cache (final normalised residual through the unembedding).
+    """The model's logits recomputed from the cache: the final residual through ``model.read_out``.
 
     Example:
         >>> from model import MiniGPT, ModelConfig
@@ -81,14 +82,17 @@ def final_logits(
         True
     """
     model, _, cache = prepare(model, tokens, cache, what="final_logits")
-    return _final_logits(model, cache)
+    return cache_logits(model, cache)
 
 
-def _final_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch pos d_vocab"]:
-    name = "ln_final.hook_normalized" if model.ln_final is not None else _final_resid_name(model)
-    x = cache[name]
-    logits = x @ model.W_U.detach().to(x.device)
-    return logits if model.unembed.b_U is None else logits + model.unembed.b_U.detach().to(x.device)
+def cache_logits(model: MiniGPT, cache: ActivationCache) -> Float[Tensor, "batch pos d_vocab"]:
+    """:func:`final_logits` from a model and a cache the caller has checked (``prepare``): the final residual through
+    ``model.read_out``, on the cache's device. A KeyError names the final residual when the cache lacks it."""
+    name = _final_resid_name(model)
+    if not isinstance(cache, ActivationCache) or name not in cache:
+        raise KeyError(f"{name!r} is not in this cache; the logits are read out from the final residual: record it")
+    final = cache[name]
+    return model.read_out(final.to(model.device)).to(final.device)
 
 
 def resolve_target(
@@ -133,10 +137,13 @@ def resolve_target(
     return ids.long()
 
 
-def _directions(
+def readout_directions(
     model: MiniGPT, cache: ActivationCache, target: Tensor, contrast: Tensor | None
 ) -> tuple[Float[Tensor, "batch pos d_model"], list[tuple[str, str, Tensor]]]:
-    """Per-position readout direction (LN centring, weight and frozen scale folded in) and the bias rows."""
+    """Per-position read-out direction of ``target`` (minus ``contrast``) with the final LayerNorm's centring, gain
+    and recorded scale folded in, and the bias rows: what turns a residual write into its direct logit effect. The
+    model and the ``[batch, pos]`` ids are the caller's, checked; a cache without ``ln_final.hook_scale`` (pre-norm
+    models) is a KeyError naming it."""
     device = target.device
     W_U_rows = model.W_U.detach().to(device).T  # d_vocab d_model: only the gathered rows are used
     direction = W_U_rows[target] if contrast is None else W_U_rows[target] - W_U_rows[contrast]
@@ -157,15 +164,21 @@ def _dot(x: Float[Tensor, "batch pos d_model"], readout: Float[Tensor, "batch po
     return (x * readout).sum(-1)[None]  # 1 batch pos
 
 
+def _label(kind: str, layer: int, index: int | None = None) -> tuple:
+    """A row's label ``(component, layer, head, neuron, component_type)``: the component by its label, None where an
+    index does not apply."""
+    head, neuron = (index, None) if kind == "head" else (None, index)
+    return component_label(kind, layer, index), layer, head, neuron, kind
+
+
 def _layer_rows(model: MiniGPT, cache: ActivationCache, layer: int, readout: Tensor, per: str) -> list:
-    """``(labels, values [k, batch, pos])`` blocks for one layer; labels are (component, layer, head, neuron,
-    component_type) with None where an index does not apply."""
+    """``(labels, values [k, batch, pos])`` blocks for one layer (labels: :func:`_label`)."""
     block, rows = model.blocks[layer], []
     if per == "layer":
         write = cache["attn_out", layer] + (cache["mlp_out", layer] if block.mlp is not None else 0)
-        return [([(f"L{layer}", layer, None, None, "layer")], _dot(write, readout))]
+        return [([_label("layer", layer)], _dot(write, readout))]
     if per == "component":
-        rows.append(([(f"L{layer}.attn", layer, None, None, "attn")], _dot(cache["attn_out", layer], readout)))
+        rows.append(([_label("attn", layer)], _dot(cache["attn_out", layer], readout)))
     else:
         if ("result", layer) in cache:
             heads = torch.einsum("bphd,bpd->hbp", _head_writes(model, cache, layer), readout)
@@ -173,21 +186,20 @@ def _layer_rows(model: MiniGPT, cache: ActivationCache, layer: int, readout: Ten
             z = cache["z", layer]
             W_O = block.attn.W_O.detach().to(readout.device).flatten(0, 1)  # (head d_head) d_model
             heads = (z * (readout @ W_O.T).view(z.shape)).sum(-1).permute(2, 0, 1)
-        labels = [(f"L{layer}H{h}", layer, h, None, "head") for h in range(heads.shape[0])]
-        rows.append((labels, heads))
+        rows.append(([_label("head", layer, h) for h in range(heads.shape[0])], heads))
         if block.attn.b_O is not None:
             b_O = block.attn.b_O.detach().to(readout.device)
-            rows.append(([(f"L{layer}.attn_bias", layer, None, None, "attn_bias")], (readout @ b_O)[None]))
+            rows.append(([_label("attn_bias", layer)], (readout @ b_O)[None]))
     if block.mlp is None:
         return rows
     if per != "neuron":
-        return [*rows, ([(f"L{layer}.mlp", layer, None, None, "mlp")], _dot(cache["mlp_out", layer], readout))]
+        return [*rows, ([_label("mlp", layer)], _dot(cache["mlp_out", layer], readout))]
     W_out = block.mlp.W_out.detach().to(readout.device)
     neurons = (cache["post", layer] * (readout @ W_out.T)).permute(2, 0, 1)  # d_mlp batch pos
-    rows.append(([(f"L{layer}N{n}", layer, None, n, "neuron") for n in range(neurons.shape[0])], neurons))
+    rows.append(([_label("neuron", layer, n) for n in range(len(neurons))], neurons))
     if block.mlp.b_out is not None:
         b_out = block.mlp.b_out.detach().to(readout.device)
-        rows.append(([(f"L{layer}.mlp_bias", layer, None, None, "mlp_bias")], (readout @ b_out)[None]))
+        rows.append(([_label("mlp_bias", layer)], (readout @ b_out)[None]))
     return rows
 
 
@@ -225,10 +237,10 @@ def direct_logit_attribution(
         raise ValueError(f"per={per!r} is not one of {list(PER)}")
     model, tokens, cache = prepare(model, tokens, cache, what="direct_logit_attribution")
     require_additive(model, "direct logit attribution")
-    logits = _final_logits(model, cache) if target is None or contrast is None else None
+    logits = cache_logits(model, cache) if target is None or contrast is None else None
     target_ids = resolve_target(model, tokens, target, logits)
     contrast_ids = None if contrast is None else resolve_target(model, tokens, contrast, logits, name="contrast")
-    readout, biases = _directions(model, cache, target_ids, contrast_ids)
+    readout, biases = readout_directions(model, cache, target_ids, contrast_ids)
     blocks = [([("embed", None, None, None, "embed")], _dot(cache["hook_embed"], readout))]
     if "hook_pos_embed" in cache:
         blocks.append(([("pos_embed", None, None, None, "pos_embed")], _dot(cache["hook_pos_embed"], readout)))
@@ -291,7 +303,7 @@ def logit_difference(
     if contrast is None:
         raise ValueError("logit_difference needs a contrast token (an id, a character or an id tensor)")
     model, tokens, cache = prepare(model, tokens, cache, what="logit_difference")
-    logits = _final_logits(model, cache)
+    logits = cache_logits(model, cache)
     target_ids = resolve_target(model, tokens, target, logits)
     contrast_ids = resolve_target(model, tokens, contrast, logits, name="contrast")
     diff = logits.gather(-1, target_ids[..., None])[..., 0] - logits.gather(-1, contrast_ids[..., None])[..., 0]

@@ -103,7 +103,7 @@ def _head_parts(model: MiniGPT, layer: int, cache) -> Tensor:
     """``[head, q_pos, k_pos, d_model]``: head ``h``'s write at ``q_pos`` taken from key ``k_pos``."""
     attn = model.blocks[layer].attn
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0]  # head q k
-    values = torch.einsum("khe,hed->hkd", cache[f"blocks.{layer}.attn.hook_v"][0], attn.W_O)  # head k d_model
+    values = attn.write(cache[f"blocks.{layer}.attn.hook_v"][0], per_head=True).transpose(0, 1)  # head k d_model
     return pattern[..., None] * values[:, None]
 
 
@@ -244,7 +244,7 @@ def _part(model: MiniGPT, cache, edge: dict) -> Tensor:
     if edge["kind"] == "head":
         h, j = edge["head"], edge["source"]
         weight = cache[b + "attn.hook_pattern"][0, h, i, j]
-        return weight * cache[b + "attn.hook_v"][0, j, h] @ model.blocks[edge["layer"]].attn.W_O[h]
+        return weight * model.blocks[edge["layer"]].attn.write(cache[b + "attn.hook_v"][0, j], per_head=True)[h]
     name = {"attn_residual": "hook_resid_pre", "mlp": "hook_mlp_out", "mlp_residual": "hook_resid_mid"}[edge["kind"]]
     return cache[b + name][0, i]
 
@@ -272,8 +272,8 @@ def edge_logit_effects(
         part = _part(model, cache, edge)
         if model.ln_final is not None:
             final = cache[flow_stages(model)[-1]][0, edge["target"]]
-            scale = (final - final.mean()).pow(2).mean().add(model.ln_final.eps).sqrt()
-            part = (part - part.mean()) / scale * model.ln_final.w  # the LayerNorm centres every part
+            _, rstd = model.ln_final.standardize(final)  # the final LayerNorm's scale there, frozen
+            part = (part - part.mean()) * rstd * model.ln_final.w  # the LayerNorm centres every part
         effect = (part @ model.W_U).double()
     order = torch.argsort(effect, descending=True)
     ids = order.tolist()
@@ -304,9 +304,7 @@ def state_readout(
     position = check_index(position, tokens.shape[1], "position")
     with torch.no_grad():
         state = cache[stages[stage]][0, position]
-        if model.ln_final is not None:
-            state = model.ln_final(state)
-        logits = model.unembed(state).double()  # the model's own read-out (forward's last two steps)
+        logits = model.read_out(state).double()  # the model's own read-out (forward's last two steps)
         require_finite(logits, "state_readout", model, tokens=tokens)
     order = torch.argsort(logits, descending=True)
     ids = order.tolist()

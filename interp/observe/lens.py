@@ -19,14 +19,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
 from interp.common.checks import check_int, prepare, require_finite
-from interp.observe.dla import TargetLike, _final_logits, resolve_target
+from interp.observe.dla import TargetLike, cache_logits, resolve_target
 from interp.observe.residual import _accumulated, _final_resid_name, pos_strings
 from model.network.cache import ActivationCache
+from model.network.labels import component_label
 from model.network.logits import sampling_probs
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
@@ -57,13 +57,9 @@ def logit_lens(
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= model.cfg.d_vocab:
         raise ValueError(f"k must be an int in [1, {model.cfg.d_vocab}], got {k!r}")
     stages, _ = _accumulated(model, cache)
-    names = [f"L{s}.resid_pre" for s in range(model.cfg.n_layers)] + ["final"]
-    if model.ln_final is not None:
-        ln = model.ln_final
-        stages = F.layer_norm(stages, ln.w.shape, ln.w.detach(), None if ln.b is None else ln.b.detach(), ln.eps)
-    logits = stages @ model.W_U.detach().to(stages.device)
-    probs = (logits if model.unembed.b_U is None else logits + model.unembed.b_U.detach().to(stages.device)).softmax(-1)
-    target_ids = resolve_target(model, tokens, target, _final_logits(model, cache) if target is None else None)
+    names = [component_label("resid_pre", s) for s in range(model.cfg.n_layers)] + ["final"]
+    probs = model.read_out(stages.to(model.device)).softmax(-1)  # each stage through the final norm, with its own scale
+    target_ids = resolve_target(model, tokens, target, cache_logits(model, cache) if target is None else None)
     target_prob = probs.gather(-1, target_ids.expand(len(names), -1, -1)[..., None])  # stage batch pos 1
     require_finite(target_prob, "logit_lens", model, cache=cache)
     rank = (probs > target_prob).sum(-1)

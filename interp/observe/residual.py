@@ -50,6 +50,7 @@ from interp.common.checks import check_index, check_model, prepare, require_fini
 from interp.common.vocabulary import nullable_ints
 from model.network.cache import ActivationCache
 from model.network.decompose import Write, head_results, residual_writes
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
 from model.network.weights import CacheWeights
@@ -276,7 +277,8 @@ def accumulated_resid(
 
 def _accumulated(model: MiniGPT, cache: ActivationCache) -> tuple[Float[Tensor, "stage batch pos d_model"], list[str]]:
     n_layers = model.cfg.n_layers
-    labels = [f"L{layer}.resid_pre" for layer in range(n_layers)] + [f"L{n_layers - 1}.resid_post"]
+    labels = [component_label("resid_pre", layer) for layer in range(n_layers)]
+    labels.append(component_label("resid_post", n_layers - 1))
     stages = torch.stack([cache["resid_pre", layer] for layer in range(n_layers)] + [cache[_final_resid_name(model)]])
     require_finite(stages, "accumulated_resid", model, cache=cache)
     return stages, labels

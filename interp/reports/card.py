@@ -21,13 +21,16 @@ from typing import Any
 import pandas as pd
 
 from interp.observe.attention import THRESHOLDS
+from model.network.labels import component_label
 
 SKIPPED = ("samples",)  # shown on their own (sampled text), not as a number
 
 
 def _heads(grid: list[list[float]]) -> list[tuple[str, float]]:
     """``[[layer 0 heads], [layer 1 heads], ...]`` -> ``[("L0H0", v), ...]``."""
-    return [(f"L{layer}H{head}", float(v)) for layer, row in enumerate(grid) for head, v in enumerate(row)]
+    return [
+        (component_label("head", layer, head), float(v)) for layer, row in enumerate(grid) for head, v in enumerate(row)
+    ]
 
 
 def _score_meaning(grid: list[list[float]], kind: str, limit: float) -> str:
@@ -66,7 +69,7 @@ def _meaning(field: str, value: Any, final_eval: dict[str, Any]) -> str:
         return "induction score per head: " + _score_meaning(value, "an induction", THRESHOLDS["induction"])
     if field.startswith("ablate_layer") and field.endswith("_second_copy_delta"):
         layer = field.removeprefix("ablate_layer").removesuffix("_head_second_copy_delta")
-        parts = ", ".join(f"L{layer}H{h} {d:+.2f}" for h, d in enumerate(value))
+        parts = ", ".join(f"{component_label('head', int(layer), h)} {d:+.2f}" for h, d in enumerate(value))
         return (
             f"second-copy loss change (nats) when each layer-{layer} head is zero-ablated: {parts}; "
             "a large rise: the copy needs that head"

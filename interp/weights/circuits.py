@@ -32,6 +32,7 @@ from torch import Tensor
 
 from interp.common.checks import check_index, check_int, check_model, require_finite
 from model.network.factored_matrix import FactoredMatrix
+from model.network.labels import component_label
 from model.network.minigpt import MiniGPT
 
 
@@ -163,7 +164,9 @@ def copying_scores(model: MiniGPT, token_ids: list[int] | None = None, chunk: in
             part = ids[start : start + chunk].to(ov.A.device)
             top = (ov.A[:, part] @ ov.B).argmax(-1)  # head part
             hits += (top == part).sum(-1).cpu()
-        rows += [(layer, h, f"L{layer}H{h}", (hits[h] / len(ids)).item()) for h in range(model.cfg.n_heads)]
+        rows += [
+            (layer, h, component_label("head", layer, h), (hits[h] / len(ids)).item()) for h in range(model.cfg.n_heads)
+        ]
     return pd.DataFrame(rows, columns=["layer", "head", "component", "copying_score"])
 
 

@@ -44,6 +44,7 @@ from model.network.decompose import (
     neuron_results,
     scale_stack,
 )
+from model.network.labels import component_label
 
 Stack = Tensor | tuple[Tensor, list[str]]
 
@@ -175,7 +176,7 @@ class DecompositionMethods:
         for lay in range(layer):
             result = apply_slice(head_results(self, weights, lay), pos_slice, dim=-3)
             parts += list(result.movedim(-2, 0))
-            labels += [f"L{lay}H{h}" for h in range(weights.cfg.n_heads)]
+            labels += [component_label("head", lay, h) for h in range(weights.cfg.n_heads)]
         return self._with_remainder(parts, labels, layer, pos_slice, incl_remainder, apply_ln, return_labels)
 
     def _with_remainder(
@@ -225,7 +226,7 @@ class DecompositionMethods:
         parts, labels = [], []
         for lay in range(layer):
             parts += list(self.get_neuron_results(lay, neuron_slice, pos_slice).movedim(-2, 0))
-            labels += [f"L{lay}N{n}" for n in neurons]
+            labels += [component_label("neuron", lay, n) for n in neurons]
         return self._with_remainder(parts, labels, layer, pos_slice, incl_remainder, apply_ln, return_labels)
 
     def stack_activation(self, activation_name: str, layer: int = -1, sublayer_type: str | None = None) -> Tensor:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from model.network.labels import component_label
 from model.network.weights import CacheWeights
 
 Write = tuple[str, int | None, int | None, str, Tensor]  # component, layer, head, component_type, [..., d_model]
@@ -91,14 +92,17 @@ def residual_writes(acts: Mapping[str, Tensor], weights: CacheWeights, per_head:
     for layer in range(weights.cfg.n_layers):
         if per_head:
             result = head_results(acts, weights, layer)
-            writes += [(f"L{layer}H{h}", layer, h, "head", result[..., h, :]) for h in range(result.shape[-2])]
+            writes += [
+                (component_label("head", layer, h), layer, h, "head", result[..., h, :])
+                for h in range(result.shape[-2])
+            ]
             if weights.cfg.bias:
                 bias = weights.b_O[layer].to(embed.device).expand_as(embed)
-                writes.append((f"L{layer}.attn_bias", layer, None, "attn_bias", bias))
+                writes.append((component_label("attn_bias", layer), layer, None, "attn_bias", bias))
         else:
-            writes.append((f"L{layer}.attn", layer, None, "attn", acts[f"blocks.{layer}.hook_attn_out"]))
+            writes.append((component_label("attn", layer), layer, None, "attn", acts[f"blocks.{layer}.hook_attn_out"]))
         if not weights.cfg.attn_only:
-            writes.append((f"L{layer}.mlp", layer, None, "mlp", acts[f"blocks.{layer}.hook_mlp_out"]))
+            writes.append((component_label("mlp", layer), layer, None, "mlp", acts[f"blocks.{layer}.hook_mlp_out"]))
     return writes
 
 

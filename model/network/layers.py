@@ -1,4 +1,6 @@
-"""The parts of a MiniGPT: embeddings, LayerNorm, attention, MLP and the block.
+"""The parts of a MiniGPT: embeddings, LayerNorm, MLP, the block and the unembedding.
+
+Attention has a room of its own, :mod:`model.network.attention`.
 
 Axis names (used in every shape comment and jaxtyping signature of the package):
     batch   sequences in a batch            pos     token positions (q_pos, k_pos in attention)
@@ -11,7 +13,7 @@ einsum parsing) so that hook points nobody asked for cost nothing.
 
 Parameters are transposed with ``.t()`` and sliced with ``.narrow()``, never ``.T`` or ``[...]``: with
 torch 2.13 those two hold the GIL while they take the parameter's autograd lock, and deadlock against
-another thread whose forward records a graph with the same parameter (tests/test_concurrency.py).
+another thread whose forward records a graph with the same parameter (tests/model/test_concurrency.py).
 """
 
 from __future__ import annotations
@@ -23,16 +25,10 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from model.network.attention import Attention
 from model.network.config import ModelConfig
 from model.network.hooks import HookPoint
-
-
-def _weight(*shape: int, std: float) -> nn.Parameter:
-    return nn.Parameter(torch.randn(*shape) * std)
-
-
-def _zeros(*shape: int) -> nn.Parameter:
-    return nn.Parameter(torch.zeros(*shape))
+from model.network.parameters import normal_weight, zero_bias
 
 
 class Embed(nn.Module):
@@ -40,7 +36,7 @@ class Embed(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.W_E = _weight(cfg.d_vocab, cfg.d_model, std=cfg.init_std)
+        self.W_E = normal_weight(cfg.d_vocab, cfg.d_model, std=cfg.init_std)
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         return F.embedding(tokens, self.W_E)
@@ -62,7 +58,7 @@ class PosEmbed(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.positional == "learned":
-            self.W_pos = _weight(cfg.n_ctx, cfg.d_model, std=cfg.init_std)
+            self.W_pos = normal_weight(cfg.n_ctx, cfg.d_model, std=cfg.init_std)
         else:
             self.register_buffer("W_pos", sinusoidal_table(cfg.n_ctx, cfg.d_model), persistent=False)
 
@@ -86,7 +82,7 @@ class LayerNorm(nn.Module):
         super().__init__()
         self.eps = cfg.ln_eps
         self.w = nn.Parameter(torch.ones(cfg.d_model))
-        self.b = _zeros(cfg.d_model) if cfg.bias else None
+        self.b = zero_bias(cfg.d_model) if cfg.bias else None
         self.hook_scale = HookPoint()  # [batch, pos, 1]
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
@@ -104,204 +100,20 @@ class LayerNorm(nn.Module):
             out = out if self.b is None else out + self.b
         return self.hook_normalized(out)
 
+    def standardize(self, x: Float[Tensor, "... d_model"]) -> tuple[Tensor, Tensor]:
+        """``(xhat, rstd)``: ``x`` centred and divided by its scale (``[..., d_model]``), and ``1 / scale``
+        (``[..., 1]``); the output is ``xhat * w + b``."""
+        centred = x - x.mean(-1, keepdim=True)
+        rstd = (centred.pow(2).mean(-1, keepdim=True) + self.eps).rsqrt()
+        return centred * rstd, rstd
 
-def rotary_tables(cfg: ModelConfig) -> tuple[Tensor, Tensor]:
-    """cos and sin tables ``[n_ctx, d_head]`` for rotary embeddings (rotate-half layout)."""
-    inv_freq = cfg.rotary_base ** (-torch.arange(0, cfg.d_head, 2, dtype=torch.float32) / cfg.d_head)
-    angles = torch.arange(cfg.n_ctx, dtype=torch.float32)[:, None] * inv_freq[None, :]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-class Attention(nn.Module):
-    """Causal multi-head attention, in four public steps that :meth:`forward` chains with a hook after each.
-
-    Weights: ``W_Q, W_K, W_V [head, d_model, d_head]``, ``W_O [head, d_head, d_model]``, biases
-    ``b_Q, b_K, b_V [head, d_head]`` and ``b_O [d_model]``.
-
-    ==================  ====================================================  ==============================
-    step                computes                                              hook
-    ==================  ====================================================  ==============================
-    :meth:`qkv`         ``x W_Q + b_Q`` (``k``, ``v`` alike); rotary then     ``hook_q/k/v``, ``hook_rot_q/k``
-                        turns ``q`` and ``k`` (:meth:`rotate`)
-    :meth:`scores`      ``q . k / sqrt(d_head)``, future keys ``-inf``        ``hook_attn_scores``
-    :meth:`pattern`     softmax over the keys                                 ``hook_pattern``
-    :meth:`mix`         ``z = pattern @ v``                                   ``hook_z``
-    :meth:`write`       ``z W_O + b_O`` (per head without ``b_O`` when asked) ``hook_result`` (per head)
-    ==================  ====================================================  ==============================
-
-    The steps take any leading axes, so a caller that runs many variants of one input stacks them in the batch.
-    Two more entry points serve such callers: :meth:`qkv_split` (every head reads its own input, TransformerLens's
-    split q/k/v input) and :meth:`head_project` / :meth:`head_write` (variant ``i`` through head ``heads[i]``
-    alone). Each head's write ``hook_result`` is computed in :meth:`forward` only when a hook or a cache asks for
-    it; otherwise ``z`` meets ``W_O`` in one matmul.
-    """
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
-        self.cfg = cfg
-        self.W_Q = _weight(h, d, dh, std=cfg.init_std)
-        self.W_K = _weight(h, d, dh, std=cfg.init_std)
-        self.W_V = _weight(h, d, dh, std=cfg.init_std)
-        self.W_O = _weight(h, dh, d, std=cfg.init_std)
-        if cfg.bias:
-            self.b_Q, self.b_K, self.b_V = _zeros(h, dh), _zeros(h, dh), _zeros(h, dh)
-            self.b_O = _zeros(d)
-        else:
-            self.b_Q = self.b_K = self.b_V = self.b_O = None
-        future = torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool).triu(1)
-        self.register_buffer(
-            "mask", torch.zeros(cfg.n_ctx, cfg.n_ctx).masked_fill(future, float("-inf")), persistent=False
-        )
-        self.scale = 1 / math.sqrt(cfg.d_head)
-        self._qkv_cache: tuple | None = None  # (weight versions, stacked W_QKV, stacked b_QKV); see stacked_qkv_weights
-        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_k = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_v = HookPoint()  # [batch, pos, head, d_head]
-        if cfg.positional == "rotary":
-            cos, sin = rotary_tables(cfg)
-            self.register_buffer("rot_cos", cos, persistent=False)
-            self.register_buffer("rot_sin", sin, persistent=False)
-            self.hook_rot_q = HookPoint()  # [batch, pos, head, d_head]
-            self.hook_rot_k = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_attn_scores = HookPoint()  # [batch, head, q_pos, k_pos]
-        self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
-        self.hook_z = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_result = HookPoint()  # [batch, pos, head, d_model]
-
-    def stacked_qkv_weights(self) -> tuple[Float[Tensor, "qkv d_model"], Float[Tensor, " qkv"] | None]:
-        """``W_Q, W_K, W_V`` stacked as one ``[3 * head * d_head, d_model]`` matrix (and the biases).
-
-        With gradients off the stack is kept and rebuilt only when a weight changes (a new tensor or
-        an in-place update bumps its version), so inference pays no copy per call; with gradients on
-        it is built each call so that autograd reaches the three parameters. Same values either way.
-        """
-        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V)
-        if torch.is_grad_enabled() and self.W_Q.requires_grad:
-            return self._stack_qkv()
-        key = tuple((p.data_ptr(), p._version) for p in params if p is not None)
-        cached = self._qkv_cache
-        if cached is None or cached[0] != key:
-            # normal tensors even when built under inference mode: a later call with gradients may save them
-            with torch.inference_mode(False), torch.no_grad():
-                cached = self._qkv_cache = (key, *self._stack_qkv())
-        return cached[1], cached[2]
-
-    def _stack_qkv(self) -> tuple[Tensor, Tensor | None]:
-        h, d, dh = self.cfg.n_heads, self.cfg.d_model, self.cfg.d_head
-        weight = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(1, 2).reshape(3 * h * dh, d)
-        bias = None if self.b_Q is None else torch.cat([self.b_Q, self.b_K, self.b_V]).view(-1)
-        return weight, bias
-
-    # ------------------------------------------------------------------ the steps
-    def qkv(self, x: Float[Tensor, "... pos d_model"]) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v ``[..., pos, head, d_head]`` in one matmul against the stacked weights (no rotary)."""
-        weight, bias = self.stacked_qkv_weights()
-        qkv = F.linear(x, weight, bias).unflatten(-1, (3, self.cfg.n_heads, self.cfg.d_head))
-        return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-
-    def qkv_split(
-        self, q_in: Float[Tensor, "... pos head d_model"], k_in: Tensor, v_in: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v ``[..., pos, head, d_head]`` when every head reads its own input (no rotary)."""
-        out = []
-        for x, W, b in ((q_in, self.W_Q, self.b_Q), (k_in, self.W_K, self.b_K), (v_in, self.W_V, self.b_V)):
-            y = torch.einsum("...hd,hde->...he", x, W)
-            out.append(y if b is None else y + b)
-        return out[0], out[1], out[2]
-
-    def head_project(
-        self, x: Float[Tensor, "variant ... d_model"], slots: Int[Tensor, " variant"], heads: Int[Tensor, " variant"]
-    ) -> Float[Tensor, "variant ... d_head"]:
-        """Variant ``i`` of ``x`` through head ``heads[i]``'s query, key or value weights (``slots[i]`` = 0, 1, 2)."""
-        weight, bias = self.stacked_qkv_weights()  # [(slot head d_head), d_model]
-        index = slots * self.cfg.n_heads + heads
-        weight = weight.view(3 * self.cfg.n_heads, self.cfg.d_head, -1).index_select(0, index)  # variant d_head d
-        out = torch.einsum("v...d,ved->v...e", x, weight)
-        if bias is None:
-            return out
-        bias = bias.view(3 * self.cfg.n_heads, -1).index_select(0, index)
-        return out + bias.view(len(index), *([1] * (x.ndim - 2)), -1)
-
-    def rotate(self, x: Float[Tensor, "... pos head d_head"]) -> Float[Tensor, "... pos head d_head"]:
-        """Rotary embedding of q or k at positions ``0 .. pos - 1`` (rotate-half layout)."""
-        pos = x.shape[-3]
-        cos, sin = self.rot_cos[:pos, None, :], self.rot_sin[:pos, None, :]
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rotated * sin
-
-    def scores(
-        self,
-        q: Float[Tensor, "batch q_pos head d_head"],
-        k: Float[Tensor, "batch k_pos head d_head"],
-        rows: Int[Tensor, " q_pos"] | None = None,
-        key_mask: Int[Tensor, "batch k_pos"] | None = None,
-    ) -> Float[Tensor, "batch head q_pos k_pos"]:
-        """``q . k / sqrt(d_head)`` with future keys at ``-inf`` (and padded keys, ``key_mask`` 0). ``rows``: the
-        positions of ``q``'s queries when it holds only some (all, in order, when None)."""
-        batch, n_q, heads, _ = q.shape
-        n_k = k.shape[1]
-        mask = self.mask[:n_k, :n_k] if rows is None else self.mask.index_select(0, rows)[:, :n_k]
-        # scores = q . k / sqrt(d_head) + mask (0 on and below the diagonal, -inf above), in one kernel
-        scores = torch.baddbmm(
-            mask, q.transpose(1, 2).flatten(0, 1), k.transpose(1, 2).flatten(0, 1).transpose(1, 2), alpha=self.scale
-        ).view(batch, heads, n_q, n_k)
-        if key_mask is not None:
-            scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
-        return scores
-
-    def pattern(
-        self, scores: Float[Tensor, "batch head q_pos k_pos"], key_mask: Tensor | None = None
-    ) -> Float[Tensor, "batch head q_pos k_pos"]:
-        """Softmax over the keys; with ``key_mask``, a row with no key left attends to nothing (0), as in TL."""
-        pattern = scores.softmax(dim=-1)
-        return pattern if key_mask is None else pattern.nan_to_num(0.0)
-
-    def mix(
-        self, pattern: Float[Tensor, "batch head q_pos k_pos"], v: Float[Tensor, "batch k_pos head d_head"]
-    ) -> Float[Tensor, "batch q_pos head d_head"]:
-        """``z``: each query's pattern-weighted sum of the values."""
-        return (pattern @ v.transpose(1, 2)).transpose(1, 2)
-
-    def write(
-        self, z: Float[Tensor, "... pos head d_head"], per_head: bool = False
-    ) -> Float[Tensor, "... pos d_model"] | Float[Tensor, "... pos head d_model"]:
-        """``z W_O + b_O`` summed over the heads; ``per_head=True``: each head's ``z_h W_O[h]`` (no ``b_O``)."""
-        if per_head:
-            return torch.einsum("...he,hed->...hd", z, self.W_O)
-        return F.linear(z.flatten(-2), self.W_O.flatten(0, 1).t(), self.b_O)
-
-    def head_write(
-        self, z: Float[Tensor, "variant ... d_head"], heads: Int[Tensor, " variant"]
-    ) -> Float[Tensor, "variant ... d_model"]:
-        """Variant ``i`` of ``z`` through head ``heads[i]``'s ``W_O`` (no ``b_O``)."""
-        return torch.einsum("v...e,ved->v...d", z, self.W_O.index_select(0, heads))
-
-    def forward(
-        self,
-        x: Float[Tensor, "batch pos d_model"],
-        key_mask: Int[Tensor, "batch pos"] | None = None,
-        rows: Int[Tensor, " rows"] | None = None,
-    ) -> Float[Tensor, "batch pos d_model"]:
-        """``key_mask [batch, k_pos]`` (0 on padding) hides those keys too. ``rows``: compute the queries at those
-        positions only (keys and values everywhere); the result is then ``[batch, rows, d_model]``, and the hooks
-        from ``hook_attn_scores`` on see those rows only."""
-        q, k, v = self.qkv(x)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        if self.cfg.positional == "rotary":
-            q, k = self.hook_rot_q(self.rotate(q)), self.hook_rot_k(self.rotate(k))
-        if rows is not None:
-            q = q.index_select(1, rows)
-        pattern = self.hook_pattern(self.pattern(self.hook_attn_scores(self.scores(q, k, rows, key_mask)), key_mask))
-        z = self.hook_z(self.mix(pattern, v))
-        if self.hook_result.is_hooked():  # a hook may edit one head's write: sum the (hooked) heads
-            out = self.hook_result(self.write(z, per_head=True)).sum(dim=-2)
-            return out if self.b_O is None else out + self.b_O
-        if self.hook_result.is_active():  # only cached: the fused output below stands, bit-identical
-            self.hook_result(self.write(z, per_head=True))
-        return self.write(z)
+    def input_grad(self, grad: Float[Tensor, "... d_model"], x: Float[Tensor, "... d_model"]) -> Tensor:
+        """The gradient with respect to the input ``x``, given ``grad`` with respect to the output at ``x``
+        (``grad`` may have extra leading axes): ``rstd * (gw - mean(gw) - xhat * mean(gw * xhat))``, ``gw = grad * w``.
+        What circuit discovery's attribution takes back through the norm by hand, one input at a time."""
+        xhat, rstd = self.standardize(x)
+        gw = grad * self.w
+        return rstd * (gw - gw.mean(-1, keepdim=True) - xhat * (gw * xhat).mean(-1, keepdim=True))
 
 
 ACTIVATIONS = {
@@ -316,10 +128,10 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.W_in = _weight(cfg.d_model, cfg.d_ff, std=cfg.init_std)
-        self.W_out = _weight(cfg.d_ff, cfg.d_model, std=cfg.init_std)
-        self.b_in = _zeros(cfg.d_ff) if cfg.bias else None
-        self.b_out = _zeros(cfg.d_model) if cfg.bias else None
+        self.W_in = normal_weight(cfg.d_model, cfg.d_ff, std=cfg.init_std)
+        self.W_out = normal_weight(cfg.d_ff, cfg.d_model, std=cfg.init_std)
+        self.b_in = zero_bias(cfg.d_ff) if cfg.bias else None
+        self.b_out = zero_bias(cfg.d_model) if cfg.bias else None
         self.act = ACTIVATIONS[cfg.act]
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
@@ -454,8 +266,8 @@ class Unembed(nn.Module):
         super().__init__()
         self._embed = [embed]  # a list, so the tied embedding is not registered twice
         if not cfg.tied_embed:
-            self.W_U = nn.Parameter(torch.randn(cfg.d_model, cfg.d_vocab) * cfg.init_std)
-            self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab)) if cfg.bias else None
+            self.W_U = normal_weight(cfg.d_model, cfg.d_vocab, std=cfg.init_std)
+            self.b_U = zero_bias(cfg.d_vocab) if cfg.bias else None
         else:
             self.b_U = None
 
@@ -468,6 +280,6 @@ class Unembed(nn.Module):
         if columns is None:
             return F.linear(x, weight, self.b_U)
         # index_select, not weight[columns]: indexing a parameter from Python can deadlock against another thread
-        # recording a graph with it (torch 2.13; tests/test_concurrency.py)
+        # recording a graph with it (torch 2.13; tests/model/test_concurrency.py)
         bias = None if self.b_U is None else self.b_U.index_select(0, columns)
         return F.linear(x, weight.index_select(0, columns), bias)

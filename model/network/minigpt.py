@@ -141,7 +141,7 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         stop = None if stop_at_layer is None else self._stop_layer(stop_at_layer)
         stop = stop if stop is None or stop >= 0 else self.cfg.n_layers + stop
         positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
-        x = self._blocks_from(self.embed_tokens(tokens, positions), 0, "resid_pre", None, mask, stop)
+        x = self._blocks_from(self._embed(tokens, positions), 0, "resid_pre", None, mask, stop)
         if stop is not None:
             return x
         logits = self.read_out(x)
@@ -158,9 +158,19 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
     ) -> Float[Tensor, "batch pos d_model"]:
         """The residual stream entering block 0: ``hook_embed`` plus ``hook_pos_embed`` (none for rotary).
 
-        ``tokens`` are ids the caller has checked (:meth:`check_tokens`); ``position_ids`` count positions from each
+        ``tokens``: ids (or a text, as :meth:`to_tokens` reads it); ``position_ids`` count positions from each
         sequence's first real token in a padded batch (:meth:`forward` makes them from the attention mask).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> model.embed_tokens("hi").shape
+            torch.Size([1, 3, 64])
         """
+        tokens = self.to_tokens(tokens) if isinstance(tokens, str) else self.check_tokens(tokens)
+        return self._embed(tokens, position_ids)
+
+    def _embed(self, tokens: Tensor, position_ids: Tensor | None) -> Float[Tensor, "batch pos d_model"]:
         x = self.hook_embed(self.embed(tokens))
         if self.pos_embed is not None:
             x = x + self.hook_pos_embed(self.pos_embed(tokens, position_ids))
@@ -194,8 +204,10 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
             True
         """
         n, pos = self.cfg.n_layers, self._check_resid(resid)
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
-            raise ValueError(f"layer must be a block index in -{n}..{n - 1}, got {layer!r}")
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"layer must be an int (a block index), got {layer!r} ({type(layer).__name__})")
+        if not -n <= layer < n:
+            raise IndexError(f"layer {layer} is out of range: the model has {n} layers (valid 0..{n - 1})")
         if stage not in STAGES or (self.cfg.attn_only and stage in ("resid_mid", "mlp_sum")):
             allowed = [s for s in STAGES if not (self.cfg.attn_only and s in ("resid_mid", "mlp_sum"))]
             raise ValueError(f"stage={stage!r} is not a stage of this model's blocks; use one of {allowed}")
@@ -216,6 +228,9 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
             >>> bool(torch.equal(model.read_out(cache["resid_post", 1]), logits))
             True
         """
+        if not isinstance(resid, Tensor) or resid.ndim < 1 or resid.shape[-1] != self.cfg.d_model:
+            shape = tuple(resid.shape) if isinstance(resid, Tensor) else type(resid).__name__
+            raise ValueError(f"resid must be a [..., d_model={self.cfg.d_model}] tensor, got {shape}")
         if columns is not None and not isinstance(columns, Tensor):
             columns = self._check_ids(columns, self.cfg.d_vocab, "columns", "token id")
         x = resid if self.ln_final is None else self.ln_final(resid)

@@ -65,7 +65,7 @@ class WeightMethods:
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
         """Unembedding; the transpose of ``W_E`` when tied."""
         # .t(), not .T: the .T property holds the GIL while it locks W_E's autograd mutex, which deadlocks
-        # against a thread running a forward with gradients (torch 2.13; see tests/test_concurrency.py)
+        # against a thread running a forward with gradients (torch 2.13; see tests/model/test_concurrency.py)
         return self.unembed.W_U if "W_U" in self.unembed._parameters else self.embed.W_E.t()
 
     @property

@@ -75,13 +75,15 @@ def make_optimizer(model: MiniGPT, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """An optimizer's state as flat tensors (``optim.{param}.{name}``, for a safetensors file) and its param groups."""
     sd = opt.state_dict()
     flat = {f"optim.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items()}
     return flat, sd["param_groups"]
 
 
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict[str, Any]]) -> None:
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict[str, Any]]) -> None:
+    """Load into ``opt`` the state :func:`optimizer_tensors` flattened."""
     state: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -114,7 +116,7 @@ def start_run(
     model.load_state_dict(ckpt.state_dict)
     model.to(cfg.device)
     opt = make_optimizer(model, cfg)
-    _restore_optimizer(opt, tensors, info["param_groups"])
+    restore_optimizer(opt, tensors, info["param_groups"])
     gen = torch.Generator()
     gen.set_state(tensors["data_generator"])
     if info["step"] >= cfg.steps:
@@ -155,7 +157,7 @@ def save_run(
     prov = _provenance(progress, cfg) | {"final_eval": final, "history": progress["history"]}
     tok = model.tokenizer.to_dict() if model.tokenizer is not None else None
     path = save_checkpoint(out, model.cfg, model.state_dict(), tok, prov)
-    tensors, groups = _optimizer_tensors(opt)
+    tensors, groups = optimizer_tensors(opt)
     tensors["data_generator"] = gen.get_state()
     info = {k: progress[k] for k in ("step", "history", "seconds", "commands")} | {
         "param_groups": groups,

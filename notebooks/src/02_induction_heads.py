@@ -173,7 +173,7 @@ fig.add_vline(x=SEG + 0.5, line_dash="dot")
 fig.show()
 
 # %% [markdown]
-# `head_sweep` does the same for every head at once, batched (one forward for the clean run and
+# `head_sweep` does the same for every head at once, batched (one forward for the clean pass and
 # one stacked pass per layer instead of one forward per head):
 
 # %%

@@ -91,7 +91,7 @@ pd.DataFrame(
 # %% [markdown]
 # All three rank the known edges first. But look at EAP's magnitudes in the table above: about a seventh of the
 # exact effects. Both heads of `induction-2l` attend sharply and the model is confident on the second copy, and a
-# saturated softmax has little gradient at the clean run. EAP-IG, which averages gradients along the way from the
+# saturated softmax has little gradient at the clean pass. EAP-IG, which averages gradients along the way from the
 # corrupted to the clean embeddings, gets the size of the largest effect (`L1H0 -> logits`) nearly right but not
 # the others, so its correlation with the exact scores is lower than EAP's here.
 
@@ -142,7 +142,7 @@ pd.concat(
 #
 # `planted-induction` is the same circuit with weights set by hand (`interp.discover.planted`), its attention
 # scores 24 apart and its predictions near certain, plus a distractor head in each layer that provably cannot
-# reach the logits. Its gradient at the clean run all but vanishes: EAP scores the K-composition edge about 40
+# reach the logits. Its gradient at the clean pass all but vanishes: EAP scores the K-composition edge about 40
 # times too small and with the wrong sign, and its thresholded circuit misses three of the five known edges.
 
 # %%

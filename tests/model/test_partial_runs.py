@@ -41,15 +41,14 @@ def state_at(model, cache, layer: int, stage: str) -> torch.Tensor:
 def fired_after(model, layer: int, stage: str) -> set[str]:
     """The hooks the full forward fires after (and at) the state ``stage`` of ``layer``."""
     post = model.cfg.norm == "post"
-    before = {  # hooks of block ``layer`` computed before the stage
-        "resid_pre": (),
-        "attn_sum": ("hook_resid_pre", "attn.", "hook_attn_out") + (() if post else ("ln1.",)),
-        "resid_mid": ("hook_resid_pre", "attn.", "hook_attn_out", "ln1."),
-        "mlp_sum": ("hook_resid_pre", "attn.", "hook_attn_out", "ln1.", "hook_resid_mid", "mlp.", "hook_mlp_out")
-        + (() if post else ("ln2.",)),
-        "resid_post": ("hook_resid_pre", "attn.", "hook_attn_out", "ln1.", "hook_resid_mid", "mlp.", "hook_mlp_out",
-                       "ln2."),  # fmt: skip
-    }[stage]
+    order = ("hook_resid_pre", "attn.", "hook_attn_out", "ln1.", "hook_resid_mid", "mlp.", "hook_mlp_out", "ln2.")
+    if not post:  # pre-norm: ln1 and ln2 come before the sublayer they feed
+        order = ("hook_resid_pre", "ln1.", "attn.", "hook_attn_out", "hook_resid_mid", "ln2.", "mlp.", "hook_mlp_out")
+    starts = {"resid_pre": 0, "resid_post": len(order)}  # how many of block ``layer``'s hooks come before the stage
+    starts["attn_sum"] = order.index("hook_attn_out") + 1
+    starts["resid_mid"] = order.index("hook_resid_mid") if not post else order.index("ln1.") + 1
+    starts["mlp_sum"] = order.index("hook_mlp_out") + 1
+    before = order[: starts[stage]]
     out = set()
     for name in model.hook_names:
         if name.startswith("blocks."):
@@ -70,7 +69,7 @@ def test_forward_from_every_stage_equals_the_full_forward_and_fires_the_same_hoo
         for stage in stages_of(model):
             seen: dict[str, torch.Tensor] = {}
 
-            def keep(act, hook):
+            def keep(act, hook, seen=seen):
                 seen[hook.name] = act.clone()
 
             with torch.no_grad(), model.hooks([(lambda name: True, keep)]):
@@ -167,7 +166,8 @@ def test_embed_tokens_is_the_first_residual_state(run, tokens):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"layer": 2}, "layer must be a block index"),
+        ({"layer": 2}, "layer 2 is out of range"),
+        ({"layer": "0"}, "layer must be an int"),
         ({"stage": "resid_middle"}, "not a stage"),
         ({"rows": [0, 99]}, "rows must be distinct positions"),
         ({"rows": [1, 1]}, "lists one twice"),
@@ -179,7 +179,7 @@ def test_forward_from_refuses_bad_arguments_by_name(tiny_model, tokens, kwargs, 
     """A bad layer, stage, row or column is a clear error naming it and the valid range."""
     _, cache = tiny_model.run_with_cache(tokens)
     args = {"layer": 0, "stage": "resid_pre"} | kwargs
-    with pytest.raises((ValueError, TypeError), match=match):
+    with pytest.raises((ValueError, TypeError, IndexError), match=match):
         tiny_model.forward_from(cache["resid_pre", 0], **args)
 
 

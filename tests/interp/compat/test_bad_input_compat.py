@@ -1,0 +1,73 @@
+"""Bad input to interp.compat (TransformerLens's utils and patching helpers). Part of the bad-input matrix
+(tests/interp/test_bad_input_interp.py walks interp/ and counts these rows too); see tests/bad_input_matrix.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from bad_input_matrix import Case, assert_clean_failure, build_env, params
+
+from interp.compat import patching, utils
+
+P, U = "interp.compat.patching.", "interp.compat.utils."
+METRIC = lambda logits: logits[:, -1, 5].mean()  # noqa: E731
+ACT = torch.zeros(2, 6, 4, 16)
+
+
+def _cases() -> list[Case]:
+    setters = [("layer_pos_patch_setter", "layer, pos"), ("layer_pos_head_vector_patch_setter", "layer, pos, head"),
+               ("layer_head_vector_patch_setter", "layer, head"), ("layer_head_pattern_patch_setter", "layer, head"),
+               ("layer_head_pos_pattern_patch_setter", "layer, head, dest_pos"),
+               ("layer_head_dest_src_pos_pattern_patch_setter", "layer, head, dest_pos, src_pos")]  # fmt: skip
+    rows = [
+        Case(P + name, "index too long", lambda e, n=name: getattr(patching, n)(ACT, [0, 1, 2, 3, 4], ACT),
+             ValueError, f"{name} takes index [{names}], got [0, 1, 2, 3, 4]")
+        for name, names in setters
+    ]  # fmt: skip
+    every = ["get_act_patch_block_every", "get_act_patch_attn_head_all_pos_every",
+             "get_act_patch_attn_head_by_pos_every"]  # fmt: skip
+    rows += [
+        Case(P + name, "cache is a dict", lambda e, n=name: getattr(patching, n)(e.model, e.tokens, {}, METRIC),
+             TypeError, "clean_cache must be the ActivationCache of model.run_with_cache(clean_tokens), got dict")
+        for name in every
+    ]  # fmt: skip
+    return [
+        *rows,
+        Case(P + "generic_activation_patch", "metric not callable", lambda e: patching.generic_activation_patch(
+            e.model, e.tokens, e.cache, 3, patching.layer_pos_patch_setter, "resid_pre", ("layer", "pos")),
+            TypeError, "patching_metric must be callable, got int"),
+        Case(P + "generic_activation_patch", "both index forms", lambda e: patching.generic_activation_patch(
+            e.model, e.tokens, e.cache, METRIC, patching.layer_pos_patch_setter, "resid_pre", ("layer", "pos"),
+            pd.DataFrame({"layer": [0], "pos": [0]})), ValueError, "give exactly one of index_axis_names and index_df"),
+        Case(P + "generic_activation_patch", "unknown axis", lambda e: patching.generic_activation_patch(
+            e.model, e.tokens, e.cache, METRIC, patching.layer_pos_patch_setter, "resid_pre", ("layer", "row")),
+            ValueError, "index_axis_names must name axes among"),
+        Case(P + "generic_activation_patch", "float tokens", lambda e: patching.generic_activation_patch(
+            e.model, torch.rand(2, 6), e.cache, METRIC, patching.layer_pos_patch_setter, "resid_pre",
+            ("layer", "pos")), ValueError, "tokens must be integer ids"),
+        Case(P + "make_df_from_ranges", "ranges and names differ", lambda e: patching.make_df_from_ranges(
+            [2], ["layer", "pos"]), ValueError, "one positive int range per column name"),
+        Case(U + "get_act_name", "layer a str", lambda e: utils.get_act_name("z", "1"), TypeError,
+             "layer must be a block index"),
+        Case(U + "test_prompt", "answer None", lambda e: utils.test_prompt("ab", None, e.model), TypeError,
+             "answer must be a non-empty str or a list of them"),
+        Case(U + "arena_induction_scores", "seq_len 1", lambda e: utils.arena_induction_scores(e.cache, 1),
+             ValueError, "seq_len must be the length (an int >= 2) of the repeated segment, got 1"),
+        Case(U + "test_prompt", "top_k 0", lambda e: utils.test_prompt("ab", "c", e.model, top_k=0), ValueError,
+             "top_k must be a positive int, got 0"),
+    ]  # fmt: skip
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return build_env(tmp_path_factory.mktemp("bad_input_compat"))
+
+
+@pytest.mark.parametrize("case", params(CASES))
+def test_bad_input_raises_a_clear_typed_error(case, env):
+    """The TransformerLens-style call refuses the bad input with a typed error naming it, and changes nothing."""
+    assert_clean_failure(case, env)
