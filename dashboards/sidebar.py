@@ -149,7 +149,7 @@ def render() -> state.Selection:
             for note in state.prompt_notes(prompt):
                 st.warning(note)
     position = show.position if prompt == show.prompt else None
-    sel = state.Selection(model, model_id, label, prompt, token_ids, prompt_error, load_error, position)
+    sel = state.Selection(state.ModelRef(model, model_id), label, prompt, token_ids, prompt_error, load_error, position)
     if token_ids is not None:
         state.settle_position(model_id, len(token_ids), position)
         chips = plots.token_chip_labels(model.to_str_tokens(list(token_ids)))

@@ -1,4 +1,5 @@
-"""What the dashboard is looking at: the model (loaded once per process) and the checked prompt.
+"""What the dashboard is looking at: the model (loaded once per process, handed to the pages as a :class:`ModelRef`),
+the checked prompt and the selected position, and the widgets every page shares.
 
 Models are cached with ``st.cache_resource``: one shared, read-only instance per checkpoint, safe
 across sessions because hooks live in a per-call context, never on the modules. Every check here
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,81 +29,70 @@ from typing import Any, TypeVar
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from dashboards.corruption import corrupt_at, default_corruption  # noqa: F401 (the pages reach them here)
+from dashboards.prompts import (  # noqa: F401 (the sidebar and the pages reach them here)
+    DEFAULT_PROMPT,
+    INDUCTION_SHOWCASE,
+    SHOWCASES,
+    Showcase,
+    corrupt_at,
+    default_corruption,
+    repeated_segment,
+    showcase,
+)
 from model.network.config import ModelConfig
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import prompt_ids
 from model.storage.checkpoint import check_checkpoint_bytes
 
 RANDOM_LABEL = "untrained (random weights, seed 0)"
-DEFAULT_PROMPT = "the value of the attribute is"
 PROMPT_SHOWN = "prompt_showcase_shown"  # session key: the default prompt the sidebar last put in the box
 MAX_UPLOAD_BYTES = 64 * 2**20  # = server.maxUploadSize (MB) in .streamlit/config.toml; the locked config is ~0.4 MB
 T = TypeVar("T")
 
 
-def repeated_segment(length: int = 15, seed: int = 0) -> str:
-    """``length`` distinct random letters (seeded, so the same every time), written twice.
+@dataclass(frozen=True, eq=False)
+class ModelRef:
+    """A loaded model and its id, the one model argument of every cached analysis (``dashboards.analyses``).
 
-    Distinct letters give every character of the second copy exactly one earlier copy, so the token that
-    followed it (what an induction head attends to) is unambiguous.
-
-    Example:
-        >>> repeated_segment(5, seed=1)
-        'eszyceszyc'
-    """
-    return "".join(random.Random(seed).sample("abcdefghijklmnopqrstuvwxyz", length)) * 2
-
-
-@dataclass(frozen=True)
-class Showcase:
-    """A model's default prompt: one that shows what it learned, and the position to look at first."""
-
-    prompt: str
-    position: int | None  # token position (0 = <bos>) the pages' position pickers start on; None: the last
-    why: str  # one line the sidebar shows under the prompt
-
-
-INDUCTION_SHOWCASE = Showcase(
-    repeated_segment(15, seed=0),
-    1 + 15 + 7,  # the 8th character of the second copy: its successor is predictable only from the first copy
-    "a random 15-letter segment written twice: on the second copy an induction head predicts each next letter "
-    "from the first copy; position 23 is on the second copy",
-)
-SHOWCASES = {  # per shipped model; other checkpoints by their training task (provenance train_config.task)
-    "minigpt-text": Showcase(DEFAULT_PROMPT, None, "English from the training corpus: the model predicts the words"),
-    "induction-2l": INDUCTION_SHOWCASE,
-}
-
-
-def showcase(label: str, model: MiniGPT) -> Showcase:
-    """The default prompt for the model the sidebar shows as ``label``: its own, else its training task's.
+    ``id`` is a key that changes whenever the weights do (``shipped:<name>:<file stamp>``, ``random:0``, ...). A
+    reference hashes and compares by its id alone, and Streamlit's caches hash it by its id (the analyses give
+    ``ModelRef`` to ``st.cache_data(hash_funcs=...)``): a rerun with the same model costs a lookup, never a hash of
+    the weights.
 
     Example:
-        >>> showcase("induction-2l", random_model(0)).position
-        23
-        >>> showcase("my.safetensors", random_model(0)).prompt == DEFAULT_PROMPT
+        >>> ModelRef(random_model(0), "random:0") == ModelRef(random_model(0), "random:0")
         True
     """
-    if label in SHOWCASES:
-        return SHOWCASES[label]
-    task = (model.provenance.get("train_config") or {}).get("task")
-    fits = model.cfg.n_ctx > len(INDUCTION_SHOWCASE.prompt) and model.tokenizer is not None
-    return INDUCTION_SHOWCASE if task == "induction" and fits else SHOWCASES["minigpt-text"]
+
+    model: MiniGPT
+    id: str
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelRef) and other.id == self.id
 
 
 @dataclass(frozen=True)
 class Selection:
     """The sidebar's choice, read by every page (``st.session_state["selection"]``)."""
 
-    model: MiniGPT
-    model_id: str  # a key that changes whenever the weights do (cache key for st.cache_data)
+    ref: ModelRef  # the model and its id: what every cached analysis takes
     label: str  # what the sidebar shows as the model's name
     prompt: str
     token_ids: tuple[int, ...] | None  # <bos> + prompt, or None when the prompt is bad
     prompt_error: str | None  # why the prompt cannot be run, with what to do
     load_error: str | None = None  # why the chosen checkpoint could not be loaded (we fell back)
     position: int | None = None  # where the position pickers start (the showcase's), None: the last position
+
+    @property
+    def model(self) -> MiniGPT:
+        return self.ref.model
+
+    @property
+    def model_id(self) -> str:
+        return self.ref.id
 
 
 def file_stamp(path: Path) -> str:
@@ -252,6 +241,28 @@ def attempt(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | N
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         st.error(f"{what}: {message}")
         return None
+
+
+def corrupted_prompt(
+    where: Any, key: str, default: str | None = None, changed: str = "its longest word's first letter changed"
+) -> tuple[int, ...] | None:
+    """The corrupted-prompt box of the patching pages (Ablation & patching, Circuit discovery, Information flow).
+
+    A text input (in ``where``: ``st`` or a column) whose empty value stands for ``default`` (None: the clean prompt
+    with ``changed``, :func:`default_corruption`), checked as the sidebar checks the prompt and for the clean
+    prompt's length, and a caption with both prompts. Returns the corrupted prompt's ids, or None after an
+    ``st.error`` saying why it cannot be patched.
+    """
+    sel = selection()
+    label = f"Corrupted prompt, as long as the clean one (empty: the clean prompt with {changed})"
+    corrupted = where.text_input(label, "", key=key) or default or default_corruption(sel.prompt)
+    st.caption(f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`".replace("\n", "⏎"))
+    ids = attempt("Corrupted prompt", check_prompt, sel.model, corrupted)
+    if ids is not None and len(ids) != len(sel.token_ids):
+        st.error(f"Corrupted prompt: it has {len(ids) - 1} characters and the clean one {len(sel.token_ids) - 1}; "
+                 "patching needs the same length, a counterpart for every position")  # fmt: skip
+        return None
+    return ids
 
 
 POSITION = "selected_position"  # session key: the one selected token position, shared by every page

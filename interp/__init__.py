@@ -8,7 +8,7 @@ Rooms (see docs/ARCHITECTURE.md), in import tiers (:data:`TIERS`, held by ``test
 module imports only from its own tier or a lower one, and from ``model``; never from ``dashboards``/streamlit.
 
 - ``interp.common``: argument checks, metrics, the frame vocabulary, CSV export.
-- ``interp.observe``: reading activations (residual stream, DLA, logit lens, attention patterns).
+- ``interp.observe``: reading activations (residual stream, DLA, logit lens, attention patterns, information flow).
 - ``interp.weights``: reading weights (QK/OV circuits, copying, composition).
 - ``interp.intervene``: changing activations (ablation specs, replacements, the batched engine, sweeps, patching).
 - ``interp.reports``: what a training run is judged by (the induction report).
@@ -40,12 +40,15 @@ TIERS: tuple[tuple[str, ...], ...] = (
 _ROOMS = {
     "interp.common.checks": ["prepare"],
     "interp.common.export": ["contributions_to_csv", "read_contributions_csv", "write_csv_atomic"],
-    "interp.common.metrics": ["LogitDiff", "Loss", "LossAt", "Metric", "TargetProb", "as_metric"],
+    "interp.common.metrics": ["LogitDiff", "Loss", "LossAt", "Metric", "TargetProb", "as_metric", "contrast_metric"],
     "interp.common.vocabulary": ["COLUMNS"],
     "interp.observe.residual": ["accumulated_resid", "head_writes", "residual_stack", "write_norms"],
-    "interp.observe.dla": ["direct_logit_attribution", "final_logits", "logit_difference", "resolve_target"],
-    "interp.observe.lens": ["logit_lens"],
+    "interp.observe.dla": [
+        "contributions_at", "direct_logit_attribution", "final_logits", "logit_difference", "resolve_target",
+    ],
+    "interp.observe.lens": ["logit_lens", "next_token_distribution"],
     "interp.observe.flow": ["edge_logit_effects", "flow_routes", "flow_stages", "information_flow", "state_readout"],
+    "interp.observe.flow_reading": ["flow_into", "strongest_effects", "top_guess"],
     "interp.observe.attention": ["attention_pattern_frame", "classification_note", "classify_heads", "head_scores"],
     "interp.weights.circuits": ["copying_scores", "ov_circuit", "ov_matrix", "qk_circuit", "qk_matrix"],
     "interp.weights.composition": ["composition_score", "composition_scores"],
@@ -53,8 +56,8 @@ _ROOMS = {
         "AttnLayerAblation", "HeadAblation", "MLPAblation", "NeuronAblation", "PositionAblation", "Spec",
     ],
     "interp.intervene.parsing": ["parse_layers", "parse_pairs", "specs_from"],
-    "interp.intervene.replace": ["ablation_hooks", "replacements", "resample_rows"],
-    "interp.intervene.ablate": ["AblationResult", "ablate"],
+    "interp.intervene.replace": ["ablation_hooks", "corpus_reference", "replacements", "resample_rows"],
+    "interp.intervene.ablate": ["AblationComparison", "AblationResult", "ablate", "compare_ablation"],
     "interp.intervene.flow": ["patch_flow_edge"],
     "interp.intervene.sweeps": ["head_sweep", "neuron_sweep"],
     "interp.intervene.patching": ["activation_patching", "attribution_patching"],
@@ -75,7 +78,7 @@ _ROOMS = {
     "interp.discover.attribution": ["edge_attribution_patching"],
     "interp.discover.acdc": ["acdc"],
     "interp.discover.paths": ["path_patching"],
-    "interp.discover.circuit": ["Circuit", "circuit_from_edges"],
+    "interp.discover.circuit": ["Circuit", "circuit_from_edges", "edges_above"],
     "interp.discover.scoring": ["edge_auc", "score_correlation"],
     "interp.discover.planted": ["planted_induction", "planted_lookup"],
     "interp.discover.trained": ["modular_sum_data", "train_modular_sum"],

@@ -133,11 +133,12 @@ def state_readout_figure(readout: pd.DataFrame, *, title: str, top: int = 8) -> 
 
 
 def attention_row_figure(row: pd.DataFrame, *, title: str) -> go.Figure:
-    """Bars of one head's attention from one query to every key: a frame with ``pos, token, weight``."""
-    labels = [f"{p} {display_token(t)}" for p, t in zip(row["pos"], row["token"], strict=True)]
+    """Bars of one head's attention from one query to every key: the rows of ``interp.attention_pattern_frame`` at
+    that query (``k_pos, k_str, weight``)."""
+    labels = [f"{p} {display_token(t)}" for p, t in zip(row["k_pos"], row["k_str"], strict=True)]
     trace = {"type": "bar", "x": labels, "y": row["weight"].tolist(), "marker": {"color": "#6a51a3"},
              "hovertemplate": "%{x}<br>attention %{y:.3f}<extra></extra>"}  # fmt: skip
     layout = {"xaxis": {"type": "category", "tickmode": "array", "tickvals": labels,
-                        "ticktext": [display_token(t) for t in row["token"]]},
+                        "ticktext": [display_token(t) for t in row["k_str"]]},
               "yaxis": {"title": {"text": "attention weight"}, "range": [0, 1]}}  # fmt: skip
     return make_figure([trace], layout, title, height=300)

@@ -34,11 +34,11 @@ def parameter_bar(inventory: pd.DataFrame) -> go.Figure:
 def next_token_figure(dist: pd.DataFrame, top_n: int = 15) -> go.Figure:
     """Logits, then softmax, then the sampling distribution, for the ``top_n`` highest logits.
 
-    ``dist`` columns: ``token, logit, softmax`` (probability at temperature 1, no filtering) and
-    ``prob`` (after temperature, top-k and top-p).
+    ``dist`` columns (``interp.next_token_distribution``): ``target_str, logit, target_prob`` (probability at
+    temperature 1, no filtering) and ``sample_prob`` (after temperature, top-k and top-p).
     """
     d = dist.sort_values("logit", ascending=False).head(top_n)
-    labels = [display_token(t) for t in d["token"]]
+    labels = [display_token(t) for t in d["target_str"]]
     layout, refs = subplot_grid(
         [["logits: the model's raw scores", "softmax, then temperature / top-k / top-p"]], hgap=0.1
     )
@@ -46,9 +46,10 @@ def next_token_figure(dist: pd.DataFrame, top_n: int = 15) -> go.Figure:
     data = [
         {"type": "bar", "x": labels, "y": d["logit"].tolist(), "name": "logit", "xaxis": x1, "yaxis": y1,
          "marker": {"color": "#7f7f7f"}, "hovertemplate": "token %{x}<br>logit %{y:.3f}<extra></extra>"},
-        {"type": "bar", "x": labels, "y": d["softmax"].tolist(), "name": "softmax(logits)", "xaxis": x2, "yaxis": y2,
-         "marker": {"color": "#9ecae1"}, "hovertemplate": "token %{x}<br>softmax %{y:.3f}<extra></extra>"},
-        {"type": "bar", "x": labels, "y": d["prob"].tolist(), "name": "sampling probability", "xaxis": x2,
+        {"type": "bar", "x": labels, "y": d["target_prob"].tolist(), "name": "softmax(logits)", "xaxis": x2,
+         "yaxis": y2, "marker": {"color": "#9ecae1"},
+         "hovertemplate": "token %{x}<br>softmax %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": labels, "y": d["sample_prob"].tolist(), "name": "sampling probability", "xaxis": x2,
          "yaxis": y2, "marker": {"color": "#08519c"},
          "hovertemplate": "token %{x}<br>sampled with p = %{y:.3f}<extra></extra>"},
     ]  # fmt: skip
@@ -63,7 +64,7 @@ def distributions_compare(
     *,
     title: str,
     top_n: int = 15,
-    token: str = "token",
+    token: str = "target_str",
     after: str = "prob_ablated",
     after_name: str = "ablated",
     colour: str = "#cb181d",
@@ -71,8 +72,9 @@ def distributions_compare(
 ) -> go.Figure:
     """Next-token probabilities before and after an edit, side by side (top ``top_n`` of either).
 
-    ``dist`` columns: ``token`` (the token column), ``prob_clean`` and ``after`` (by default an ablation's
-    ``prob_ablated``; the Features page passes ``feature_intervention``'s ``target_str`` and ``prob_intervened``).
+    ``dist`` columns: ``token`` (the token column), ``prob_clean`` and ``after``: by default those of
+    ``interp.compare_ablation``'s frame (``target_str``, ``prob_ablated``); the Features page passes
+    ``feature_intervention``'s ``prob_intervened``.
     """
     keep = dist.nlargest(top_n, "prob_clean").index.union(dist.nlargest(top_n, after).index)
     d = dist.loc[keep].sort_values("prob_clean", ascending=False)

@@ -5,8 +5,8 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.require_tokens("Ablation & patching")
-model, cfg = sel.model, sel.model.cfg
-tokens = analyses.symbols(model, sel.token_ids)
+cfg = sel.model.cfg
+tokens = analyses.symbols(sel.ref, sel.token_ids)
 METHODS = {
     "zero": "zero: set the activation to 0",
     "mean": "mean: replace it by its mean over 64 windows of the built-in corpus",
@@ -25,11 +25,12 @@ m1, m2 = st.columns(2)
 method = m1.selectbox("Method", list(METHODS), format_func=METHODS.__getitem__, key="abl_method")
 pos = state.pick_position(m2, "Show the prediction after", tokens, key="abl_pos")
 effect = state.attempt(
-    "Ablation", analyses.ablation_effect, model, sel.model_id, sel.token_ids, tuple(heads), tuple(mlps),
-    neurons.strip(), method, pos,
+    "Ablation", analyses.ablation.ablation_effect, sel.ref, sel.token_ids, tuple(heads), tuple(mlps), neurons.strip(),
+    method, pos,
 )  # fmt: skip
 if effect is not None:
-    dist, loss_clean, loss_ablated, done = effect
+    dist, loss_clean, loss_ablated = effect.frame, effect.loss_clean, effect.loss_ablated
+    done = [str(spec) for spec in effect.ablations]
     st.markdown("\n".join(f"- {line}" for line in done) or "Nothing ablated yet: pick heads, MLPs or neurons.")
     if loss_clean is not None:
         l1, l2 = st.columns(2)
@@ -40,7 +41,7 @@ if effect is not None:
 
 st.subheader("Head sweep")
 st.markdown(f"Every head ablated on its own ({method}), batched: the change in loss on this prompt.")
-swept = state.attempt("Head sweep", analyses.sweep, model, sel.model_id, sel.token_ids, method)
+swept = state.attempt("Head sweep", analyses.ablation.sweep, sel.ref, sel.token_ids, method)
 if swept is not None:
     st.plotly_chart(plots.head_heatmap(swept, "delta", title="Loss change when the head is ablated"), key="sweep_chart")
 
@@ -50,18 +51,11 @@ st.markdown(
     "1 means that patch alone restores the clean behaviour, 0 means it changes nothing."
 )
 p1, p2 = st.columns([2, 1])
-typed = p1.text_input(
-    "Corrupted prompt, as long as the clean one (empty: the clean prompt with its longest word's first letter changed)",
-    "", key="patch_corrupted",
-)  # fmt: skip
-corrupted = typed or state.default_corruption(sel.prompt)
 grid = p2.selectbox("Patch", ["resid_pre", "attn_out", "mlp_out", "heads", "heads_by_pos"], key="patch_grid")
-corrupted_ids = state.attempt("Corrupted prompt", state.check_prompt, model, corrupted)
+corrupted_ids = state.corrupted_prompt(p1, key="patch_corrupted")
 if corrupted_ids is not None:
-    st.caption(f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`".replace("\n", "⏎"))
-    result = state.attempt(
-        "Activation patching", analyses.patching, model, sel.model_id, sel.token_ids, corrupted_ids, grid
-    )
+    result = state.attempt("Activation patching", analyses.ablation.patching, sel.ref, sel.token_ids, corrupted_ids,
+                           grid)  # fmt: skip
     if result is not None:
         patched, metric = result
         st.caption(f"Metric: {metric}.")

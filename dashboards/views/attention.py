@@ -5,14 +5,14 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.require_tokens("Attention")
-model, cfg = sel.model, sel.model.cfg
+cfg = sel.model.cfg
 st.markdown(
     "Each heatmap is one head's attention pattern: row = the query position reading, column = the key position "
     "it reads from; each row sums to 1, and the causal mask leaves the upper triangle empty. The selected token's "
     "row is outlined in every heatmap."
 )
-patterns = analyses.attention_patterns(model, sel.model_id, sel.token_ids)
-tokens = analyses.symbols(model, sel.token_ids)
+patterns = analyses.attention.attention_patterns(sel.ref, sel.token_ids)
+tokens = analyses.symbols(sel.ref, sel.token_ids)
 
 st.subheader("One head in every block")
 c1, c2 = st.columns(2)
@@ -54,9 +54,9 @@ st.markdown(
     "(**first**, often a resting place), or itself (**current**); **entropy** is how spread out its attention is. "
     "Scores that the prompt cannot define (no repeated token, say) are left blank."
 )
-scores = state.attempt("Head scores", analyses.attention_scores, model, sel.model_id, sel.token_ids)
+scores = state.attempt("Head scores", analyses.attention.attention_scores, sel.ref, sel.token_ids)
 if scores is not None:
-    note = analyses.head_class_note(scores)
+    note = analyses.attention.head_class_note(scores)
     if note:
         st.warning(
             f"{note[0].upper()}{note[1:]}: this prompt repeats no token, so an induction head has nothing to copy "

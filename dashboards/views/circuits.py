@@ -5,7 +5,7 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.selection()
-model, cfg = sel.model, sel.model.cfg
+cfg = sel.model.cfg
 st.title("Circuits")
 st.markdown(
     "These views read the weights, not the prompt. A later head can read what an earlier head wrote through its "
@@ -15,7 +15,7 @@ st.markdown(
 if cfg.n_layers < 2:
     st.info("Composition needs at least two layers; this model has one.")
 else:
-    comp = state.attempt("Composition scores", analyses.composition, model, sel.model_id)
+    comp = state.attempt("Composition scores", analyses.circuits.composition, sel.ref)
     if comp is not None:
         st.plotly_chart(plots.composition_heatmap(comp), key="composition_chart")
 
@@ -30,7 +30,7 @@ head = c2.selectbox("Head", range(cfg.n_heads), key="circuit_head")
 circuit = c3.radio("Circuit", ["QK", "OV"], horizontal=True, key="circuit_choice")
 axes = {"QK": ("query token", "key token"), "OV": ("attended token", "output logit")}[circuit]
 specials = c4.checkbox("Show <bos>, <pad>, <unk>", False, key="circuit_specials")
-matrix = state.attempt("Circuit", analyses.circuit, model, sel.model_id, circuit, layer, head, specials)
+matrix = state.attempt("Circuit", analyses.circuits.circuit, sel.ref, circuit, layer, head, specials)
 if matrix is not None:
     title = f"{circuit} circuit of L{layer}H{head} (colour limits: 1st / 99th percentile)"
     st.plotly_chart(

@@ -32,41 +32,31 @@ method = c2.selectbox("Edge scores", list(METHODS), format_func=METHODS.__getite
 frame = known = None
 if source == SIDEBAR:
     sel = state.require_tokens()
-    model = sel.model
-    typed = st.text_input(
-        "Corrupted prompt, as long as the clean one (empty: the clean prompt with its longest word's first letter "
-        "changed)", "", key="disc_corrupted",
-    )  # fmt: skip
-    corrupted = typed or state.default_corruption(sel.prompt)
-    corrupted_ids = state.attempt("Corrupted prompt", state.check_prompt, model, corrupted)
+    corrupted_ids = state.corrupted_prompt(st, key="disc_corrupted")
     if corrupted_ids is not None:
-        st.caption(f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`".replace("\n", "⏎"))
-        result = state.attempt(
-            "Edge scores", analyses.edge_scores, model, sel.model_id, sel.token_ids, corrupted_ids, method
-        )
+        result = state.attempt("Edge scores", analyses.graph.edge_scores, sel.ref, sel.token_ids, corrupted_ids, method)
         if result is not None:
             frame, words = result
             st.caption(f"Metric: {words}.")
-    cfg = model.cfg
+    cfg = sel.model.cfg
 else:
-    task = analyses.known_task(source)
+    task = analyses.graph.known_task(source)
     cfg = task.model.cfg
     st.caption(task.description + f". Known circuit: {task.circuit.size} edges, drawn dashed green where not shown.")
-    frame, known = analyses.task_edge_scores(source, method), task.circuit.edges
+    frame, known = analyses.graph.task_edge_scores(source, method), task.circuit.edges
 
 if frame is not None:
     largest = float(frame.abs_score.max())
     share = st.slider(
         "Show the edges whose |score| is at least this share of the largest", 0.0, 1.0, 0.05, 0.01, key="disc_share"
     )
-    shown = frame[frame.abs_score >= share * largest] if largest > 0 else frame.iloc[:0]
+    shown = analyses.graph.edges_above(frame, share)
     edges = tuple(zip(shown.upstream, shown.downstream, strict=True))
     if source == SIDEBAR:
-        faithful = state.attempt(
-            "Faithfulness", analyses.faithfulness, model, sel.model_id, sel.token_ids, corrupted_ids, edges
-        )
+        faithful = state.attempt("Faithfulness", analyses.graph.faithfulness, sel.ref, sel.token_ids, corrupted_ids,
+                                 edges)  # fmt: skip
     else:
-        faithful = state.attempt("Faithfulness", analyses.task_faithfulness, source, edges)
+        faithful = state.attempt("Faithfulness", analyses.graph.task_faithfulness, source, edges)
     m1, m2, m3 = st.columns(3)
     m1.metric("Edges shown", f"{len(shown)} of {len(frame)}")
     m2.metric("Faithfulness of what is shown", "-" if faithful is None else f"{faithful:.3f}")

@@ -1,7 +1,7 @@
 """Page "Training dynamics": scrub through a shipped training run and watch the induction head form.
 
 The run's metrics (every snapshot: losses, head scores, composition, DLA, weight norms) are computed once per
-session (``analyses.run_frame``); moving the step slider only reads that frame and one snapshot's patterns.
+session (``analyses.dynamics.run_frame``); moving the step slider only reads that frame and one snapshot's patterns.
 """
 
 import streamlit as st
@@ -17,13 +17,13 @@ st.markdown(
     "the loss on the repeated half of `[BOS, r, r]` drops while the induction score jumps. Scrub through the run: "
     "the loss curve, every head's attention pattern, the head scores and the composition at the chosen step."
 )
-runs = analyses.list_runs()
+runs = analyses.dynamics.list_runs()
 if not runs:
     st.info("No training run is shipped with its snapshots.")
     st.stop()
 first = runs.index("induction-2l") if "induction-2l" in runs else 0  # the run with the phase change
 name = st.selectbox("Run", runs, index=first, key="dyn_run")
-frame = state.attempt("Training dynamics", analyses.run_frame, name)
+frame = state.attempt("Training dynamics", analyses.dynamics.run_frame, name)
 if frame is None:
     st.stop()
 steps = sorted(frame.step.unique().tolist())
@@ -35,7 +35,7 @@ c1, c2 = st.columns(2)
 metric = c1.selectbox("Metric across steps", metrics, index=metrics.index("induction"), key="dyn_metric")
 parts = sorted(frame[frame.metric == metric].component.unique())
 component = c2.selectbox("Phase change of", parts, index=len(parts) - 1, key="dyn_component")
-changes = state.attempt("Phase change", analyses.run_phase, name, metric, component)
+changes = state.attempt("Phase change", analyses.dynamics.run_phase, name, metric, component)
 window = None if changes is None else (int(changes.start_step[0]), int(changes.end_step[0]))
 st.plotly_chart(plots.metric_line_figure(frame, metric, window, step), key="dyn_line")
 if changes is not None:
@@ -43,7 +43,7 @@ if changes is not None:
     st.dataframe(changes.head(10), hide_index=True, key="dyn_changes")
 
 st.subheader(f"At step {step}")
-patterns = state.attempt("Attention patterns", analyses.run_patterns, name, step)
+patterns = state.attempt("Attention patterns", analyses.dynamics.run_patterns, name, step)
 if patterns is not None:
     title = f"Attention of every head at step {step} on the probe's first sequence (row: query, column: key)"
     st.plotly_chart(plots.attention_heatmaps(patterns[0], patterns[1], title=title), key="dyn_patterns")

@@ -6,7 +6,6 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.require_tokens("Features")
-model = sel.model
 features = analyses.features
 choices = features.sae_choices(sel.label)
 if not choices:
@@ -31,8 +30,8 @@ if figures:
         f"{figures['l0']:.1f}, CE loss recovered {figures['ce_recovered']:.3f}, {figures['dead']} dead and "
         f"{figures['dense']} dense features."
     )
-tokens = analyses.symbols(model, sel.token_ids)
-active = features.prompt_features(model, sel.model_id, sel.token_ids, sae_name)
+tokens = analyses.symbols(sel.ref, sel.token_ids)
+active = features.prompt_features(sel.ref, sel.token_ids, sae_name)
 
 
 def pick_strongest() -> None:
@@ -52,16 +51,16 @@ if "feat_id" not in st.session_state:
 feature = int(st.number_input("Feature", 0, sae.cfg.d_sae - 1, key="feat_id"))
 if pos is not None:
     here = active[active.pos == pos].head(12)
-    names = features.labels(model, sel.model_id, sae_name, tuple(here.feature.tolist()))
+    names = features.labels(sel.ref, sae_name, tuple(here.feature.tolist()))
     st.caption(f"{len(active[active.pos == pos])} features are active at position {pos} ({tokens[pos]!r}):")
     st.dataframe(
         here.assign(label=here.feature.map(names))[["feature", "activation", "label"]],
         hide_index=True, key="feat_active_table",
     )  # fmt: skip
 
-label = features.labels(model, sel.model_id, sae_name, (feature,))[feature]
+label = features.labels(sel.ref, sae_name, (feature,))[feature]
 st.subheader(f"Feature {feature}: {label}")
-card = state.attempt("Feature card", features.feature_card, model, sel.model_id, sae_name, feature)
+card = state.attempt("Feature card", features.feature_card, sel.ref, sae_name, feature)
 if card is not None:
     top, hist, effects = card
     left, right = st.columns([3, 2])
@@ -85,13 +84,13 @@ value = s1.slider("Add this much of the feature's direction at every position", 
                   3 * round(peak, 1) + 1.0, 0.0, 0.5, key="feat_steer")  # fmt: skip
 n_new = s2.number_input("New characters", 1, 64, 24, key="feat_new")
 seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="feat_seed")
-plain, steered = features.steered_text(model, sel.model_id, sel.prompt, sae_name, feature, value, int(n_new), int(seed))
+plain, steered = features.steered_text(sel.ref, sel.prompt, sae_name, feature, value, int(n_new), int(seed))
 t1, t2 = st.columns(2)
 t1.markdown("**Plain** (temperature 0.8)")
 t1.code(sel.prompt + plain, language=None, wrap_lines=True)
 t2.markdown(f"**Steered** by {value:+.1f}, the same seed")
 t2.code(sel.prompt + steered, language=None, wrap_lines=True)
-effect = features.intervention(model, sel.model_id, sel.token_ids, sae_name, feature, "steer", value)
+effect = features.intervention(sel.ref, sel.token_ids, sae_name, feature, "steer", value)
 steer_chart = plots.distributions_compare(
     effect, title=f"Next token after the prompt, steered by {value:+.1f}", top_n=12, token="target_str",
     after="prob_intervened", after_name="with the edit", colour="#e6550d", height=380,

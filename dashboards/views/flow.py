@@ -5,8 +5,8 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.require_tokens("Information flow")
-model, ids = sel.model, sel.token_ids
-tokens = analyses.symbols(model, ids)
+ids = sel.token_ids
+tokens = analyses.symbols(sel.ref, ids)
 st.markdown(
     "Every residual state (a position at one stage of the model) is the state below plus the parts its sublayer "
     "adds: each head's read of each earlier position, the MLP's output, and the residual carried through. An edge's "
@@ -18,10 +18,10 @@ st.markdown(
 c1, c2 = st.columns(2)
 pos = state.pick_position(c1, "Explain the prediction after", tokens, key="flow_pos")
 threshold = c2.slider("Keep edges whose importance is at least", 0.0, 1.0, 0.1, 0.01, key="flow_threshold")
-routes = state.attempt("Information flow", analyses.flow.routes, model, sel.model_id, ids, pos, threshold)
+routes = state.attempt("Information flow", analyses.flow.routes, sel.ref, ids, pos, threshold)
 if routes is None:
     st.stop()
-stages = analyses.flow.stages(model, sel.model_id)
+stages = analyses.flow.stages(sel.ref)
 last = len(stages) - 1
 nodes = plots.route_states(routes, pos, len(stages))
 
@@ -57,14 +57,14 @@ st.subheader("The selected state")
 node = st.selectbox("State (click a node of the graph)", nodes, format_func=node_name, key="flow_state")
 left, right = st.columns(2)
 with left:
-    readout = analyses.flow.readout(model, sel.model_id, ids, *node)
+    readout = analyses.flow.readout(sel.ref, ids, *node)
     st.plotly_chart(plots.state_readout_figure(readout, title=f"What {node_name(node)} predicts next"),
                     key="flow_readout")  # fmt: skip
     top = " At the top stage this is the model's own prediction." if node[0] == last else ""
     st.caption(f"The state read out as the logit lens does: through the final LayerNorm (with its own scale) and "
                f"the unembedding.{top}")  # fmt: skip
 with right:
-    into = analyses.flow.incoming(model, sel.model_id, ids, *node)
+    into = analyses.flow.incoming(sel.ref, ids, *node)
     if into.empty:
         st.caption("The embeddings (token plus position): nothing flows into this state.")
     else:
@@ -101,13 +101,13 @@ layer, kind, head, source, target = edge
 left, right = st.columns(2)
 with left:
     if kind == "head":
-        row = analyses.flow.attention_row(model, sel.model_id, ids, layer, head, target)
+        row = analyses.flow.attention_row(sel.ref, ids, layer, head, target)
         title = f"L{layer}H{head}'s attention from position {target}"
         st.plotly_chart(plots.attention_row_figure(row, title=title), key="flow_pattern")
     else:
         st.caption("This edge carries one position's own state upward: no attention pattern to show.")
 with right:
-    effects, dla, guess = analyses.flow.effects(model, sel.model_id, ids, edge, pos)
+    effects, dla, guess = analyses.flow.effects(sel.ref, ids, edge, pos)
     st.plotly_chart(plots.logit_effects_figure(effects, title="What this part writes towards each next character",
                     axis="direct logit effect at the edge's target position"), key="flow_effects")  # fmt: skip
     here = "" if target == pos else f" (it is written at position {target}; later layers carry it on)"
@@ -115,18 +115,14 @@ with right:
                f"{dla:+.3f}{here}.")  # fmt: skip
 
 st.subheader("Causal check")
-typed = st.text_input("Corrupted prompt, as long as the clean one (empty: the clean prompt with the character this "
-                      "edge reads changed)", "", key="flow_corrupted")  # fmt: skip
 read = source - 1  # position 0 is <bos>, which no prompt can change: then the longest word's first letter
-corrupted = typed or (state.corrupt_at(sel.prompt, read) if read >= 0 else state.default_corruption(sel.prompt))
-corrupted_ids = state.attempt("Corrupted prompt", state.check_prompt, model, corrupted)
-st.caption(f"Corrupted: `{corrupted}`".replace("\n", "⏎"))
+default = state.corrupt_at(sel.prompt, read) if read >= 0 else None
+corrupted_ids = state.corrupted_prompt(st, "flow_corrupted", default, "the character this edge reads changed")
 if corrupted_ids is not None and st.button("Patch this edge from the corrupted prompt", key="flow_patch"):
     st.session_state["flow_checked"] = (sel.model_id, ids, corrupted_ids, edge, pos)
 checked = st.session_state.get("flow_checked")
 if checked is not None and checked == (sel.model_id, ids, corrupted_ids, edge, pos):
-    result = state.attempt("Causal check", analyses.flow.causal_check, model, sel.model_id, ids, corrupted_ids, edge,
-                           pos)  # fmt: skip
+    result = state.attempt("Causal check", analyses.flow.causal_check, sel.ref, ids, corrupted_ids, edge, pos)
     if result is not None:
         m1, m2, m3 = st.columns(3)
         m1.metric("log p(top guess), clean", f"{result['metric_clean']:.3f}")

@@ -5,9 +5,8 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.require_tokens("Direct logit attribution")
-model = sel.model
-tokens = analyses.symbols(model, sel.token_ids)
-frozen = "With the final LayerNorm's scale frozen, the" if model.cfg.norm != "none" else "The"
+tokens = analyses.symbols(sel.ref, sel.token_ids)
+frozen = "With the final LayerNorm's scale frozen, the" if sel.model.cfg.norm != "none" else "The"
 st.markdown(
     f"{frozen} logit is a sum over everything written into the residual stream: each bar is one component's "
     "share, and the bars add up to the logit (or, with a contrast token, to the logit difference)."
@@ -21,10 +20,10 @@ target = c2.text_input(
 contrast = c3.text_input("Contrast character (optional)", "", max_chars=5, key="dla_contrast")
 per = c4.selectbox("Split", ["head", "neuron", "component", "layer"], key="dla_per")
 frame = state.attempt(
-    "Direct logit attribution", analyses.dla, model, sel.model_id, sel.token_ids, target or None, contrast or None, per
+    "Direct logit attribution", analyses.residual.dla, sel.ref, sel.token_ids, target or None, contrast or None, per
 )
 if frame is not None:
-    here, total = analyses.dla_at(frame, pos, top=40 if per == "neuron" else None)
+    here, total = analyses.residual.dla_at(frame, pos, top=40 if per == "neuron" else None)
     what = plots.display_token(here["target_str"].iloc[0])
     vs = f" minus logit of {plots.display_token(contrast)}" if contrast else ""
     where = f"after position {pos} ({plots.display_token(tokens[pos])})"
@@ -44,7 +43,7 @@ if frame is not None:
             key="dla_head_chart",
         )
     st.dataframe(here, hide_index=True, key="dla_table")
-    csv = analyses.dla_csv(model, sel.model_id, sel.token_ids, target or None, contrast or None, per)
+    csv = analyses.residual.dla_csv(sel.ref, sel.token_ids, target or None, contrast or None, per)
     st.download_button(
         "Download every position as CSV", csv, file_name="contributions.csv", mime="text/csv", key="dla_download"
     )

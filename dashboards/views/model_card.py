@@ -20,8 +20,8 @@ else:
     if isinstance(made.get("seconds"), int | float):
         facts.append(f"{made['seconds'] / 60:.0f} minutes")
     st.caption(" · ".join(facts))
-    history = analyses.card.history(model, sel.model_id)
-    evals = analyses.card.final_eval(model, sel.model_id)
+    history = analyses.model.history(sel.ref)
+    evals = analyses.model.final_eval(sel.ref)
     unit = str(made.get("loss_unit", "nats")).split(" (")[0]  # "nats per token (per character for text)"
     if len(history):
         record = dict(zip(evals["field"], evals["value"], strict=True))
@@ -49,7 +49,7 @@ else:
 
 st.subheader("In the README")
 for title in README_SECTIONS:
-    text = analyses.card.readme_section(title)
+    text = analyses.model.readme_section(title)
     if text is not None:
         with st.expander(f"README.md § {title}"):
             st.markdown(text)

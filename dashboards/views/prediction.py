@@ -5,20 +5,21 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.selection()
-model, cfg = sel.model, sel.model.cfg
+cfg = sel.model.cfg
 st.title("Model & prediction")
 
 left, right = st.columns([1, 2])
 with left:
     st.subheader("Config")
     st.dataframe(
-        analyses.config_frame(model, sel.model_id),
+        analyses.model.config_frame(sel.ref),
         hide_index=True,
-        height=36 * (len(analyses.config_frame(model, sel.model_id)) + 1) + 4,
+        height=36 * (len(analyses.model.config_frame(sel.ref)) + 1) + 4,
         key="config_table",
     )
     st.caption(f"d_head = {cfg.d_head}; {cfg.n_params:,} parameters by the closed-form count.")
-    made, val = model.provenance, model.provenance.get("val_loss")
+    made = sel.model.provenance
+    val = made.get("val_loss")
     if made.get("command"):
         loss = f"validation loss {val:.3f} {made.get('loss_unit', '')}" if isinstance(val, int | float) else "no loss"
         st.caption(
@@ -26,7 +27,7 @@ with left:
             "its loss curve and what its final evaluation numbers mean."
         )
 with right:
-    st.plotly_chart(plots.parameter_bar(analyses.inventory(model, sel.model_id)), key="inventory_chart")
+    st.plotly_chart(plots.parameter_bar(analyses.model.inventory(sel.ref)), key="inventory_chart")
 
 sel = state.selection()
 if sel.token_ids is None:
@@ -40,14 +41,14 @@ st.markdown(
     "probabilities; sampling divides the logits by the **temperature** first (0 = always the top token), then "
     "may keep only the **top-k** symbols or the smallest set reaching probability **top-p**."
 )
-tokens = analyses.symbols(model, sel.token_ids)
+tokens = analyses.symbols(sel.ref, sel.token_ids)
 c1, c2, c3, c4 = st.columns(4)
 pos = state.pick_position(c1, "Predict after position", tokens, key="pred_pos")
 temperature = c2.slider("Temperature", 0.0, 3.0, 1.0, 0.05, key="pred_temperature")
 top_k = c3.number_input("Top-k (0 = off)", 0, cfg.d_vocab, 0, key="pred_top_k")
 top_p = c4.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="pred_top_p")
 settings = {"temperature": temperature, "top_k": int(top_k) or None, "top_p": top_p}
-dist = analyses.next_token_distribution(model, sel.model_id, sel.token_ids, pos, **settings)
+dist = analyses.model.next_token_distribution(sel.ref, sel.token_ids, pos, **settings)
 st.plotly_chart(plots.next_token_figure(dist), key="next_token_chart")
 
 st.subheader("Generate a continuation")
@@ -58,7 +59,7 @@ asked = (sel.model_id, sel.prompt, max_new, int(seed), tuple(settings.values()))
 if st.button("Generate", key="gen_button", type="primary"):
     st.session_state["generated"] = (
         asked,
-        analyses.generate(model, sel.model_id, sel.prompt, max_new, seed=int(seed), **settings),
+        analyses.model.generate(sel.ref, sel.prompt, max_new, seed=int(seed), **settings),
     )
 made_for, text = st.session_state.get("generated", (None, ""))
 if made_for is not None:  # kept across reruns: other widgets no longer wipe the text

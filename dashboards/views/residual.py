@@ -5,8 +5,7 @@ import streamlit as st
 from dashboards import analyses, plots, state
 
 sel = state.require_tokens("Residual stream")
-model = sel.model
-tokens = analyses.symbols(model, sel.token_ids)
+tokens = analyses.symbols(sel.ref, sel.token_ids)
 st.markdown(
     "Every position carries one vector through the network. The embeddings start it; each attention head and each "
     "MLP *adds* its output to it and overwrites nothing. The upper panel: the size (L2 norm) of every write, per "
@@ -18,8 +17,8 @@ st.markdown(
 c1, c2 = st.columns(2)
 pos = state.pick_position(c1, "Selected position (outlined on both panels)", tokens, key="resid_pos")
 k = c2.slider("Top-k guesses in the logit lens's hover", 1, 10, 5, key="lens_k")
-norms = state.attempt("Residual writes", analyses.residual_writes, model, sel.model_id, sel.token_ids)
-lens = state.attempt("Logit lens", analyses.lens, model, sel.model_id, sel.token_ids, k)
+norms = state.attempt("Residual writes", analyses.residual.residual_writes, sel.ref, sel.token_ids)
+lens = state.attempt("Logit lens", analyses.residual.lens, sel.ref, sel.token_ids, k)
 panels = [] if norms is None else [plots.write_norms_heatmap(norms, tokens, selected=pos)]
 panels += [] if lens is None else [plots.logit_lens_heatmap(lens, tokens, selected=pos)]
 if panels:

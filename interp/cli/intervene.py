@@ -107,9 +107,9 @@ def _reference(model, args: argparse.Namespace, n_pos: int):
         if width < n_pos:
             raise ValueError(f"every --reference needs at least {n_pos - 1} characters, like the prompt")
         return torch.tensor([i[:width] for i in ids], device=model.device)
-    from model.training.data import builtin_corpus, text_batch
+    from interp.intervene.replace import corpus_reference
 
-    return text_batch(builtin_corpus().val, 64, n_pos, torch.Generator().manual_seed(args.seed)).to(model.device)
+    return corpus_reference(model, n_pos=n_pos, seed=args.seed)
 
 
 def run_ablate(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ of one position, so a sweep unembeds ``[batch, 1, 2]`` instead of ``[batch, pos,
 
 Every built-in metric also works on logits with leading variant axes ``[..., batch, pos, d_vocab]``
 and then returns ``[...]``, one value per variant. Plain callables ``fn(logits, tokens) -> scalar``
-are accepted wherever a metric is (see :func:`as_metric`).
+are accepted wherever a metric is (see :func:`as_metric`). :func:`contrast_metric` picks the metric that
+tells a clean prompt from its corrupted copy.
 
 Example:
     >>> import torch
@@ -33,6 +34,10 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from interp.common.checks import check_model
+from model.network.minigpt import MiniGPT
+from model.network.token_ids import token_labels
 
 
 class Metric:
@@ -301,3 +306,37 @@ def as_metric(metric: Metric | str | Callable[[Tensor, Tensor], Tensor]) -> Metr
     if callable(metric):
         return FunctionMetric(metric)
     raise TypeError(f"metric must be a Metric, a name or a callable fn(logits, tokens), got {type(metric).__name__}")
+
+
+def contrast_metric(
+    model: MiniGPT, clean: Int[Tensor, "1 pos"] | str, corrupted: Int[Tensor, "1 pos"] | str
+) -> tuple[Metric, str]:
+    """The metric of patching ``clean`` into ``corrupted``, and that metric in words: the last position's logit
+    difference between the clean and the corrupted top guesses; when both guess the same token, the next-token loss.
+
+    One forward of both prompts as one batch, whose last block runs only the last position and whose read-out
+    unembeds only that position (``model.forward_from(..., rows=[last])``): two argmaxes, nothing else.
+
+    Example:
+        >>> from model import MiniGPT
+        >>> model = MiniGPT.from_pretrained("induction-2l")
+        >>> contrast_metric(model, "qwertyuiop qwer", "qwertyuiop qwex")
+        (LogitDiff(answer=34, wrong=31, pos=-1), "logit of 't' (clean top guess) minus logit of 'q' (corrupted \
+top guess), last position")
+    """
+    model = check_model(model)
+    clean, corrupted = model.check_tokens(clean), model.check_tokens(corrupted).to(model.device)
+    if clean.shape[0] != 1 or clean.shape != corrupted.shape:
+        raise ValueError(
+            f"contrast_metric takes one clean and one corrupted prompt of the same length, got token shapes "
+            f"{tuple(clean.shape)} and {tuple(corrupted.shape)}; make the corrupted prompt as long as the clean one"
+        )
+    with torch.no_grad():
+        pair = torch.cat([clean, corrupted])
+        last = model.forward_from(model.embed_tokens(pair), rows=[pair.shape[1] - 1])[:, 0]
+    answer, wrong = last.argmax(-1).tolist()
+    if answer == wrong:
+        return Loss(), "next-token loss (both prompts have the same top guess)"
+    names = [repr(s) for s in token_labels(model.tokenizer, [answer, wrong])]
+    words = f"logit of {names[0]} (clean top guess) minus logit of {names[1]} (corrupted top guess), last position"
+    return LogitDiff(answer=answer, wrong=wrong), words

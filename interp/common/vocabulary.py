@@ -169,6 +169,8 @@ COLUMNS: dict[str, Column] = {
     "prob_clean": Column("float64", "probability of target without the intervention"),
     "prob_intervened": Column("float64", "probability of target with the feature ablated, steered or clamped"),
     "prob_delta": Column("float64", "prob_intervened - prob_clean"),
+    "prob_ablated": Column("float64", "probability of target with the ablations applied"),
+    "sample_prob": Column("float64", "probability of target when sampling: after temperature, top-k and top-p"),
     "true_feature": Column("int64", "a planted (ground-truth) feature of synthetic data"),
     "cosine": Column("float64", "cosine similarity of a planted direction and its closest decoder direction"),
     "hook_name": Column("object", "where an SAE reads (a transcoder: 'in -> out')"),

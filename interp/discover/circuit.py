@@ -217,3 +217,21 @@ def circuit_from_edges(edges: Iterable[tuple[str, str]] | Sequence[str]) -> Circ
         2
     """
     return Circuit(tuple(_pairs(edges, "circuit_from_edges")))
+
+
+def edges_above(frame: pd.DataFrame, share: float) -> pd.DataFrame:
+    """The rows of an edge-score frame (``abs_score``) whose ``|score|`` is at least ``share`` of the largest, in the
+    frame's order: ``share=0`` keeps every edge, ``1`` the strongest; none when every score is 0.
+
+    Example:
+        >>> frame = pd.DataFrame({"upstream": ["embed", "L0H0", "L0H1"], "downstream": ["logits"] * 3,
+        ...                       "abs_score": [2.0, 0.1, 1.0]})
+        >>> edges_above(frame, 0.5).upstream.tolist()
+        ['embed', 'L0H1']
+    """
+    if not isinstance(frame, pd.DataFrame) or not {"upstream", "downstream", "abs_score"} <= set(frame.columns):
+        raise TypeError("edges_above needs a frame with upstream, downstream and abs_score columns (edge_patching's)")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ValueError(f"share must be a fraction of the largest |score| in [0, 1], got {share!r}")
+    largest = float(frame["abs_score"].max()) if len(frame) else 0.0
+    return frame[frame["abs_score"] >= share * largest] if largest > 0 else frame.iloc[:0]

@@ -12,6 +12,8 @@ Methods:
 
 Replacement activations always come from clean runs of the reference (or source) tokens. Sweeps and
 :func:`interp.intervene.ablate.ablate` share :func:`replacements`, so their replacements are identical.
+:func:`corpus_reference` is the reference the command line and the dashboard use when none is given: windows of
+the built-in corpus.
 
 Example:
     >>> from model import MiniGPT, ModelConfig
@@ -34,6 +36,7 @@ from torch import Tensor
 from interp.common.checks import check_int, check_model, check_seed
 from interp.intervene.specs import Spec, check_method
 from model.network.minigpt import MiniGPT
+from model.training.data import builtin_corpus, text_batch
 
 
 def resample_rows(batch: int, n_source: int, seed: int, from_self: bool) -> Int[Tensor, " batch"]:
@@ -55,6 +58,32 @@ def resample_rows(batch: int, n_source: int, seed: int, from_self: bool) -> Int[
     rows = torch.empty(batch, dtype=torch.long)
     rows[order] = order.roll(-1)  # a single cycle through the batch
     return rows
+
+
+def corpus_reference(
+    model: MiniGPT, size: int = 64, n_pos: int | None = None, seed: int = 0
+) -> Int[Tensor, "size n_pos"]:
+    """``size`` random windows (seeded) of the built-in corpus's validation text, each ``<bos>`` and ``n_pos - 1``
+    characters (default: the model's whole context): typical text, whose activations a mean or resample ablation
+    puts in place of the ablated ones.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> corpus_reference(MiniGPT(ModelConfig(), seed=0), size=4, n_pos=8).shape
+        torch.Size([4, 8])
+    """
+    model = check_model(model)
+    size, n_ctx = check_int(size, "size", minimum=1), model.cfg.n_ctx
+    n_pos = n_ctx if n_pos is None else check_int(n_pos, "n_pos", minimum=1)
+    if n_pos > n_ctx:
+        raise ValueError(f"n_pos={n_pos} is longer than the model's context (n_ctx={n_ctx}); give at most {n_ctx}")
+    if model.tokenizer is None:
+        raise ValueError(
+            f"this model has no character tokenizer (d_vocab={model.cfg.d_vocab}), so the built-in corpus cannot be "
+            "read for it; pass reference=tokens of typical inputs instead"
+        )
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    return text_batch(builtin_corpus(model.tokenizer).val, size, n_pos, gen).to(model.device)
 
 
 def replacements(

@@ -46,7 +46,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.common.checks import prepare, require_finite
+from interp.common.checks import check_int, prepare, require_finite
 from interp.common.vocabulary import nullable_ints
 from interp.observe.residual import (
     _final_resid_name,
@@ -309,3 +309,30 @@ def logit_difference(
     diff = logits.gather(-1, target_ids[..., None])[..., 0] - logits.gather(-1, contrast_ids[..., None])[..., 0]
     require_finite(diff, "logit_difference", model, cache=cache)
     return diff
+
+
+def contributions_at(
+    frame: pd.DataFrame, pos: int, top: int | None = None, batch: int = 0
+) -> tuple[pd.DataFrame, float]:
+    """The rows of a :func:`direct_logit_attribution` frame at one position of one sequence (only the ``top`` largest
+    by magnitude, when given, largest first) and the sum of all of them there: the logit (difference) they
+    add up to.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> model = MiniGPT(ModelConfig(), seed=0)
+        >>> rows, total = contributions_at(direct_logit_attribution(model, "hello", target="o"), pos=4, top=3)
+        >>> len(rows), bool(abs(total - model(model.to_tokens("hello"))[0, 4, model.to_single_token("o")]) < 1e-4)
+        (3, True)
+    """
+    if not isinstance(frame, pd.DataFrame) or not set(DLA_COLUMNS) <= set(frame.columns):
+        raise TypeError("frame must be the frame of direct_logit_attribution(model, tokens, ...)")
+    pos, batch = check_int(pos, "pos", minimum=0), check_int(batch, "batch", minimum=0)
+    here = frame[(frame["batch"] == batch) & (frame["pos"] == pos)]
+    if here.empty:
+        raise IndexError(f"the frame has no rows at batch {batch}, pos {pos}; it covers positions "
+                         f"0..{int(frame['pos'].max())} of {int(frame['batch'].max()) + 1} sequence(s)")  # fmt: skip
+    total = float(here["contribution"].sum())
+    if top is not None:
+        here = here.loc[here["contribution"].abs().nlargest(check_int(top, "top", minimum=1)).index]
+    return here, total

@@ -3,7 +3,8 @@
 Stage ``s`` is the residual after the embeddings and the first ``s`` blocks (``L{s}.resid_pre``; the last stage
 is the final ``resid_post``). Each is normalised by ``ln_final`` with its *own* scale (the usual logit lens;
 ``norm="none"`` and ``"post"`` models have no final LayerNorm, so the stage goes straight to ``W_U``) and turned
-into probabilities. The last stage reproduces the model's output.
+into probabilities. The last stage reproduces the model's output; :func:`next_token_distribution` reads that
+output at one position, with the probabilities sampling draws from.
 
 Example:
     >>> from model import MiniGPT, ModelConfig
@@ -21,11 +22,12 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.common.checks import prepare, require_finite
+from interp.common.checks import check_int, prepare, require_finite
 from interp.observe.dla import TargetLike, cache_logits, resolve_target
-from interp.observe.residual import _accumulated, pos_strings
+from interp.observe.residual import _accumulated, _final_resid_name, pos_strings
 from model.network.cache import ActivationCache
 from model.network.labels import component_label
+from model.network.logits import sampling_probs
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
 
@@ -79,5 +81,52 @@ def logit_lens(
             "target_rank": rank.permute(*order).reshape(-1).cpu().numpy(),
             "top_strs": [token_labels(model.tokenizer, row) for row in ids],
             "top_probs": top_probs.permute(*order, 3).reshape(-1, k).double().cpu().numpy().tolist(),
+        }
+    )
+
+
+@torch.no_grad()
+def next_token_distribution(
+    model: MiniGPT,
+    tokens: Int[Tensor, "batch pos"] | str,
+    pos: int = -1,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    cache: ActivationCache | None = None,
+    batch: int = 0,
+) -> pd.DataFrame:
+    """The model's prediction after ``pos`` (negative: from the end) of sequence ``batch``, and what sampling draws
+    from there: one row per vocabulary entry, highest logit first. Columns: ``target``, ``target_str``, ``logit``,
+    ``target_prob`` (the softmax of the logits) and ``sample_prob`` (after ``temperature``, ``top_k`` and
+    ``top_p``, as ``model.generate`` samples). Reads only the final residual, from ``cache`` when one is given.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> model = MiniGPT(ModelConfig(), seed=0)
+        >>> dist = next_token_distribution(model, "hello", top_k=2)
+        >>> top = int(model(model.to_tokens("hello"))[0, -1].argmax())
+        >>> int(dist.target[0]) == top, int((dist.sample_prob > 0).sum())
+        (True, 2)
+    """
+    model, tokens, cache = prepare(model, tokens, cache, names_filter=lambda name: name.endswith("hook_resid_post"),
+                                   what="next_token_distribution")  # fmt: skip
+    n_batch, n_pos = tokens.shape
+    batch, at = check_int(batch, "batch", minimum=0), check_int(pos, "pos")
+    if batch >= n_batch or not -n_pos <= at < n_pos:
+        raise IndexError(f"(batch, pos) = ({batch}, {pos}) is out of range for tokens of shape {(n_batch, n_pos)}")
+    logits = model.read_out(cache[_final_resid_name(model)][batch, at]).double()
+    require_finite(logits, "next_token_distribution", model, cache=cache)
+    sampled = sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+    order = torch.argsort(logits, descending=True, stable=True)
+    ids = order.tolist()
+    return pd.DataFrame(
+        {
+            "target": ids,
+            "target_str": token_labels(model.tokenizer, ids),
+            "logit": logits[order].numpy(),
+            "target_prob": logits.softmax(-1)[order].numpy(),
+            "sample_prob": sampled[order].numpy(),
         }
     )

@@ -133,7 +133,7 @@ def test_ablation_page_ablates_sweeps_and_patches():
     assert_clean(at, 3)
     assert titles(at)[-1].startswith("Patching heads"), "the patching grid must follow the picker"
     at.text_input(key="patch_corrupted").input("too short").run()
-    assert any("same shape" in e for e in errors(at)), "prompts of different lengths need a clear error"
+    assert any("patching needs the same length" in e for e in errors(at)), "prompts of different lengths need an error"
 
 
 def test_circuits_page_shows_the_chosen_head():
@@ -177,7 +177,7 @@ def test_discovery_page_scores_thresholds_and_judges_the_circuit():
     assert "known, not shown" not in names, "every known edge is drawn"
     at.selectbox(key="disc_source").set_value("the sidebar's model and prompt").run()
     at.text_input(key="disc_corrupted").input("x").run()
-    assert any("same shape" in e for e in errors(at)), "prompts of different lengths need a clear error"
+    assert any("patching needs the same length" in e for e in errors(at)), "prompts of different lengths need an error"
 
 
 def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
@@ -204,7 +204,8 @@ def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
     at.selectbox(key="flow_edge").set_value(key).run()
     source = key[3]  # by default the letter the induction head reads is corrupted (position 0 is <bos>)
     corrupted = sel.prompt[: source - 1] + state.corrupt_at(sel.prompt[source - 1], 0) + sel.prompt[source:]
-    assert corrupted != sel.prompt and any(c.value == f"Corrupted: `{corrupted}`" for c in at.caption)
+    caption = f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`"
+    assert corrupted != sel.prompt and any(c.value == caption for c in at.caption), "the default corrupts the read"
     at.button(key="flow_patch").click().run()
     assert_clean(at, 3)
     shown = {m.label: float(m.value) for m in at.metric}

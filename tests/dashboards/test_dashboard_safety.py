@@ -69,7 +69,7 @@ def test_error_on_one_page_stays_on_that_page(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("attention analysis broke (test)")
 
-    monkeypatch.setattr(analyses, "attention_patterns", broken)
+    monkeypatch.setattr(analyses.attention, "attention_patterns", broken)
     at = open_page("attention")
     assert not at.exception, "the page's exception reached the user as a traceback"
     assert any("attention analysis broke (test)" in e and "other pages still work" in e for e in errors(at)), errors(at)
@@ -84,7 +84,8 @@ def test_error_on_one_page_stays_on_that_page(monkeypatch):
 
 def test_failing_section_keeps_the_rest_of_its_page(monkeypatch):
     """A section whose analysis refuses its input shows why; the page's other sections still draw."""
-    monkeypatch.setattr(analyses, "lens", lambda *a, **k: (_ for _ in ()).throw(ValueError("lens refused (test)")))
+    refuse = lambda *a, **k: (_ for _ in ()).throw(ValueError("lens refused (test)"))  # noqa: E731
+    monkeypatch.setattr(analyses.residual, "lens", refuse)
     at = open_page("residual")
     assert not at.exception and "Logit lens: lens refused (test)" in errors(at), errors(at)
     assert len(at.get("plotly_chart")) == 1, "the residual-writes chart must still be drawn"
@@ -115,7 +116,29 @@ def test_cached_frames_are_copies():
     """A page that mutates a cached frame cannot change what the next caller (another session) gets."""
     model = state.random_model(0)
     ids = state.check_prompt(model, "hello")
-    first = analyses.next_token_distribution(model, "random:0", ids, 2)
-    first.loc[:, "prob"] = -1.0
-    again = analyses.next_token_distribution(model, "random:0", ids, 2)
-    assert (again["prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
+    first = analyses.model.next_token_distribution(state.ModelRef(model, "random:0"), ids, 2)
+    first.loc[:, "sample_prob"] = -1.0
+    again = analyses.model.next_token_distribution(state.ModelRef(model, "random:0"), ids, 2)
+    assert (again["sample_prob"] >= 0).all(), "st.cache_data handed out a shared, mutable frame"
+
+
+def test_cached_analyses_key_on_the_model_id_not_the_weights():
+    """A ModelRef is hashed by its id: the same id is one cache entry (the weights are never hashed), a new id a
+    new one; every cached analysis takes the model as one ModelRef."""
+    import inspect
+
+    model = state.random_model(0)
+    ids = state.check_prompt(model, "hello")
+    first = analyses.model.next_token_distribution(state.ModelRef(model, "random:0"), ids, 2)
+    other = state.random_model(1)
+    same_id = analyses.model.next_token_distribution(state.ModelRef(other, "random:0"), ids, 2)
+    assert same_id.equals(first), "the same id must be one cache entry, whatever object carries it"
+    new_id = analyses.model.next_token_distribution(state.ModelRef(other, "random:1"), ids, 2)
+    assert not new_id.equals(first), "a new id (new weights) must be computed again"
+    for family in (analyses.model, analyses.attention, analyses.residual, analyses.ablation, analyses.circuits,
+                   analyses.graph, analyses.features, analyses.flow):  # fmt: skip
+        cached = [fn for fn in vars(family).values() if hasattr(fn, "__wrapped__")]
+        assert cached, f"{family.__name__} has no cached function: is the check blind?"
+        for fn in cached:
+            params = list(inspect.signature(fn).parameters)
+            assert "model_id" not in params and "_model" not in params, f"{fn.__name__} takes {params}"

@@ -118,7 +118,12 @@ def test_next_token_figure_orders_by_logit(run):
     """Logits, softmax and sampling bars share the same tokens, highest logit first."""
     logits = torch.tensor([1.0, 3.0, 2.0, -1.0])
     dist = pd.DataFrame(
-        {"token": ["a", "b", " ", "d"], "logit": logits, "softmax": logits.softmax(-1), "prob": [0, 1.0, 0, 0]}
+        {
+            "target_str": ["a", "b", " ", "d"],
+            "logit": logits,
+            "target_prob": logits.softmax(-1),
+            "sample_prob": [0, 1.0, 0, 0],
+        }
     )
     fig = validated(plots.next_token_figure(dist, top_n=3))
     assert list(fig.data[0].x) == ["b", "␣", "a"], "bars must be sorted by logit, blanks visible"
@@ -173,7 +178,7 @@ def test_dla_bar_colours_by_sign(run):
 def test_distributions_compare_keeps_top_tokens_of_both():
     """The before/after chart shows the top tokens of either distribution."""
     dist = pd.DataFrame(
-        {"token": list("abcd"), "prob_clean": [0.7, 0.2, 0.1, 0.0], "prob_ablated": [0.0, 0.1, 0.1, 0.8]}
+        {"target_str": list("abcd"), "prob_clean": [0.7, 0.2, 0.1, 0.0], "prob_ablated": [0.0, 0.1, 0.1, 0.8]}
     )
     fig = validated(plots.distributions_compare(dist, title="t", top_n=1))
     assert set(fig.data[0].x) == {"a", "d"}, "the top token before and the top token after must both appear"
@@ -256,7 +261,7 @@ def test_flow_graph_figure_draws_routes_with_clickable_edges():
     states = next(t for t in fig.data if t.name == "states")
     red = [(x, y) for x, y, c in zip(states.x, states.y, states.marker.color, strict=True) if c != "#eef3f8"]
     assert red == [(14, len(flow_stages(model)) - 1)]
-    row = pd.DataFrame({"pos": [0, 1], "token": ["<bos>", "a"], "weight": [0.25, 0.75]})
+    row = pd.DataFrame({"k_pos": [0, 1], "k_str": ["<bos>", "a"], "weight": [0.25, 0.75]})
     assert list(validated(plots.attention_row_figure(row, title="t")).data[0].y) == [0.25, 0.75]
     with pytest.raises(TypeError, match="flow_routes"):
         plots.flow_graph_figure(pd.DataFrame({"x": [1]}), labels, flow_stages(model))

@@ -21,7 +21,7 @@ from bad_input_matrix import Case, assert_clean_failure, build_env, covered_entr
 
 import interp
 from interp.common import checks, export, vocabulary
-from interp.observe import attention, dla, flow, lens, residual
+from interp.observe import attention, dla, flow, flow_reading, lens, residual
 from interp.reports import card, induction
 from interp.weights import circuits, composition
 from tests.interp.compat.test_bad_input_compat import CASES as COMPAT_CASES
@@ -173,6 +173,24 @@ def _dla_cases() -> list[Case]:
              TypeError, "logit_lens takes (model, tokens, cache=None): the cache was passed where the tokens go"),
         Case(L + "logit_lens", "target id 64", lambda e: lens.logit_lens(e.model, e.tokens, e.cache, target=64),
              ValueError, "target ids [64] are outside the vocabulary [0, 64)"),
+        Case(L + "next_token_distribution", "pos 6 of 6", lambda e: lens.next_token_distribution(e.model, e.tokens, 6,
+             cache=e.cache), IndexError, "(batch, pos) = (0, 6) is out of range for tokens of shape (2, 6)"),
+        Case(L + "next_token_distribution", "batch 2 of 2", lambda e: lens.next_token_distribution(e.model, e.tokens,
+             batch=2), IndexError, "(batch, pos) = (2, -1) is out of range"),
+        Case(L + "next_token_distribution", "temperature -1", lambda e: lens.next_token_distribution(e.model,
+             e.tokens, temperature=-1.0), ValueError, "temperature must be >= 0 and finite, got -1.0"),
+        Case(L + "next_token_distribution", "cache lacks the final residual", lambda e: lens.next_token_distribution(
+             e.model, e.tokens, cache=e.small_cache), KeyError, "'blocks.1.hook_resid_post' is not in this cache"),
+        Case(L + "next_token_distribution", "model is a str", lambda e: lens.next_token_distribution("gpt2",
+             e.tokens), TypeError, "model must be a MiniGPT"),
+        Case(D + "contributions_at", "not a DLA frame", lambda e: dla.contributions_at(pd.DataFrame({"pos": [0]}), 0),
+             TypeError, "frame must be the frame of direct_logit_attribution"),
+        Case(D + "contributions_at", "pos 6 of 6", lambda e: dla.contributions_at(e.frame, 6), IndexError,
+             "the frame has no rows at batch 0, pos 6; it covers positions 0..5 of 2 sequence(s)"),
+        Case(D + "contributions_at", "top 0", lambda e: dla.contributions_at(e.frame, 0, top=0), ValueError,
+             "top must be >= 1, got 0"),
+        Case(D + "contributions_at", "float pos", lambda e: dla.contributions_at(e.frame, 1.5), TypeError,
+             "pos must be an int, got 1.5"),
         Case(D + "final_logits", "cache where the tokens go", lambda e: dla.final_logits(e.model, e.cache),
              TypeError, "final_logits takes (model, tokens, cache=None): the cache was passed where the tokens go"),
         Case(D + "final_logits", "cache is a list", lambda e: dla.final_logits(e.model, e.tokens, [1]), TypeError,
@@ -428,7 +446,7 @@ def _report_cases() -> list[Case]:
 
 
 def _flow_cases() -> list[Case]:
-    F = "interp.observe.flow."
+    F, FR = "interp.observe.flow.", "interp.observe.flow_reading."
     return [
         Case(F + "information_flow", "a batch of 2", lambda e: flow.information_flow(e.model, e.tokens), ValueError,
              "information flow follows one sequence, got a batch of 2; pass tokens[i : i + 1]"),
@@ -454,6 +472,22 @@ def _flow_cases() -> list[Case]:
              "threshold must be an importance share in [0, 1], got 2"),
         Case(F + "flow_routes", "position 9 of 6", lambda e: flow.flow_routes(
              flow.information_flow(e.model, e.tokens[:1]), 9), IndexError, "position 9 is out of range"),
+        Case(FR + "top_guess", "position 9 of 6", lambda e: flow_reading.top_guess(e.model, e.tokens[:1], 9),
+             IndexError, "position 9 is out of range"),
+        Case(FR + "top_guess", "a batch of 2", lambda e: flow_reading.top_guess(e.model, e.tokens, 0), ValueError,
+             "information flow follows one sequence"),
+        Case(FR + "top_guess", "model is a str", lambda e: flow_reading.top_guess("gpt2", e.tokens[:1], 0),
+             TypeError, "model must be a MiniGPT"),
+        Case(FR + "flow_into", "not a flow frame", lambda e: flow_reading.flow_into(e.frame, 1, 0), TypeError,
+             "flow must be the frame of information_flow(model, tokens)"),
+        Case(FR + "flow_into", "stage 9 of 5", lambda e: flow_reading.flow_into(
+             flow.information_flow(e.model, e.tokens[:1]), 9, 0), IndexError, "stage 9 is out of range"),
+        Case(FR + "flow_into", "position 6 of 6", lambda e: flow_reading.flow_into(
+             flow.information_flow(e.model, e.tokens[:1]), 1, 6), IndexError, "position 6 is out of range"),
+        Case(FR + "strongest_effects", "not an effects frame", lambda e: flow_reading.strongest_effects(e.frame),
+             TypeError, "effects must be the frame of edge_logit_effects"),
+        Case(FR + "strongest_effects", "k 0", lambda e: flow_reading.strongest_effects(pd.DataFrame(
+             {"target": [1], "logit_effect": [0.5]}), k=0), ValueError, "k must be >= 1, got 0"),
     ]  # fmt: skip
 
 

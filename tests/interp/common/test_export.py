@@ -92,13 +92,13 @@ def test_read_rejects_a_csv_without_the_schema(tmp_path):
 
 def test_dashboard_csv_has_token_strings_and_missing_values():
     """The DLA page's download: token strings beside the ids, empty fields (<NA>) where a column does not apply."""
-    from dashboards import analyses
+    from dashboards import analyses, state
     from model import MiniGPT
 
     model = MiniGPT.from_pretrained("minigpt-text")
     ids = tuple(model.to_tokens("the cat")[0].tolist())
     path = Path(tempfile.mkdtemp()) / "dla.csv"
-    path.write_bytes(analyses.dla_csv(model, "minigpt-text", ids, None, None, "neuron"))
+    path.write_bytes(analyses.residual.dla_csv(state.ModelRef(model, "minigpt-text"), ids, None, None, "neuron"))
     frame = read_contributions_csv(path)
     assert {"pos_str", "target_str", "contrast_str"} <= set(frame.columns), list(frame.columns)
     assert frame["target_str"].tolist() == [model.to_str_tokens([t])[0] for t in frame["target"]]

@@ -62,6 +62,12 @@ def frames(model, tokens, clean, corrupted) -> dict[str, pd.DataFrame]:
     out["flow_routes"] = interp.flow_routes(out["information_flow"], position=3, threshold=0.05)
     out["edge_logit_effects"] = interp.edge_logit_effects(model, clean, out["information_flow"].iloc[:1])
     out["state_readout"] = interp.state_readout(model, clean, 1, 3)
+    out["flow_into"] = interp.flow_into(out["information_flow"], 1, 3)
+    out["strongest_effects"] = interp.strongest_effects(out["edge_logit_effects"], k=2)
+    out["next_token_distribution"] = interp.next_token_distribution(model, tokens, top_k=3)
+    out["contributions_at"] = interp.contributions_at(out["direct_logit_attribution per=head"], 2, top=5)[0]
+    out["edges_above"] = interp.edges_above(out["edge_patching"], 0.5)
+    out["compare_ablation"] = interp.compare_ablation(model, clean, heads="1.0", method="mean", reference=tokens).frame
     return out | feature_frames(model, tokens)
 
 
@@ -158,6 +164,12 @@ CALLS = {  # name: (call, how many token inputs it takes)
     "lens": (lambda m, t, c, x: interp.logit_lens(m, t), 1),
     "head_scores": (lambda m, t, c, x: interp.head_scores(m, t), 1),
     "write_norms": (lambda m, t, c, x: interp.write_norms(m, t), 1),
+    "compare_ablation (tokens and a reference)": (
+        lambda m, t, c, x: interp.compare_ablation(m, c, heads="1.0", mlps=[0], method="mean", reference=t),
+        2,
+    ),
+    "contrast_metric (clean, corrupted)": (lambda m, t, c, x: interp.contrast_metric(m, c, x), 2),
+    "next_token_distribution": (lambda m, t, c, x: interp.next_token_distribution(m, t, 3, top_p=0.5), 1),
     "ablate (tokens and a reference)": (
         lambda m, t, c, x: interp.ablate(m, t, heads="1.0", mlps=[0], method="mean", reference=t),
         2,

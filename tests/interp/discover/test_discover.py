@@ -16,7 +16,7 @@ from interp import LogitDiff, Loss, LossAt
 from interp.discover import acdc as acdc_module
 from interp.discover.acdc import acdc
 from interp.discover.attribution import edge_attribution_patching
-from interp.discover.circuit import Circuit, circuit_from_edges
+from interp.discover.circuit import Circuit, circuit_from_edges, edges_above
 from interp.discover.graph import circuit_graph, edge_graph
 from interp.discover.masked import _masked_final, _masked_metrics
 from interp.discover.patching import edge_patching
@@ -288,6 +288,16 @@ def test_from_scores_thresholds_and_prunes():
     kept = Circuit.from_scores(exact, threshold=float(exact.abs_score.quantile(0.9)))
     assert top.size <= 10 and kept.size <= len(exact) // 10 + 1
     assert set(top.edges) <= set(zip(exact.upstream, exact.downstream, strict=True))
+
+
+def test_edges_above_keep_a_share_of_the_largest_score():
+    """edges_above(share): every edge at 0, the strongest at 1, exactly those with |score| >= share * the largest."""
+    model = make_model()
+    frame = edge_patching(model, *_pair(), "loss", progress=False)
+    assert edges_above(frame, 0.0).equals(frame) and len(edges_above(frame, 1.0)) == 1
+    kept = edges_above(frame, 0.3)
+    assert set(kept.index) == set(frame.index[frame.abs_score >= 0.3 * frame.abs_score.max()])
+    assert edges_above(frame.assign(abs_score=0.0), 0.1).empty, "no edge matters when every score is 0"
 
 
 @pytest.mark.parametrize("variant", ["locked", "no-norm-attn-only-untied"])

@@ -21,6 +21,8 @@ from interp import (
     ablate,
     ablation_hooks,
     as_metric,
+    compare_ablation,
+    corpus_reference,
     head_sweep,
     neuron_sweep,
     parse_pairs,
@@ -302,3 +304,50 @@ def test_sweep_errors_are_clear(tokens):
         head_sweep(make_model(), tokens, layers=[2])
     with pytest.raises(ValueError, match="unknown ablation method"):
         head_sweep(make_model(), tokens, method="mode")
+
+
+# ---------------------------------------------------------------------------------------- compare_ablation
+@pytest.mark.parametrize("method", METHODS)
+def test_comparison_is_the_clean_forward_beside_ablate(variant_model, tokens, reference, method):
+    """compare_ablation's prob_clean is softmax(model(tokens)), its prob_ablated and loss are ablate()'s, one run."""
+    one, ref = tokens[:1], reference if method != "zero" else None
+    heads, pos = [(1, 0), (0, 2)], 7
+    result = compare_ablation(variant_model, one, heads=heads, method=method, reference=ref, pos=pos, seed=3)
+    with torch.no_grad():
+        logits, loss = variant_model(one, return_type="both")
+    after = ablate(variant_model, one, heads=heads, method=method, reference=ref, seed=3)
+    clean, ablated = (torch.tensor(result.frame[c].to_numpy()) for c in ("prob_clean", "prob_ablated"))
+    torch.testing.assert_close(
+        clean,
+        logits[0, pos].double().softmax(-1),
+        atol=1e-6,
+        rtol=0,
+        msg="prob_clean must be the plain forward's softmax (the clean row was ablated?)",
+    )
+    torch.testing.assert_close(
+        ablated,
+        after.logits[0, pos].double().softmax(-1),
+        atol=1e-6,
+        rtol=0,
+        msg="prob_ablated must equal ablate()'s (the hooks touched the wrong row?)",
+    )
+    assert abs(result.loss_ablated - after.loss) < 1e-5 and result.ablations == after.ablations
+    assert abs(result.loss_clean - float(loss)) < 1e-5
+    assert result.frame.target.tolist() == list(range(64)) and (result.frame.target_str.str.len() > 0).all()
+
+
+def test_comparison_of_nothing_is_one_run_of_identical_rows(tiny_model, tokens):
+    """Ablating nothing: both columns and both losses are the plain forward's, bit for bit."""
+    result = compare_ablation(tiny_model, tokens[:1], pos=-1)
+    assert result.frame.prob_clean.equals(result.frame.prob_ablated) and result.loss_clean == result.loss_ablated
+    assert result.ablations == ()
+
+
+def test_corpus_reference_is_seeded_windows_of_the_corpus(tiny_model):
+    """corpus_reference: <bos> + corpus text, n_ctx long by default, the same windows for the same seed."""
+    from model.training.data import builtin_corpus, text_batch
+
+    ref = corpus_reference(tiny_model, size=8, n_pos=12, seed=5)
+    expected = text_batch(builtin_corpus().val, 8, 12, torch.Generator().manual_seed(5))
+    assert torch.equal(ref, expected), "the windows must be text_batch's with the seed (what the CLI always used)"
+    assert corpus_reference(tiny_model, size=2).shape == (2, tiny_model.cfg.n_ctx) and (ref[:, 0] == 0).all()

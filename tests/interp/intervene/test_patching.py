@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from interp import LogitDiff, Loss, activation_patching, attribution_patching
+from interp import LogitDiff, Loss, activation_patching, attribution_patching, contrast_metric
 from interp.intervene.patching import GRIDS
 
 CORRUPT_POS = 4
@@ -132,3 +132,27 @@ def test_patching_errors_are_clear(tiny_model, prompts):
         activation_patching(make_model(attn_only=True), clean, corrupted, Loss(), grid="mlp_out")
     with pytest.raises(ValueError, match="cannot be normalised"):
         activation_patching(tiny_model, clean, clean.clone(), Loss())
+
+
+@pytest.mark.parametrize("variant", list(CONFIG_VARIANTS))
+def test_contrast_metric_contrasts_the_top_guesses_of_full_forwards(variant, prompts):
+    """contrast_metric's answer and wrong are the argmaxes of full forwards at the last position (or Loss on a tie)."""
+    model = make_model(**CONFIG_VARIANTS[variant])
+    for row in range(2):
+        clean, corrupted = prompts[0][row : row + 1], prompts[1][row : row + 1]
+        with torch.no_grad():
+            answer, wrong = (int(model(t)[0, -1].argmax()) for t in (clean, corrupted))
+        metric, words = contrast_metric(model, clean, corrupted)
+        if answer == wrong:
+            assert metric == Loss() and "same top guess" in words
+        else:
+            assert metric == LogitDiff(answer=answer, wrong=wrong), (
+                "the one batched forward must give the same argmaxes"
+            )
+            assert words.startswith(f"logit of {model.to_str_tokens([answer])[0]!r} (clean top guess)"), words
+
+
+def test_contrast_metric_of_a_prompt_with_itself_is_the_loss(tiny_model, prompts):
+    """Two identical prompts have one top guess: a logit difference of a token with itself is 0, so the loss."""
+    metric, words = contrast_metric(tiny_model, prompts[0][:1], prompts[0][:1])
+    assert metric == Loss() and words == "next-token loss (both prompts have the same top guess)"

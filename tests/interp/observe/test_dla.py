@@ -8,7 +8,8 @@ from conftest import CONFIG_VARIANTS, make_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interp import direct_logit_attribution, logit_difference, logit_lens
+from interp import contributions_at, direct_logit_attribution, logit_difference, logit_lens, next_token_distribution
+from model.network.logits import sampling_probs
 
 ADDITIVE = [name for name in CONFIG_VARIANTS if CONFIG_VARIANTS[name].get("norm") != "post"]
 PER = ["layer", "component", "head", "neuron"]
@@ -192,3 +193,27 @@ def test_logit_lens_columns_and_ordering(tiny_model, tokens):
     assert (df.target_str == tiny_model.tokenizer.symbols[5]).all()
     with pytest.raises(ValueError, match="k must be"):
         logit_lens(tiny_model, tokens, k=0)
+
+
+def test_contributions_at_sum_to_the_logit_and_keep_the_largest(tiny_model, tokens):
+    """contributions_at: the total is the logit at that position; top keeps the largest |contribution| rows."""
+    frame = direct_logit_attribution(tiny_model, tokens, per="neuron", target="e")
+    with torch.no_grad():
+        logit = tiny_model(tokens)[1, 6, tiny_model.to_single_token("e")]
+    rows, total = contributions_at(frame, pos=6, batch=1)
+    assert abs(total - float(logit)) < 1e-4 and len(rows) == int(((frame.batch == 1) & (frame.pos == 6)).sum())
+    top, same = contributions_at(frame, pos=6, top=5, batch=1)
+    assert same == total and top.contribution.abs().tolist() == sorted(rows.contribution.abs(), reverse=True)[:5]
+
+
+def test_next_token_distribution_is_the_forward_and_sampling(tiny_model, tokens):
+    """next_token_distribution: logits of the forward, their softmax, and sampling_probs after top-k and top-p."""
+    with torch.no_grad():
+        logits = tiny_model(tokens)[2, 5].double()
+    dist = next_token_distribution(tiny_model, tokens, 5, temperature=0.7, top_k=5, top_p=0.9, batch=2)
+    order = torch.tensor(dist.target.to_numpy())
+    torch.testing.assert_close(torch.tensor(dist.logit.to_numpy()), logits[order], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(dist.target_prob.to_numpy()), logits.softmax(-1)[order], atol=1e-6, rtol=0)
+    expected = sampling_probs(logits, temperature=0.7, top_k=5, top_p=0.9)[order]
+    torch.testing.assert_close(torch.tensor(dist.sample_prob.to_numpy()), expected, atol=1e-6, rtol=0)
+    assert dist.logit.is_monotonic_decreasing and (dist.sample_prob > 0).sum() <= 5

@@ -20,6 +20,7 @@ from interp.observe.flow import (
     information_flow,
     state_readout,
 )
+from interp.observe.flow_reading import flow_into, strongest_effects, top_guess
 from interp.observe.lens import logit_lens
 from model import MiniGPT, ModelConfig
 from model.training.data import repeated_pair_batch
@@ -237,3 +238,24 @@ def test_flow_rejects_what_it_cannot_follow(induction):
         flow_routes(pd.DataFrame({"x": [1]}), 0)
     with pytest.raises(ValueError, match="threshold must be an importance share"):
         flow_routes(flow, 3, threshold=2)
+
+
+def test_reading_a_flow_agrees_with_the_model_and_the_frame(induction):
+    """top_guess is the forward's argmax; flow_into is every edge into a state, their shares summing to at most 1;
+    strongest_effects holds the k largest and the k smallest logit effects."""
+    tokens = induction.to_tokens("qwertyuiop qwertyuiop")
+    with torch.no_grad():
+        logits = induction(tokens)[0]
+    for pos in (3, 14, 21):
+        assert int(top_guess(induction, tokens, pos).target) == int(logits[pos].argmax()), f"top guess at {pos}"
+    flow = information_flow(induction, tokens)
+    for stage in range(1, len(flow_stages(induction))):
+        into = flow_into(flow, stage, 14)
+        expected = flow[(flow.target_stage == stage) & (flow.target_pos == 14)]
+        assert len(into) == len(expected) and into.importance.is_monotonic_decreasing
+        assert into.importance.sum() <= 1 + 1e-9, "the parts of one update share at most 1 (b_O takes the rest)"
+    assert flow_into(flow, 0, 14).empty, "nothing flows into the embeddings"
+    effects = edge_logit_effects(induction, tokens, flow_into(flow, 2, 14).iloc[:1])
+    shown = strongest_effects(effects, k=3)
+    values = sorted(effects.logit_effect)
+    assert shown.logit_effect.tolist() == [*values[::-1][:3], *values[:3][::-1]], "the 3 largest, then the 3 smallest"
