@@ -10,6 +10,13 @@ from dashboards.state import ModelRef
 from interp.intervene.ablate import AblationComparison, compare_ablation
 from interp.intervene.patching import activation_patching
 from interp.intervene.sweeps import head_sweep
+from model.network.labels import component_label
+
+
+def head_labels(ref: ModelRef) -> list[str]:
+    """Every head's label (``L0H0``, ``L0H1``, ...), what the Ablation page offers and ``compare_ablation`` reads."""
+    cfg = ref.model.cfg
+    return [component_label("head", layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
 
 
 def _reference(ref: ModelRef, method: str):

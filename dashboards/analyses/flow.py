@@ -15,19 +15,19 @@ from interp.intervene.flow import patch_flow_edge
 from interp.observe.attention import attention_pattern_frame
 from interp.observe.flow import edge_logit_effects, flow_routes, flow_stages, information_flow, state_readout
 from interp.observe.flow_reading import flow_into, strongest_effects, top_guess
+from model.network.labels import parse_component
 
-EdgeKey = tuple[int, str, int, int, int]  # layer, kind, head (-1: none), source_pos, target_pos
+EdgeKey = tuple[str, int, int]  # component, upstream_pos, downstream_pos: what names one edge of a flow
 
 
 def edge_key(row) -> EdgeKey:
-    """A flow row as a hashable key (``head`` -1 where it has none)."""
-    head = -1 if pd.isna(row["head"]) else int(row["head"])
-    return int(row["layer"]), str(row["kind"]), head, int(row["source_pos"]), int(row["target_pos"])
+    """A flow row as a hashable key: its ``component`` and the positions it joins."""
+    return str(row["component"]), int(row["upstream_pos"]), int(row["downstream_pos"])
 
 
 def _edge(key: EdgeKey) -> dict:
-    layer, kind, head, source, target = key
-    return {"layer": layer, "kind": kind, "head": head, "source_pos": source, "target_pos": target}
+    component, upstream, downstream = key
+    return {"component": component, "upstream_pos": upstream, "downstream_pos": downstream}
 
 
 def stages(ref: ModelRef) -> list[str]:
@@ -71,11 +71,17 @@ def effects(ref: ModelRef, ids: Ids, key: EdgeKey, position: int, top: int = 8) 
     return strongest_effects(frame, top), value, guess.target_str
 
 
+def is_head(component: str) -> bool:
+    """Whether a flow edge's component is a head (``L1H0``), which has an attention pattern to show."""
+    return parse_component(component).kind == "head"
+
+
 @cache_data(max_entries=64, show_spinner=False)
-def attention_row(ref: ModelRef, ids: Ids, layer: int, head: int, pos: int) -> pd.DataFrame:
-    """Head ``L{layer}H{head}``'s attention from query ``pos`` to every key (``interp.attention_pattern_frame``'s
-    rows at that query): ``k_pos, k_str, weight``."""
-    frame = attention_pattern_frame(ref.model, tokens_of(ids), forward(ref, ids)[1], layer=layer, head=head)
+def attention_row(ref: ModelRef, ids: Ids, head: str, pos: int) -> pd.DataFrame:
+    """The attention of ``head`` (a label, ``L1H0``) from query ``pos`` to every key (the rows of
+    ``interp.attention_pattern_frame`` at that query): ``k_pos, k_str, weight``."""
+    at = parse_component(head)
+    frame = attention_pattern_frame(ref.model, tokens_of(ids), forward(ref, ids)[1], layer=at.layer, head=at.index)
     return frame[frame.q_pos == pos]
 
 

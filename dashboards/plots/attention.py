@@ -21,6 +21,7 @@ from dashboards.plots.base import (
     subplot_grid,
     token_axis,
 )
+from model.network.labels import component_label
 
 
 def attention_heatmaps(
@@ -114,7 +115,7 @@ def position_heatmap(
     labels, ticks = token_axis(tokens)
     keys = ["layer", "head"] if "head" in df.columns else ["layer"]
     z, row_keys, _ = pivot(df, keys, ["pos"], value, col_order=[(p,) for p in range(len(tokens))])
-    rows = [f"L{k[0]}H{k[1]}" if len(keys) == 2 else f"layer {k[0]}" for k in row_keys]
+    rows = [component_label("head", *k) if len(keys) == 2 else f"layer {k[0]}" for k in row_keys]
     bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     trace = {
         "type": "heatmap", "z": z, "x": labels, "y": rows, "colorscale": DIVERGING, "zmid": 0.0,

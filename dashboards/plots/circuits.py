@@ -14,6 +14,7 @@ from dashboards.plots.base import (
     pivot,
     subplot_grid,
 )
+from model.network.labels import component_label
 
 
 def composition_heatmap(comp: pd.DataFrame) -> go.Figure:
@@ -32,7 +33,8 @@ def composition_heatmap(comp: pd.DataFrame) -> go.Figure:
         baselines.append(f"{kind} {part['baseline'].iloc[0]:.3f}" if len(part) else f"{kind} -")
         data.append(
             {"type": "heatmap", "z": ratio, "text": cell_text(score), "texttemplate": "%{text}",
-             "x": [f"L{a}H{b}" for a, b in dst], "y": [f"L{a}H{b}" for a, b in src], "customdata": score,
+             "x": [component_label("head", a, b) for a, b in dst],
+             "y": [component_label("head", a, b) for a, b in src], "customdata": score,
              "coloraxis": "coloraxis", "xaxis": x, "yaxis": y,
              "hovertemplate": "%{y} -> %{x}<br>score %{customdata:.3f}<br>score / baseline %{z:.2f}<extra></extra>"}
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """The information-flow graph: residual states as nodes on a (position, stage) grid, the routes' edges as lines.
 
 :func:`flow_graph_figure` draws a frame of ``interp.flow_routes`` (or of ``interp.information_flow``): positions
-across (the prompt's characters as ticks), the residual stream's stages up (``L0 in`` ... ``out``). A head edge
+across (the prompt's characters as ticks), the residual stream's stages up (``L0.resid_pre`` ... ``final``). A head edge
 goes from its key position one stage up to its query position, coloured by head; an MLP edge and the carried
 residual go straight up, side by side. Width grows with importance (absolute: a share of 1 is the widest). The
 midpoint of every edge carries its hover text and, as ``customdata``, its row label in the frame, so a click on
@@ -10,9 +10,10 @@ it can select the edge (``st.plotly_chart(..., on_select="rerun")``); every stat
 
 Example:
     >>> import pandas as pd
-    >>> routes = pd.DataFrame({"layer": [0, 0], "kind": ["head", "attn_residual"], "head": [0, None],
-    ...                        "source_stage": [0, 0], "target_stage": [1, 1], "source_pos": [0, 1],
-    ...                        "target_pos": [1, 1], "importance": [0.7, 0.3]})
+    >>> routes = pd.DataFrame({"layer": [0, 0], "component": ["L0H0", "L0.resid_pre"], "head": [0, None],
+    ...                        "component_type": ["head", "residual"], "upstream_stage": [0, 0],
+    ...                        "downstream_stage": [1, 1], "upstream_pos": [0, 1], "downstream_pos": [1, 1],
+    ...                        "importance": [0.7, 0.3]})
     >>> fig = flow_graph_figure(routes, ["<bos>", "a"], ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"])
     >>> [trace.name for trace in fig.data]
     ['L0H0', 'residual', 'edges', 'states']
@@ -25,17 +26,24 @@ import plotly.graph_objects as go
 
 from dashboards.plots.base import QUALITATIVE, display_token, make_figure
 from dashboards.plots.graph import hover_marks, weighted_lines
+from model.network.labels import component_label
 
 RESIDUAL, MLP, EXPLAINED = "#9a9a9a", "#2a9d55", "#c0392b"
-OFFSET = {"attn_residual": -0.12, "mlp_residual": -0.12, "mlp": 0.12}  # side by side, straight up
+OFFSET = {"residual": -0.12, "mlp": 0.12}  # side by side, straight up
 
 
 def stage_label(hook_name: str, last: bool) -> str:
-    """``blocks.1.hook_resid_mid`` -> ``L1 mid``; ``..._pre`` -> ``L1 in``; the last stage -> ``out``."""
+    """A stage's label, as the logit lens names them: ``blocks.1.hook_resid_mid`` -> ``L1.resid_mid``; the last stage
+    -> ``final``.
+
+    Example:
+        >>> stage_label("blocks.1.hook_resid_pre", False), stage_label("blocks.1.hook_resid_post", True)
+        ('L1.resid_pre', 'final')
+    """
     if last:
-        return "out"
-    layer, kind = hook_name.split(".")[1], hook_name.rsplit("_", 1)[-1]
-    return f"L{layer} {'in' if kind == 'pre' else kind}"
+        return "final"
+    _, layer, hook = hook_name.split(".")
+    return component_label(hook.removeprefix("hook_"), int(layer))
 
 
 def state_key(customdata: object) -> tuple[int, int] | None:
@@ -55,19 +63,20 @@ def route_states(routes: pd.DataFrame, position: int | None, n_stages: int) -> l
     """``(stage, position)`` of every state the routes touch, and of the explained final state: the graph's nodes.
 
     Example:
-        >>> routes = pd.DataFrame({"source_stage": [0], "target_stage": [1], "source_pos": [0], "target_pos": [1]})
+        >>> routes = pd.DataFrame({"upstream_stage": [0], "downstream_stage": [1], "upstream_pos": [0],
+        ...                        "downstream_pos": [1]})
         >>> route_states(routes, position=1, n_stages=2)
         [(0, 0), (1, 1)]
     """
-    ends = {(int(r.source_stage), int(r.source_pos)) for r in routes.itertuples()}
-    ends |= {(int(r.target_stage), int(r.target_pos)) for r in routes.itertuples()}
+    ends = {(int(r.upstream_stage), int(r.upstream_pos)) for r in routes.itertuples()}
+    ends |= {(int(r.downstream_stage), int(r.downstream_pos)) for r in routes.itertuples()}
     return sorted(ends | ({(n_stages - 1, int(position))} if position is not None else set()))
 
 
 def _group(row) -> tuple[str, str]:
-    if row.kind == "head":
-        return f"L{int(row.layer)}H{int(row.head)}", QUALITATIVE[(int(row.layer) * 7 + int(row.head)) % 24]
-    return ("MLP", MLP) if row.kind == "mlp" else ("residual", RESIDUAL)
+    if row.component_type == "head":
+        return row.component, QUALITATIVE[(int(row.layer) * 7 + int(row.head)) % 24]
+    return ("MLP", MLP) if row.component_type == "mlp" else ("residual", RESIDUAL)
 
 
 def flow_graph_figure(
@@ -82,13 +91,14 @@ def flow_graph_figure(
 ) -> go.Figure:
     """The edges of ``routes`` on the (position, stage) grid; ``position``: the explained final state, in red (drawn
     even where no edge reaches it); ``selected_state``: ``(stage, position)`` of the state ringed."""
-    needed = {"kind", "layer", "head", "source_stage", "target_stage", "source_pos", "target_pos", "importance"}
+    needed = {"component", "component_type", "layer", "head", "upstream_stage", "downstream_stage", "upstream_pos",
+              "downstream_pos", "importance"}  # fmt: skip
     if not isinstance(routes, pd.DataFrame) or not needed <= set(routes.columns):
         raise TypeError(f"flow_graph_figure needs a frame of interp.flow_routes with the columns {sorted(needed)}")
     groups: dict[tuple[str, str], list] = {}
     for label, row in zip(routes.index, routes.itertuples(index=False), strict=True):
-        dx = OFFSET.get(row.kind, 0.0)
-        ends = ((row.source_pos + dx, row.source_stage), (row.target_pos + dx, row.target_stage))
+        dx = OFFSET.get(row.component_type, 0.0)
+        ends = ((row.upstream_pos + dx, row.upstream_stage), (row.downstream_pos + dx, row.downstream_stage))
         groups.setdefault(_group(row), []).append((ends, row.importance, label, row))
     traces, ends_all, text, custom = [], [], [], []
     for (name, colour), items in groups.items():
@@ -96,8 +106,8 @@ def flow_graph_figure(
         for ends, weight, label, row in items:
             ends_all.append(ends)
             custom.append(label)
-            source, target = display_token(tokens[row.source_pos]), display_token(tokens[row.target_pos])
-            text.append(f"{name}: {row.source_pos} {source} → {row.target_pos} {target}<br>importance {weight:.3f}")
+            up, down = display_token(tokens[row.upstream_pos]), display_token(tokens[row.downstream_pos])
+            text.append(f"{name}: {row.upstream_pos} {up} → {row.downstream_pos} {down}<br>importance {weight:.3f}")
     if ends_all:
         traces.append(hover_marks(ends_all, text, custom, opacity=0.25))
     last = len(stages) - 1

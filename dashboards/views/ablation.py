@@ -15,12 +15,9 @@ METHODS = {
 
 st.subheader("Ablate components")
 c1, c2, c3 = st.columns([2, 1, 2])
-heads = c1.multiselect(
-    "Heads", [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)],
-    format_func=lambda lh: f"L{lh[0]}H{lh[1]}", key="abl_heads",
-)  # fmt: skip
+heads = c1.multiselect("Heads", analyses.ablation.head_labels(sel.ref), key="abl_heads")
 mlps = c2.multiselect("MLP layers", [] if cfg.attn_only else list(range(cfg.n_layers)), key="abl_mlps")
-neurons = c3.text_input("Neurons as LAYER.NEURON, comma-separated", "", placeholder="0.12, 1.200", key="abl_neurons")
+neurons = c3.text_input("Neurons, comma-separated", "", placeholder="L0N12, L1N200", key="abl_neurons")
 m1, m2 = st.columns(2)
 method = m1.selectbox("Method", list(METHODS), format_func=METHODS.__getitem__, key="abl_method")
 pos = state.pick_position(m2, "Show the prediction after", tokens, key="abl_pos")

@@ -26,10 +26,6 @@ last = len(stages) - 1
 nodes = plots.route_states(routes, pos, len(stages))
 
 
-def part_name(layer: int, kind: str, head: int) -> str:
-    return f"L{layer}H{head}" if kind == "head" else {"mlp": f"L{layer} MLP"}.get(kind, f"L{layer} residual")
-
-
 def node_name(node: tuple[int, int]) -> str:
     stage, at = node
     return f"{plots.stage_label(stages[stage], stage == last)} at {at} {plots.display_token(tokens[at])}"
@@ -69,10 +65,8 @@ with right:
         st.caption("The embeddings (token plus position): nothing flows into this state.")
     else:
         strongest = into.head(10)
-        table = strongest.assign(part=[part_name(int(r.layer), r.kind, -1 if r.kind != "head" else int(r.head))
-                                       for r in strongest.itertuples()])  # fmt: skip
-        names = {"source_pos": "from position", "source_token": "from token"}
-        st.dataframe(table[["part", *names, "importance", "norm"]], hide_index=True, key="flow_incoming",
+        names = {"component": "part", "upstream_pos": "from position", "upstream_str": "from token"}
+        st.dataframe(strongest[[*names, "importance", "norm"]], hide_index=True, key="flow_incoming",
                      column_config=names)  # fmt: skip
         st.caption(f"The {len(strongest)} most important of the {len(into)} parts that built this state (its "
                    "update's parts share 1, with the attention's output bias).")  # fmt: skip
@@ -87,22 +81,22 @@ keys = [analyses.flow.edge_key(row) for _, row in ranked.iterrows()]
 
 
 def describe(key) -> str:
-    layer, kind, head, source, target = key
+    component, upstream, downstream = key
     imp = float(ranked.importance.iloc[keys.index(key)])
-    return f"{part_name(layer, kind, head)}: {source} {plots.display_token(tokens[source])} → {target} " \
-           f"{plots.display_token(tokens[target])} (importance {imp:.3f})"  # fmt: skip
+    return f"{component}: {upstream} {plots.display_token(tokens[upstream])} → {downstream} " \
+           f"{plots.display_token(tokens[downstream])} (importance {imp:.3f})"  # fmt: skip
 
 
 if st.session_state.get("flow_edge") not in keys:
     st.session_state.pop("flow_edge", None)
 edge = st.selectbox("Edge (click one on the graph)", keys, format_func=describe, key="flow_edge")
-layer, kind, head, source, target = edge
+component, source, target = edge
 
 left, right = st.columns(2)
 with left:
-    if kind == "head":
-        row = analyses.flow.attention_row(sel.ref, ids, layer, head, target)
-        title = f"L{layer}H{head}'s attention from position {target}"
+    if analyses.flow.is_head(component):
+        row = analyses.flow.attention_row(sel.ref, ids, component, target)
+        title = f"{component}'s attention from position {target}"
         st.plotly_chart(plots.attention_row_figure(row, title=title), key="flow_pattern")
     else:
         st.caption("This edge carries one position's own state upward: no attention pattern to show.")

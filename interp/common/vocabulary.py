@@ -60,10 +60,13 @@ COLUMNS: dict[str, Column] = {
     "neuron": Column(_ID, "MLP neuron index within its layer; <NA> unless the row is one neuron"),
     "component": Column(
         "object",
-        "a residual writer: embed, pos_embed, L{l}H{h}, L{l}.attn_bias, L{l}.mlp, ... "
-        "(training dynamics: also model, a head pair L0H0->L1H0, or a weight's name)",
+        "a component by its label (model.network.labels): a residual writer, embed, pos_embed, L{l}H{h}, "
+        "L{l}.attn_bias, L{l}.mlp, L{l}N{n}, ...; information flow: also the residual carried over a sublayer, "
+        "L{l}.resid_pre or L{l}.resid_mid (training dynamics: also model, a head pair L0H0->L1H0, or a weight's name)",
     ),
-    "component_type": Column("object", "what a component is: embed, pos_embed, head, attn, attn_bias, mlp, ..."),
+    "component_type": Column(
+        "object", "what a component is: embed, pos_embed, head, attn, attn_bias, mlp, ... (information flow: residual)"
+    ),
     "stage": Column("int64", "logit lens: blocks applied before the read-out (0 = embeddings only)"),
     "stage_name": Column("object", "logit lens: the residual stream read, e.g. L1.resid_pre or final"),
     "src_layer": Column("int64", "composition: the earlier head's layer"),
@@ -157,13 +160,12 @@ COLUMNS: dict[str, Column] = {
     "logit_effect": Column(
         "float64", "a feature's decoder direction (or a flow edge's part) through the final LayerNorm and W_U"
     ),
-    "kind": Column("object", "information flow: head, attn_residual, mlp or mlp_residual"),
-    "source_stage": Column("int64", "information flow: the stage (flow_stages index) an edge comes from"),
-    "target_stage": Column("int64", "information flow: the stage an edge adds to (source_stage + 1)"),
-    "source_pos": Column("int64", "information flow: the position an edge reads (a head's key position)"),
-    "target_pos": Column("int64", "information flow: the position an edge writes to (a head's query position)"),
-    "source_token": Column("object", "the token at source_pos"),
-    "target_token": Column("object", "the token at target_pos"),
+    "upstream_stage": Column("int64", "information flow: the stage (flow_stages index) an edge reads"),
+    "downstream_stage": Column("int64", "information flow: the stage an edge adds to (upstream_stage + 1)"),
+    "upstream_pos": Column("int64", "information flow: the position an edge reads (a head's key position)"),
+    "downstream_pos": Column("int64", "information flow: the position an edge writes to (a head's query position)"),
+    "upstream_str": Column("object", "the token at upstream_pos"),
+    "downstream_str": Column("object", "the token at downstream_pos"),
     "logit": Column("float64", "a token's logit when one residual state is read out (final LayerNorm, then W_U)"),
     "importance": Column("float64", "information flow: the part's proximity share of the state it adds to"),
     "prob_clean": Column("float64", "probability of target without the intervention"),

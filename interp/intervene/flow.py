@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.common.checks import check_index, prepare, require_finite
+from interp.common.checks import check_index, require_finite
 from interp.observe.dla import resolve_target
-from interp.observe.flow import _check_edge, _check_flow_model, _names, _part, _single, _stage_above, flow_stages
+from interp.observe.flow import flow_edge, flow_hook_names, flow_stages, prepare_flow
 from model.network.minigpt import MiniGPT
 
 
@@ -41,15 +41,13 @@ def patch_flow_edge(
         >>> from interp.observe.flow import information_flow
         >>> model = MiniGPT.from_pretrained("induction-2l")
         >>> flow = information_flow(model, "qwertyuiop qwertyuiop")
-        >>> edge = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == 14)].nlargest(1, "importance")
+        >>> heads = flow[(flow.component_type == "head") & (flow.layer == 1) & (flow.downstream_pos == 14)]
+        >>> edge = heads.nlargest(1, "importance")
         >>> check = patch_flow_edge(model, "qwertyuiop qwertyuiop", "qwextyuiop qwertyuiop", edge, position=14)
         >>> bool(check.change < -1)  # the induction head's read of the first "r" built the prediction of "r"
         True
     """
-    model = _check_flow_model(model)
-    names = _names(model)
-    model, clean, cache = prepare(model, clean, None, names_filter=names, what="patch_flow_edge")
-    _single(clean)
+    model, clean, cache = prepare_flow(model, clean, what="patch_flow_edge")
     corrupted = model.check_tokens(corrupted).to(clean.device)
     if corrupted.shape != clean.shape:
         raise ValueError(
@@ -57,9 +55,9 @@ def patch_flow_edge(
             "shape, so that every position has a counterpart"
         )
     n_pos = clean.shape[1]
-    edge = _check_edge(model, edge, n_pos)
+    edge = flow_edge(model, edge, n_pos)
     position = n_pos - 1 if position is None else check_index(position, n_pos, "position")
-    _, corr_cache = model.run_with_cache(corrupted, names_filter=names)
+    _, corr_cache = model.run_with_cache(corrupted, names_filter=flow_hook_names(model))
     stages = flow_stages(model)
 
     if target is None:  # the clean model's top guess, from the clean pass's final residual
@@ -67,14 +65,14 @@ def patch_flow_edge(
             target_id = int(model.read_out(cache[stages[-1]][0, position]).argmax())
     else:
         target_id = int(resolve_target(model, clean, target)[0, position])
-    layer, mlp_edge = edge["layer"], edge["kind"].startswith("mlp")
-    state = cache[stages[_stage_above(model, edge)]].detach().clone()  # the state the edge adds to
+    state = cache[stages[edge.stage_above(model)]].detach().clone()  # the state the edge adds to
     with torch.no_grad():
-        part_clean, part_corr = _part(model, cache, edge), _part(model, corr_cache, edge)
-    stage = "mlp_sum" if mlp_edge else "attn_sum"
+        part_clean, part_corr = edge.part(model, cache), edge.part(model, corr_cache)
+    stage = f"{edge.sublayer}_sum"
 
     def metric(x: Tensor) -> Tensor:
-        return F.log_softmax(model.forward_from(x, layer, stage, rows=[position])[0, 0].double(), -1)[target_id]
+        logits = model.forward_from(x, edge.layer, stage, rows=[position])[0, 0]
+        return F.log_softmax(logits.double(), -1)[target_id]
 
     with torch.enable_grad():
         leaf = state.requires_grad_(True)
@@ -82,9 +80,9 @@ def patch_flow_edge(
         (grad,) = torch.autograd.grad(value, leaf)
     with torch.no_grad():
         patched_state = state.detach().clone()
-        patched_state[0, edge["target"]] += part_corr - part_clean
+        patched_state[0, edge.downstream_pos] += part_corr - part_clean
         patched = metric(patched_state)
-        predicted = (grad[0, edge["target"]].double() * (part_corr - part_clean).double()).sum()
+        predicted = (grad[0, edge.downstream_pos].double() * (part_corr - part_clean).double()).sum()
     result = torch.stack([value.detach(), patched, patched - value.detach(), predicted])
     require_finite(result, "patch_flow_edge", model, tokens=clean)
     return pd.Series({

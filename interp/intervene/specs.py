@@ -184,8 +184,7 @@ class NeuronAblation(_Spec):
 
     def __str__(self) -> str:
         label = component_label("neuron", self.layer, self.neuron)
-        return f"{self.method}-ablate neuron {label} (neuron {self.neuron} of MLP {self.layer}, its activation) " \
-            f"{self._where()}"  # fmt: skip
+        return f"{self.method}-ablate neuron {self.neuron} of MLP {self.layer} ({label}, its activation) {self._where()}"
 
 
 @dataclass(frozen=True)

@@ -18,21 +18,23 @@ to one position's final state: what built that prediction.
 Importance is a share of vector norms, not an effect on the prediction: a head that writes a large vector into a
 subspace nothing reads ranks high. :func:`interp.intervene.flow.patch_flow_edge` checks an edge causally.
 
-Columns of :func:`information_flow`: ``layer`` (Int64), ``kind`` (``head``, ``attn_residual``, ``mlp``,
-``mlp_residual``), ``head`` (Int64, <NA> unless ``kind == "head"``), ``source_stage``, ``target_stage`` (indices of
-:func:`flow_stages`), ``source_pos``, ``target_pos``, ``source_token``, ``target_token`` (the characters at those
-positions), ``norm``, ``importance``.
+An edge runs **upstream** (the state it reads) to **downstream** (the state it adds to), like every edge of the
+library. Columns of :func:`information_flow`: ``layer`` (Int64); ``component``, the label of what carries the edge
+(``L1H0``, ``L0.mlp``, or the residual carried over a sublayer: ``L0.resid_pre`` over the attention, ``L0.resid_mid``
+over the MLP); ``component_type`` (``head``, ``mlp``, ``residual``); ``head`` (Int64, <NA> unless a head);
+``upstream_stage``, ``downstream_stage`` (indices of :func:`flow_stages`); ``upstream_pos``, ``downstream_pos``;
+``upstream_str``, ``downstream_str`` (the tokens at those positions); ``norm``; ``importance``.
 
 Example:
     >>> from model import MiniGPT
     >>> model = MiniGPT.from_pretrained("induction-2l")
     >>> tokens = model.to_tokens("qwertyuiop qwertyuiop")
     >>> flow = information_flow(model, tokens)
-    >>> top = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == 14)].nlargest(1, "importance")
-    >>> top[["source_token", "target_token"]].values.tolist()  # at the second "e" it reads the "r" after the first
-    [['r', 'e']]
-    >>> routes = flow_routes(flow, position=14, threshold=0.1)
-    >>> bool(routes.target_stage.max() == len(flow_stages(model)) - 1)
+    >>> heads = flow[(flow.component_type == "head") & (flow.layer == 1) & (flow.downstream_pos == 14)]
+    >>> heads.nlargest(1, "importance")[["component", "upstream_str", "downstream_str"]].values.tolist()
+    [['L1H0', 'r', 'e']]
+    >>> routes = flow_routes(flow, position=14, threshold=0.1)  # at the second "e" it reads the "r" after the first
+    >>> bool(routes.downstream_stage.max() == len(flow_stages(model)) - 1)
     True
 """
 
@@ -48,12 +50,13 @@ from torch import Tensor
 
 from interp.common.checks import check_index, check_model, prepare, require_finite
 from interp.common.vocabulary import nullable_ints
+from model.network.labels import component_label, parse_component
 from model.network.minigpt import MiniGPT
 from model.network.token_ids import token_labels
 
-KINDS = ("head", "attn_residual", "mlp", "mlp_residual")
-COLUMNS = ["layer", "kind", "head", "source_stage", "target_stage", "source_pos", "target_pos", "source_token",
-           "target_token", "norm", "importance"]  # fmt: skip
+COMPONENT_TYPES = ("head", "mlp", "residual")
+COLUMNS = ["layer", "component", "component_type", "head", "upstream_stage", "downstream_stage", "upstream_pos",
+           "downstream_pos", "upstream_str", "downstream_str", "norm", "importance"]  # fmt: skip
 
 
 def flow_stages(model: MiniGPT) -> list[str]:
@@ -72,26 +75,45 @@ def flow_stages(model: MiniGPT) -> list[str]:
     return [*names, f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
 
 
-def _names(model: MiniGPT) -> list[str]:
-    """What the flow reads from a cache: the states, the patterns and values, the MLP outputs."""
+def flow_hook_names(model: MiniGPT) -> list[str]:
+    """What a flow reads from a cache: the states, the patterns and values, the MLP outputs.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> flow_hook_names(MiniGPT(ModelConfig(n_layers=1, attn_only=True), seed=0))
+        ['blocks.0.hook_resid_pre', 'blocks.0.hook_resid_post', 'blocks.0.attn.hook_v', 'blocks.0.attn.hook_pattern']
+    """
+    model = check_model(model)
     return [*flow_stages(model), *(n for n in model.hook_names if n.endswith(("hook_pattern", "hook_v", "mlp_out")))]
 
 
-def _check_flow_model(model: object) -> MiniGPT:
+def prepare_flow(
+    model: object, tokens: object, cache: object = None, *, names: list[str] | None = None, what: str = "the flow"
+) -> tuple[MiniGPT, Int[Tensor, "1 pos"], object]:
+    """The boundary of every flow analysis: a pre- or no-norm model, one sequence, and its cache (recorded with
+    ``names``, default :func:`flow_hook_names`, when none is given), as :func:`~interp.common.checks.prepare` does.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> prepare_flow(MiniGPT(ModelConfig(norm="post"), seed=0), "hi")
+        Traceback (most recent call last):
+        ...
+        ValueError: information flow needs each state to be the previous one plus the sublayer's parts, but \
+norm='post' re-normalises the residual stream after every sublayer; use a norm='pre' or norm='none' model
+    """
     model = check_model(model)
     if model.cfg.norm == "post":
         raise ValueError(
             "information flow needs each state to be the previous one plus the sublayer's parts, but norm='post' "
             "re-normalises the residual stream after every sublayer; use a norm='pre' or norm='none' model"
         )
-    return model
-
-
-def _single(tokens: Tensor) -> None:
+    names = flow_hook_names(model) if names is None else names
+    model, tokens, cache = prepare(model, tokens, cache, names_filter=names, what=what)
     if tokens.shape[0] != 1:
         raise ValueError(
             f"information flow follows one sequence, got a batch of {tokens.shape[0]}; pass tokens[i : i + 1]"
         )
+    return model, tokens, cache
 
 
 def _proximity(part: Tensor, total: Tensor) -> Tensor:
@@ -113,7 +135,7 @@ class _Update:
 
     layer: int
     sublayer: str  # "attn" | "mlp"
-    source: int  # stage index of the state below
+    upstream: int  # stage index of the state below
     parts: Tensor  # [part, q_pos, k_pos, d_model] for heads, [1, pos, 1, d_model] otherwise
     carried: Tensor  # [pos, d_model]: the state below
     bias: Tensor | None  # b_O, [d_model]
@@ -136,12 +158,10 @@ def _updates(model: MiniGPT, cache) -> list[_Update]:
 def information_flow(model: MiniGPT, tokens: Int[Tensor, "1 pos"] | str, cache: object = None) -> pd.DataFrame:
     """Every edge of the residual stream's flow on one sequence, with its norm and importance (see the module doc).
 
-    Per attention sublayer: one ``head`` edge per (head, query, key at or before it) and one ``attn_residual``
-    edge per position; per MLP sublayer: one ``mlp`` and one ``mlp_residual`` edge per position.
+    Per attention sublayer: one ``head`` edge per (head, query, key at or before it) and one ``residual`` edge per
+    position (``L{l}.resid_pre`` carried over); per MLP sublayer: one ``mlp`` and one ``residual`` edge per position.
     """
-    model = _check_flow_model(model)
-    model, tokens, cache = prepare(model, tokens, cache, names_filter=_names(model), what="information_flow")
-    _single(tokens)
+    model, tokens, cache = prepare_flow(model, tokens, cache, what="information_flow")
     n_pos, frames = tokens.shape[1], []
     labels = np.array(token_labels(model.tokenizer, tokens[0].tolist()), dtype=object)
     q_pos, k_pos = np.tril_indices(n_pos)  # every query and the keys it may read
@@ -158,26 +178,31 @@ def information_flow(model: MiniGPT, tokens: Int[Tensor, "1 pos"] | str, cache: 
                 head_prox = _proximity(flat, total[q_pos])
                 denominator = denominator.index_add(0, torch.as_tensor(q_pos), head_prox.sum(0)).clamp_min(tiny)
                 n_heads = flat.shape[0]
-                edge = {"kind": "head", "head": np.repeat(np.arange(n_heads), len(q_pos)),
-                        "source_pos": np.tile(k_pos, n_heads), "target_pos": np.tile(q_pos, n_heads)}  # fmt: skip
+                names = [component_label("head", update.layer, h) for h in range(n_heads)]
+                edge = {"component": np.repeat(names, len(q_pos)), "component_type": "head",
+                        "head": np.repeat(np.arange(n_heads), len(q_pos)), "upstream_pos": np.tile(k_pos, n_heads),
+                        "downstream_pos": np.tile(q_pos, n_heads)}  # fmt: skip
                 norm, share = flat.norm(dim=-1), head_prox / denominator[q_pos]
             else:
                 mlp_prox = _proximity(parts[0, :, 0], total)
                 denominator = (denominator + mlp_prox).clamp_min(tiny)
-                edge = {"kind": "mlp", "head": -1, "source_pos": every, "target_pos": every}
+                edge = {"component": component_label("mlp", update.layer), "component_type": "mlp", "head": -1,
+                        "upstream_pos": every, "downstream_pos": every}  # fmt: skip
                 norm, share = parts[0, :, 0].norm(dim=-1), mlp_prox / denominator
             frames.append(pd.DataFrame({"layer": update.layer, **edge, "norm": norm.flatten().numpy(),
                                         "importance": share.flatten().numpy()}))  # fmt: skip
-            frames.append(pd.DataFrame({"layer": update.layer, "kind": f"{update.sublayer}_residual", "head": -1,
-                                        "source_pos": every, "target_pos": every, "norm": carried.norm(dim=-1).numpy(),
+            carried_label = component_label("resid_pre" if update.sublayer == "attn" else "resid_mid", update.layer)
+            frames.append(pd.DataFrame({"layer": update.layer, "component": carried_label,
+                                        "component_type": "residual", "head": -1, "upstream_pos": every,
+                                        "downstream_pos": every, "norm": carried.norm(dim=-1).numpy(),
                                         "importance": (carried_prox / denominator).numpy()}))  # fmt: skip
             for piece in frames[-2:]:
-                piece["source_stage"], piece["target_stage"] = update.source, update.source + 1
+                piece["upstream_stage"], piece["downstream_stage"] = update.upstream, update.upstream + 1
     frame = pd.concat(frames, ignore_index=True)
     require_finite(torch.tensor(frame["importance"].to_numpy()), "information_flow", model, tokens=tokens)
-    frame["head"] = pd.array(frame["head"].where(frame["kind"] == "head"), dtype="Int64")
+    frame["head"] = pd.array(frame["head"].where(frame["component_type"] == "head"), dtype="Int64")
     frame["layer"] = nullable_ints(frame["layer"].to_numpy())
-    frame["source_token"], frame["target_token"] = labels[frame.source_pos], labels[frame.target_pos]
+    frame["upstream_str"], frame["downstream_str"] = labels[frame.upstream_pos], labels[frame.downstream_pos]
     return frame[COLUMNS]
 
 
@@ -189,70 +214,102 @@ def flow_routes(flow: pd.DataFrame, position: int, threshold: float = 0.04) -> p
         >>> from model import MiniGPT, ModelConfig
         >>> model = MiniGPT(ModelConfig(), seed=0)
         >>> routes = flow_routes(information_flow(model, "hello"), position=5, threshold=0.0)
-        >>> sorted(set(routes.target_pos)) == list(range(6))  # every earlier position can reach the last one
+        >>> sorted(set(routes.downstream_pos)) == list(range(6))  # every earlier position can reach the last one
         True
     """
     if not isinstance(flow, pd.DataFrame) or not set(COLUMNS) <= set(flow.columns):
         raise TypeError("flow must be the frame of information_flow(model, tokens)")
-    n_pos = int(flow.target_pos.max()) + 1
+    n_pos = int(flow.downstream_pos.max()) + 1
     position = check_index(position, n_pos, "position")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be an importance share in [0, 1], got {threshold!r}")
     strong = flow[flow.importance >= threshold]
     reached, kept = {position}, []
-    for stage in range(int(flow.target_stage.max()), 0, -1):
-        into = strong[(strong.target_stage == stage) & strong.target_pos.isin(reached)]
+    for stage in range(int(flow.downstream_stage.max()), 0, -1):
+        into = strong[(strong.downstream_stage == stage) & strong.downstream_pos.isin(reached)]
         kept.append(into)
-        reached = set(into.source_pos)
-    return pd.concat(kept).sort_values(["target_stage", "target_pos", "source_pos"]) if kept else flow.iloc[:0]
+        reached = set(into.upstream_pos)
+    order = ["downstream_stage", "downstream_pos", "upstream_pos"]
+    return pd.concat(kept).sort_values(order) if kept else flow.iloc[:0]
 
 
-def _check_edge(model: MiniGPT, edge: object, n_pos: int) -> dict:
-    """``edge`` (a row of :func:`information_flow`, or a mapping with its columns) as checked plain values."""
+@dataclass(frozen=True)
+class FlowEdge:
+    """One edge of a flow, checked (:func:`flow_edge` makes it): ``component`` carries it from the state at
+    ``upstream_pos`` to the state above at ``downstream_pos``."""
+
+    component: str  # L1H0, L0.mlp, L0.resid_pre (carried over the attention), L0.resid_mid (over the MLP)
+    component_type: str  # head | mlp | residual
+    layer: int
+    head: int | None
+    upstream_pos: int
+    downstream_pos: int
+
+    @property
+    def sublayer(self) -> str:
+        """The sublayer whose update the edge is part of: ``attn`` or ``mlp``."""
+        return "mlp" if self.component.endswith((".mlp", ".resid_mid")) else "attn"
+
+    def stage_above(self, model: MiniGPT) -> int:
+        """The :func:`flow_stages` index of the state the edge adds to (``downstream_stage``)."""
+        return self.layer * (1 if model.cfg.attn_only else 2) + int(self.sublayer == "mlp") + 1
+
+    def part(self, model: MiniGPT, cache) -> Tensor:
+        """The edge's part ``[d_model]`` of the state above it, on the pass ``cache`` recorded (its pattern-weighted
+        value through ``W_O`` for a head, the MLP's output, or the carried state)."""
+        b, i = f"blocks.{self.layer}.", self.downstream_pos
+        if self.component_type == "head":
+            weight = cache[b + "attn.hook_pattern"][0, self.head, i, self.upstream_pos]
+            value = cache[b + "attn.hook_v"][0, self.upstream_pos]
+            return weight * model.blocks[self.layer].attn.write(value, per_head=True)[self.head]
+        name = "hook_mlp_out" if self.component_type == "mlp" else f"hook_{self.component.split('.')[1]}"
+        return cache[b + name][0, i]
+
+
+def flow_edge(model: MiniGPT, edge: object, n_pos: int) -> FlowEdge:
+    """``edge`` (a row of :func:`information_flow`, or a mapping with its ``component``, ``upstream_pos`` and
+    ``downstream_pos``) checked against ``model`` and ``n_pos`` positions.
+
+    Example:
+        >>> from model import MiniGPT, ModelConfig
+        >>> flow_edge(MiniGPT(ModelConfig(), seed=0), {"component": "L1H2", "upstream_pos": 3, "downstream_pos": 5}, 6)
+        FlowEdge(component='L1H2', component_type='head', layer=1, head=2, upstream_pos=3, downstream_pos=5)
+    """
+    model = check_model(model)
     if isinstance(edge, pd.DataFrame):
         if len(edge) != 1:
             raise ValueError(f"edge must be one row of information_flow's frame, got {len(edge)} rows")
         edge = edge.iloc[0]
-    if not hasattr(edge, "keys") or not {"layer", "kind", "source_pos", "target_pos"} <= set(edge.keys()):
-        raise TypeError("edge must be a row of information_flow(...) (layer, kind, head, source_pos, target_pos)")
-    kind = edge["kind"]
-    if kind not in KINDS:
-        raise ValueError(f"edge kind {kind!r} is not one of {list(KINDS)}")
-    cfg = model.cfg
-    layer = check_index(int(edge["layer"]), cfg.n_layers, "layer")
-    if kind.startswith("mlp") and cfg.attn_only:
-        raise ValueError("this model is attention-only: it has no MLP edges")
-    head = check_index(int(edge["head"]), cfg.n_heads, "head") if kind == "head" else None
-    source, target = (check_index(int(edge[k]), n_pos, "position") for k in ("source_pos", "target_pos"))
-    if source > target or (kind != "head" and source != target):
+    if not hasattr(edge, "keys") or not {"component", "upstream_pos", "downstream_pos"} <= set(edge.keys()):
+        raise TypeError("edge must be a row of information_flow(...) (component, upstream_pos, downstream_pos)")
+    try:
+        component = parse_component(str(edge["component"]))
+    except ValueError:
+        component = None
+    if component is None or component.kind not in ("head", "mlp", "resid_pre", "resid_mid"):
         raise ValueError(
-            f"a {kind} edge cannot go from position {source} to position {target}: heads read positions at or "
-            "before the query, every other edge stays at its position"
+            f"edge component {edge['component']!r} carries no flow edge; use a head (L1H0), an MLP (L0.mlp) or a "
+            "carried residual (L0.resid_pre, L0.resid_mid)"
         )
-    return {"layer": layer, "kind": kind, "head": head, "source": source, "target": target}
-
-
-def _stage_above(model: MiniGPT, edge: dict) -> int:
-    """The :func:`flow_stages` index of the state a checked edge adds to."""
-    per_block = 1 if model.cfg.attn_only else 2
-    return edge["layer"] * per_block + int(edge["kind"].startswith("mlp")) + 1
-
-
-def _part(model: MiniGPT, cache, edge: dict) -> Tensor:
-    """The edge's part ``[d_model]`` of the state above it, on the run ``cache`` recorded."""
-    b, i = f"blocks.{edge['layer']}.", edge["target"]
-    if edge["kind"] == "head":
-        h, j = edge["head"], edge["source"]
-        weight = cache[b + "attn.hook_pattern"][0, h, i, j]
-        return weight * model.blocks[edge["layer"]].attn.write(cache[b + "attn.hook_v"][0, j], per_head=True)[h]
-    name = {"attn_residual": "hook_resid_pre", "mlp": "hook_mlp_out", "mlp_residual": "hook_resid_mid"}[edge["kind"]]
-    return cache[b + name][0, i]
+    cfg = model.cfg
+    layer = check_index(component.layer, cfg.n_layers, "layer")
+    if component.kind in ("mlp", "resid_mid") and cfg.attn_only:
+        raise ValueError("this model is attention-only: it has no MLP edges")
+    kind = {"head": "head", "mlp": "mlp"}.get(component.kind, "residual")
+    head = check_index(component.index, cfg.n_heads, "head") if kind == "head" else None
+    up, down = (check_index(int(edge[k]), n_pos, "position") for k in ("upstream_pos", "downstream_pos"))
+    if up > down or (kind != "head" and up != down):
+        raise ValueError(
+            f"a {kind} edge cannot go from position {up} to position {down}: heads read positions at or before the "
+            "query, every other edge stays at its position"
+        )
+    return FlowEdge(str(component), kind, layer, head, up, down)
 
 
 def edge_logit_effects(
     model: MiniGPT, tokens: Int[Tensor, "1 pos"] | str, edge: object, cache: object = None
 ) -> pd.DataFrame:
-    """What one edge's part writes towards each next token at its target position: the part, centred, through the
+    """What one edge's part writes towards each next token at its downstream position: the part, centred, through the
     final LayerNorm's scale there (frozen, as in direct logit attribution) and the unembedding, one row per vocabulary
     entry, largest first. Columns: ``target`` (id), ``target_str``, ``logit_effect``.
 
@@ -260,18 +317,16 @@ def edge_logit_effects(
         >>> from model import MiniGPT
         >>> model = MiniGPT.from_pretrained("induction-2l")
         >>> flow = information_flow(model, "qwertyuiop qwertyuiop")
-        >>> edge = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == 14)].nlargest(1, "importance")
-        >>> edge_logit_effects(model, "qwertyuiop qwertyuiop", edge).target_str.iloc[0]  # it writes the "r"
+        >>> heads = flow[(flow.component_type == "head") & (flow.layer == 1) & (flow.downstream_pos == 14)]
+        >>> edge_logit_effects(model, "qwertyuiop qwertyuiop", heads.nlargest(1, "importance")).target_str.iloc[0]
         'r'
     """
-    model = _check_flow_model(model)
-    model, tokens, cache = prepare(model, tokens, cache, names_filter=_names(model), what="edge_logit_effects")
-    _single(tokens)
-    edge = _check_edge(model, edge, tokens.shape[1])
+    model, tokens, cache = prepare_flow(model, tokens, cache, what="edge_logit_effects")
+    edge = flow_edge(model, edge, tokens.shape[1])
     with torch.no_grad():
-        part = _part(model, cache, edge)
+        part = edge.part(model, cache)
         if model.ln_final is not None:
-            final = cache[flow_stages(model)[-1]][0, edge["target"]]
+            final = cache[flow_stages(model)[-1]][0, edge.downstream_pos]
             _, rstd = model.ln_final.standardize(final)  # the final LayerNorm's scale there, frozen
             part = (part - part.mean()) * rstd * model.ln_final.w  # the LayerNorm centres every part
         effect = (part @ model.W_U).double()
@@ -296,11 +351,9 @@ def state_readout(
         >>> state_readout(model, "qwertyuiop qwertyuiop", last, 14).target_str.iloc[0]  # after the second "e"
         'r'
     """
-    model = _check_flow_model(model)
     stages = flow_stages(model)
     stage = check_index(stage, len(stages), "stage")
-    model, tokens, cache = prepare(model, tokens, cache, names_filter=[stages[stage]], what="state_readout")
-    _single(tokens)
+    model, tokens, cache = prepare_flow(model, tokens, cache, names=[stages[stage]], what="state_readout")
     position = check_index(position, tokens.shape[1], "position")
     with torch.no_grad():
         state = cache[stages[stage]][0, position]

@@ -13,7 +13,7 @@ Example:
     'r'
     >>> flow = information_flow(model, tokens)
     >>> into = flow_into(flow, len(flow_stages(model)) - 1, 14)  # what the last attention layer added at that "e"
-    >>> into[into.kind == "head"].iloc[0].source_token  # its strongest head reads the "r" after the first "e"
+    >>> into[into.component_type == "head"].iloc[0].upstream_str  # its strongest head reads the "r" after the first "e"
     'r'
     >>> strongest_effects(edge_logit_effects(model, tokens, into.iloc[:1]), k=1).target_str.tolist()[0]
     'r'
@@ -53,14 +53,14 @@ def flow_into(flow: pd.DataFrame, stage: int, position: int) -> pd.DataFrame:
         >>> from model import MiniGPT, ModelConfig
         >>> from interp.observe.flow import information_flow
         >>> into = flow_into(information_flow(MiniGPT(ModelConfig(), seed=0), "hi"), 1, 2)
-        >>> sorted(set(into.kind)), len(into)  # 4 heads reading 3 positions, and the residual carried through
-        (['attn_residual', 'head'], 13)
+        >>> sorted(set(into.component_type)), len(into)  # 4 heads reading 3 positions, and the residual carried through
+        (['head', 'residual'], 13)
     """
     if not isinstance(flow, pd.DataFrame) or not set(COLUMNS) <= set(flow.columns):
         raise TypeError("flow must be the frame of information_flow(model, tokens)")
-    stage = check_index(stage, int(flow.target_stage.max()) + 1, "stage")
-    position = check_index(position, int(flow.target_pos.max()) + 1, "position")
-    into = flow[(flow.target_stage == stage) & (flow.target_pos == position)]
+    stage = check_index(stage, int(flow.downstream_stage.max()) + 1, "stage")
+    position = check_index(position, int(flow.downstream_pos.max()) + 1, "position")
+    into = flow[(flow.downstream_stage == stage) & (flow.downstream_pos == position)]
     return into.sort_values("importance", ascending=False, kind="stable")
 
 

@@ -199,10 +199,10 @@ def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
     sel = at.session_state["selection"]
     pos = sel.position
     flow = information_flow(sel.model, torch.tensor([sel.token_ids]))
-    read = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == pos)].nlargest(1, "importance")
-    key = (1, "head", 0, int(read.source_pos.item()), pos)
+    read = flow[(flow.component == "L1H0") & (flow.downstream_pos == pos)].nlargest(1, "importance")
+    key = ("L1H0", int(read.upstream_pos.item()), pos)
     at.selectbox(key="flow_edge").set_value(key).run()
-    source = key[3]  # by default the letter the induction head reads is corrupted (position 0 is <bos>)
+    source = key[1]  # by default the letter the induction head reads is corrupted (position 0 is <bos>)
     corrupted = sel.prompt[: source - 1] + state.corrupt_at(sel.prompt[source - 1], 0) + sel.prompt[source:]
     caption = f"Clean: `{sel.prompt}` · corrupted: `{corrupted}`"
     assert corrupted != sel.prompt and any(c.value == caption for c in at.caption), "the default corrupts the read"
@@ -246,9 +246,9 @@ def test_flow_page_reads_out_the_selected_state():
     assert [t.strip() for t in shown["y"][::-1]] == [plots.display_token(t) for t in expected.target_str]
     np.testing.assert_allclose(figure_array(shown["x"])[::-1], expected.target_prob, atol=1e-6)
     flow = information_flow(sel.model, tokens)
-    into = flow[(flow.target_stage == 1) & (flow.target_pos == pos)].nlargest(10, "importance")
+    into = flow[(flow.downstream_stage == 1) & (flow.downstream_pos == pos)].nlargest(10, "importance")
     table = at.dataframe[0].value
-    assert table.source_pos.tolist() == into.source_pos.tolist(), "the parts into the state, most important first"
+    assert table.upstream_pos.tolist() == into.upstream_pos.tolist(), "the parts into the state, most important first"
     np.testing.assert_allclose(table.importance, into.importance)
     assert set(table.part) <= {"L0H0", "L0H1", "L0H2", "L0H3", "L0 residual"}, set(table.part)
     at.selectbox(key="flow_state").set_value((0, pos)).run()

@@ -381,17 +381,17 @@ def _flow_patch_cases() -> list[Case]:
         Case(P, "corrupted shorter", lambda e: run(e.model, e.tokens[:1], e.other[:1, :4], _flow_edge(e)), ValueError,
              "clean tokens (1, 6) and corrupted tokens (1, 4) must have the same shape"),
         Case(P, "mlp edge on an attention-only model", lambda e: run(e.attn_only, e.tokens[:1], e.other[:1],
-             _flow_edge(e, kind="mlp")), ValueError, "this model is attention-only: it has no MLP edges"),
-        Case(P, "unknown kind", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e, kind="neuron")),
-             ValueError, "edge kind 'neuron' is not one of"),
+             _flow_edge(e, component="L0.mlp")), ValueError, "this model is attention-only: it has no MLP edges"),
+        Case(P, "a neuron", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e, component="L0N3")),
+             ValueError, "edge component 'L0N3' carries no flow edge; use a head (L1H0)"),
         Case(P, "edge is a str", lambda e: run(e.model, e.tokens[:1], e.other[:1], "L0H0"), TypeError,
              "edge must be a row of information_flow(...)"),
         Case(P, "two rows", lambda e: run(e.model, e.tokens[:1], e.other[:1], information_flow(
              e.model, e.tokens[:1]).iloc[:2]), ValueError, "edge must be one row of information_flow's frame, got 2"),
         Case(P, "edge backwards", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(
-             e, source_pos=3, target_pos=1)), ValueError, "a head edge cannot go from position 3 to position 1"),
-        Case(P, "head 7", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e, head=7)), IndexError,
-             "head 7 is out of range"),
+             e, upstream_pos=3, downstream_pos=1)), ValueError, "a head edge cannot go from position 3 to position 1"),
+        Case(P, "head 7", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e, component="L0H7")),
+             IndexError, "head 7 is out of range"),
         Case(P, "position 99", lambda e: run(e.model, e.tokens[:1], e.other[:1], _flow_edge(e), position=99),
              IndexError, "position 99 is out of range"),
     ]  # fmt: skip

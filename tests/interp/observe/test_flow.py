@@ -10,11 +10,9 @@ from interp.discover.planted import planted_induction
 from interp.intervene.flow import patch_flow_edge
 from interp.observe.flow import (
     COLUMNS,
-    _check_edge,
-    _part,
-    _stage_above,
     _updates,
     edge_logit_effects,
+    flow_edge,
     flow_routes,
     flow_stages,
     information_flow,
@@ -50,18 +48,18 @@ def test_parts_sum_to_the_state_above(which):
     for update in _updates(model, cache):
         bias = 0 if update.bias is None else update.bias
         rebuilt = update.carried + update.parts.sum((0, 2)) + bias
-        torch.testing.assert_close(rebuilt, cache[stages[update.source + 1]][0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(rebuilt, cache[stages[update.upstream + 1]][0], atol=1e-5, rtol=0)
     flow = information_flow(model, tokens, cache)
     assert list(flow.columns) == COLUMNS
-    shares = flow.groupby(["target_stage", "target_pos"]).importance.sum()
+    shares = flow.groupby(["downstream_stage", "downstream_pos"]).importance.sum()
     assert shares.le(1 + 1e-9).all() and flow.importance.ge(0).all()
     if not model.cfg.bias:  # with no b_O every part is an edge: the shares of each update are all of it
         assert shares.sub(1).abs().max() < 1e-9
     n_pos = tokens.shape[1]
     heads = n_pos * (n_pos + 1) // 2 * model.cfg.n_heads * model.cfg.n_layers
-    assert (flow.kind == "head").sum() == heads
-    assert flow.loc[flow.kind != "head", "head"].isna().all()
-    assert (flow.source_pos <= flow.target_pos).all()
+    assert (flow.component_type == "head").sum() == heads
+    assert flow.loc[flow.component_type != "head", "head"].isna().all()
+    assert (flow.upstream_pos <= flow.downstream_pos).all()
 
 
 def test_logit_effects_of_the_last_update_sum_to_the_logits(text):
@@ -69,14 +67,14 @@ def test_logit_effects_of_the_last_update_sum_to_the_logits(text):
     scale frozen) add up to the logits less what the LayerNorm's bias and b_U add."""
     tokens = text.to_tokens("the value of the attribute is")
     flow = information_flow(text, tokens)
-    last = flow[flow.target_stage == flow.target_stage.max()]
+    last = flow[flow.downstream_stage == flow.downstream_stage.max()]
     with torch.no_grad():
         logits = text(tokens)[0].double()
         offset = text.ln_final.b.double() @ text.W_U.double()
         offset = offset + (0 if text.unembed.b_U is None else text.unembed.b_U.double())
     for pos in (3, 20, tokens.shape[1] - 1):
         total = 0
-        for _, edge in last[last.target_pos == pos].iterrows():
+        for _, edge in last[last.downstream_pos == pos].iterrows():
             effects = edge_logit_effects(text, tokens, edge).sort_values("target")
             total = total + torch.tensor(effects.logit_effect.to_numpy())
         torch.testing.assert_close(total, logits[pos] - offset, atol=1e-4, rtol=0)
@@ -116,14 +114,14 @@ def _second_copy_reads(model: MiniGPT, seg: int, n: int, heads: tuple[int, int] 
     hits, total = {0: 0, 1: 0}, 0  # layer -> positions where its strongest edge is the expected read
     for row in batch:
         flow = information_flow(model, row[None])
-        edges = flow[flow.kind == "head"]
+        edges = flow[flow.component_type == "head"]
         for pos in range(seg + 2, 2 * seg + 1):  # the second copy, after its first token
-            into = edges[edges.target_pos == pos]
+            into = edges[edges.downstream_pos == pos]
             # an induction read: a key whose previous token is the current one (several, where a token repeats)
             reads = {p for p in range(1, pos + 1) if row[p - 1] == row[pos]}
             for layer, want in ((1, reads), (0, {pos - 1})):
                 chosen = into[(into.layer == layer) & (True if heads is None else into["head"] == heads[layer])]
-                hits[layer] += int(chosen.nlargest(1, "importance").source_pos.item() in want)
+                hits[layer] += int(chosen.nlargest(1, "importance").upstream_pos.item() in want)
             total += 1
     return hits[1] / total, hits[0] / total
 
@@ -144,7 +142,9 @@ def test_planted_heads_read_where_their_weights_say_and_a_distractor_outweighs_t
     model = planted_induction()
     induction_rate, previous_rate = _second_copy_reads(model, 15, 4, heads=(0, 0))
     flow = information_flow(model, repeated_pair_batch(1, 15, torch.Generator().manual_seed(0)))
-    top = flow[(flow.kind == "head") & (flow.layer == 1) & (flow.target_pos == 25)].nlargest(1, "importance")
+    top = flow[(flow.component_type == "head") & (flow.layer == 1) & (flow.downstream_pos == 25)].nlargest(
+        1, "importance"
+    )
     print(f"\nplanted: L1H0's strongest edge is the induction read at {induction_rate:.3f} of the second-copy "
           f"positions, L0H0's the previous token at {previous_rate:.3f}; the strongest layer-1 edge into position 25 "
           f"is L1H{int(top['head'].item())}'s")  # fmt: skip
@@ -157,28 +157,28 @@ def test_routes_lead_to_the_chosen_position(induction):
     flow = information_flow(induction, tokens)
     routes = flow_routes(flow, position=25, threshold=0.2)
     last = len(flow_stages(induction)) - 1
-    assert set(routes[routes.target_stage == last].target_pos) == {25}
+    assert set(routes[routes.downstream_stage == last].downstream_pos) == {25}
     for stage in range(1, last):  # every kept edge feeds a state that a kept edge above reads
-        feeds = set(routes[routes.target_stage == stage].target_pos)
-        assert feeds <= set(routes[routes.source_stage == stage].source_pos)
-    reads = routes[(routes.kind == "head") & (routes.layer == 1)]
-    assert 25 - 15 + 1 in set(reads.source_pos)  # the induction read of the second copy
+        feeds = set(routes[routes.downstream_stage == stage].downstream_pos)
+        assert feeds <= set(routes[routes.upstream_stage == stage].upstream_pos)
+    reads = routes[(routes.component_type == "head") & (routes.layer == 1)]
+    assert 25 - 15 + 1 in set(reads.upstream_pos)  # the induction read of the second copy
     assert len(flow_routes(flow, position=25, threshold=1.0)) <= len(routes) <= len(flow_routes(flow, 25, 0.0))
 
 
 def _hooked_patch(model, clean, corrupted, edge, position, target_id) -> float:
     """The same patch by a hook on the model's own forward: the stage's state at the edge's target position moves
     by the edge's part on the corrupted run minus its part on the clean run."""
-    checked = _check_edge(model, edge, clean.shape[1])
+    checked = flow_edge(model, edge, clean.shape[1])
     names = [n for n in model.hook_names if n.endswith(("hook_pattern", "hook_v", "mlp_out", "resid_pre", "resid_mid"))]
     _, c1 = model.run_with_cache(clean, names_filter=names)
     _, c2 = model.run_with_cache(corrupted, names_filter=names)
-    change = _part(model, c2, checked) - _part(model, c1, checked)
-    hook = flow_stages(model)[_stage_above(model, checked)]
+    change = checked.part(model, c2) - checked.part(model, c1)
+    hook = flow_stages(model)[checked.stage_above(model)]
 
     def move(act, hook):
         act = act.clone()
-        act[0, checked["target"]] += change
+        act[0, checked.downstream_pos] += change
         return act
 
     with torch.no_grad():
@@ -186,14 +186,14 @@ def _hooked_patch(model, clean, corrupted, edge, position, target_id) -> float:
     return float(logits[0, position].double().log_softmax(-1)[target_id])
 
 
-@pytest.mark.parametrize("kind", ["head", "attn_residual", "mlp", "mlp_residual"])
-def test_causal_check_matches_a_hooked_forward(kind, text):
+@pytest.mark.parametrize("component", ["L1H", "L1.resid_pre", "L1.mlp", "L1.resid_mid"])
+def test_causal_check_matches_a_hooked_forward(component, text):
     clean, corrupted = text.to_tokens("the value of the attribute is"), text.to_tokens("a dog ran in the park, it was")
     flow = information_flow(text, clean)
     with torch.no_grad():
         logits = text(clean)[0, 20].double()
     target_id = int(logits.argmax())
-    for _, edge in flow[flow.kind == kind].nlargest(3, "importance").iterrows():
+    for _, edge in flow[flow.component.str.startswith(component)].nlargest(3, "importance").iterrows():
         check = patch_flow_edge(text, clean, corrupted, edge, position=20)
         reference = _hooked_patch(text, clean, corrupted, edge, 20, target_id)
         assert abs(check.metric_patched - reference) < 1e-5
@@ -211,10 +211,10 @@ def test_causal_check_on_the_planted_circuit():
     corrupted[0, 1 : seg + 1] = repeated_pair_batch(1, seg, torch.Generator().manual_seed(1))[0, 1 : seg + 1]
     pos = 2 * seg - 2
     flow = information_flow(model, clean)
-    heads = flow[(flow.kind == "head") & (flow.target_pos == pos)]
+    heads = flow[(flow.component_type == "head") & (flow.downstream_pos == pos)]
     distractors = heads[heads["head"] == 1].nlargest(5, "importance")
     changes = [abs(patch_flow_edge(model, clean, corrupted, e, position=pos).change) for _, e in distractors.iterrows()]
-    read = heads[(heads.layer == 1) & (heads["head"] == 0) & (heads.source_pos == pos - seg + 1)]
+    read = heads[(heads.layer == 1) & (heads["head"] == 0) & (heads.upstream_pos == pos - seg + 1)]
     check = patch_flow_edge(model, clean, corrupted, read, position=pos)
     print(f"\nplanted induction: induction read change {check.change:+.3f} (attribution predicted "
           f"{check.predicted_change:+.3f}); largest distractor change {max(changes):.2e}")  # fmt: skip
@@ -227,11 +227,11 @@ def test_flow_rejects_what_it_cannot_follow(induction):
     with pytest.raises(ValueError, match="follows one sequence"):
         information_flow(induction, tokens)
     flow = information_flow(induction, tokens[:1])
-    bad = flow.iloc[:1].assign(kind="mlp")
+    bad = flow.iloc[:1].assign(component="L0.mlp")
     with pytest.raises(ValueError, match="attention-only"):
         patch_flow_edge(induction, tokens[:1], tokens[1:], bad)
     with pytest.raises(ValueError, match="cannot go from position 3 to position 2"):
-        patch_flow_edge(induction, tokens[:1], tokens[1:], flow.iloc[:1].assign(source_pos=3, target_pos=2))
+        patch_flow_edge(induction, tokens[:1], tokens[1:], flow.iloc[:1].assign(upstream_pos=3, downstream_pos=2))
     with pytest.raises(ValueError, match="same shape"):
         patch_flow_edge(induction, tokens[:1], tokens[1:, :5], flow.iloc[:1])
     with pytest.raises(TypeError, match="information_flow"):
@@ -251,7 +251,7 @@ def test_reading_a_flow_agrees_with_the_model_and_the_frame(induction):
     flow = information_flow(induction, tokens)
     for stage in range(1, len(flow_stages(induction))):
         into = flow_into(flow, stage, 14)
-        expected = flow[(flow.target_stage == stage) & (flow.target_pos == 14)]
+        expected = flow[(flow.downstream_stage == stage) & (flow.downstream_pos == 14)]
         assert len(into) == len(expected) and into.importance.is_monotonic_decreasing
         assert into.importance.sum() <= 1 + 1e-9, "the parts of one update share at most 1 (b_O takes the rest)"
     assert flow_into(flow, 0, 14).empty, "nothing flows into the embeddings"
