@@ -183,8 +183,8 @@ class NeuronAblation(_Spec):
         return (*super().index(n_pos), self.neuron)
 
     def __str__(self) -> str:
-        label = component_label("neuron", self.layer, self.neuron)
-        return f"{self.method}-ablate neuron {self.neuron} of MLP {self.layer} ({label}, its activation) {self._where()}"
+        what = f"neuron {self.neuron} of MLP {self.layer} ({component_label('neuron', self.layer, self.neuron)}"
+        return f"{self.method}-ablate {what}, its activation) {self._where()}"
 
 
 @dataclass(frozen=True)
