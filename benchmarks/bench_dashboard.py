@@ -27,11 +27,11 @@ import torch
 from benchmarks.common import table
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "qk_ov", "discovery"]
 WARMUP = ["the value of the attribute is", "a list of the arguments"]
 BUDGET_S = 0.5
 FIRST_PAGE_BUDGET_S, SWITCH_BUDGET_S = 2.0, 1.0
-SWITCHES = ["model_card", "attention", "residual", "logit_attribution", "ablation", "circuits", "features",
+SWITCHES = ["model_card", "attention", "residual", "logit_attribution", "ablation", "qk_ov", "features",
             "discovery", "dynamics", "prediction", "attention"]  # fmt: skip
 
 

@@ -39,7 +39,7 @@ PAGES = [
     st.Page(VIEWS / "residual.py", title="Residual stream", icon=":material/stacked_bar_chart:"),
     st.Page(VIEWS / "logit_attribution.py", title="Direct logit attribution", icon=":material/bar_chart:"),
     st.Page(VIEWS / "ablation.py", title="Ablation & patching", icon=":material/content_cut:"),
-    st.Page(VIEWS / "circuits.py", title="Circuits", icon=":material/hub:"),
+    st.Page(VIEWS / "qk_ov.py", title="QK / OV", icon=":material/hub:"),
     st.Page(VIEWS / "features.py", title="Features", icon=":material/lightbulb:"),
     st.Page(VIEWS / "discovery.py", title="Circuit discovery", icon=":material/account_tree:"),
     st.Page(VIEWS / "flow.py", title="Information flow", icon=":material/route:"),

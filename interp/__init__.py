@@ -50,7 +50,7 @@ _ROOMS = {
     "interp.observe.flow": ["edge_logit_effects", "flow_routes", "flow_stages", "information_flow", "state_readout"],
     "interp.observe.flow_reading": ["flow_into", "strongest_effects", "top_guess"],
     "interp.observe.attention": ["attention_pattern_frame", "classification_note", "classify_heads", "head_scores"],
-    "interp.weights.circuits": ["copying_scores", "ov_circuit", "ov_matrix", "qk_circuit", "qk_matrix"],
+    "interp.weights.qk_ov": ["copying_scores", "full_ov", "ov_matrix", "full_qk", "qk_matrix"],
     "interp.weights.composition": ["composition_score", "composition_scores"],
     "interp.intervene.specs": [
         "AttnLayerAblation", "HeadAblation", "MLPAblation", "NeuronAblation", "PositionAblation", "Spec",

@@ -26,7 +26,6 @@ from dashboards.plots.base import (
     stack_over_positions,
     token_chip_labels,
 )
-from dashboards.plots.circuits import circuit_heatmap, composition_heatmap
 from dashboards.plots.dynamics import loss_curve_figure, metric_line_figure, step_heatmap
 from dashboards.plots.features import (
     activation_histogram_figure,
@@ -44,6 +43,7 @@ from dashboards.plots.flow import (
 )
 from dashboards.plots.graph import edge_graph_figure
 from dashboards.plots.model import distributions_compare, next_token_figure, parameter_bar, training_history_figure
+from dashboards.plots.qk_ov import composition_heatmap, qk_ov_heatmap
 from dashboards.plots.residual import dla_bar, logit_lens_heatmap, write_norms_heatmap
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "activation_histogram_figure",
     "attention_heatmaps",
     "attention_row_figure",
-    "circuit_heatmap",
     "composition_heatmap",
     "contexts_html",
     "display_token",
@@ -73,6 +72,7 @@ __all__ = [
     "parameter_bar",
     "position_heatmap",
     "prompt_activation_bar",
+    "qk_ov_heatmap",
     "route_states",
     "stack_over_positions",
     "stage_label",

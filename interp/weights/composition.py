@@ -1,7 +1,7 @@
 """Composition scores: how much one head's output lands in a later head's queries, keys or values.
 
 Elhage et al. (2021): with ``OV = W_V W_O`` of the source head and ``QK = W_Q W_K^T`` / ``OV'`` of the
-destination head (``d_model x d_model``, LayerNorm folded as in :mod:`interp.weights.circuits`), the score is a
+destination head (``d_model x d_model``, LayerNorm folded as in :mod:`interp.weights.qk_ov`), the score is a
 ratio of Frobenius norms in [0, 1], compared against random factors of the same shapes.
 
 Example:
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from interp.common.checks import check_model, check_seed
-from interp.weights.circuits import _ov, _qk
+from interp.weights.qk_ov import _ov, _qk
 from model.network.factored_matrix import FactoredMatrix
 from model.network.minigpt import MiniGPT
 

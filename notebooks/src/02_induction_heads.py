@@ -210,7 +210,7 @@ print(
 )
 
 # %% [markdown]
-# Finally, the induction head's OV circuit should *copy*: attending to token `t` should raise the
+# Finally, the induction head's full OV matrix should *copy*: attending to token `t` should raise the
 # logit of `t` itself. `copying_scores` is the fraction of tokens for which that is the top logit
 # (chance is 1/64).
 

@@ -138,12 +138,12 @@ def test_ablation_page_ablates_sweeps_and_patches():
 
 def test_circuits_page_shows_the_chosen_head():
     """Circuits page: composition heatmap with Q/K/V panels; the OV view follows layer, head and kind."""
-    at = open_page("circuits")
+    at = open_page("qk_ov")
     assert_clean(at, 2)
     assert len(charts(at)[0]["data"]) == 3, "one composition panel per kind (Q, K, V)"
-    at.selectbox(key="circuit_layer").set_value(1).run()
-    at.selectbox(key="circuit_head").set_value(2).run()
-    at.radio(key="circuit_choice").set_value("OV").run()
+    at.selectbox(key="qk_ov_layer").set_value(1).run()
+    at.selectbox(key="qk_ov_head").set_value(2).run()
+    at.radio(key="qk_ov_choice").set_value("OV").run()
     assert_clean(at, 2)
     assert titles(at)[1].startswith("OV circuit of L1H2")
     ov = charts(at)[1]
@@ -151,7 +151,7 @@ def test_circuits_page_shows_the_chosen_head():
     assert ov["layout"]["yaxis"]["scaleanchor"] == "x", "circuit cells must be square"
     z = figure_array(ov["data"][0]["z"])
     assert ov["data"][0]["zmax"] == pytest.approx(max(abs(np.percentile(z, 1)), abs(np.percentile(z, 99))), rel=1e-4)
-    at.checkbox(key="circuit_specials").check().run()
+    at.checkbox(key="qk_ov_specials").check().run()
     assert figure_array(charts(at)[1]["data"][0]["z"]).shape == (64, 64), "with the specials: d_vocab x d_vocab"
 
 
@@ -267,7 +267,7 @@ def test_bad_prompt_shows_a_reason_and_other_pages_keep_working(prompt, expected
     assert not at.exception, "a bad prompt must never raise"
     assert any(expected in e for e in errors(at)), f"expected an error mentioning {expected!r}, got {errors(at)}"
     assert len(at.get("plotly_chart")) == 0, "no attention plot can be drawn for a bad prompt"
-    at.switch_page("views/circuits.py").run()
+    at.switch_page("views/qk_ov.py").run()
     assert_clean(at, 2)
     at.switch_page("views/prediction.py").run()
     assert_clean(at, 1)  # config and parameter inventory need no prompt
@@ -304,7 +304,7 @@ def test_induction_checkpoint_heads_are_classified():
     assert "induction" in {k for (layer, _), k in kinds.items() if layer == 1}, f"no L1 induction head: {kinds}"
 
 
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery", "flow"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "qk_ov", "discovery", "flow"]
 
 
 @pytest.mark.parametrize("kind", ["induction-2l", "random", "post-norm"])

@@ -19,7 +19,7 @@ from interp.cli import dashboard as cli_dashboard
 from interp.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "circuits", "discovery"]
+PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "qk_ov", "discovery"]
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
@@ -135,7 +135,7 @@ def test_cached_analyses_key_on_the_model_id_not_the_weights():
     assert same_id.equals(first), "the same id must be one cache entry, whatever object carries it"
     new_id = analyses.model.next_token_distribution(state.ModelRef(other, "random:1"), ids, 2)
     assert not new_id.equals(first), "a new id (new weights) must be computed again"
-    for family in (analyses.model, analyses.attention, analyses.residual, analyses.ablation, analyses.circuits,
+    for family in (analyses.model, analyses.attention, analyses.residual, analyses.ablation, analyses.qk_ov,
                    analyses.graph, analyses.features, analyses.flow):  # fmt: skip
         cached = [fn for fn in vars(family).values() if hasattr(fn, "__wrapped__")]
         assert cached, f"{family.__name__} has no cached function: is the check blind?"

@@ -213,11 +213,11 @@ def test_head_scores_heatmap_labels_kinds(run):
     assert fig.data[0].text[0][0] == f"{scores.previous_token.iloc[0]:.2f}"
 
 
-def test_circuit_and_parameter_figures(run):
+def test_qk_ov_and_parameter_figures(run):
     """The circuit map is symmetric around 0; the inventory's title total equals the summed counts."""
     model = run[0]
     matrix = pd.DataFrame([[1.0, -3.0], [0.5, 2.0]], index=["a", " "], columns=["a", " "])
-    fig = validated(plots.circuit_heatmap(matrix, title="t", row_title="q", col_title="k"))
+    fig = validated(plots.qk_ov_heatmap(matrix, title="t", row_title="q", col_title="k"))
     bound = max(abs(np.percentile(matrix.to_numpy(), 1)), abs(np.percentile(matrix.to_numpy(), 99)))
     assert (fig.data[0].zmin, fig.data[0].zmax, fig.data[0].zmid) == (-bound, bound, 0.0), "1st/99th percentile"
     assert bound < 3.0 and fig.layout.yaxis.scaleanchor == "x", "robust limits below the extreme; square cells"

@@ -37,7 +37,7 @@ PAGES = {  # sidebar link text -> screenshot name
     "Residual stream": "residual",
     "Direct logit attribution": "logit_attribution",
     "Ablation & patching": "ablation",
-    "Circuits": "circuits",
+    "QK / OV": "qk_ov",
     "Circuit discovery": "discovery",
     "Information flow": "flow",
     "Features": "features",

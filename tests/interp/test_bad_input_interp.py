@@ -23,7 +23,7 @@ import interp
 from interp.common import checks, export, vocabulary
 from interp.observe import attention, dla, flow, flow_reading, lens, residual
 from interp.reports import card, induction
-from interp.weights import circuits, composition
+from interp.weights import composition, qk_ov
 from tests.interp.compat.test_bad_input_compat import CASES as COMPAT_CASES
 from tests.interp.discover.test_bad_input_discover import CASES as DISCOVER_CASES
 from tests.interp.dynamics.test_bad_input_dynamics import CASES as DYNAMICS_CASES
@@ -275,35 +275,35 @@ def _attention_cases() -> list[Case]:
 
 
 def _circuits_cases() -> list[Case]:
-    C = "interp.weights.circuits."
+    C = "interp.weights.qk_ov."
     return [
-        Case(C + "qk_matrix", "layer 2", lambda e: circuits.qk_matrix(e.model, 2, 0), IndexError,
+        Case(C + "qk_matrix", "layer 2", lambda e: qk_ov.qk_matrix(e.model, 2, 0), IndexError,
              "layer 2 is out of range: the model has 2 layers (valid 0..1)"),
-        Case(C + "qk_matrix", "head 4", lambda e: circuits.qk_matrix(e.model, 0, 4), IndexError,
+        Case(C + "qk_matrix", "head 4", lambda e: qk_ov.qk_matrix(e.model, 0, 4), IndexError,
              "head 4 is out of range: the model has 4 heads (valid 0..3)"),
-        Case(C + "qk_matrix", "head '1'", lambda e: circuits.qk_matrix(e.model, 0, "1"), TypeError,
+        Case(C + "qk_matrix", "head '1'", lambda e: qk_ov.qk_matrix(e.model, 0, "1"), TypeError,
              "head must be an int, got '1' (str)"),
-        Case(C + "ov_matrix", "layer True", lambda e: circuits.ov_matrix(e.model, True, 0), TypeError, "(bool)"),
-        Case(C + "ov_matrix", "NaN weight", lambda e: circuits.ov_matrix(e.nan_model, 1), ValueError,
-             "circuit analysis of layer 1 needs finite values, but parameter 'blocks.1.attn.W_Q'"),
-        Case(C + "qk_circuit", "NaN weight", lambda e: circuits.qk_circuit(e.nan_model, 1, 0), ValueError,
+        Case(C + "ov_matrix", "layer True", lambda e: qk_ov.ov_matrix(e.model, True, 0), TypeError, "(bool)"),
+        Case(C + "ov_matrix", "NaN weight", lambda e: qk_ov.ov_matrix(e.nan_model, 1), ValueError,
+             "QK / OV of layer 1 needs finite values, but parameter 'blocks.1.attn.W_Q'"),
+        Case(C + "full_qk", "NaN weight", lambda e: qk_ov.full_qk(e.nan_model, 1, 0), ValueError,
              "parameter 'blocks.1.attn.W_Q' holds 1 NaN/inf"),
-        Case(C + "qk_circuit", "layer -1", lambda e: circuits.qk_circuit(e.model, -1, 0), IndexError, "layer -1"),
-        Case(C + "ov_circuit", "head 1.0", lambda e: circuits.ov_circuit(e.model, 0, 1.0), TypeError,
+        Case(C + "full_qk", "layer -1", lambda e: qk_ov.full_qk(e.model, -1, 0), IndexError, "layer -1"),
+        Case(C + "full_ov", "head 1.0", lambda e: qk_ov.full_ov(e.model, 0, 1.0), TypeError,
              "head must be an int, got 1.0"),
-        Case(C + "ov_circuit", "model is a dict", lambda e: circuits.ov_circuit({}, 0, 0), TypeError,
+        Case(C + "full_ov", "model is a dict", lambda e: qk_ov.full_ov({}, 0, 0), TypeError,
              "model must be a MiniGPT (e.g. MiniGPT.from_pretrained(...)), got dict"),
-        Case(C + "copying_scores", "NaN weight", lambda e: circuits.copying_scores(e.nan_model), ValueError,
+        Case(C + "copying_scores", "NaN weight", lambda e: qk_ov.copying_scores(e.nan_model), ValueError,
              "parameter 'blocks.1.attn.W_Q'"),
-        Case(C + "copying_scores", "id 64", lambda e: circuits.copying_scores(e.model, [64]), ValueError,
+        Case(C + "copying_scores", "id 64", lambda e: qk_ov.copying_scores(e.model, [64]), ValueError,
              "token_ids must be a non-empty list of ids in [0, 64)"),
-        Case(C + "copying_scores", "empty ids", lambda e: circuits.copying_scores(e.model, []), ValueError,
+        Case(C + "copying_scores", "empty ids", lambda e: qk_ov.copying_scores(e.model, []), ValueError,
              "non-empty"),
-        Case(C + "copying_scores", "float ids", lambda e: circuits.copying_scores(e.model, [1.5]), TypeError,
+        Case(C + "copying_scores", "float ids", lambda e: qk_ov.copying_scores(e.model, [1.5]), TypeError,
              "every entry of token_ids must be an int, got 1.5"),
-        Case(C + "copying_scores", "ids as a str", lambda e: circuits.copying_scores(e.model, "abc"), TypeError,
+        Case(C + "copying_scores", "ids as a str", lambda e: qk_ov.copying_scores(e.model, "abc"), TypeError,
              "token_ids must be a list of ints, got str"),
-        Case(C + "copying_scores", "chunk 0", lambda e: circuits.copying_scores(e.model, chunk=0), ValueError,
+        Case(C + "copying_scores", "chunk 0", lambda e: qk_ov.copying_scores(e.model, chunk=0), ValueError,
              "chunk must be >= 1, got 0"),
     ]  # fmt: skip
 

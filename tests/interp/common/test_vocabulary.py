@@ -182,7 +182,7 @@ CALLS = {  # name: (call, how many token inputs it takes)
     ),
     "attribution_patching (clean, corrupted)": (lambda m, t, c, x: interp.attribution_patching(m, c, x, "loss"), 2),
     "composition_scores": (lambda m, t, c, x: interp.composition_scores(m), 0),
-    "qk_circuit": (lambda m, t, c, x: interp.qk_circuit(m, 1, 0), 0),
+    "full_qk": (lambda m, t, c, x: interp.full_qk(m, 1, 0), 0),
     "edge_patching": (lambda m, t, c, x: interp.edge_patching(m, c, x, "loss", progress=False), 2),
     "edge_attribution_patching": (lambda m, t, c, x: interp.edge_attribution_patching(m, c, x, "loss", "eap-ig"), 2),
     "acdc": (lambda m, t, c, x: interp.acdc(m, c, x, "loss", threshold=0.01, progress=False), 2),

@@ -1,4 +1,4 @@
-"""Charts of the weights: composition scores between heads and a head's token x token QK / OV circuit."""
+"""Charts of the weights: composition scores between heads and a head's full token x token QK / OV matrix."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def robust_bound(z: np.ndarray, percentile: float = 99.0) -> float:
     return float(max(abs(low), abs(high))) or 1.0
 
 
-def circuit_heatmap(matrix: pd.DataFrame, *, title: str, row_title: str, col_title: str) -> go.Figure:
-    """A token x token circuit matrix (index: row tokens, columns: column tokens), diverging and centred at 0.
+def qk_ov_heatmap(matrix: pd.DataFrame, *, title: str, row_title: str, col_title: str) -> go.Figure:
+    """A token x token QK or OV matrix (index: row tokens, columns: column tokens), diverging and centred at 0.
 
     Square cells; the colour limits are the 1st / 99th percentiles (:func:`robust_bound`; cells beyond them
     saturate, and the hover still shows their value).

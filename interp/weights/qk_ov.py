@@ -1,13 +1,16 @@
-"""QK and OV circuits of a head, read from the weights alone, and copying scores.
+"""The QK and OV matrices of a head, read from the weights alone, and copying scores.
 
-Each map is returned as a :class:`~model.network.factored_matrix.FactoredMatrix` (``A @ B`` kept as two
-factors), so a ``d_vocab x d_vocab`` circuit (50257^2 floats for GPT-2) is only built on ``.full()``.
+``qk_matrix`` / ``ov_matrix`` are a head's maps in the residual stream (``d_model x d_model``); ``full_qk`` /
+``full_ov`` the same between tokens, through the embedding and the unembedding (what ARENA calls the full QK and
+OV circuits; "circuit" here means a discovered subgraph, :mod:`interp.discover`). Each map is returned as a
+:class:`~model.network.factored_matrix.FactoredMatrix` (``A @ B`` kept as two factors), so a ``d_vocab x d_vocab``
+matrix (50257^2 floats for GPT-2) is only built on ``.full()``.
 
 Conventions (row vectors, as in the model: ``write = x @ W_V @ W_O``):
 
-- ``qk_circuit(model, l, h)``: ``[d_vocab (query token), d_vocab (key token)]`` attention score
+- ``full_qk(model, l, h)``: ``[d_vocab (query token), d_vocab (key token)]`` attention score
   contribution ``W_E W_Q W_K^T W_E^T`` (token embeddings only: positions and rotary are left out).
-- ``ov_circuit(model, l, h)``: ``[d_vocab (attended token), d_vocab (output logit)]`` =
+- ``full_ov(model, l, h)``: ``[d_vocab (attended token), d_vocab (output logit)]`` =
   ``W_E W_V W_O W_U``: what attending to a token does to the logits directly.
 - LayerNorm: for ``norm="pre"`` the LayerNorm in front of the head (and ``ln_final`` in front of
   ``W_U``) is folded in, its centring and weight, not its input-dependent scale. ``norm="post"``
@@ -16,7 +19,7 @@ Conventions (row vectors, as in the model: ``write = x @ W_V @ W_O``):
 Example:
     >>> from model import MiniGPT, ModelConfig
     >>> model = MiniGPT(ModelConfig(), seed=0)
-    >>> ov = ov_circuit(model, layer=1, head=0)
+    >>> ov = full_ov(model, layer=1, head=0)
     >>> ov.shape, ov.inner
     ((64, 64), 16)
     >>> bool(torch.allclose(ov.norm(), ov.full().norm(), rtol=1e-4))
@@ -59,18 +62,18 @@ def _head_weights(model: MiniGPT, layer: int, head: int | None) -> dict[str, Ten
     out = {name: _fold_ln(ln, getattr(attn, name).detach()[pick]) for name in ("W_Q", "W_K", "W_V")}
     out["W_O"] = attn.W_O.detach()[pick]
     for weight in out.values():
-        require_finite(weight, f"circuit analysis of layer {layer}", model)
+        require_finite(weight, f"QK / OV of layer {layer}", model)
     return out
 
 
 def _unembed(model: MiniGPT) -> Float[Tensor, "d_model d_vocab"]:
     unembed = _fold_ln(model.ln_final if model.cfg.norm == "pre" else None, model.W_U.detach())
-    require_finite(unembed, "circuit analysis (unembedding)", model)
+    require_finite(unembed, "QK / OV (unembedding)", model)
     return unembed
 
 
 def _embed(model: MiniGPT) -> Float[Tensor, "d_vocab d_model"]:
-    require_finite(model.W_E, "circuit analysis (embedding)", model)
+    require_finite(model.W_E, "QK / OV (embedding)", model)
     return model.W_E.detach()
 
 
@@ -107,12 +110,12 @@ def _ov(model: MiniGPT, layer: int, head: int | None) -> FactoredMatrix:
 
 
 @torch.no_grad()
-def qk_circuit(model: MiniGPT, layer: int, head: int | None = None) -> FactoredMatrix:
-    """Full QK circuit ``W_E W_Q W_K^T W_E^T``: ``[d_vocab (query), d_vocab (key)]`` as factors.
+def full_qk(model: MiniGPT, layer: int, head: int | None = None) -> FactoredMatrix:
+    """Full QK matrix ``W_E W_Q W_K^T W_E^T``: ``[d_vocab (query), d_vocab (key)]`` as factors.
 
     Example:
         >>> from model import MiniGPT, ModelConfig
-        >>> qk_circuit(MiniGPT(ModelConfig(), seed=0), 0, 3)
+        >>> full_qk(MiniGPT(ModelConfig(), seed=0), 0, 3)
         FactoredMatrix(shape=(64, 64), inner=16)
     """
     qk = _qk(model, *_checked(model, layer, head))
@@ -121,25 +124,25 @@ def qk_circuit(model: MiniGPT, layer: int, head: int | None = None) -> FactoredM
 
 
 @torch.no_grad()
-def ov_circuit(model: MiniGPT, layer: int, head: int | None = None) -> FactoredMatrix:
-    """Full OV circuit ``W_E W_V W_O W_U``: ``[d_vocab (attended token), d_vocab (logit)]`` as factors.
+def full_ov(model: MiniGPT, layer: int, head: int | None = None) -> FactoredMatrix:
+    """Full OV matrix ``W_E W_V W_O W_U``: ``[d_vocab (attended token), d_vocab (logit)]`` as factors.
 
     Example:
         >>> from model import MiniGPT, ModelConfig
-        >>> ov_circuit(MiniGPT(ModelConfig(), seed=0), 1, None).shape
+        >>> full_ov(MiniGPT(ModelConfig(), seed=0), 1, None).shape
         (4, 64, 64)
     """
-    return _ov_circuit(model, *_checked(model, layer, head))
+    return _full_ov(model, *_checked(model, layer, head))
 
 
-def _ov_circuit(model: MiniGPT, layer: int, head: int | None) -> FactoredMatrix:
+def _full_ov(model: MiniGPT, layer: int, head: int | None) -> FactoredMatrix:
     ov = _ov(model, layer, head)
     return FactoredMatrix(_embed(model) @ ov.A, ov.B @ _unembed(model))
 
 
 @torch.no_grad()
 def copying_scores(model: MiniGPT, token_ids: list[int] | None = None, chunk: int = 2048) -> pd.DataFrame:
-    """Diagonal top-1 rate of each head's full OV circuit: how often attending to ``t`` most raises logit ``t``.
+    """Diagonal top-1 rate of each head's full OV matrix: how often attending to ``t`` most raises logit ``t``.
 
     ``copying_score = mean over t in token_ids of [argmax_j OV[t, j] == t]`` (argmax over the whole
     vocabulary; ``token_ids=None`` means every token). Rows are built ``chunk`` at a time, never the
@@ -158,7 +161,7 @@ def copying_scores(model: MiniGPT, token_ids: list[int] | None = None, chunk: in
         raise ValueError(f"token_ids must be a non-empty list of ids in [0, {d_vocab}), got {token_ids!r}")
     rows = []
     for layer in range(model.cfg.n_layers):
-        ov = _ov_circuit(model, layer, None)  # head d_vocab d_vocab, as factors
+        ov = _full_ov(model, layer, None)  # head d_vocab d_vocab, as factors
         hits = torch.zeros(model.cfg.n_heads)
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk].to(ov.A.device)

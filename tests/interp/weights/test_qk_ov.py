@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import make_model
 
-from interp import composition_score, composition_scores, copying_scores, ov_circuit, ov_matrix, qk_circuit, qk_matrix
+from interp import composition_score, composition_scores, copying_scores, full_ov, full_qk, ov_matrix, qk_matrix
 from model import FactoredMatrix
 
 
@@ -61,9 +61,9 @@ def test_circuits_without_layernorm_are_the_plain_products():
     attn, W_E, W_U = model.blocks[1].attn, model.W_E.detach(), model.W_U.detach()
     qk = W_E @ attn.W_Q[2] @ attn.W_K[2].T @ W_E.T
     ov = W_E @ attn.W_V[2] @ attn.W_O[2] @ W_U
-    assert torch.allclose(qk_circuit(model, 1, 2).full(), qk.detach(), atol=1e-6)
-    assert torch.allclose(ov_circuit(model, 1, 2).full(), ov.detach(), atol=1e-6)
-    assert torch.allclose(ov_circuit(model, 1).full()[2], ov.detach(), atol=1e-6), "head=None must batch heads"
+    assert torch.allclose(full_qk(model, 1, 2).full(), qk.detach(), atol=1e-6)
+    assert torch.allclose(full_ov(model, 1, 2).full(), ov.detach(), atol=1e-6)
+    assert torch.allclose(full_ov(model, 1).full()[2], ov.detach(), atol=1e-6), "head=None must batch heads"
 
 
 def test_layernorm_folding_is_exact_up_to_the_scale(tiny_model):
@@ -143,8 +143,8 @@ def test_composition_score_is_scale_free():
 def test_bad_layer_or_head_raises(tiny_model):
     """Out-of-range layer or head -> IndexError naming the valid range."""
     with pytest.raises(IndexError, match="layer"):
-        qk_circuit(tiny_model, 2, 0)
+        full_qk(tiny_model, 2, 0)
     with pytest.raises(IndexError, match="head"):
-        ov_circuit(tiny_model, 0, 4)
+        full_ov(tiny_model, 0, 4)
     with pytest.raises(ValueError, match="n_draws"):
         composition_scores(tiny_model, n_draws=0)
