@@ -121,3 +121,30 @@ def validated(fig: Figure) -> Figure:
     scale = fig.to_dict()["layout"].get("coloraxis", {}).get("colorscale", [])
     assert not isinstance(scale, str), "named colour scales mean different things in plotly.js"
     return fig
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A tiny model saved as ``tmp_path/m.safetensors`` + ``m.json`` (provenance ``{"steps": 7}``): (model, path)."""
+    from model.storage.checkpoint import save_checkpoint
+
+    model = make_model()
+    return model, save_checkpoint(
+        tmp_path / "m", model.cfg, model.state_dict(), model.tokenizer.to_dict(), {"steps": 7}
+    )
+
+
+def listing(folder: Path) -> list[str]:
+    """The names in ``folder``, sorted (what a failed write must leave unchanged)."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def errors(at) -> list[str]:
+    """The error messages an AppTest run shows."""
+    return [e.value for e in at.error]
+
+
+def assert_renders(at, n_charts: int = 1) -> None:
+    """An AppTest run raised nothing and drew at least ``n_charts`` plotly charts."""
+    assert not at.exception, f"the page raised: {at.exception[0].message if at.exception else ''}"
+    assert len(at.get("plotly_chart")) >= n_charts, f"fewer than {n_charts} plots; errors: {errors(at)}"

@@ -156,6 +156,16 @@ def rule_violations(modules: dict[str, Path]) -> list[str]:
     return problems
 
 
+def copy_tree(dest: Path) -> Path:
+    """A copy of the three packages' modules under ``dest``, for a check to be shown a planted violation."""
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            target = dest / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(path.read_text())
+    return dest
+
+
 def room(module: str) -> str:
     """A module's room: its package and first folder (``interp.observe``, ``model.network``, ``dashboards.views``), or
     the module itself at a package's top (``dashboards.state``)."""
@@ -190,12 +200,7 @@ def test_no_room_imports_another_rooms_private_names():
 
 def test_the_private_import_check_sees_one(tmp_path):
     """The check is not blind: a copy of the tree with one cross-room private import is reported."""
-    copy = tmp_path / "tree"
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            dest = copy / path.relative_to(ROOT)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(path.read_text())
+    copy = copy_tree(tmp_path / "tree")
     lens = copy / "interp" / "observe" / "lens.py"
     lens.write_text(lens.read_text() + "\nfrom interp.intervene.engine import _check_metric  # noqa\n")
     added = set(private_imports(module_files(copy))) - set(private_imports(module_files()))
@@ -239,11 +244,7 @@ def test_component_labels_are_made_in_one_place():
 
 def test_the_one_place_checks_see_a_violation(tmp_path):
     """The two checks are not blind: an attention core and a hand-made label added to a copy are reported."""
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            dest = tmp_path / path.relative_to(ROOT)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(path.read_text())
+    copy_tree(tmp_path)
     lens = tmp_path / "interp" / "observe" / "lens.py"
     lens.write_text(lens.read_text() + '\n# scores.softmax(-1) of attn.mask\nLABEL = f"L{0}H{1}"\n')
     assert forward_maths_outside_model(tmp_path) == ["interp/observe/lens.py"]
@@ -258,12 +259,7 @@ def test_import_rules_hold():
 
 def test_import_rules_catch_a_deliberate_circle(tmp_path):
     """The checker is not blind: a copy of the tree with one added circle (or a model -> interp import) fails."""
-    copy = tmp_path / "tree"
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            dest = copy / path.relative_to(ROOT)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(path.read_text())
+    copy = copy_tree(tmp_path / "tree")
     config = copy / "model" / "network" / "config.py"
     config.write_text(config.read_text() + "\nfrom model.network.minigpt import MiniGPT  # noqa\n")
     problems = rule_violations(module_files(copy))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import APP, figure_array, open_page
+from conftest import APP, errors, figure_array, open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import plots, state
@@ -33,10 +33,6 @@ def assert_clean(at: AppTest, n_charts: int) -> None:
     assert not at.exception, f"the page raised: {at.exception[0].message if at.exception else ''}"
     found = len(at.get("plotly_chart"))
     assert found >= n_charts, f"expected at least {n_charts} plots, found {found}; did an analysis fail? {errors(at)}"
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 def set_prompt(at: AppTest, text: str) -> AppTest:
@@ -119,7 +115,7 @@ def test_ablation_page_ablates_sweeps_and_patches():
     """Ablation page: ablating a head changes the loss, a bad neuron shows an error, sweep and patching still draw."""
     at = open_page("ablation")
     assert_clean(at, 3)
-    at.multiselect(key="abl_heads").set_value([(0, 1)]).run()
+    at.multiselect(key="abl_heads").set_value(["L0H1"]).run()
     at.selectbox(key="abl_method").set_value("mean").run()
     assert_clean(at, 3)
     assert any("mean-ablate head L0H1" in m.value for m in at.markdown), "the ablation must say what it did"
@@ -136,8 +132,8 @@ def test_ablation_page_ablates_sweeps_and_patches():
     assert any("patching needs the same length" in e for e in errors(at)), "prompts of different lengths need an error"
 
 
-def test_circuits_page_shows_the_chosen_head():
-    """Circuits page: composition heatmap with Q/K/V panels; the OV view follows layer, head and kind."""
+def test_qk_ov_page_shows_the_chosen_head():
+    """QK / OV page: composition heatmap with Q/K/V panels; the OV view follows layer, head and kind."""
     at = open_page("qk_ov")
     assert_clean(at, 2)
     assert len(charts(at)[0]["data"]) == 3, "one composition panel per kind (Q, K, V)"
@@ -145,7 +141,7 @@ def test_circuits_page_shows_the_chosen_head():
     at.selectbox(key="qk_ov_head").set_value(2).run()
     at.radio(key="qk_ov_choice").set_value("OV").run()
     assert_clean(at, 2)
-    assert titles(at)[1].startswith("OV circuit of L1H2")
+    assert titles(at)[1].startswith("Full OV matrix of L1H2")
     ov = charts(at)[1]
     assert figure_array(ov["data"][0]["z"]).shape == (61, 61), "without the specials the OV circuit is 61 x 61"
     assert ov["layout"]["yaxis"]["scaleanchor"] == "x", "circuit cells must be square"
@@ -210,7 +206,7 @@ def test_flow_page_draws_the_routes_and_checks_an_edge_causally():
     assert_clean(at, 3)
     shown = {m.label: float(m.value) for m in at.metric}
     expected = patch_flow_edge(sel.model, torch.tensor([sel.token_ids]), corrupted, read, position=pos)
-    print(f"\ninduction-2l flow page: L1H0 read {key[3]} -> {pos}: exact change {expected.change:+.3f}, "
+    print(f"\ninduction-2l flow page: L1H0 read {key[1]} -> {pos}: exact change {expected.change:+.3f}, "
           f"attribution predicted {expected.predicted_change:+.3f}")  # fmt: skip
     assert shown["Exact change when patched"] == pytest.approx(expected.change, abs=1e-3)
     assert shown["Attribution's prediction"] == pytest.approx(expected.predicted_change, abs=1e-3)
@@ -250,7 +246,7 @@ def test_flow_page_reads_out_the_selected_state():
     table = at.dataframe[0].value
     assert table.upstream_pos.tolist() == into.upstream_pos.tolist(), "the parts into the state, most important first"
     np.testing.assert_allclose(table.importance, into.importance)
-    assert set(table.part) <= {"L0H0", "L0H1", "L0H2", "L0H3", "L0 residual"}, set(table.part)
+    assert set(table.component) <= {"L0H0", "L0H1", "L0H2", "L0H3", "L0.resid_pre"}, set(table.component)
     at.selectbox(key="flow_state").set_value((0, pos)).run()
     assert any("nothing flows into this state" in c.value for c in at.caption), "the embeddings have no inputs"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import streamlit
 import tomllib
-from conftest import open_page
+from conftest import assert_renders, errors, open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import analyses, state
@@ -21,15 +21,6 @@ from interp.cli.main import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "qk_ov", "discovery"]
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
-
-
-def assert_renders(at: AppTest, n_charts: int = 1) -> None:
-    assert not at.exception, f"the page raised: {at.exception[0].message if at.exception else ''}"
-    assert len(at.get("plotly_chart")) >= n_charts, f"fewer than {n_charts} plots; errors: {errors(at)}"
 
 
 # ------------------------------------------------------------------------------------------- binding

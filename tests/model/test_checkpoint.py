@@ -11,17 +11,10 @@ import pytest
 import torch
 from conftest import CONFIG_VARIANTS, make_model
 
-from model import MiniGPT, load_checkpoint, save_checkpoint
+from model import MiniGPT, load_checkpoint
 from model.storage.checkpoint import expected_shapes
 from model.storage.schema import FORMAT_VERSION
 from model.training.resume import load_train_state, save_train_state
-
-
-@pytest.fixture
-def saved(tmp_path):
-    model = make_model()
-    path = save_checkpoint(tmp_path / "m", model.cfg, model.state_dict(), model.tokenizer.to_dict(), {"steps": 7})
-    return model, path
 
 
 @pytest.mark.parametrize("variant", list(CONFIG_VARIANTS), ids=list(CONFIG_VARIANTS))

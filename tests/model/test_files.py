@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import listing
 
 from interp import write_csv_atomic
 from model.storage import files
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 # ------------------------------------------------------------------------------------------- atomic writes

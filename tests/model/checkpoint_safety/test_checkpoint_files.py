@@ -18,12 +18,6 @@ from model.storage.registry import SHIPPED
 from model.training.resume import save_train_state
 
 
-@pytest.fixture
-def saved(tmp_path):
-    model = make_model()
-    return model, save_checkpoint(tmp_path / "m", model.cfg, model.state_dict(), model.tokenizer.to_dict())
-
-
 def write_pair(weights: Path, config: dict, tensors: dict) -> Path:
     """A checkpoint pair written by hand with a matching hash: only the layout can be wrong."""
     save_file(tensors, str(weights))

@@ -6,24 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 import pytest
-from conftest import make_model
+from conftest import listing, make_model
 
 from model import MiniGPT, ModelConfig, load_checkpoint, save_checkpoint
 from model.storage.schema import CONFIG_SCHEMA
-
-
-@pytest.fixture
-def saved(tmp_path):
-    """A tiny model saved as ``tmp_path/m.safetensors`` + ``m.json``."""
-    model = make_model()
-    return model, save_checkpoint(tmp_path / "m", model.cfg, model.state_dict(), model.tokenizer.to_dict())
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 def test_config_schema_covers_every_config_field():

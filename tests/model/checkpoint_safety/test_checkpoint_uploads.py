@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import open_page
+from conftest import assert_renders, errors, open_page
 from streamlit.testing.v1 import AppTest
 
 from dashboards import state
@@ -17,15 +17,6 @@ from model.storage.registry import CHECKPOINT_DIR
 
 UPLOAD = "an uploaded file"
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
-
-
-def assert_renders(at: AppTest, n_charts: int = 1) -> None:
-    assert not at.exception, f"the page raised: {at.exception[0].message if at.exception else ''}"
-    assert len(at.get("plotly_chart")) >= n_charts, f"fewer than {n_charts} plots; errors: {errors(at)}"
 
 
 def shipped(name: str) -> tuple[bytes, bytes]:

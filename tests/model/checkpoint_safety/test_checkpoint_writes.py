@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_model
+from conftest import listing
 
 from model import load_checkpoint, save_checkpoint
 from model.storage import files
-
-
-@pytest.fixture
-def saved(tmp_path):
-    """A tiny model saved as ``tmp_path/m.safetensors`` + ``m.json``."""
-    model = make_model()
-    return model, save_checkpoint(tmp_path / "m", model.cfg, model.state_dict(), model.tokenizer.to_dict())
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 @pytest.mark.parametrize("failing_call", [1, 2], ids=["first-rename", "second-rename"])
