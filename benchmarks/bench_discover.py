@@ -12,7 +12,7 @@ issue's targets; nothing passes or fails on time.
 * the same: batched exact edge patching of every edge against the one-hooked-forward-per-edge reference
   (:func:`interp.discover.reference.edge_patching_reference`; target >= 5x faster), with the loss (every
   position read, so every variant recomputes all positions above its input) and with a logit difference at
-  the last position (the last block then computes one query row: see :mod:`interp.discover.upward`);
+  the last position (the last block then computes one query row: see :meth:`model.MiniGPT.forward_from`);
 * ACDC on ``induction-2l`` (32 x 31, loss on the second copy) and ``minigpt-text`` (16 windows of 32 characters
   of the validation text against 16 others, loss) in seconds (target < 30 s on CPU);
 * GPT-2-small-sized config (d_model 768, 12 x 12 heads, d_ff 3072, vocab 50257; 32,936 edges), batch 4 x 128,

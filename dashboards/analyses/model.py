@@ -18,15 +18,9 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 @cache_data(max_entries=8, show_spinner=False)
 def config_frame(ref: ModelRef) -> pd.DataFrame:
-    """The model's config as a two-column table: ``field, value`` (values as text), only the fields that apply.
-
-    Left out: ``d_ff`` and ``act`` of an attention-only model (no MLP), ``ln_eps`` without LayerNorm, and
-    ``rotary_base`` unless the positions are rotary.
-    """
-    cfg = ref.model.cfg
-    unused = {"d_ff": cfg.attn_only, "act": cfg.attn_only, "ln_eps": cfg.norm == "none"}
-    unused["rotary_base"] = cfg.positional != "rotary"
-    fields = {k: v for k, v in cfg.to_dict().items() if not unused.get(k, False)}
+    """The model's config as a two-column table: ``field, value`` (values as text), only the fields that apply
+    (``ModelConfig.in_use``)."""
+    fields = ref.model.cfg.in_use()
     return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
 
 

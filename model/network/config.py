@@ -164,6 +164,18 @@ class ModelConfig:
         total += 0 if self.tied_embed else d * v + v * b
         return total
 
+    def in_use(self) -> dict[str, Any]:
+        """The fields that shape this model, by name: ``d_ff`` and ``act`` need an MLP, ``ln_eps`` a LayerNorm,
+        ``rotary_base`` rotary positions; every other field always applies.
+
+        Example:
+            >>> sorted(set(ModelConfig().to_dict()) - set(ModelConfig().in_use()))
+            ['rotary_base']
+        """
+        unused = {"d_ff": self.attn_only, "act": self.attn_only, "ln_eps": self.norm == "none"}
+        unused["rotary_base"] = self.positional != "rotary"
+        return {k: v for k, v in self.to_dict().items() if not unused.get(k, False)}
+
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
