@@ -16,8 +16,8 @@ module imports only from its own tier or a lower one, and from ``model``; never 
   steering, automatic labels).
 - ``interp.discover``: circuit discovery (the edge graph, edge patching, EAP, EAP-IG, ACDC, path patching,
   circuits, and models whose circuit is known by construction).
-- ``interp.compat``: TransformerLens's ``utils`` and ``patching`` helpers (``from interp.compat import utils,
-  patching``), the patching functions on the batched engine.
+- ``interp.compat``: TransformerLens's ``utils``, ``patching`` and ``evals`` helpers (``from interp.compat import
+  utils, patching, evals``), the patching functions on the batched engine.
 - ``interp.cli``: the ``minigpt`` command line, the only room that may import all the others.
 
 Example:

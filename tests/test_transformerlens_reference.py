@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from interp.compat import patching
+from interp.compat import evals, patching
 from model import MiniGPT
 
 DATA = Path(__file__).parent / "data" / "transformerlens_reference.npz"
@@ -127,3 +127,32 @@ def test_patching_functions(ref):
 
     for name in PATCHES:
         close(f"patching.{name}", getattr(patching, name)(model, corrupted, clean_cache, metric), tl[f"patch_{name}"])
+
+
+def test_backward_hook_gradients(ref):
+    """``run_with_cache(incl_bwd=True)``: every hook's gradient of the loss equals TransformerLens's backward hooks'."""
+    model, tl, _, tokens, _ = ref
+    names = sorted(k.removeprefix("grad/") for k in tl if k.startswith("grad/"))
+    assert len(names) >= 20 and set(names) <= set(model.hook_names), "TL's gradients are for hooks we have"
+    loss, cache = model.run_with_cache(tokens, names_filter=names, incl_bwd=True, return_type="loss")
+    close("loss (incl_bwd)", loss, tl["bwd_loss"])
+    for name in names:
+        close(f"{name}_grad", cache[name + "_grad"], tl[f"grad/{name}"])
+
+
+def test_evals_equal_transformerlens(ref):
+    """``evals.ioi_eval`` (short IOI prompts, MiniGPT's tokenizer) and ``evals.induction_loss`` (same seed, a GPT-2 of
+    20,100 tokens, as TransformerLens draws in [100, 20000)) give TransformerLens's numbers on the same weights."""
+    model, tl, meta, _, _ = ref
+    for symmetric in (False, True):
+        data = evals.IOIDataset(model.tokenizer, num_samples=6, symmetric=symmetric, **meta["ioi"])
+        result = evals.ioi_eval(model, dataset=data, batch_size=4)
+        close(f"ioi_eval(symmetric={symmetric})", torch.tensor([result["Logit Difference"], result["Accuracy"]]),
+              tl[f"ioi_{symmetric}"])  # fmt: skip
+    data = np.load(DATA)
+    hf = GPT2LMHeadModel(GPT2Config(**meta["induction_gpt2"])).eval()
+    state = {k[4:]: torch.from_numpy(data[k]).float() for k in data.files if k.startswith("hf2/")}
+    hf.load_state_dict(state, strict=False)
+    torch.manual_seed(meta["induction_seed"])
+    close("induction_loss", evals.induction_loss(MiniGPT.from_hf_gpt2(hf), **meta["induction_args"]),
+          tl["induction_loss"])  # fmt: skip

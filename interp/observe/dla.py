@@ -154,7 +154,7 @@ def readout_directions(
         readout = (readout - readout.mean(-1, keepdim=True)) / cache["ln_final.hook_scale"].to(device)
         if model.ln_final.b is not None:
             biases.append(("ln_final.b", "ln_bias", direction @ model.ln_final.b.detach().to(device)))
-    if model.unembed.b_U is not None:
+    if model.unembed.has_bias:
         b_U = model.unembed.b_U.detach().to(device)
         biases.append(("b_U", "unembed_bias", b_U[target] if contrast is None else b_U[target] - b_U[contrast]))
     return readout, biases

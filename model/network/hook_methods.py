@@ -3,10 +3,13 @@
 Mixed into :class:`~model.network.minigpt.MiniGPT`. What is shared, exactly:
 
 - ``run_with_hooks``, ``run_with_cache(fwd_hooks=...)`` and ``with model.hooks(...)`` stay **per call**: their hooks
-  live in a context variable for the call (or the ``with`` block) and no other thread ever sees them.
+  live in a context variable for the call (or the ``with`` block) and no other thread ever sees them. Their backward
+  hooks (``bwd_hooks=``, ``run_with_cache(incl_bwd=True)``) attach to that call's activation tensors: they fire in
+  a backward through that call's graph, and end with it (:mod:`model.network.hooks`).
 - ``model.add_hook(name, fn)`` is TransformerLens's one piece of hook *state*: the hook fires on every later forward
   of this model **in the thread that added it** (kept in a ``threading.local``), until ``model.reset_hooks()`` in
   that thread. Another thread (another Streamlit session) sharing the model never sees it, and cannot remove it.
+  ``add_hook(name, fn, dir="bwd")`` does the same for the gradients of every later forward's activations.
   ``is_permanent=True`` hooks survive ``reset_hooks()`` unless ``including_permanent=True``.
 - ``model.set_use_attn_result(True)`` is per *model*, shared by every thread, as in TransformerLens: it makes the
   default cache of ``run_with_cache`` (no ``names_filter``) record ``attn.hook_result`` too. It changes what a
@@ -38,6 +41,7 @@ from model.network.hooks import (
     HookFn,
     NameOrPredicate,
     add_persistent_hook,
+    build_hooks,
     hook_context,
     persistent_hooks,
     reset_persistent_hooks,
@@ -51,14 +55,10 @@ def _check_flag(name: str, value: object) -> bool:
     return value
 
 
-def _no_backward(dir: str, bwd_hooks: object = ()) -> None:
+def _check_direction(dir: object) -> str:
     if dir not in ("fwd", "bwd"):
-        raise ValueError(f"dir must be 'fwd' (forward hooks), got {dir!r}")
-    if dir == "bwd" or (bwd_hooks is not None and list(bwd_hooks)):
-        raise ValueError(
-            "MiniGPT has no backward hooks; take gradients with torch.autograd.grad on activations kept by a forward "
-            "hook (see interp.intervene.patching.attribution_patching)"
-        )
+        raise ValueError(f"dir must be 'fwd' (a hook on the activation) or 'bwd' (on its gradient), got {dir!r}")
+    return dir
 
 
 class HookMethods:
@@ -78,8 +78,9 @@ class HookMethods:
         prepend: bool = False,
     ) -> None:
         """Attach ``hook`` to ``name`` (a hook name or a predicate on names) for every later forward of this model in
-        this thread, until :meth:`reset_hooks` (see the module docstring). ``level`` is accepted and unused (it
-        scopes TransformerLens's nested contexts, which ``with model.hooks()`` blocks are here).
+        this thread, until :meth:`reset_hooks` (see the module docstring); ``dir="bwd"``: on the gradient of every
+        later forward's activation there, ``fn(grad, hook)``. ``level`` is accepted and unused (it scopes
+        TransformerLens's nested contexts, which ``with model.hooks()`` blocks are here).
 
         Example:
             >>> from model import MiniGPT, ModelConfig
@@ -88,7 +89,7 @@ class HookMethods:
             >>> len(model.hook_list()), model.reset_hooks() is None, len(model.hook_list())
             (2, True, 0)
         """
-        _no_backward(dir)
+        _check_direction(dir)
         _check_flag("is_permanent", is_permanent)
         _check_flag("prepend", prepend)
         if not callable(hook):
@@ -96,13 +97,14 @@ class HookMethods:
         if not isinstance(name, str) and not callable(name):
             raise TypeError(f"name must be a hook name or a predicate on names, got {type(name).__name__}")
         names = resolve_names(name, self.hook_names)
-        add_persistent_hook(self._hook_owner, names, hook, is_permanent, prepend)
+        add_persistent_hook(self._hook_owner, names, hook, is_permanent, prepend, dir)
 
     def reset_hooks(
         self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None
     ) -> None:
-        """Remove the hooks :meth:`add_hook` attached in this thread (not the permanent ones unless
-        ``including_permanent``). Hooks of ``run_with_hooks`` need no reset: they end with their call.
+        """Remove the hooks :meth:`add_hook` attached in this thread in ``direction`` (``"fwd"``, ``"bwd"`` or
+        ``"both"``; not the permanent ones unless ``including_permanent``). Hooks of ``run_with_hooks`` need no
+        reset: they end with their call (a backward hook, with the graph of its call's forward).
 
         Example:
             >>> from model import MiniGPT, ModelConfig
@@ -112,10 +114,10 @@ class HookMethods:
             raise ValueError(f"direction must be 'fwd', 'bwd' or 'both', got {direction!r}")
         _check_flag("clear_contexts", clear_contexts)
         _check_flag("including_permanent", including_permanent)
-        reset_persistent_hooks(self._hook_owner, including_permanent, clear_contexts)
+        reset_persistent_hooks(self._hook_owner, including_permanent, clear_contexts, direction)
 
-    def hook_list(self) -> list[tuple[str, HookFn, bool]]:
-        """``[(hook name, fn, is_permanent), ...]`` attached with :meth:`add_hook` in this thread, in firing order.
+    def hook_list(self) -> list[tuple[str, HookFn, bool, str]]:
+        """``[(hook name, fn, is_permanent, dir), ...]`` attached with :meth:`add_hook` in this thread, in firing order.
 
         Example:
             >>> from model import MiniGPT, ModelConfig
@@ -128,12 +130,14 @@ class HookMethods:
     def hooks(
         self,
         fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
-        bwd_hooks: Iterable[Any] = (),
+        bwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
     ) -> Iterator[Any]:
         """Hooks active for every forward of *this thread* inside the ``with`` block, and gone after it
-        (``reset_hooks_end=False`` keeps them afterwards, as if added with :meth:`add_hook`).
+        (``reset_hooks_end=False`` keeps them afterwards, as if added with :meth:`add_hook`). ``bwd_hooks`` attach to
+        the gradients of the activations those forwards make: they fire in a backward run later, even after the
+        block (TransformerLens drops them at its end unless ``reset_hooks_end=False``).
 
         Example:
             >>> from model import MiniGPT, ModelConfig
@@ -142,17 +146,24 @@ class HookMethods:
             ...     zeroed = model("hi")
             >>> bool(torch.equal(zeroed, model("hi")))
             False
+            >>> grads = {}
+            >>> with model.hooks(bwd_hooks=[("hook_embed", lambda grad, hook: grads.update(embed=grad))]):
+            ...     loss = model("hello", return_type="loss")
+            >>> loss.backward()
+            >>> grads["embed"].shape
+            torch.Size([1, 6, 64])
         """
-        _no_backward("fwd", bwd_hooks)
         _check_flag("reset_hooks_end", reset_hooks_end)
         _check_flag("clear_contexts", clear_contexts)
         resolved = self.resolve_hooks(fwd_hooks)
-        with hook_context(self._hook_owner, resolved):
+        backward = build_hooks(bwd_hooks, self.hook_names, "bwd_hooks")
+        with hook_context(self._hook_owner, resolved, bwd_hooks=backward):
             yield self
         if not reset_hooks_end:
-            for name, fns in resolved.items():
-                for fn in fns:
-                    add_persistent_hook(self._hook_owner, [name], fn, False, False)
+            for direction, hooks in (("fwd", resolved), ("bwd", backward)):
+                for name, fns in hooks.items():
+                    for fn in fns:
+                        add_persistent_hook(self._hook_owner, [name], fn, False, False, direction)
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Whether the default cache of ``run_with_cache`` records ``attn.hook_result`` (per model, every thread;

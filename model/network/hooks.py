@@ -11,6 +11,14 @@ is the full hook name, ``hook.layer()`` its block index and ``hook.ctx`` a dict 
 as the call (shared by the hooks of one ``run_with_hooks`` or ``with model.hooks()`` block, per hook
 point). Returning ``None`` keeps the activation; returning a tensor of the same shape replaces it.
 
+A **backward** hook (``bwd_hooks=``, ``add_hook(..., dir="bwd")``) is ``fn(grad, hook) -> Tensor | None``: it sees
+the gradient of the loss with respect to the hook point's output when a backward runs through it, and may return
+a replacement. It is attached in the forward, to that call's own activation tensor (``Tensor.register_hook``), so
+it belongs to that forward's graph alone: it fires in whichever later backward runs through that graph, in the
+thread that runs it, and goes when the graph goes, whether or not a backward ever ran or one raised. No hook is
+left on a module, so another call, or another thread, never meets it (TransformerLens's module hooks are global
+state: its issue #1323).
+
 The one exception to "per call" is TransformerLens's ``model.add_hook(name, fn)``: such a hook fires
 on every later forward of *that model in the thread that added it*, until ``model.reset_hooks()``
 (:func:`add_persistent_hook`). It is kept in a ``threading.local``: another thread (another
@@ -41,24 +49,38 @@ _ADDED_ANY = [0]
 _ADDED_LOCK = threading.Lock()
 
 
+CacheSpec = tuple[frozenset[str], dict[str, Tensor], "torch.device | None"]  # names, where to keep them, device
+
+
 @dataclass
 class _HookState:
-    """Hooks and caches of one model for one call (immutable once entered)."""
+    """Hooks and caches of one model for one call (immutable once entered); ``bwd_*`` act on gradients."""
 
     hooks: dict[str, tuple[HookFn, ...]] = field(default_factory=dict)
-    caches: tuple[tuple[frozenset[str], dict[str, Tensor], torch.device | None], ...] = ()
+    caches: tuple[CacheSpec, ...] = ()
+    bwd_hooks: dict[str, tuple[HookFn, ...]] = field(default_factory=dict)
+    bwd_caches: tuple[CacheSpec, ...] = ()  # gradients kept as ``name + "_grad"``
 
     def __post_init__(self) -> None:
-        self.wanted = frozenset(self.hooks).union(*(names for names, _, _ in self.caches))
+        self.backward = frozenset(self.bwd_hooks).union(*(names for names, _, _ in self.bwd_caches))
+        self.wanted = frozenset(self.hooks).union(self.backward, *(names for names, _, _ in self.caches))
         self.ctx: dict[str, dict] = {}  # hook name -> hook.ctx, for the life of this state
 
     def merged(self, other: _HookState) -> _HookState:
-        hooks = dict(self.hooks)
-        for name, fns in other.hooks.items():
-            hooks[name] = hooks.get(name, ()) + fns
-        merged = _HookState(hooks, self.caches + other.caches)
+        merged = _HookState(
+            _joined(self.hooks, other.hooks), self.caches + other.caches, _joined(self.bwd_hooks, other.bwd_hooks),
+            self.bwd_caches + other.bwd_caches,
+        )  # fmt: skip
         merged.ctx = self.ctx  # the outer state's contexts stay the ones the hooks see
         return merged
+
+
+def _joined(first: dict[str, tuple[HookFn, ...]], then: dict[str, tuple[HookFn, ...]]) -> dict[str, tuple]:
+    """The hooks of ``first`` and then those of ``then``, per hook name, in firing order."""
+    out = dict(first)
+    for name, fns in then.items():
+        out[name] = out.get(name, ()) + fns
+    return out
 
 
 def _added_states() -> dict[object, _HookState]:
@@ -84,11 +106,14 @@ def current_state(owner: object) -> _HookState | None:
     return memo[2]
 
 
-def add_persistent_hook(owner: object, names: list[str], fn: HookFn, permanent: bool, prepend: bool) -> None:
-    """Add ``fn`` on ``names`` for ``owner`` in this thread, firing on every later forward (module docstring)."""
+def add_persistent_hook(
+    owner: object, names: list[str], fn: HookFn, permanent: bool, prepend: bool, direction: str = "fwd"
+) -> None:
+    """Add ``fn`` on ``names`` for ``owner`` in this thread, firing on every later forward (``direction="bwd"``: on
+    the gradients of every later forward's activations; module docstring)."""
     entries = _entries()
     fresh = owner not in entries
-    new = [(name, fn, permanent) for name in names]
+    new = [(name, fn, permanent, direction) for name in names]
     entries[owner] = new + entries.get(owner, []) if prepend else entries.get(owner, []) + new
     if fresh:
         with _ADDED_LOCK:
@@ -96,12 +121,14 @@ def add_persistent_hook(owner: object, names: list[str], fn: HookFn, permanent: 
     _rebuild(owner)
 
 
-def reset_persistent_hooks(owner: object, including_permanent: bool = False, clear_contexts: bool = False) -> int:
-    """Remove the hooks added for ``owner`` in this thread (the permanent ones too with ``including_permanent``);
-    returns how many were removed."""
+def reset_persistent_hooks(
+    owner: object, including_permanent: bool = False, clear_contexts: bool = False, direction: str = "both"
+) -> int:
+    """Remove the hooks added for ``owner`` in this thread in ``direction`` (``fwd``, ``bwd`` or ``both``; the
+    permanent ones too with ``including_permanent``); returns how many were removed."""
     entries = _entries()
     old = entries.get(owner, [])
-    kept = [e for e in old if e[2] and not including_permanent]
+    kept = [e for e in old if (e[2] and not including_permanent) or direction not in ("both", e[3])]
     if kept:
         entries[owner] = kept
     elif owner in entries:
@@ -112,12 +139,12 @@ def reset_persistent_hooks(owner: object, including_permanent: bool = False, cle
     return len(old) - len(kept)
 
 
-def persistent_hooks(owner: object) -> list[tuple[str, HookFn, bool]]:
-    """``[(name, fn, is_permanent), ...]`` added for ``owner`` in this thread, in firing order."""
+def persistent_hooks(owner: object) -> list[tuple[str, HookFn, bool, str]]:
+    """``[(name, fn, is_permanent, direction), ...]`` added for ``owner`` in this thread, in firing order."""
     return list(_entries().get(owner, []))
 
 
-def _entries() -> dict[object, list[tuple[str, HookFn, bool]]]:
+def _entries() -> dict[object, list[tuple[str, HookFn, bool, str]]]:
     _added_states()
     entries = getattr(_ADDED, "entries", None)
     if entries is None:
@@ -131,10 +158,10 @@ def _rebuild(owner: object, clear_contexts: bool = False) -> None:
     _ADDED.merged.pop(owner, None)
     if owner not in entries:
         return
-    hooks: dict[str, tuple[HookFn, ...]] = {}
-    for name, fn, _ in entries[owner]:
-        hooks[name] = (*hooks.get(name, ()), fn)
-    state = _HookState(hooks)
+    hooks: dict[str, dict[str, tuple[HookFn, ...]]] = {"fwd": {}, "bwd": {}}
+    for name, fn, _, direction in entries[owner]:
+        hooks[direction][name] = (*hooks[direction].get(name, ()), fn)
+    state = _HookState(hooks["fwd"], bwd_hooks=hooks["bwd"])
     if old is not None and not clear_contexts:
         state.ctx = old.ctx
     states[owner] = state
@@ -167,9 +194,15 @@ class HookPoint(nn.Module):
         return state is not None and self.name in state.wanted
 
     def is_hooked(self) -> bool:
-        """Whether a hook function (not just a cache) of the current call is attached here."""
+        """Whether a hook function (not just a cache) of the current call is attached here, or a gradient is
+        wanted here (a backward hook or cache): then the activation must be computed on the graph's path."""
         state = current_state(self.owner)
-        return state is not None and self.name in state.hooks
+        return state is not None and (self.name in state.hooks or self.name in state.backward)
+
+    def grad_wanted(self) -> bool:
+        """Whether a backward hook or a gradient cache of the current call is attached here."""
+        state = current_state(self.owner)
+        return state is not None and self.name in state.backward
 
     @property
     def ctx(self) -> dict:
@@ -191,32 +224,54 @@ class HookPoint(nn.Module):
         return f"name={self.name!r}"
 
     def _fire(self, state: _HookState, x: Tensor) -> Tensor:
-        for fn in state.hooks.get(self.name, ()):
+        x = self._run(state.hooks.get(self.name, ()), x, "activation")
+        _keep(state.caches, self.name, x)
+        if self.name in state.backward and x.requires_grad:
+            # a node of its own (a view), so that a later hook point's gradient hooks run before this one's, as a
+            # backward reaches them; the hook lives on this call's tensor, and so with this call's graph only
+            x = x.view_as(x)
+            fns, caches, grad_name = state.bwd_hooks.get(self.name, ()), state.bwd_caches, self.name + "_grad"
+
+            def on_grad(grad: Tensor) -> Tensor:
+                grad = self._run(fns, grad, "gradient")
+                _keep(caches, self.name, grad, grad_name)
+                return grad
+
+            x.register_hook(on_grad)
+        return x
+
+    def _run(self, fns: tuple[HookFn, ...], x: Tensor, what: str) -> Tensor:
+        """``x`` through the hook functions ``fns`` in turn (each may return a replacement, or None)."""
+        for fn in fns:
             out = fn(x, self)
             if out is None:
                 continue
             if not isinstance(out, Tensor):
                 raise TypeError(
                     f"hook {_fn_name(fn)} on '{self.name}' returned {type(out).__name__}; "
-                    "a hook must return a Tensor of the activation's shape, or None"
+                    f"a hook must return a Tensor of the {what}'s shape, or None"
                 )
             if out.shape != x.shape:
                 raise ValueError(
                     f"hook {_fn_name(fn)} on '{self.name}' returned shape {tuple(out.shape)}, but "
-                    f"the activation has shape {tuple(x.shape)}; return a tensor of the same "
+                    f"the {what} has shape {tuple(x.shape)}; return a tensor of the same "
                     "shape (or None to leave it unchanged)"
                 )
             if out.dtype != x.dtype or out.device != x.device:
                 raise TypeError(
-                    f"hook {_fn_name(fn)} on '{self.name}' returned {out.dtype} on {out.device}, but the activation "
+                    f"hook {_fn_name(fn)} on '{self.name}' returned {out.dtype} on {out.device}, but the {what} "
                     f"is {x.dtype} on {x.device}; return a tensor of the same dtype and device (e.g. out.to(act))"
                 )
             x = out
-        for names, store, device in state.caches:
-            if self.name in names:
-                value = x.detach()
-                store[self.name] = value if device is None else value.to(device)
         return x
+
+
+def _keep(caches: tuple[CacheSpec, ...], name: str, x: Tensor, key: str | None = None) -> None:
+    """Record ``x`` (detached) under ``key`` (default ``name``) in every cache that asked for ``name``."""
+    for names, store, device in caches:
+        if name in names:
+            value = x.detach()
+            store[key or name] = value if device is None else value.to(device)
 
 
 def _fn_name(fn: Callable) -> str:
@@ -254,20 +309,22 @@ def resolve_names(selector: NameOrPredicate | Iterable[str] | None, valid: Seque
 
 
 def build_hooks(
-    fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]], valid: Sequence[str]
+    fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]], valid: Sequence[str], what: str = "fwd_hooks"
 ) -> dict[str, tuple[HookFn, ...]]:
-    """Resolve ``[(name_or_predicate, fn), ...]`` to ``{name: (fn, ...)}``, validating both sides."""
+    """Resolve ``[(name_or_predicate, fn), ...]`` to ``{name: (fn, ...)}``, validating both sides (``what`` names
+    the argument in errors: ``fwd_hooks`` or ``bwd_hooks``)."""
     if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
         fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
     if isinstance(fwd_hooks, str) or not isinstance(fwd_hooks, Iterable):
-        raise TypeError(f"fwd_hooks must be a list of (name_or_predicate, fn) pairs, got {fwd_hooks!r}")
+        raise TypeError(f"{what} must be a list of (name_or_predicate, fn) pairs, got {fwd_hooks!r}")
     hooks: dict[str, tuple[HookFn, ...]] = {}
+    arg = "gradient" if what == "bwd_hooks" else "activation"
     for item in fwd_hooks:
         if not (isinstance(item, tuple | list) and len(item) == 2):
-            raise TypeError(f"fwd_hooks must be a list of (name_or_predicate, fn) pairs, got item {item!r}")
+            raise TypeError(f"{what} must be a list of (name_or_predicate, fn) pairs, got item {item!r}")
         selector, fn = item
         if not callable(fn):
-            raise TypeError(f"hook for {selector!r} is {type(fn).__name__}, not a callable fn(activation, hook)")
+            raise TypeError(f"hook for {selector!r} is {type(fn).__name__}, not a callable fn({arg}, hook)")
         if not isinstance(selector, str) and not callable(selector):
             raise TypeError(f"hook selector must be a name or a predicate, got {type(selector).__name__}")
         for name in resolve_names(selector, valid):
@@ -279,14 +336,18 @@ def build_hooks(
 def hook_context(
     owner: object,
     hooks: dict[str, tuple[HookFn, ...]] | None = None,
-    cache: tuple[frozenset[str], dict[str, Tensor], torch.device | None] | None = None,
+    cache: CacheSpec | None = None,
+    bwd_hooks: dict[str, tuple[HookFn, ...]] | None = None,
+    bwd_cache: CacheSpec | None = None,
 ) -> Iterator[None]:
-    """Activate hooks (and a cache) of the model ``owner`` for the body of the ``with``.
+    """Activate hooks (and a cache) of the model ``owner`` for the forwards in the body of the ``with``; backward
+    hooks (and a gradient cache) attach to the activations those forwards make (module docstring).
 
     Nested contexts add to the outer ones; on exit, by return or exception, the previous
     state is restored exactly.
     """
-    state = _HookState(hooks or {}, (cache,) if cache is not None else ())
+    state = _HookState(hooks or {}, (cache,) if cache is not None else (), bwd_hooks or {},
+                       (bwd_cache,) if bwd_cache is not None else ())  # fmt: skip
     active = _ACTIVE.get() or {}
     previous = active.get(owner)
     new = dict(active)
@@ -299,6 +360,6 @@ def hook_context(
 
 
 def active_hook_count() -> int:
-    """Number of hook functions active in this thread's context (0 outside any call)."""
+    """Number of hook functions (forward and backward) active in this thread's context (0 outside any call)."""
     active = _ACTIVE.get() or {}
-    return sum(len(fns) for state in active.values() for fns in state.hooks.values())
+    return sum(len(fns) for s in active.values() for hooks in (s.hooks, s.bwd_hooks) for fns in hooks.values())

@@ -75,7 +75,8 @@ class LayerNorm(nn.Module):
     """LayerNorm with hooks on the scale ``[batch, pos, 1]`` and the output ``[batch, pos, d_model]``.
 
     ``scale = sqrt(mean((x - mean x)^2) + eps)``; output ``(x - mean x) / scale * w + b``.
-    The fused kernel runs unless a hook changes the scale, so caching the scale changes nothing.
+    The fused kernel runs unless a hook changes the scale or a gradient is wanted at it, so caching the scale
+    changes nothing.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -94,11 +95,15 @@ class LayerNorm(nn.Module):
         if not self.hook_scale.is_hooked():  # only cached: the fused result stands
             self.hook_scale(scale)
             return self.hook_normalized(out)
-        hooked = self.hook_scale(scale.clone())
-        if not torch.equal(hooked, scale):  # a hook changed the scale: apply it exactly
-            out = (x - x.mean(-1, keepdim=True)) / hooked * self.w
-            out = out if self.b is None else out + self.b
-        return self.hook_normalized(out)
+        centred = x - x.mean(-1, keepdim=True)
+        if self.hook_scale.grad_wanted():  # the scale on the output's path, so that its gradient reaches the hooks
+            hooked = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        else:
+            hooked = self.hook_scale(scale.clone())
+            if torch.equal(hooked, scale):  # the hooks read the scale and left it: the fused result stands
+                return self.hook_normalized(out)
+        out = centred / hooked * self.w  # a hook changed the scale: apply it exactly
+        return self.hook_normalized(out if self.b is None else out + self.b)
 
     def standardize(self, x: Float[Tensor, "... d_model"]) -> tuple[Tensor, Tensor]:
         """``(xhat, rstd)``: ``x`` centred and divided by its scale (``[..., d_model]``), and ``1 / scale``
@@ -267,16 +272,25 @@ class Block(nn.Module):
 
 
 class Unembed(nn.Module):
-    """``logits = x @ W_U + b_U``; with a tied embedding ``W_U`` is ``W_E.T`` and there is no ``b_U``."""
+    """``logits = x @ W_U + b_U``; with a tied embedding ``W_U`` is ``W_E.T``.
+
+    ``b_U`` is a parameter of an untied model with biases (:attr:`has_bias`); otherwise it reads as zeros, as
+    TransformerLens's does (a buffer, in no checkpoint, that the logits never add)."""
 
     def __init__(self, cfg: ModelConfig, embed: Embed) -> None:
         super().__init__()
         self._embed = [embed]  # a list, so the tied embedding is not registered twice
         if not cfg.tied_embed:
             self.W_U = normal_weight(cfg.d_model, cfg.d_vocab, std=cfg.init_std)
-            self.b_U = zero_bias(cfg.d_vocab) if cfg.bias else None
+        if not cfg.tied_embed and cfg.bias:
+            self.b_U = zero_bias(cfg.d_vocab)
         else:
-            self.b_U = None
+            self.register_buffer("b_U", torch.zeros(cfg.d_vocab), persistent=False)
+
+    @property
+    def has_bias(self) -> bool:
+        """Whether ``b_U`` is a parameter of the model (untied, with biases), not the zeros it reads as otherwise."""
+        return "b_U" in self._parameters
 
     def forward(
         self, x: Float[Tensor, "... d_model"], columns: Int[Tensor, " column"] | None = None
@@ -284,9 +298,10 @@ class Unembed(nn.Module):
         """Logits; ``columns``: only those vocabulary entries (``[..., column]``), without touching the others."""
         untied = "W_U" in self._parameters
         weight = self.W_U.t() if untied else self._embed[0].W_E  # d_vocab d_model
+        bias = self.b_U if self.has_bias else None
         if columns is None:
-            return F.linear(x, weight, self.b_U)
+            return F.linear(x, weight, bias)
         # index_select, not weight[columns]: indexing a parameter from Python can deadlock against another thread
         # recording a graph with it (torch 2.13; tests/model/test_concurrency.py)
-        bias = None if self.b_U is None else self.b_U.index_select(0, columns)
+        bias = None if bias is None else bias.index_select(0, columns)
         return F.linear(x, weight.index_select(0, columns), bias)

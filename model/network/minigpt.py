@@ -315,6 +315,7 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
         remove_batch_dim: bool = False,
         return_cache_object: bool = True,
+        incl_bwd: bool = False,
         **kwargs: Any,
     ) -> tuple[Any, ActivationCache]:
         """``(forward output, ActivationCache)``.
@@ -326,28 +327,54 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         gives a plain dict. Other keywords (``stop_at_layer``, ``attention_mask``, ...) go to :meth:`forward`.
         A cache larger than ``model.max_cache_bytes`` (default 4 GiB; set it per model, ``float("inf")``
         turns the guard off) is refused before anything runs, with a ValueError naming the estimate;
-        ``model.hook_shapes(batch, pos)`` tells what each activation costs.
+        ``model.hook_shapes(batch, pos)`` tells what each activation costs. ``incl_bwd=True`` (TransformerLens's)
+        then runs ``backward()`` on the output, which must be a scalar (``return_type="loss"``), and caches each
+        named activation's gradient as ``name + "_grad"`` (the parameters' ``.grad`` accumulate, as in TL).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> loss, cache = model.run_with_cache("hello", names_filter="hook_embed", incl_bwd=True,
+            ...                                    return_type="loss")
+            >>> sorted(cache.keys()), cache["hook_embed_grad"].shape
+            (['hook_embed', 'hook_embed_grad'], torch.Size([1, 6, 64]))
         """
         if names_filter is None:
             names = [n for n in self.hook_names if self.use_attn_result or not n.endswith("hook_result")]
         else:
             names = resolve_names(names_filter, self.hook_names)
-        for name in ("remove_batch_dim", "return_cache_object"):
+        for name in ("remove_batch_dim", "return_cache_object", "incl_bwd"):
             if not isinstance(locals()[name], bool):
                 raise TypeError(f"{name} must be True or False, got {locals()[name]!r}")
+        if incl_bwd and (kwargs.get("return_type") != "loss" or kwargs.get("loss_per_token")):
+            raise ValueError(
+                "incl_bwd=True runs backward() on the model's output, which must be one number: pass "
+                'return_type="loss" (TransformerLens assumes the same)'
+            )
+        if incl_bwd and not torch.is_grad_enabled():
+            raise ValueError("incl_bwd=True needs gradients: call run_with_cache outside torch.no_grad() and inference")
         mask = kwargs.pop("attention_mask", None)
         prepend_bos, padding_side = kwargs.pop("prepend_bos", True), kwargs.pop("padding_side", None)
         tokens, mask = self._input(input, prepend_bos, padding_side, mask)
         if remove_batch_dim and tokens.shape[0] != 1:
             raise ValueError(f"remove_batch_dim=True needs a batch of 1, got {tokens.shape[0]} sequences")
         shapes, size = self.hook_shapes(*tokens.shape), self.W_E.element_size()
-        check_cache_size(shapes, names, size, self.max_cache_bytes, tuple(tokens.shape))  # the memory guard
+        check_cache_size(shapes, names * (1 + incl_bwd), size, self.max_cache_bytes, tuple(tokens.shape))  # the guard
         store: dict[str, Tensor] = {}
         cache_spec = (frozenset(names), store, None if device is None else check_device(device))
-        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec):
+        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec,
+                          bwd_cache=cache_spec if incl_bwd else None):  # fmt: skip
             out = self(tokens, attention_mask=mask, **kwargs)
+        if incl_bwd:
+            if not out.requires_grad:
+                raise ValueError(
+                    "incl_bwd=True: nothing in this forward needs a gradient (every parameter frozen?), so there is "
+                    "no backward to run; unfreeze the weights (model.requires_grad_(True))"
+                )
+            out.backward()
         weights = CacheWeights.of(self)
-        cache = ActivationCache({n: store[n] for n in self.hook_names if n in store}, weights)
+        order = [k for n in self.hook_names for k in (n, n + "_grad")]
+        cache = ActivationCache({k: store[k] for k in order if k in store}, weights)
         cache = cache.to(device) if device is not None else cache
         if remove_batch_dim:
             cache.remove_batch_dim()

@@ -70,10 +70,9 @@ class WeightMethods:
 
     @property
     def b_U(self) -> Float[Tensor, " d_vocab"]:
-        """Unembedding bias; zeros when the model has none (tied, or ``bias=False``), as TransformerLens reads it.
-        ``model.unembed.b_U`` is None then."""
-        b_U = self.unembed.b_U
-        return b_U if b_U is not None else self.W_E.new_zeros(self.cfg.d_vocab)
+        """Unembedding bias; zeros when the model has none (tied, or ``bias=False``), as TransformerLens reads it
+        (``model.unembed.has_bias`` tells which)."""
+        return self.unembed.b_U
 
     W_Q = property(lambda self: torch.stack([b.attn.W_Q for b in self.blocks]), doc="[layer, head, d_model, d_head]")
     W_K = property(lambda self: torch.stack([b.attn.W_K for b in self.blocks]), doc="[layer, head, d_model, d_head]")

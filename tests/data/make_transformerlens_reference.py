@@ -11,29 +11,40 @@ The GPT-2 is seeded (torch.manual_seed(0)); its biases are drawn at random (HF i
 LayerNorm has gain 1 and bias 0, so that TransformerLens's folded-LayerNorm semantics (``apply_ln_to_stack``,
 ``logit_attrs``, ``apply_ln=True`` decompositions) are the LayerNorm itself. The npz holds the HF state dict
 (``hf/<key>``), the GPT2Config (``meta`` JSON), the tokens, TransformerLens's outputs (``tl/<name>``) and their labels.
+
+Also: every hook's gradient of the loss by TransformerLens's backward hooks (``run_with_cache(incl_bwd=True)``,
+``tl/grad/<hook>``); ``evals.ioi_eval`` on IOI prompts short enough for the 32-token context, tokenized by MiniGPT's
+character tokenizer (imported from the repository: plain Python); and ``evals.induction_loss``, which draws tokens in
+``[100, 20000)``, on a second seeded GPT-2 with a vocabulary of 20,100 (``hf2/<key>``, ``meta["induction_gpt2"]``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformer_lens
-from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
+from transformer_lens import HookedTransformer, HookedTransformerConfig, evals, patching
 from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
 from transformers import GPT2Config, GPT2LMHeadModel
 
 OUT = Path(__file__).with_name("transformerlens_reference.npz")
+ROOT = Path(__file__).resolve().parents[2]
+INDUCTION_GPT2 = dict(vocab_size=20100, n_positions=48, n_embd=8, n_layer=1, n_head=2, n_inner=16,
+                      activation_function="gelu_new", layer_norm_epsilon=1e-5)  # fmt: skip
+IOI = {"templates": ["[A] met [B]. [B] gave it to [A]", "then [B] saw [A]. [B] told [A]"], "names": ["Al", "Bo", "Cy"]}
+INDUCTION_SEED, INDUCTION_ARGS = 5, {"batch_size": 2, "subseq_len": 20, "prepend_bos": False}
 GPT2 = dict(vocab_size=64, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=256,
             activation_function="gelu_new", layer_norm_epsilon=1e-5)  # fmt: skip
 ANSWER, WRONG = 20, 30
 
 
-def seeded_gpt2() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(**GPT2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+def seeded_gpt2(config: dict = GPT2, seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    hf = GPT2LMHeadModel(GPT2Config(**config, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
     with torch.no_grad():
         for name, p in hf.named_parameters():
             if "ln_" in name:
@@ -44,8 +55,10 @@ def seeded_gpt2() -> GPT2LMHeadModel:
 
 
 def hooked(hf: GPT2LMHeadModel) -> HookedTransformer:
-    cfg = HookedTransformerConfig(n_layers=2, d_model=64, n_ctx=32, d_head=16, n_heads=4, d_mlp=256, d_vocab=64,
-                                  act_fn="gelu_new", normalization_type="LN", eps=1e-5, device="cpu",
+    c = hf.config
+    cfg = HookedTransformerConfig(n_layers=c.n_layer, d_model=c.n_embd, n_ctx=c.n_positions, n_heads=c.n_head,
+                                  d_head=c.n_embd // c.n_head, d_mlp=c.n_inner, d_vocab=c.vocab_size, act_fn="gelu_new",
+                                  normalization_type="LN", eps=1e-5, device="cpu",
                                   original_architecture="GPT2LMHeadModel", default_prepend_bos=False)  # fmt: skip
     model = HookedTransformer(cfg)
     model.load_and_process_state_dict(
@@ -113,6 +126,36 @@ def record_patching(model: HookedTransformer, clean: torch.Tensor, corrupted: to
     return {f"patch_{n}": getattr(patching, n)(model, corrupted, clean_cache, metric).numpy() for n in names}
 
 
+def record_gradients_and_evals(model: HookedTransformer, tokens: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every hook's gradient of the loss (backward hooks), and IOI on short prompts with MiniGPT's tokenizer."""
+    model.zero_grad()
+    loss, cache = model.run_with_cache(tokens, incl_bwd=True, return_type="loss")
+    out = {"bwd_loss": loss.detach().numpy()}
+    out |= {f"grad/{k[: -len('_grad')]}": v.numpy() for k, v in cache.items() if k.endswith("_grad")}
+    sys.path.insert(0, str(ROOT))
+    from model.network.tokenizer import Tokenizer  # plain Python: MiniGPT's 64-symbol character tokenizer
+
+    for symmetric in (False, True):
+        data = evals.IOIDataset(Tokenizer(), num_samples=6, symmetric=symmetric, **IOI)
+        result = evals.ioi_eval(model, dataset=data, batch_size=4)
+        out[f"ioi_{symmetric}"] = np.array([result["Logit Difference"], result["Accuracy"]])
+    return out
+
+
+def record_induction_loss() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``evals.induction_loss`` after ``torch.manual_seed(INDUCTION_SEED)`` on a seeded GPT-2 of 20,100 tokens, its
+    weights rounded to half precision first (the npz keeps them so: exactly what TransformerLens ran)."""
+    hf = seeded_gpt2(INDUCTION_GPT2, seed=2)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.copy_(p.half().float())
+    model = hooked(hf)
+    torch.manual_seed(INDUCTION_SEED)
+    loss = evals.induction_loss(model, device="cpu", **INDUCTION_ARGS)
+    weights = {f"hf2/{k}": v.detach().numpy() for k, v in hf.state_dict().items() if not k.endswith(".attn.bias")}
+    return {"induction_loss": loss.numpy()}, weights
+
+
 def main() -> None:
     torch.set_num_threads(1)
     hf = seeded_gpt2()
@@ -123,9 +166,14 @@ def main() -> None:
     corrupted[:, 3] = torch.randint(3, 64, (2,), generator=gen)
     outputs, labels = record(model, tokens)
     outputs |= record_patching(model, tokens, corrupted)
+    outputs |= record_gradients_and_evals(model, tokens)
+    induction, induction_weights = record_induction_loss()
+    outputs |= induction
     arrays = {f"tl/{k}": v for k, v in outputs.items()}
     arrays |= {f"hf/{k}": v.detach().numpy() for k, v in hf.state_dict().items() if not k.endswith(".attn.bias")}
-    meta = {"gpt2_config": GPT2, "labels": labels, "answer": ANSWER, "wrong": WRONG,
+    arrays |= {k: v.astype(np.float16) for k, v in induction_weights.items()}  # half precision: 20,100 x 8 is large
+    meta = {"gpt2_config": GPT2, "labels": labels, "answer": ANSWER, "wrong": WRONG, "induction_gpt2": INDUCTION_GPT2,
+            "induction_seed": INDUCTION_SEED, "induction_args": INDUCTION_ARGS, "ioi": IOI,
             "transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "2.x",
             "torch": torch.__version__, "made_by": "tests/data/make_transformerlens_reference.py"}  # fmt: skip
     np.savez_compressed(OUT, tokens=tokens.numpy(), corrupted=corrupted.numpy(), meta=np.array(json.dumps(meta)),

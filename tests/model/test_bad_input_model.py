@@ -104,6 +104,12 @@ def _hook_cases() -> list[Case]:
              KeyError, "did you mean 'hook_embed'"),
         Case("MiniGPT.resolve_hooks", "fn is a string", lambda e: e.model.resolve_hooks([("hook_embed", "f")]),
              TypeError, "not a callable"),
+        Case("MiniGPT.run_with_cache", "incl_bwd on logits", lambda e: e.model.run_with_cache(e.tokens, incl_bwd=True),
+             ValueError, 'incl_bwd=True runs backward() on the model\'s output, which must be one number: pass'),
+        Case("MiniGPT.run_with_cache", "incl_bwd without gradients", lambda e: _no_grad(lambda: e.model.run_with_cache(
+             e.tokens, incl_bwd=True, return_type="loss")), ValueError, "incl_bwd=True needs gradients"),
+        Case("MiniGPT.run_with_hooks", "a misspelt backward hook", lambda e: e.model.run_with_hooks(
+             e.tokens, bwd_hooks=[("hook_embd", lambda g, h: None)]), KeyError, "did you mean 'hook_embed'"),
         Case("MiniGPT.run_with_cache", "unknown names_filter", lambda e: e.model.run_with_cache(
             e.tokens, names_filter="blocks.0.hook_resid_psot"), KeyError, "did you mean 'blocks.0.hook_resid_post'"),
         Case("MiniGPT.run_with_cache", "names_filter is an int", lambda e: e.model.run_with_cache(
@@ -457,6 +463,11 @@ FUNCTIONS = {
     "model.storage.checkpoint": ("verify_checkpoint", "check_checkpoint_bytes"),
     "model.storage.registry": ("resolve_path", "list_checkpoints", "shipped_names"),
 }
+
+
+def _no_grad(fn):
+    with torch.no_grad():
+        return fn()
 
 
 @pytest.fixture(scope="module")

@@ -100,3 +100,23 @@ def test_token_helpers_and_generate():
     assert (ids >= 3).all() and model.random_tokens(50, 10, seed=0, exclude_special=False).min() < 3
     out = model.generate(tokens, max_new_tokens=4, seed=0, verbose=False, stop_at_eos=True)
     assert out.shape[1] <= tokens.shape[1] + 4 and torch.equal(out[:, : tokens.shape[1]], tokens)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"bias": False, "tied_embed": False}], ids=["tied", "untied-no-bias"])
+def test_b_U_reads_as_zeros_where_the_model_has_none(overrides):
+    """A tied model (or one without biases) has ``unembed.b_U`` as zeros, as TransformerLens does (its Main_Demo
+    sorts it): a tensor of ``[d_vocab]``, on the model's dtype and device, in no checkpoint and no parameter count, and
+    no direct logit attribution row."""
+    from interp import direct_logit_attribution
+
+    model = make_model(**overrides)
+    assert isinstance(model.unembed.b_U, torch.Tensor) and not model.unembed.has_bias
+    assert torch.equal(model.b_U, torch.zeros(64)) and model.b_U.sort().values.shape == (64,)
+    assert "unembed.b_U" not in model.state_dict(), "the zeros must not enter a checkpoint"
+    assert sum(p.numel() for p in model.parameters()) == model.cfg.n_params
+    assert model.half().unembed.b_U.dtype == torch.float16, "the zeros follow the model's dtype"
+    model = make_model(**overrides)
+    frame = direct_logit_attribution(model, model.to_tokens("hello"))
+    assert "b_U" not in set(frame.component), "a bias the model does not have gets no DLA row"
+    untied = make_model(tied_embed=False)
+    assert untied.unembed.has_bias and "unembed.b_U" in dict(untied.named_parameters())

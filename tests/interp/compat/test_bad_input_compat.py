@@ -8,9 +8,9 @@ import pytest
 import torch
 from bad_input_matrix import Case, assert_clean_failure, build_env, params
 
-from interp.compat import patching, utils
+from interp.compat import evals, patching, utils
 
-P, U = "interp.compat.patching.", "interp.compat.utils."
+P, U, E = "interp.compat.patching.", "interp.compat.utils.", "interp.compat.evals."
 METRIC = lambda logits: logits[:, -1, 5].mean()  # noqa: E731
 ACT = torch.zeros(2, 6, 4, 16)
 
@@ -56,6 +56,32 @@ def _cases() -> list[Case]:
              ValueError, "seq_len must be the length (an int >= 2) of the repeated segment, got 1"),
         Case(U + "test_prompt", "top_k 0", lambda e: utils.test_prompt("ab", "c", e.model, top_k=0), ValueError,
              "top_k must be a positive int, got 0"),
+        *_evals_cases(),
+    ]  # fmt: skip
+
+
+def _evals_cases() -> list[Case]:
+    hub = [(name, source) for name, source in evals.HUB.items()]
+    return [
+        *(Case(E + name, "needs the hub", lambda e, n=name: getattr(evals, n)(e.model.tokenizer), RuntimeError,
+               f"{name} reads {source} from the Hugging Face hub, and MiniGPT Lens never downloads")
+          for name, source in hub),
+        Case(E + "evaluate", "needs the hub", lambda e: evals.evaluate(e.model), RuntimeError,
+             "evaluate reads four data sets from the Hugging Face hub"),
+        Case(E + "sanity_check", "model is a str", lambda e: evals.sanity_check("gpt2"), TypeError,
+             "model must be a MiniGPT"),
+        Case(E + "induction_loss", "batch_size 0", lambda e: evals.induction_loss(e.model, batch_size=0), ValueError,
+             "batch_size must be"),
+        Case(E + "induction_loss", "prepend_bos 1", lambda e: evals.induction_loss(e.model, prepend_bos=1), TypeError,
+             "prepend_bos must be True, False or None, got 1"),
+        Case(E + "IOIDataset", "a tokenizer without encode", lambda e: evals.IOIDataset(3), TypeError,
+             "tokenizer must have an encode(text) method, got int"),
+        Case(E + "IOIDataset", "one name", lambda e: evals.IOIDataset(e.model.tokenizer, names=["John"]), ValueError,
+             "needs at least one template and two names"),
+        Case(E + "ioi_eval", "names that tokenize alike", lambda e: evals.ioi_eval(e.model, dataset=evals.IOIDataset(
+             e.model.tokenizer, names=["Ann", "ANN"], num_samples=2)), ValueError, "tokenize alike"),
+        Case(E + "evaluate_on_dataset", "no batch", lambda e: evals.evaluate_on_dataset(e.model, []), ValueError,
+             "data_loader gave no batch"),
     ]  # fmt: skip
 
 
