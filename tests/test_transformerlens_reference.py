@@ -130,14 +130,29 @@ def test_patching_functions(ref):
 
 
 def test_backward_hook_gradients(ref):
-    """``run_with_cache(incl_bwd=True)``: every hook's gradient of the loss equals TransformerLens's backward hooks'."""
+    """``run_with_cache(incl_bwd=True)``: every hook's gradient of the loss equals TransformerLens's backward hooks',
+    except at ``ln1``: TransformerLens calls ``ln1`` three times (query, key and value inputs), so its backward hook
+    fires three times and its cache keeps the last, the query branch's gradient alone; ours is the whole gradient
+    (autograd's), the sum of the three branches. Both are checked: TL's equals our query branch, and ours the sum."""
     model, tl, _, tokens, _ = ref
     names = sorted(k.removeprefix("grad/") for k in tl if k.startswith("grad/"))
-    assert len(names) >= 20 and set(names) <= set(model.hook_names), "TL's gradients are for hooks we have"
+    assert len(names) >= 36 and set(names) <= set(model.hook_names), "TL's gradients are for hooks we have"
     loss, cache = model.run_with_cache(tokens, names_filter=names, incl_bwd=True, return_type="loss")
     close("loss (incl_bwd)", loss, tl["bwd_loss"])
-    for name in names:
+    ln1 = {n for n in names if ".ln1." in n}
+    assert len(ln1) == 4, ln1
+    for name in sorted(set(names) - ln1):
         close(f"{name}_grad", cache[name + "_grad"], tl[f"grad/{name}"])
+    for layer, block in enumerate(model.blocks):
+        ln, attn = f"blocks.{layer}.ln1.", f"blocks.{layer}.attn."
+        branch = {x: torch.einsum("bphd,hmd->bpm", cache[f"{attn}hook_{x}_grad"], getattr(block.attn, f"W_{x.upper()}"))
+                  for x in "qkv"}  # fmt: skip
+        close(f"{ln}hook_normalized_grad (sum of q, k, v)", cache[ln + "hook_normalized_grad"], sum(branch.values()))
+        close(f"TL {ln}hook_normalized_grad (q only)", branch["q"], tl[f"grad/{ln}hook_normalized"])
+        # LayerNorm gain 1, bias 0: normalized = (x - mean) / scale, so d loss / d scale = -<grad, normalized> / scale
+        normalized, scale = cache[ln + "hook_normalized"], cache[ln + "hook_scale"]
+        query_scale_grad = -(branch["q"] * normalized).sum(-1, keepdim=True) / scale
+        close(f"TL {ln}hook_scale_grad (q only)", query_scale_grad, tl[f"grad/{ln}hook_scale"])
 
 
 def test_evals_equal_transformerlens(ref):
@@ -153,6 +168,6 @@ def test_evals_equal_transformerlens(ref):
     hf = GPT2LMHeadModel(GPT2Config(**meta["induction_gpt2"])).eval()
     state = {k[4:]: torch.from_numpy(data[k]).float() for k in data.files if k.startswith("hf2/")}
     hf.load_state_dict(state, strict=False)
+    model = MiniGPT.from_hf_gpt2(hf)  # built before seeding: the tokens are drawn from torch's global generator
     torch.manual_seed(meta["induction_seed"])
-    close("induction_loss", evals.induction_loss(MiniGPT.from_hf_gpt2(hf), **meta["induction_args"]),
-          tl["induction_loss"])  # fmt: skip
+    close("induction_loss", evals.induction_loss(model, **meta["induction_args"]), tl["induction_loss"])

@@ -9,9 +9,12 @@ evals`` where a TransformerLens user writes ``from transformer_lens import evals
   templates, names and nouns, built in code; the logit difference between the indirect object and the subject at
   the first token where the two names differ, and the share of prompts where it is positive.
 - :func:`evaluate_on_dataset`: the mean loss over the batches of a data loader you give.
+- :func:`mmlu_eval`: zero-shot MMLU as TransformerLens scores it (the answer letter with the highest log
+  probability after ``Answer:``), on the questions you pass as ``data=`` in TransformerLens's format.
 - :func:`make_wiki_data_loader`, :func:`make_owt_data_loader`, :func:`make_pile_data_loader`,
-  :func:`make_code_data_loader` and :func:`evaluate` need data sets from the Hugging Face hub: MiniGPT Lens never
-  downloads, so they raise an error that says how to load the data yourself.
+  :func:`make_code_data_loader`, :func:`make_mmlu_data_loader`, :func:`evaluate` (and :func:`mmlu_eval` without
+  ``data=``) need data sets from the Hugging Face hub: MiniGPT Lens never downloads, so they raise
+  ``NotImplementedError`` saying how to load the data yourself.
 
 As in TransformerLens, :class:`IOIDataset` reseeds Python's ``random`` with 42 for every sample, so with its default
 templates every sample is the same prompt (``ioi_eval`` on GPT-2 small gives TransformerLens's numbers because of
@@ -22,8 +25,8 @@ Example:
     >>> from model import MiniGPT
     >>> model = MiniGPT.from_pretrained("induction-2l")
     >>> _ = torch.manual_seed(0)
-    >>> round(float(induction_loss(model)), 2)  # near 0: induction-2l copies the second half
-    0.01
+    >>> bool(induction_loss(model) < 1)  # induction-2l copies the second half; untrained: about log(64) = 4.16
+    True
     >>> model = MiniGPT.from_pretrained("minigpt-text")  # 32 characters of context: short templates
     >>> data = IOIDataset(model.tokenizer, templates=["[A] met [B]. [B] gave it to [A]"], names=["Al", "Bo"])
     >>> sorted(ioi_eval(model, dataset=data))
@@ -42,6 +45,7 @@ from tqdm import tqdm
 
 from interp.common.checks import check_int, check_model
 from model.network.logits import next_token_loss
+from interp.compat.mmlu import MMLU_ANSWER_LETTERS, MMLU_SUBJECTS, mmlu_eval
 from model.network.minigpt import MiniGPT
 
 ZOOM_IN = (
@@ -54,6 +58,7 @@ HUB = {  # the loaders TransformerLens has, and the hub data set each reads
     "make_owt_data_loader": "stas/openwebtext-10k",
     "make_pile_data_loader": "NeelNanda/pile-10k",
     "make_code_data_loader": "codeparrot/codeparrot-valid-v2-near-dedup",
+    "make_mmlu_data_loader": "cais/mmlu",  # mmlu_eval (interp/compat/mmlu.py) reads it too
 }
 
 
@@ -290,7 +295,7 @@ def evaluate_on_dataset(
 
 def _needs_download(name: str):
     def loader(*args: object, **kwargs: object) -> None:
-        raise RuntimeError(
+        raise NotImplementedError(
             f"{name} reads {HUB[name]} from the Hugging Face hub, and MiniGPT Lens never downloads. Load it yourself "
             "(datasets.load_dataset, where you allow downloads), tokenize it into batches of {'tokens': ...} and "
             "pass them to evals.evaluate_on_dataset(model, batches)"
@@ -305,13 +310,21 @@ make_wiki_data_loader = _needs_download("make_wiki_data_loader")
 make_owt_data_loader = _needs_download("make_owt_data_loader")
 make_pile_data_loader = _needs_download("make_pile_data_loader")
 make_code_data_loader = _needs_download("make_code_data_loader")
+make_mmlu_data_loader = _needs_download("make_mmlu_data_loader")
 
 
 def evaluate(model: MiniGPT, truncate: int = 100, batch_size: int = 8, tokenizer: object = None) -> dict[str, float]:
     """TransformerLens's ``evaluate``: the loss on four hub data sets, which MiniGPT Lens does not download; raises,
     saying how to load them yourself and use :func:`evaluate_on_dataset`."""
     check_model(model)
-    raise RuntimeError(
+    raise NotImplementedError(
         f"evaluate reads four data sets from the Hugging Face hub ({', '.join(HUB.values())}), and MiniGPT Lens never "
         "downloads. Load them yourself and pass their batches to evals.evaluate_on_dataset(model, batches)"
     )
+
+
+__all__ = [  # the names of TransformerLens's evals module (MMLU's from interp/compat/mmlu.py)
+    *("HUB", "MMLU_ANSWER_LETTERS", "MMLU_SUBJECTS", "ZOOM_IN", "IOIDataset", "evaluate", "evaluate_on_dataset"),
+    *("induction_loss", "ioi_eval", "make_code_data_loader", "make_mmlu_data_loader", "make_owt_data_loader"),
+    *("make_pile_data_loader", "make_wiki_data_loader", "mmlu_eval", "sanity_check"),
+]

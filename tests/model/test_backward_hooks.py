@@ -30,6 +30,7 @@ def reference_grads(model, tokens) -> tuple[dict[str, torch.Tensor], dict[str, t
 
     names = [n for n in model.hook_names if not n.endswith("hook_scale")]
     loss = model.run_with_hooks(tokens, fwd_hooks=[(n, keep) for n in names], return_type="loss")
+    names = [n for n in names if acts[n].requires_grad]  # a sinusoidal position table is off the graph
     grads = torch.autograd.grad(loss, [acts[n] for n in names], allow_unused=True)
     return acts, {n: g if g is not None else torch.zeros_like(acts[n]) for n, g in zip(names, grads, strict=True)}, loss
 
@@ -48,6 +49,8 @@ def test_cached_gradients_equal_autograd_on_every_hook(model, tokens):
     torch.testing.assert_close(loss, ref_loss, **TOL)
     for name, grad in expected.items():
         torch.testing.assert_close(cache[name + "_grad"], grad, **TOL, msg=f"gradient at {name}")
+    off_graph = {n for n in model.hook_names if not n.endswith("hook_scale")} - set(expected)
+    assert not {n + "_grad" for n in off_graph} & set(cache.keys()), "no gradient is cached off the graph, as in TL"
     for name in (n for n in model.hook_names if n.endswith("hook_scale")):
         ln = name.removesuffix(".hook_scale")
         out, grad_out = cache[ln + ".hook_normalized"], expected[ln + ".hook_normalized"]

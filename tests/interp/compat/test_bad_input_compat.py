@@ -63,10 +63,10 @@ def _cases() -> list[Case]:
 def _evals_cases() -> list[Case]:
     hub = [(name, source) for name, source in evals.HUB.items()]
     return [
-        *(Case(E + name, "needs the hub", lambda e, n=name: getattr(evals, n)(e.model.tokenizer), RuntimeError,
+        *(Case(E + name, "needs the hub", lambda e, n=name: getattr(evals, n)(e.model.tokenizer), NotImplementedError,
                f"{name} reads {source} from the Hugging Face hub, and MiniGPT Lens never downloads")
           for name, source in hub),
-        Case(E + "evaluate", "needs the hub", lambda e: evals.evaluate(e.model), RuntimeError,
+        Case(E + "evaluate", "needs the hub", lambda e: evals.evaluate(e.model), NotImplementedError,
              "evaluate reads four data sets from the Hugging Face hub"),
         Case(E + "sanity_check", "model is a str", lambda e: evals.sanity_check("gpt2"), TypeError,
              "model must be a MiniGPT"),
@@ -82,7 +82,20 @@ def _evals_cases() -> list[Case]:
              e.model.tokenizer, names=["Ann", "ANN"], num_samples=2)), ValueError, "tokenize alike"),
         Case(E + "evaluate_on_dataset", "no batch", lambda e: evals.evaluate_on_dataset(e.model, []), ValueError,
              "data_loader gave no batch"),
+        Case(E + "mmlu_eval", "no data= (needs the hub)", lambda e: evals.mmlu_eval(e.model), NotImplementedError,
+             "mmlu_eval reads cais/mmlu from the Hugging Face hub"),
+        Case(E + "mmlu_eval", "an unknown subject", lambda e: evals.mmlu_eval(e.model, data=[MMLU], subjects="art"),
+             ValueError, "unknown MMLU subject(s) ['art']"),
+        Case(E + "mmlu_eval", "an example without choices", lambda e: evals.mmlu_eval(e.model, data=[{"question": "q"}]),
+             ValueError, "MMLU example 0 must be a mapping with the keys"),
+        Case(E + "mmlu_eval", "answer 4", lambda e: evals.mmlu_eval(e.model, data=[{**MMLU, "answer": 4}]), ValueError,
+             "answer 4 is not an index of its choices"),
+        Case(E + "mmlu_eval", "a prompt past the context", lambda e: evals.mmlu_eval(e.model, data=[MMLU]), ValueError,
+             "an MMLU prompt of 60 tokens is longer than this model's context"),
     ]  # fmt: skip
+
+
+MMLU = {"question": "two plus two?", "choices": ["3", "4", "5", "6"], "answer": 1, "subject": "virology"}
 
 
 CASES = _cases()
