@@ -5,8 +5,9 @@ A :class:`Case` is one row: an entry point, a bad input, the exception type expe
 message must contain. :func:`assert_clean_failure` runs a row and checks the house rule: the
 exception is exactly ValueError, TypeError, KeyError, IndexError, FileNotFoundError or (a feature not offered
 offline, such as a hub download) NotImplementedError, raised in this project's code (the last traceback frame is
-not in torch, pandas or the standard library), its message contains the phrase, and the failed call changed nothing: every model's weights are
-bit-identical, no hook is left active, and the grad mode and train/eval flags are as before.
+not in torch, pandas or the standard library), its message contains the phrase, and the failed call changed
+nothing: every model's weights are bit-identical, no hook is left active, and the grad mode and train/eval
+flags are as before.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from interp.common.checks import check_int, check_model
+from interp.compat.mmlu import MMLU_ANSWER_LETTERS, MMLU_SUBJECTS, mmlu_eval  # noqa: F401 (TL's evals has them)
 from model.network.logits import next_token_loss
-from interp.compat.mmlu import MMLU_ANSWER_LETTERS, MMLU_SUBJECTS, mmlu_eval
 from model.network.minigpt import MiniGPT
 
 ZOOM_IN = (
@@ -322,9 +322,3 @@ def evaluate(model: MiniGPT, truncate: int = 100, batch_size: int = 8, tokenizer
         "downloads. Load them yourself and pass their batches to evals.evaluate_on_dataset(model, batches)"
     )
 
-
-__all__ = [  # the names of TransformerLens's evals module (MMLU's from interp/compat/mmlu.py)
-    *("HUB", "MMLU_ANSWER_LETTERS", "MMLU_SUBJECTS", "ZOOM_IN", "IOIDataset", "evaluate", "evaluate_on_dataset"),
-    *("induction_loss", "ioi_eval", "make_code_data_loader", "make_mmlu_data_loader", "make_owt_data_loader"),
-    *("make_pile_data_loader", "make_wiki_data_loader", "mmlu_eval", "sanity_check"),
-]

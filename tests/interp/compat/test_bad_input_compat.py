@@ -86,7 +86,7 @@ def _evals_cases() -> list[Case]:
              "mmlu_eval reads cais/mmlu from the Hugging Face hub"),
         Case(E + "mmlu_eval", "an unknown subject", lambda e: evals.mmlu_eval(e.model, data=[MMLU], subjects="art"),
              ValueError, "unknown MMLU subject(s) ['art']"),
-        Case(E + "mmlu_eval", "an example without choices", lambda e: evals.mmlu_eval(e.model, data=[{"question": "q"}]),
+        Case(E + "mmlu_eval", "no choices", lambda e: evals.mmlu_eval(e.model, data=[{"question": "q"}]),
              ValueError, "MMLU example 0 must be a mapping with the keys"),
         Case(E + "mmlu_eval", "answer 4", lambda e: evals.mmlu_eval(e.model, data=[{**MMLU, "answer": 4}]), ValueError,
              "answer 4 is not an index of its choices"),
