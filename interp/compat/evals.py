@@ -321,4 +321,3 @@ def evaluate(model: MiniGPT, truncate: int = 100, batch_size: int = 8, tokenizer
         f"evaluate reads four data sets from the Hugging Face hub ({', '.join(HUB.values())}), and MiniGPT Lens never "
         "downloads. Load them yourself and pass their batches to evals.evaluate_on_dataset(model, batches)"
     )
-
