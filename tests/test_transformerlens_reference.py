@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from interp.compat import evals, patching
+from interp.compat import evals, patching, utils
 from model import MiniGPT
 
 DATA = Path(__file__).parent / "data" / "transformerlens_reference.npz"
@@ -171,3 +171,60 @@ def test_evals_equal_transformerlens(ref):
     model = MiniGPT.from_hf_gpt2(hf)  # built before seeding: the tokens are drawn from torch's global generator
     torch.manual_seed(meta["induction_seed"])
     close("induction_loss", evals.induction_loss(model, **meta["induction_args"]), tl["induction_loss"])
+
+
+def test_utils_pos_slice_and_labels(ref):
+    """TransformerLens's small ``utils`` helpers, ``run_with_cache(pos_slice=...)`` (an int drops the position
+    axis; a pattern is sliced on its query axis), ``all_head_labels`` and ``hook_dict``'s names, on the same weights."""
+    model, tl, meta, tokens, _ = ref
+    logits, x = model(tokens), torch.linspace(-4, 4, 17)
+    close(
+        "utils.composition_scores", utils.composition_scores(model.OV[0], model.QK[1].T), tl["utils_composition_scores"]
+    )
+    close("utils.lm_accuracy", utils.lm_accuracy(logits, tokens), tl["utils_lm_accuracy"])
+    close("utils.lm_accuracy(per_token)", utils.lm_accuracy(logits, tokens, per_token=True).float(),
+          tl["utils_lm_accuracy_per_token"])  # fmt: skip
+    close("utils.lm_cross_entropy_loss(per_token)", utils.lm_cross_entropy_loss(logits, tokens, per_token=True),
+          tl["utils_lm_cross_entropy_loss"])  # fmt: skip
+    close("utils.get_corner(W_Q, 2)", utils.get_corner(model.W_Q, 2), tl["utils_get_corner"])
+    close("utils.gelu_new", utils.gelu_new(x), tl["utils_gelu_new"])
+    close("utils.solu", utils.solu(x.view(1, 17)), tl["utils_solu"])
+    for key in (k for k in tl if k.startswith("pos_slice_")):
+        tag, name = key.removeprefix("pos_slice_").split("/")
+        pos_slice = {"last": -1, "2_5": (2, 5)}[tag]
+        _, cache = model.run_with_cache(tokens, names_filter=name, pos_slice=pos_slice)
+        close(f"run_with_cache(pos_slice={pos_slice})[{name}]", cache[name], tl[key])
+    assert model.all_head_labels() == meta["all_head_labels"]
+    assert set(meta["hook_dict"]) <= set(model.hook_dict), "every TransformerLens hook name of a GPT-2 is ours"
+
+
+def test_optional_inputs(ref):
+    """TransformerLens's optional inputs: the per-head copies of the residual (``hook_attn_in``, ``hook_q_input`` ...)
+    and ``hook_mlp_in``, cached after the ``set_use_*`` flags, and edited in place by a hook: the same activations
+    and logits as TransformerLens's (each edit with its own flag alone: with both ``use_attn_in`` and split inputs,
+    TransformerLens feeds the split inputs from ``resid_pre`` and drops an edit at ``hook_attn_in``, where ours flow
+    on into them). A hook there works without the flag too."""
+    model, tl, _, tokens, _ = ref
+    model.set_use_attn_in(True)
+    model.set_use_split_qkv_input(True)
+    model.set_use_hook_mlp_in(True)
+    try:
+        _, cache = model.run_with_cache(tokens)
+    finally:
+        model.set_use_attn_in(False)
+        model.set_use_split_qkv_input(False)
+        model.set_use_hook_mlp_in(False)
+    for key in (k for k in tl if k.startswith("optional/")):
+        close(key, cache[key.removeprefix("optional/")], tl[key])
+
+    def zero_head_1(x, hook):
+        x[:, :, 1] = 0.0
+
+    def halve(x, hook):
+        x *= 0.5
+
+    edits = {"blocks.1.hook_k_input": zero_head_1, "blocks.0.hook_attn_in": zero_head_1, "blocks.0.hook_mlp_in": halve}
+    for key in (k for k in tl if k.startswith("optional_edit/")):
+        name = key.removeprefix("optional_edit/")
+        close(key, model.run_with_hooks(tokens, fwd_hooks=[(name, edits[name])]), tl[key])
+    assert not torch.equal(tl["optional_edit/blocks.0.hook_mlp_in"], model(tokens)), "the edit changes the logits"

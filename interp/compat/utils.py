@@ -1,4 +1,6 @@
-"""TransformerLens's ``utils`` helpers a notebook reaches for: :func:`get_act_name` and :func:`test_prompt`.
+"""TransformerLens's ``utils`` helpers a notebook reaches for: :func:`get_act_name`, :func:`test_prompt`, and the
+small tensor helpers (:func:`to_numpy`, :func:`get_corner`, :func:`lm_cross_entropy_loss`, :func:`lm_accuracy`,
+:func:`remove_batch_dim`, :func:`gelu_new`, :func:`solu`, :func:`composition_scores`, :func:`get_device`).
 
 Example:
     >>> get_act_name("attn", 1), get_act_name("scale", 0, "ln2"), get_act_name("z", 0, "a"), get_act_name("k1")
@@ -9,11 +11,16 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.weights.composition import composition_score
 from model.network.cache import ActivationCache
+from model.network.factored_matrix import FactoredMatrix
+from model.network.layers import ACTIVATIONS
+from model.network.logits import next_token_loss
 from model.network.minigpt import MiniGPT
 
 _ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "key": "k", "query": "q", "value": "v",
@@ -159,3 +166,103 @@ def arena_induction_scores(cache: ActivationCache, seq_len: int) -> Float[Tensor
             raise ValueError(f"the cache covers {pattern.shape[-1]} positions, fewer than two copies of {seq_len}")
         scores.append(pattern.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1).mean(dim=(0, -1)))
     return torch.stack(scores)
+
+
+# TransformerLens's small tensor helpers, with its names and semantics
+
+
+def to_numpy(tensor: object) -> np.ndarray:
+    """A tensor (detached, on the CPU), list, tuple, number or string as a numpy array (TransformerLens's).
+
+    Example:
+        >>> to_numpy(torch.ones(2, requires_grad=True)), to_numpy([1, 2])
+        (array([1., 1.], dtype=float32), array([1, 2]))
+    """
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    if isinstance(tensor, Tensor):
+        return tensor.detach().cpu().numpy()
+    if isinstance(tensor, list | tuple | int | float | bool | str):
+        return np.array(tensor)
+    raise ValueError(f"to_numpy takes a tensor, array, list, tuple or number, got {type(tensor).__name__}")
+
+
+def get_corner(tensor: Tensor | FactoredMatrix, n: int = 3) -> Tensor:
+    """The first ``n`` entries along every axis (a FactoredMatrix: of its product), to glance at.
+
+    Example:
+        >>> get_corner(torch.arange(16).view(4, 4), 2)
+        tensor([[0, 1],
+                [4, 5]])
+    """
+    if isinstance(tensor, FactoredMatrix):
+        return tensor[tuple(slice(n) for _ in range(tensor.ndim - 2))].AB[..., :n, :n]
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"get_corner takes a tensor or a FactoredMatrix, got {type(tensor).__name__}")
+    return tensor[tuple(slice(n) for _ in range(tensor.ndim))]
+
+
+def remove_batch_dim(tensor: Tensor) -> Tensor:
+    """``tensor`` without its leading axis if that axis has length 1, else unchanged (TransformerLens's)."""
+    return tensor.squeeze(0) if tensor.shape[0] == 1 else tensor
+
+
+def lm_cross_entropy_loss(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
+    per_token: bool = False,
+) -> Tensor:
+    """The next-token loss (mean, or ``[batch, pos - 1]``): the model's ``loss_fn`` under TransformerLens's name."""
+    return next_token_loss(logits, tokens, per_token=per_token, attention_mask=attention_mask)
+
+
+def lm_accuracy(logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"], per_token: bool = False):
+    """Top-1 next-token accuracy: the share of positions whose argmax is the next token (``per_token``: the
+    ``[batch, pos - 1]`` booleans), as TransformerLens computes it.
+
+    Example:
+        >>> tokens = torch.tensor([[1, 2, 3]])
+        >>> float(lm_accuracy(torch.nn.functional.one_hot(torch.tensor([[2, 3, 0]]), 5).float(), tokens))
+        1.0
+    """
+    correct = logits.argmax(dim=-1)[:, :-1] == tokens[:, 1:]
+    return correct if per_token else correct.sum() / correct.numel()
+
+
+def gelu_new(input: Tensor) -> Tensor:
+    """GPT-2's GELU (the tanh approximation), the one MiniGPT's ``act="gelu_new"`` runs."""
+    return ACTIVATIONS["gelu_new"](input)
+
+
+def solu(input: Tensor) -> Tensor:
+    """SoLU (Elhage et al. 2022): ``x * softmax(x)`` over the last axis."""
+    return input * torch.softmax(input, dim=-1)
+
+
+def composition_scores(left: FactoredMatrix, right: FactoredMatrix, broadcast_dims: bool = True) -> Tensor:
+    """TransformerLens's ``utils.composition_scores``: ``||L R||_F / (||L||_F ||R||_F)``, over every pair of the
+    leading axes of ``left`` and of ``right`` (``broadcast_dims``; else the leading axes broadcast together).
+    :func:`interp.weights.composition.composition_scores` gives every head pair of a model as a frame, with a
+    baseline.
+
+    Example:
+        >>> from model import ModelConfig
+        >>> model = MiniGPT(ModelConfig(), seed=0)
+        >>> composition_scores(model.OV[0], model.QK[1].T).shape  # K-composition, [head 0, head 1]
+        torch.Size([4, 4])
+    """
+    if broadcast_dims:
+        lead_left, lead_right = left.ndim - 2, right.ndim - 2
+        left = FactoredMatrix(*(m.reshape(*m.shape[:-2], *[1] * lead_right, *m.shape[-2:]) for m in (left.A, left.B)))
+        right = FactoredMatrix(*(m.reshape(*[1] * lead_left, *m.shape) for m in (right.A, right.B)))
+    return composition_score(left, right)
+
+
+def get_device() -> torch.device:
+    """The best device here: CUDA, else Apple's MPS, else the CPU (TransformerLens's)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -25,7 +25,7 @@ from torch import Tensor
 from interp.common.checks import check_index, check_model, prepare
 from interp.features.sae import SAE
 from model.network.cache import ActivationCache
-from model.network.hooks import unknown_hook_error
+from model.network.hook_selection import unknown_hook_error
 from model.network.minigpt import MiniGPT
 
 RESIDUAL_WRITES = ("hook_embed", "hook_pos_embed", "hook_resid_pre", "hook_resid_mid", "hook_resid_post",

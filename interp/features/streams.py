@@ -80,7 +80,7 @@ class _ModelSource:
         self.model = check_model(model)
         for name in (hook_name, hook_name_out):
             if name is not None and (not isinstance(name, str) or name not in model.hook_dict):
-                from model.network.hooks import unknown_hook_error
+                from model.network.hook_selection import unknown_hook_error
 
                 raise unknown_hook_error(name, model.hook_names)
         self.tokens = model.check_tokens(tokens).cpu()

@@ -195,14 +195,15 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        x: Float[Tensor, "batch pos d_model"],
+        x: Float[Tensor, "batch pos d_model"] | tuple[Tensor, Tensor, Tensor],
         key_mask: Int[Tensor, "batch pos"] | None = None,
         rows: Int[Tensor, " rows"] | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         """``key_mask [batch, k_pos]`` (0 on padding) hides those keys too. ``rows``: compute the queries at those
         positions only (keys and values everywhere); the result is then ``[batch, rows, d_model]``, and the hooks
-        from ``hook_attn_scores`` on see those rows only."""
-        q, k, v = self.qkv(x)
+        from ``hook_attn_scores`` on see those rows only. ``x`` may be three per-head inputs ``[batch, pos, head,
+        d_model]`` (query, key, value: :meth:`qkv_split`)."""
+        q, k, v = self.qkv_split(*x) if isinstance(x, tuple) else self.qkv(x)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if self.cfg.positional == "rotary":
             q, k = self.hook_rot_q(self.rotate(q)), self.hook_rot_k(self.rotate(k))

@@ -102,6 +102,14 @@ def act_name(name: str, layer: int | None = None, sublayer: str | None = None) -
     raise KeyError(f"unknown shorthand {name!r}; known shorthands are {sorted(_SHORTHANDS)}")
 
 
+def position_axis(name: str) -> int:
+    """The position axis of hook ``name``'s activation (or its ``_grad``), from the end: ``-3`` for the per-head
+    ``[batch, pos, head, ...]`` ones (``q``, ``k``, ``v``, ``z``, ``result``, the rotated ``q`` / ``k`` and the
+    per-head inputs), else ``-2`` (a pattern's or scores' query axis)."""
+    per_head = ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result", "hook_rot_q", "hook_rot_k", "_input", "attn_in")
+    return -3 if name.removesuffix("_grad").endswith(per_head) else -2
+
+
 class ActivationCache(DecompositionMethods, Mapping[str, Tensor]):
     """Read-only ``{hook name: activation}`` with shorthand keys (see the module docstring).
 
@@ -266,8 +274,11 @@ def hook_shapes(cfg: ModelConfig, names: Sequence[str], batch: int, pos: int) ->
         "hook_q": (batch, pos, c.n_heads, c.d_head),
         "hook_attn_scores": (batch, c.n_heads, pos, pos),
         "hook_result": (batch, pos, c.n_heads, c.d_model),
+        "hook_attn_in": (batch, pos, c.n_heads, c.d_model),
         "hook_pre": (batch, pos, c.d_ff),
     }
+    for per_head_input in ("hook_q_input", "hook_k_input", "hook_v_input"):
+        by_suffix[per_head_input] = by_suffix["hook_attn_in"]
     for same_as_q in ("hook_k", "hook_v", "hook_z", "hook_rot_q", "hook_rot_k"):
         by_suffix[same_as_q] = by_suffix["hook_q"]
     by_suffix["hook_pattern"] = by_suffix["hook_attn_scores"]

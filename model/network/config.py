@@ -208,6 +208,9 @@ _TL_ONLY = {  # TransformerLens keywords with no counterpart: what to do instead
     "seed": "pass seed= to MiniGPT(cfg, seed=...)",
     "tokenizer_name": "MiniGPT uses its 64-symbol character tokenizer",
     "use_attn_result": "call model.set_use_attn_result(True)",
+    "use_attn_in": "call model.set_use_attn_in(True) (or just hook blocks.L.hook_attn_in)",
+    "use_split_qkv_input": "call model.set_use_split_qkv_input(True) (or just hook blocks.L.hook_q_input)",
+    "use_hook_mlp_in": "call model.set_use_hook_mlp_in(True) (or just hook blocks.L.hook_mlp_in)",
 }
 _TL_VALUES = {
     "normalization_type": ("norm", {"LN": "pre", None: "none"}),
@@ -255,7 +258,7 @@ def _init_with_transformer_lens_keywords(init: Any) -> Any:
         known = {f.name for f in dataclasses.fields(ModelConfig)}
         if set(kwargs) - known - {"d_head"}:
             kwargs = _from_transformer_lens(kwargs)
-            unknown = sorted(set(kwargs) - known)
+            unknown = sorted(set(kwargs) - known - {"d_head"})
             if unknown:
                 raise TypeError(f"unknown config keywords {unknown}; MiniGPT's are {sorted(known)}")
         d_head = kwargs.pop("d_head", None)

@@ -35,17 +35,17 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import torch  # noqa: F401 (the docstring example)
+import torch
 
+from model.network.hook_selection import build_hooks, resolve_names
 from model.network.hooks import (
     HookFn,
     NameOrPredicate,
     add_persistent_hook,
-    build_hooks,
+    check_direction,
     hook_context,
     persistent_hooks,
     reset_persistent_hooks,
-    resolve_names,
 )
 
 
@@ -55,18 +55,15 @@ def _check_flag(name: str, value: object) -> bool:
     return value
 
 
-def _check_direction(dir: object) -> str:
-    if dir not in ("fwd", "bwd"):
-        raise ValueError(f"dir must be 'fwd' (a hook on the activation) or 'bwd' (on its gradient), got {dir!r}")
-    return dir
-
-
 class HookMethods:
     """``add_hook`` / ``reset_hooks`` / ``hooks`` / ``set_use_attn_result`` (see the module docstring)."""
 
-    _hook_owner: object  # these three, and resolve_hooks, are MiniGPT's
+    _hook_owner: object  # these three, resolve_hooks and named_modules are MiniGPT's
     hook_names: list[str]
     use_attn_result: bool
+    use_attn_in: bool
+    use_split_qkv_input: bool
+    use_hook_mlp_in: bool
 
     def add_hook(
         self,
@@ -89,7 +86,7 @@ class HookMethods:
             >>> len(model.hook_list()), model.reset_hooks() is None, len(model.hook_list())
             (2, True, 0)
         """
-        _check_direction(dir)
+        check_direction(dir)
         _check_flag("is_permanent", is_permanent)
         _check_flag("prepend", prepend)
         if not callable(hook):
@@ -110,11 +107,21 @@ class HookMethods:
             >>> from model import MiniGPT, ModelConfig
             >>> MiniGPT(ModelConfig(), seed=0).reset_hooks(including_permanent=True)
         """
-        if direction not in ("fwd", "bwd", "both"):
-            raise ValueError(f"direction must be 'fwd', 'bwd' or 'both', got {direction!r}")
+        check_direction(direction, both=True)
         _check_flag("clear_contexts", clear_contexts)
         _check_flag("including_permanent", including_permanent)
         reset_persistent_hooks(self._hook_owner, including_permanent, clear_contexts, direction)
+
+    def remove_all_hook_fns(
+        self, direction: str = "both", including_permanent: bool = False, level: int | None = None
+    ) -> None:
+        """TransformerLens's name for :meth:`reset_hooks` without clearing the hooks' contexts."""
+        self.reset_hooks(False, direction, including_permanent, level)
+
+    @property
+    def mod_dict(self) -> dict[str, torch.nn.Module]:
+        """``{module name: module}`` for every submodule (TransformerLens's ``mod_dict``)."""
+        return {name: module for name, module in self.named_modules() if name}
 
     def hook_list(self) -> list[tuple[str, HookFn, bool, str]]:
         """``[(hook name, fn, is_permanent, dir), ...]`` attached with :meth:`add_hook` in this thread, in firing order.
@@ -164,6 +171,36 @@ class HookMethods:
                 for name, fns in hooks.items():
                     for fn in fns:
                         add_persistent_hook(self._hook_owner, [name], fn, False, False, direction)
+
+    def in_default_cache(self, name: str) -> bool:
+        """Whether ``run_with_cache`` without ``names_filter`` records hook ``name``: all but the optional ones
+        (``attn.hook_result``, ``hook_attn_in``, ``hook_q/k/v_input``, ``hook_mlp_in``) unless their flag is set."""
+        flags = {"hook_result": self.use_attn_result, "hook_attn_in": self.use_attn_in,
+                 "hook_mlp_in": self.use_hook_mlp_in}  # fmt: skip
+        suffix = name.rsplit(".", 1)[-1]
+        return flags.get(suffix, self.use_split_qkv_input if suffix.endswith("_input") else True)
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """The default cache records ``hook_attn_in`` (each head's copy of the residual it reads, before ``ln1``);
+        a hook or a cache named there works either way (TransformerLens needs the flag first)."""
+        self.use_attn_in = _check_flag("use_attn_in", use_attn_in)
+
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """The default cache records ``hook_q_input``, ``hook_k_input``, ``hook_v_input`` (each head's query, key and
+        value input, before ``ln1``); hooks there work either way (TransformerLens needs the flag first).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> model.set_use_split_qkv_input(True)
+            >>> model.run_with_cache("hi")[1]["blocks.0.hook_q_input"].shape  # [batch, pos, head, d_model]
+            torch.Size([1, 3, 4, 64])
+        """
+        self.use_split_qkv_input = _check_flag("use_split_qkv_input", use_split_qkv_input)
+
+    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        """The default cache records ``hook_mlp_in`` (the MLP's input before ``ln2``); hooks there work either way."""
+        self.use_hook_mlp_in = _check_flag("use_hook_mlp_in", use_hook_mlp_in)
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Whether the default cache of ``run_with_cache`` records ``attn.hook_result`` (per model, every thread;

@@ -27,10 +27,9 @@ Streamlit session) never sees it. With none added anywhere a hook point pays one
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -122,13 +121,21 @@ def add_persistent_hook(
 
 
 def reset_persistent_hooks(
-    owner: object, including_permanent: bool = False, clear_contexts: bool = False, direction: str = "both"
+    owner: object,
+    including_permanent: bool = False,
+    clear_contexts: bool = False,
+    direction: str = "both",
+    name: str | None = None,
 ) -> int:
     """Remove the hooks added for ``owner`` in this thread in ``direction`` (``fwd``, ``bwd`` or ``both``; the
-    permanent ones too with ``including_permanent``); returns how many were removed."""
+    permanent ones too with ``including_permanent``; at hook ``name`` only, if given); returns how many went."""
     entries = _entries()
     old = entries.get(owner, [])
-    kept = [e for e in old if (e[2] and not including_permanent) or direction not in ("both", e[3])]
+    kept = [
+        e
+        for e in old
+        if (e[2] and not including_permanent) or direction not in ("both", e[3]) or name not in (None, e[0])
+    ]
     if kept:
         entries[owner] = kept
     elif owner in entries:
@@ -165,6 +172,21 @@ def _rebuild(owner: object, clear_contexts: bool = False) -> None:
     if old is not None and not clear_contexts:
         state.ctx = old.ctx
     states[owner] = state
+
+
+def any_wanted(points: Iterable[HookPoint]) -> bool:
+    """Whether a hook or a cache in force here wants any of ``points`` (False at once when there is none)."""
+    if _ACTIVE.get() is None and not _ADDED_ANY[0]:
+        return False
+    return any(point.is_active() for point in points)
+
+
+def check_direction(dir: object, both: bool = False) -> str:
+    """``dir`` checked: ``"fwd"`` (hooks on activations), ``"bwd"`` (on gradients), or ``"both"`` where allowed."""
+    if dir not in ("fwd", "bwd", *(("both",) if both else ())):
+        either = "'fwd', 'bwd' or 'both'" if both else "'fwd' (a hook on the activation) or 'bwd' (on its gradient)"
+        raise ValueError(f"dir must be {either}, got {dir!r}")
+    return dir
 
 
 class HookPoint(nn.Module):
@@ -212,6 +234,37 @@ class HookPoint(nn.Module):
         if state is None:
             return {}
         return state.ctx.setdefault(self.name, {})
+
+    def add_hook(
+        self,
+        hook: HookFn,
+        dir: str = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
+        """TransformerLens's ``HookPoint.add_hook``: ``model.add_hook(this hook's name, hook, ...)`` (per thread, until
+        ``model.reset_hooks()`` or :meth:`remove_hooks`); :meth:`add_perma_hook` with ``is_permanent=True``.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> model.blocks[0].attn.hook_pattern.add_hook(lambda pattern, hook: None)
+            >>> model.hook_list()[0][0], model.blocks[0].attn.hook_pattern.remove_hooks(), model.hook_list()
+            ('blocks.0.attn.hook_pattern', None, [])
+        """
+        if not callable(hook):
+            raise TypeError(f"hook for {self.name!r} is {type(hook).__name__}, not a callable fn(activation, hook)")
+        add_persistent_hook(self.owner, [self.name], hook, bool(is_permanent), bool(prepend), check_direction(dir))
+
+    def add_perma_hook(self, hook: HookFn, dir: str = "fwd") -> None:
+        self.add_hook(hook, dir=dir, is_permanent=True)
+
+    def remove_hooks(self, dir: str = "fwd", including_permanent: bool = False, level: int | None = None) -> None:
+        """Remove this hook point's hooks added in this thread in ``dir`` (``"fwd"``, ``"bwd"`` or ``"both"``)."""
+        reset_persistent_hooks(
+            self.owner, bool(including_permanent), direction=check_direction(dir, True), name=self.name
+        )
 
     def layer(self) -> int:
         """Index of the block this hook point lives in (ValueError outside the blocks)."""
@@ -276,60 +329,6 @@ def _keep(caches: tuple[CacheSpec, ...], name: str, x: Tensor, key: str | None =
 
 def _fn_name(fn: Callable) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
-
-
-def unknown_hook_error(name: object, valid: Sequence[str]) -> KeyError:
-    """KeyError naming the closest valid hook names."""
-    close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "list them with model.hook_names"
-    return KeyError(f"unknown hook {name!r}; {hint}")
-
-
-def resolve_names(selector: NameOrPredicate | Iterable[str] | None, valid: Sequence[str]) -> list[str]:
-    """The hook names a selector picks: a name, a list of names, or a predicate ``name -> bool``."""
-    if selector is None:
-        return list(valid)
-    if isinstance(selector, str):
-        selector = [selector]
-    if callable(selector):
-        return [n for n in valid if selector(n)]
-    try:
-        names = list(selector)
-    except TypeError:
-        raise TypeError(
-            f"expected a hook name, a list of names or a predicate, got {type(selector).__name__}"
-        ) from None
-    valid_set = set(valid)
-    for n in names:
-        if not isinstance(n, str):
-            raise TypeError(f"hook names must be strings, got {n!r} ({type(n).__name__})")
-        if n not in valid_set:
-            raise unknown_hook_error(n, valid)
-    return names
-
-
-def build_hooks(
-    fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]], valid: Sequence[str], what: str = "fwd_hooks"
-) -> dict[str, tuple[HookFn, ...]]:
-    """Resolve ``[(name_or_predicate, fn), ...]`` to ``{name: (fn, ...)}``, validating both sides (``what`` names
-    the argument in errors: ``fwd_hooks`` or ``bwd_hooks``)."""
-    if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
-        fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
-    if isinstance(fwd_hooks, str) or not isinstance(fwd_hooks, Iterable):
-        raise TypeError(f"{what} must be a list of (name_or_predicate, fn) pairs, got {fwd_hooks!r}")
-    hooks: dict[str, tuple[HookFn, ...]] = {}
-    arg = "gradient" if what == "bwd_hooks" else "activation"
-    for item in fwd_hooks:
-        if not (isinstance(item, tuple | list) and len(item) == 2):
-            raise TypeError(f"{what} must be a list of (name_or_predicate, fn) pairs, got item {item!r}")
-        selector, fn = item
-        if not callable(fn):
-            raise TypeError(f"hook for {selector!r} is {type(fn).__name__}, not a callable fn({arg}, hook)")
-        if not isinstance(selector, str) and not callable(selector):
-            raise TypeError(f"hook selector must be a name or a predicate, got {type(selector).__name__}")
-        for name in resolve_names(selector, valid):
-            hooks[name] = (*hooks.get(name, ()), fn)
-    return hooks
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from model.network.attention import Attention
 from model.network.config import ModelConfig
-from model.network.hooks import HookPoint
+from model.network.hooks import HookPoint, any_wanted
 from model.network.parameters import normal_weight, zero_bias
 
 
@@ -191,6 +191,12 @@ class Block(nn.Module):
         self.cfg = cfg
         # registered in forward order, so model.hook_names and caches list activations as they happen
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        # TransformerLens's optional inputs: the residual copied for every head (attn_in), then for the query, key
+        # and value of every head, before ln1; made only when a hook or cache asks for one (:meth:`attn_write`)
+        self.hook_attn_in = HookPoint()  # [batch, pos, head, d_model]
+        self.hook_q_input = HookPoint()  # [batch, pos, head, d_model]
+        self.hook_k_input = HookPoint()  # [batch, pos, head, d_model]
+        self.hook_v_input = HookPoint()  # [batch, pos, head, d_model]
         self.ln1 = LayerNorm(cfg) if cfg.has_ln else None
         self.attn = Attention(cfg)
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
@@ -198,6 +204,7 @@ class Block(nn.Module):
         self.mlp: MLP | None = None
         if not cfg.attn_only:
             self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+            self.hook_mlp_in = HookPoint()  # [batch, pos, d_model]: what the MLP half reads, before ln2
             self.ln2 = LayerNorm(cfg) if cfg.has_ln else None
             self.mlp = MLP(cfg)
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
@@ -209,14 +216,31 @@ class Block(nn.Module):
         return self.ln1(resid_pre) if self._pre_norm else resid_pre
 
     def mlp_input(self, resid_mid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        """What the MLP reads: ``ln2(resid_mid)`` in a pre-norm block, the residual itself otherwise."""
-        return self.ln2(resid_mid) if self._pre_norm else resid_mid
+        """What the MLP reads: ``ln2(resid_mid)`` in a pre-norm block, the residual itself otherwise (through
+        ``hook_mlp_in`` first: a copy when a hook may edit it, so the residual itself stays)."""
+        mlp_in = self.hook_mlp_in(resid_mid.clone() if self.hook_mlp_in.is_hooked() else resid_mid)
+        return self.ln2(mlp_in) if self._pre_norm else mlp_in
 
     def attn_write(
         self, resid_pre: Float[Tensor, "batch pos d_model"], key_mask: Tensor | None = None, rows: Tensor | None = None
     ) -> Float[Tensor, "batch pos d_model"]:
-        """``attn_out``: the attention's output from the residual it reads (at ``rows`` only, when given)."""
+        """``attn_out``: the attention's output from the residual it reads (at ``rows`` only, when given). When a
+        hook or cache asks for a per-head input (``hook_attn_in``, ``hook_q_input`` ...), every head reads its own
+        copy of the residual, through those hooks and ``ln1`` (TransformerLens's ``use_split_qkv_input``)."""
+        if any_wanted(self._head_inputs):
+            return self.attn(self._per_head_inputs(resid_pre), key_mask, rows)
         return self.attn(self.attn_input(resid_pre), key_mask, rows)
+
+    @property
+    def _head_inputs(self) -> tuple[HookPoint, ...]:
+        return self.hook_attn_in, self.hook_q_input, self.hook_k_input, self.hook_v_input
+
+    def _per_head_inputs(self, resid_pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        def copy(x: Tensor, hook: HookPoint) -> Tensor:  # its own tensor where a hook may edit it in place
+            return hook(x.clone() if hook.is_hooked() else x)
+
+        attn_in = copy(resid_pre.unsqueeze(-2).expand(*resid_pre.shape[:-1], self.cfg.n_heads, -1), self.hook_attn_in)
+        return tuple(self.attn_input(copy(attn_in, hook)) for hook in self._head_inputs[1:])
 
     def mlp_write(self, resid_mid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """``mlp_out``: the MLP's output from the residual it reads."""
@@ -272,7 +296,7 @@ class Block(nn.Module):
 
 
 class Unembed(nn.Module):
-    """``logits = x @ W_U + b_U``; with a tied embedding ``W_U`` is ``W_E.T``.
+    """``logits = x @ W_U + b_U``; with a tied embedding ``W_U`` is ``W_E.T`` (and reads so).
 
     ``b_U`` is a parameter of an untied model with biases (:attr:`has_bias`); otherwise it reads as zeros, as
     TransformerLens's does (a buffer, in no checkpoint, that the logits never add)."""
@@ -286,6 +310,12 @@ class Unembed(nn.Module):
             self.b_U = zero_bias(cfg.d_vocab)
         else:
             self.register_buffer("b_U", torch.zeros(cfg.d_vocab), persistent=False)
+        self.tied = cfg.tied_embed
+
+    def __getattr__(self, name: str) -> Tensor:
+        if name == "W_U" and self.__dict__.get("tied"):  # reads as the embedding, transposed (as in TL)
+            return self._embed[0].W_E.t()
+        return super().__getattr__(name)
 
     @property
     def has_bias(self) -> bool:

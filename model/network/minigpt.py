@@ -25,11 +25,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes
+from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes, position_axis
 from model.network.config import ModelConfig
+from model.network.decompose import SliceLike, apply_slice
 from model.network.generation import GenerationMethods
 from model.network.hook_methods import HookMethods
-from model.network.hooks import HookFn, HookPoint, NameOrPredicate, build_hooks, hook_context, resolve_names
+from model.network.hook_selection import build_hooks, resolve_names
+from model.network.hooks import HookFn, HookPoint, NameOrPredicate, hook_context
 from model.network.layers import STAGES, Block, Embed, LayerNorm, PosEmbed, Unembed
 from model.network.loading import LoadingMethods
 from model.network.logits import next_token_loss
@@ -69,6 +71,7 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg = cfg.replace()  # this model's own copy: cfg.device / cfg.dtype follow this model
         self.use_attn_result = False  # set_use_attn_result: the default cache records attn.hook_result too
+        self.use_attn_in = self.use_split_qkv_input = self.use_hook_mlp_in = False  # the same, for those inputs
         if tokenizer is None and cfg.d_vocab == len(Tokenizer()):
             tokenizer = Tokenizer()
         if tokenizer is not None and len(tokenizer) != cfg.d_vocab:
@@ -316,12 +319,14 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         remove_batch_dim: bool = False,
         return_cache_object: bool = True,
         incl_bwd: bool = False,
+        pos_slice: SliceLike = None,
         **kwargs: Any,
     ) -> tuple[Any, ActivationCache]:
         """``(forward output, ActivationCache)``.
 
-        ``names_filter``: None (every hook except ``attn.hook_result``, which is recorded only when named or
-        after ``set_use_attn_result(True)``), a name, a list of names, or a predicate. ``device`` moves the cache.
+        ``names_filter``: None (every hook but the optional ones, ``attn.hook_result`` and the per-head inputs, which
+        are recorded when named or after ``set_use_attn_result(True)`` and the like), a name, a list of names, or a
+        predicate. ``device`` moves the cache.
         ``remove_batch_dim=True`` (batch 1 only) drops the batch axis, as TransformerLens does: then
         ``cache["pattern", 0][h]`` is head ``h`` (without it, that indexes the batch). ``return_cache_object=False``
         gives a plain dict. Other keywords (``stop_at_layer``, ``attention_mask``, ...) go to :meth:`forward`.
@@ -330,6 +335,8 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         ``model.hook_shapes(batch, pos)`` tells what each activation costs. ``incl_bwd=True`` (TransformerLens's)
         then runs ``backward()`` on the output, which must be a scalar (``return_type="loss"``), and caches each
         named activation's gradient as ``name + "_grad"`` (the parameters' ``.grad`` accumulate, as in TL).
+        ``pos_slice`` keeps only those positions on each activation's position axis (a pattern's query axis), as
+        TransformerLens's ``run_with_cache`` does: the axis stays, even for an int.
 
         Example:
             >>> from model import MiniGPT, ModelConfig
@@ -340,7 +347,7 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
             (['hook_embed', 'hook_embed_grad'], torch.Size([1, 6, 64]))
         """
         if names_filter is None:
-            names = [n for n in self.hook_names if self.use_attn_result or not n.endswith("hook_result")]
+            names = [n for n in self.hook_names if self.in_default_cache(n)]
         else:
             names = resolve_names(names_filter, self.hook_names)
         for name in ("remove_batch_dim", "return_cache_object", "incl_bwd"):
@@ -374,7 +381,9 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
             out.backward()
         weights = CacheWeights.of(self)
         order = [k for n in self.hook_names for k in (n, n + "_grad")]
-        cache = ActivationCache({k: store[k] for k in order if k in store}, weights)
+        pos_slice = [pos_slice] if isinstance(pos_slice, int) else pos_slice
+        kept = {k: apply_slice(store[k], pos_slice, position_axis(k)) for k in order if k in store}
+        cache = ActivationCache(kept, weights)
         cache = cache.to(device) if device is not None else cache
         if remove_batch_dim:
             cache.remove_batch_dim()

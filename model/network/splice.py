@@ -49,7 +49,8 @@ import torch
 from torch import Tensor
 
 from model.network.cache import ActivationCache
-from model.network.hooks import HookFn, HookPoint, NameOrPredicate, resolve_names, unknown_hook_error
+from model.network.hook_selection import resolve_names, unknown_hook_error
+from model.network.hooks import HookFn, HookPoint, NameOrPredicate
 
 SAE_HOOKS = ("hook_sae_input", "hook_sae_acts", "hook_sae_recons", "hook_sae_error")
 

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from model.network.config import ModelConfig
 from model.network.factored_matrix import FactoredMatrix
+from model.network.labels import component_label
 from model.network.token_ids import char_id, check_token_ids
 from model.network.tokenizer import Tokenizer
 
@@ -66,7 +67,7 @@ class WeightMethods:
         """Unembedding; the transpose of ``W_E`` when tied."""
         # .t(), not .T: the .T property holds the GIL while it locks W_E's autograd mutex, which deadlocks
         # against a thread running a forward with gradients (torch 2.13; see tests/model/test_concurrency.py)
-        return self.unembed.W_U if "W_U" in self.unembed._parameters else self.embed.W_E.t()
+        return self.unembed.W_U  # tied: W_E.T (Unembed reads it so)
 
     @property
     def b_U(self) -> Float[Tensor, " d_vocab"]:
@@ -102,6 +103,17 @@ class WeightMethods:
     def OV(self) -> FactoredMatrix:
         """``W_V @ W_O`` of every head, factored: ``[layer, head, d_model, d_model]`` (the residual row reads)."""
         return FactoredMatrix(self.W_V, self.W_O)
+
+    def all_head_labels(self) -> list[str]:
+        """``["L0H0", "L0H1", ...]``: every head, layer by layer (TransformerLens's ``all_head_labels``).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> MiniGPT(ModelConfig(), seed=0).all_head_labels()[:5]
+            ['L0H0', 'L0H1', 'L0H2', 'L0H3', 'L1H0']
+        """
+        layers, heads = range(self.cfg.n_layers), range(self.cfg.n_heads)
+        return [component_label("head", layer, head) for layer in layers for head in heads]
 
     def tokens_to_residual_directions(self, tokens: str | int | Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
         """The unembedding direction ``W_U[:, t]`` of each token: ``[d_model]`` for one token (a str, an int or a

@@ -12,7 +12,9 @@ LayerNorm has gain 1 and bias 0, so that TransformerLens's folded-LayerNorm sema
 ``logit_attrs``, ``apply_ln=True`` decompositions) are the LayerNorm itself. The npz holds the HF state dict
 (``hf/<key>``), the GPT2Config (``meta`` JSON), the tokens, TransformerLens's outputs (``tl/<name>``) and their labels.
 
-Also: every hook's gradient of the loss by TransformerLens's backward hooks (``run_with_cache(incl_bwd=True)``,
+Also: TransformerLens's optional inputs (``hook_attn_in``, ``hook_q/k/v_input``, ``hook_mlp_in``), cached and edited;
+its small ``utils`` helpers, ``run_with_cache(pos_slice=...)`` and ``all_head_labels``; every
+hook's gradient of the loss by TransformerLens's backward hooks (``run_with_cache(incl_bwd=True)``,
 ``tl/grad/<hook>``); ``evals.ioi_eval`` on IOI prompts short enough for the 32-token context, tokenized by MiniGPT's
 character tokenizer (imported from the repository: plain Python); and ``evals.induction_loss``, which draws tokens in
 ``[100, 20000)``, on a second seeded GPT-2 with a vocabulary of 20,100 (``hf2/<key>``, ``meta["induction_gpt2"]``).
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 import transformer_lens
 from transformer_lens import HookedTransformer, HookedTransformerConfig, evals, patching
+from transformer_lens import utils as tl_utils
 from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -40,6 +43,9 @@ INDUCTION_SEED, INDUCTION_ARGS = 5, {"batch_size": 2, "subseq_len": 20, "prepend
 GPT2 = dict(vocab_size=64, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=256,
             activation_function="gelu_new", layer_norm_epsilon=1e-5)  # fmt: skip
 ANSWER, WRONG = 20, 30
+POS_SLICES = {"last": -1, "2_5": (2, 5)}
+OPTIONAL_INPUTS = ("blocks.0.hook_attn_in", "blocks.1.hook_q_input", "blocks.0.hook_v_input", "blocks.1.hook_mlp_in")
+POS_SLICED = ("blocks.0.attn.hook_pattern", "blocks.1.attn.hook_q", "blocks.1.hook_resid_post", "ln_final.hook_scale")
 
 
 def seeded_gpt2(config: dict = GPT2, seed: int = 0) -> GPT2LMHeadModel:
@@ -142,6 +148,51 @@ def record_gradients_and_evals(model: HookedTransformer, tokens: torch.Tensor) -
     return out
 
 
+def record_utils(model: HookedTransformer, tokens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
+    """TransformerLens's small ``utils`` helpers, ``run_with_cache(pos_slice=...)``, ``all_head_labels`` and the
+    hook names of ``hook_dict``."""
+    logits, x = model(tokens), torch.linspace(-4, 4, 17)
+    out = {"utils_composition_scores": tl_utils.composition_scores(model.OV[0], model.QK[1].T),
+           "utils_lm_accuracy": tl_utils.lm_accuracy(logits, tokens),
+           "utils_lm_accuracy_per_token": tl_utils.lm_accuracy(logits, tokens, per_token=True).float(),
+           "utils_lm_cross_entropy_loss": tl_utils.lm_cross_entropy_loss(logits, tokens, per_token=True),
+           "utils_get_corner": tl_utils.get_corner(model.W_Q, 2), "utils_gelu_new": tl_utils.gelu_new(x),
+           "utils_solu": tl_utils.solu(x.view(1, 17))}  # fmt: skip
+    for tag, pos_slice in POS_SLICES.items():
+        _, cache = model.run_with_cache(tokens, pos_slice=pos_slice)
+        for name in POS_SLICED:
+            out[f"pos_slice_{tag}/{name}"] = cache[name]
+    return out, {"all_head_labels": model.all_head_labels(), "hook_dict": list(model.hook_dict)}
+
+
+def record_optional_inputs(model: HookedTransformer, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """With ``set_use_attn_in``, ``set_use_split_qkv_input`` and ``set_use_hook_mlp_in``: the per-head inputs and
+    ``hook_mlp_in`` cached; and the logits when a hook edits, in place as ARENA's hooks do, one head's key input
+    (split inputs on), one head's attention input (``use_attn_in`` alone: with both flags TransformerLens feeds the
+    split inputs from ``resid_pre``, not from ``hook_attn_in``), or the MLP input."""
+    flags = ("set_use_attn_in", "set_use_split_qkv_input", "set_use_hook_mlp_in")
+    for flag in flags:
+        getattr(model, flag)(True)
+    _, cache = model.run_with_cache(tokens)
+    out = {f"optional/{name}": cache[name] for name in OPTIONAL_INPUTS}
+
+    def zero_head_1(x, hook):
+        x[:, :, 1] = 0.0
+
+    def halve(x, hook):
+        x *= 0.5
+
+    for name, fn, flag in (("blocks.1.hook_k_input", zero_head_1, "set_use_split_qkv_input"),
+                           ("blocks.0.hook_attn_in", zero_head_1, "set_use_attn_in"),
+                           ("blocks.0.hook_mlp_in", halve, "set_use_hook_mlp_in")):  # fmt: skip
+        for other in flags:
+            getattr(model, other)(other == flag)
+        out[f"optional_edit/{name}"] = model.run_with_hooks(tokens, fwd_hooks=[(name, fn)])
+    for flag in flags:
+        getattr(model, flag)(False)
+    return out
+
+
 def record_induction_loss() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``evals.induction_loss`` after ``torch.manual_seed(INDUCTION_SEED)`` on a seeded GPT-2 of 20,100 tokens, its
     weights rounded to half precision first (the npz keeps them so: exactly what TransformerLens ran)."""
@@ -167,13 +218,16 @@ def main() -> None:
     outputs, labels = record(model, tokens)
     outputs |= record_patching(model, tokens, corrupted)
     outputs |= record_gradients_and_evals(model, tokens)
+    helpers, names = record_utils(model, tokens)
+    outputs |= {k: v.detach().numpy() for k, v in helpers.items()}
+    outputs |= {k: v.detach().numpy() for k, v in record_optional_inputs(model, tokens).items()}
     induction, induction_weights = record_induction_loss()
     outputs |= induction
     arrays = {f"tl/{k}": v for k, v in outputs.items()}
     arrays |= {f"hf/{k}": v.detach().numpy() for k, v in hf.state_dict().items() if not k.endswith(".attn.bias")}
     arrays |= {k: v.astype(np.float16) for k, v in induction_weights.items()}  # half precision: 20,100 x 8 is large
     meta = {"gpt2_config": GPT2, "labels": labels, "answer": ANSWER, "wrong": WRONG, "induction_gpt2": INDUCTION_GPT2,
-            "induction_seed": INDUCTION_SEED, "induction_args": INDUCTION_ARGS, "ioi": IOI,
+            "induction_seed": INDUCTION_SEED, "induction_args": INDUCTION_ARGS, "ioi": IOI, **names,
             "transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "2.x",
             "torch": torch.__version__, "made_by": "tests/data/make_transformerlens_reference.py"}  # fmt: skip
     np.savez_compressed(OUT, tokens=tokens.numpy(), corrupted=corrupted.numpy(), meta=np.array(json.dumps(meta)),
