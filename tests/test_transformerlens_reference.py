@@ -228,3 +228,40 @@ def test_optional_inputs(ref):
         name = key.removeprefix("optional_edit/")
         close(key, model.run_with_hooks(tokens, fwd_hooks=[(name, edits[name])]), tl[key])
     assert not torch.equal(tl["optional_edit/blocks.0.hook_mlp_in"], model(tokens)), "the edit changes the logits"
+
+
+def test_process_weights_equals_from_pretrained_processing(ref):
+    """``process_weights_()`` (fold the LayerNorms, centre the writers and the unembedding, fold ``b_V``) gives
+    TransformerLens's processed weights, logits and ``apply_ln_to_stack`` attributions on a GPT-2 whose LayerNorms
+    have random gains and biases; then the attributions sum to the logit (less the LayerNorm-free constant)."""
+    _, tl, meta, tokens, _ = ref
+    data = np.load(DATA)
+    hf = GPT2LMHeadModel(GPT2Config(**meta["gpt2_config"])).eval()
+    hf.load_state_dict({k[4:]: torch.from_numpy(data[k]) for k in data.files if k.startswith("hf3/")}, strict=False)
+    model = MiniGPT.from_hf_gpt2(hf).eval()
+    raw = model(tokens)
+    model.process_weights_()
+    assert not model.cfg.tied_embed and float(model.blocks[0].ln1.w.std()) == 0.0
+    for name in (
+        k.removeprefix("processed/") for k in tl if k.startswith("processed/W_") or k.startswith("processed/b_")
+    ):
+        close(f"processed {name}", getattr(model, name), tl[f"processed/{name}"])
+    logits, cache = model.run_with_cache(tokens)
+    close("processed logits", logits, tl["processed/logits"])
+    close("log-probs before and after", logits.log_softmax(-1), raw.log_softmax(-1))
+    stack = cache.apply_ln_to_stack(cache.decompose_resid(layer=-1, pos_slice=-1), layer=-1, pos_slice=-1)
+    attrs = cache.logit_attrs(stack, tokens=tokens[:, -1], pos_slice=-1)
+    close("processed logit_attrs", attrs, tl["processed/logit_attrs"])
+
+
+def test_optional_input_gradients(ref):
+    """Backward hooks on the optional inputs: a gradient wanted there makes every head read its own input (the
+    split path), and the gradients equal TransformerLens's with its flag set."""
+    model, tl, _, tokens, _ = ref
+    names = [k.removeprefix("optional_grad/") for k in tl if k.startswith("optional_grad/")]
+    assert len(names) == 5
+    model.zero_grad()
+    _, cache = model.run_with_cache(tokens, names_filter=names, incl_bwd=True, return_type="loss")
+    model.zero_grad()
+    for name in names:
+        close(f"{name}_grad", cache[name + "_grad"], tl[f"optional_grad/{name}"])

@@ -171,6 +171,13 @@ def arena_induction_scores(cache: ActivationCache, seq_len: int) -> Float[Tensor
 # TransformerLens's small tensor helpers, with its names and semantics
 
 
+def _tensor(value: object, fn: str, what: str = "a tensor", ndim: int = 0) -> Tensor:
+    if not isinstance(value, Tensor) or value.ndim < ndim:
+        got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+        raise TypeError(f"{fn} takes {what}, got {got}")
+    return value
+
+
 def to_numpy(tensor: object) -> np.ndarray:
     """A tensor (detached, on the CPU), list, tuple, number or string as a numpy array (TransformerLens's).
 
@@ -204,6 +211,7 @@ def get_corner(tensor: Tensor | FactoredMatrix, n: int = 3) -> Tensor:
 
 def remove_batch_dim(tensor: Tensor) -> Tensor:
     """``tensor`` without its leading axis if that axis has length 1, else unchanged (TransformerLens's)."""
+    _tensor(tensor, "remove_batch_dim", "a tensor with a leading axis", ndim=1)
     return tensor.squeeze(0) if tensor.shape[0] == 1 else tensor
 
 
@@ -226,18 +234,20 @@ def lm_accuracy(logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, 
         >>> float(lm_accuracy(torch.nn.functional.one_hot(torch.tensor([[2, 3, 0]]), 5).float(), tokens))
         1.0
     """
+    _tensor(logits, "lm_accuracy", "logits [batch, pos, d_vocab]", ndim=3)
+    _tensor(tokens, "lm_accuracy", "tokens [batch, pos]", ndim=2)
     correct = logits.argmax(dim=-1)[:, :-1] == tokens[:, 1:]
     return correct if per_token else correct.sum() / correct.numel()
 
 
 def gelu_new(input: Tensor) -> Tensor:
     """GPT-2's GELU (the tanh approximation), the one MiniGPT's ``act="gelu_new"`` runs."""
-    return ACTIVATIONS["gelu_new"](input)
+    return ACTIVATIONS["gelu_new"](_tensor(input, "gelu_new"))
 
 
 def solu(input: Tensor) -> Tensor:
     """SoLU (Elhage et al. 2022): ``x * softmax(x)`` over the last axis."""
-    return input * torch.softmax(input, dim=-1)
+    return _tensor(input, "solu", ndim=1) * torch.softmax(input, dim=-1)
 
 
 def composition_scores(left: FactoredMatrix, right: FactoredMatrix, broadcast_dims: bool = True) -> Tensor:
@@ -252,6 +262,11 @@ def composition_scores(left: FactoredMatrix, right: FactoredMatrix, broadcast_di
         >>> composition_scores(model.OV[0], model.QK[1].T).shape  # K-composition, [head 0, head 1]
         torch.Size([4, 4])
     """
+    if not isinstance(left, FactoredMatrix) or not isinstance(right, FactoredMatrix):
+        raise TypeError(
+            f"composition_scores takes two FactoredMatrix (e.g. model.OV[0], model.QK[1].T), got "
+            f"{type(left).__name__} and {type(right).__name__}"
+        )
     if broadcast_dims:
         lead_left, lead_right = left.ndim - 2, right.ndim - 2
         left = FactoredMatrix(*(m.reshape(*m.shape[:-2], *[1] * lead_right, *m.shape[-2:]) for m in (left.A, left.B)))

@@ -1,4 +1,5 @@
-"""TransformerLens's hook management on a MiniGPT: ``add_hook``, ``reset_hooks``, ``hooks``, ``set_use_attn_result``.
+"""TransformerLens's hook API on a MiniGPT: ``run_with_hooks``, ``run_with_cache``, ``add_hook``, ``reset_hooks``,
+``hooks``, and the ``set_use_*`` flags of the default cache.
 
 Mixed into :class:`~model.network.minigpt.MiniGPT`. What is shared, exactly:
 
@@ -36,7 +37,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes, position_axis
+from model.network.decompose import SliceLike, apply_slice
 from model.network.hook_selection import build_hooks, resolve_names
 from model.network.hooks import (
     HookFn,
@@ -47,6 +51,7 @@ from model.network.hooks import (
     persistent_hooks,
     reset_persistent_hooks,
 )
+from model.network.weights import CacheWeights
 
 
 def _check_flag(name: str, value: object) -> bool:
@@ -56,14 +61,114 @@ def _check_flag(name: str, value: object) -> bool:
 
 
 class HookMethods:
-    """``add_hook`` / ``reset_hooks`` / ``hooks`` / ``set_use_attn_result`` (see the module docstring)."""
+    """``run_with_hooks`` / ``run_with_cache`` / ``add_hook`` / ``reset_hooks`` / ``hooks`` / ``set_use_*`` (see the
+    module docstring)."""
 
-    _hook_owner: object  # these three, resolve_hooks and named_modules are MiniGPT's
+    _hook_owner: object  # these, _input, max_cache_bytes and named_modules are MiniGPT's
     hook_names: list[str]
+    cfg: Any
+    max_cache_bytes: float
     use_attn_result: bool
     use_attn_in: bool
     use_split_qkv_input: bool
     use_hook_mlp_in: bool
+
+    def resolve_hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]]) -> dict[str, tuple[HookFn, ...]]:
+        """``{hook name: (fn, ...)}`` for ``[(name_or_predicate, fn)]``; unknown names -> KeyError with suggestions."""
+        return build_hooks(fwd_hooks, self.hook_names)
+
+    def run_with_hooks(
+        self, input: Any, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any
+    ) -> Any:
+        """``forward(input, **kwargs)`` with ``fwd_hooks = [(name_or_predicate, fn), ...]`` active for this call only
+        (``bwd_hooks``, ``reset_hooks_end`` and ``clear_contexts`` are TransformerLens's and accepted as such)."""
+        hook_args = {k: kwargs.pop(k) for k in ("bwd_hooks", "reset_hooks_end", "clear_contexts") if k in kwargs}
+        with self.hooks(fwd_hooks, **hook_args):
+            return self(input, **kwargs)
+
+    def run_with_cache(
+        self,
+        input: Any,
+        names_filter: NameOrPredicate | Iterable[str] | None = None,
+        device: str | torch.device | None = None,
+        *,
+        fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        remove_batch_dim: bool = False,
+        return_cache_object: bool = True,
+        incl_bwd: bool = False,
+        pos_slice: SliceLike = None,
+        **kwargs: Any,
+    ) -> tuple[Any, ActivationCache]:
+        """``(forward output, ActivationCache)``.
+
+        ``names_filter``: None (every hook but the optional ones, ``attn.hook_result`` and the per-head inputs, which
+        are recorded when named or after ``set_use_attn_result(True)`` and the like), a name, a list of names, or a
+        predicate. ``device`` moves the cache.
+        ``remove_batch_dim=True`` (batch 1 only) drops the batch axis, as TransformerLens does: then
+        ``cache["pattern", 0][h]`` is head ``h`` (without it, that indexes the batch). ``return_cache_object=False``
+        gives a plain dict. Other keywords (``stop_at_layer``, ``attention_mask``, ...) go to :meth:`forward`.
+        A cache larger than ``model.max_cache_bytes`` (default 4 GiB; set it per model, ``float("inf")``
+        turns the guard off) is refused before anything runs, with a ValueError naming the estimate;
+        ``model.hook_shapes(batch, pos)`` tells what each activation costs. ``incl_bwd=True`` (TransformerLens's)
+        then runs ``backward()`` on the output, which must be a scalar (``return_type="loss"``), and caches each
+        named activation's gradient as ``name + "_grad"`` (the parameters' ``.grad`` accumulate, as in TL).
+        ``pos_slice`` keeps only those positions on each activation's position axis (a pattern's query axis), as
+        TransformerLens's ``run_with_cache`` does: the axis stays, even for an int.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> loss, cache = model.run_with_cache("hello", names_filter="hook_embed", incl_bwd=True,
+            ...                                    return_type="loss")
+            >>> sorted(cache.keys()), cache["hook_embed_grad"].shape
+            (['hook_embed', 'hook_embed_grad'], torch.Size([1, 6, 64]))
+        """
+        if names_filter is None:
+            names = [n for n in self.hook_names if self.in_default_cache(n)]
+        else:
+            names = resolve_names(names_filter, self.hook_names)
+        for name in ("remove_batch_dim", "return_cache_object", "incl_bwd"):
+            if not isinstance(locals()[name], bool):
+                raise TypeError(f"{name} must be True or False, got {locals()[name]!r}")
+        if incl_bwd and (kwargs.get("return_type") != "loss" or kwargs.get("loss_per_token")):
+            raise ValueError(
+                "incl_bwd=True runs backward() on the model's output, which must be one number: pass "
+                'return_type="loss" (TransformerLens assumes the same)'
+            )
+        if incl_bwd and not torch.is_grad_enabled():
+            raise ValueError("incl_bwd=True needs gradients: call run_with_cache outside torch.no_grad() and inference")
+        mask = kwargs.pop("attention_mask", None)
+        prepend_bos, padding_side = kwargs.pop("prepend_bos", True), kwargs.pop("padding_side", None)
+        tokens, mask = self._input(input, prepend_bos, padding_side, mask)
+        if remove_batch_dim and tokens.shape[0] != 1:
+            raise ValueError(f"remove_batch_dim=True needs a batch of 1, got {tokens.shape[0]} sequences")
+        shapes, size = self.hook_shapes(*tokens.shape), self.W_E.element_size()
+        check_cache_size(shapes, names * (1 + incl_bwd), size, self.max_cache_bytes, tuple(tokens.shape))  # the guard
+        store: dict[str, Tensor] = {}
+        cache_spec = (frozenset(names), store, None if device is None else check_device(device))
+        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec,
+                          bwd_cache=cache_spec if incl_bwd else None):  # fmt: skip
+            out = self(tokens, attention_mask=mask, **kwargs)
+        if incl_bwd:
+            if not out.requires_grad:
+                raise ValueError(
+                    "incl_bwd=True: nothing in this forward needs a gradient (every parameter frozen?), so there is "
+                    "no backward to run; unfreeze the weights (model.requires_grad_(True))"
+                )
+            out.backward()
+        weights = CacheWeights.of(self)
+        order = [k for n in self.hook_names for k in (n, n + "_grad")]
+        pos_slice = [pos_slice] if isinstance(pos_slice, int) else pos_slice
+        kept = {k: apply_slice(store[k], pos_slice, position_axis(k)) for k in order if k in store}
+        cache = ActivationCache(kept, weights)
+        cache = cache.to(device) if device is not None else cache
+        if remove_batch_dim:
+            cache.remove_batch_dim()
+        return out, cache if return_cache_object else dict(cache.items())
+
+    def hook_shapes(self, batch: int, pos: int) -> dict[str, tuple[int, ...]]:
+        """Shape of every hook's activation for a ``[batch, pos]`` input, without running the model."""
+        return hook_shapes(self.cfg, self.hook_names, batch, pos)
 
     def add_hook(
         self,

@@ -218,29 +218,31 @@ class Block(nn.Module):
     def mlp_input(self, resid_mid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """What the MLP reads: ``ln2(resid_mid)`` in a pre-norm block, the residual itself otherwise (through
         ``hook_mlp_in`` first: a copy when a hook may edit it, so the residual itself stays)."""
-        mlp_in = self.hook_mlp_in(resid_mid.clone() if self.hook_mlp_in.is_hooked() else resid_mid)
+        mlp_in = _through(self.hook_mlp_in, resid_mid)
         return self.ln2(mlp_in) if self._pre_norm else mlp_in
 
     def attn_write(
         self, resid_pre: Float[Tensor, "batch pos d_model"], key_mask: Tensor | None = None, rows: Tensor | None = None
     ) -> Float[Tensor, "batch pos d_model"]:
-        """``attn_out``: the attention's output from the residual it reads (at ``rows`` only, when given). When a
-        hook or cache asks for a per-head input (``hook_attn_in``, ``hook_q_input`` ...), every head reads its own
-        copy of the residual, through those hooks and ``ln1`` (TransformerLens's ``use_split_qkv_input``)."""
-        if any_wanted(self._head_inputs):
-            return self.attn(self._per_head_inputs(resid_pre), key_mask, rows)
+        """``attn_out``: the attention's output from the residual it reads (at ``rows`` only, when given).
+
+        TransformerLens's optional per-head inputs fire here when a hook or cache asks for one: ``hook_attn_in``
+        (the residual copied for every head), then ``hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` (from
+        it). Where a hook changed one, or a gradient is wanted at one, every head reads its own input through
+        ``ln1`` (whose hooks then fire for each of the three, as in TransformerLens); otherwise the fused
+        attention runs, so caching them, or hooks that leave them, change no logit."""
+        if not any_wanted(self._head_inputs):
+            return self.attn(self.attn_input(resid_pre), key_mask, rows)
+        base = resid_pre.unsqueeze(-2).expand(*resid_pre.shape[:-1], self.cfg.n_heads, resid_pre.shape[-1])
+        attn_in = _through(self.hook_attn_in, base)
+        inputs = tuple(_through(hook, attn_in) for hook in self._head_inputs[1:])
+        if any(hook.grad_wanted() for hook in self._head_inputs) or not all(torch.equal(x, base) for x in inputs):
+            return self.attn(tuple(self.attn_input(x) for x in inputs), key_mask, rows)
         return self.attn(self.attn_input(resid_pre), key_mask, rows)
 
     @property
     def _head_inputs(self) -> tuple[HookPoint, ...]:
         return self.hook_attn_in, self.hook_q_input, self.hook_k_input, self.hook_v_input
-
-    def _per_head_inputs(self, resid_pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        def copy(x: Tensor, hook: HookPoint) -> Tensor:  # its own tensor where a hook may edit it in place
-            return hook(x.clone() if hook.is_hooked() else x)
-
-        attn_in = copy(resid_pre.unsqueeze(-2).expand(*resid_pre.shape[:-1], self.cfg.n_heads, -1), self.hook_attn_in)
-        return tuple(self.attn_input(copy(attn_in, hook)) for hook in self._head_inputs[1:])
 
     def mlp_write(self, resid_mid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """``mlp_out``: the MLP's output from the residual it reads."""
@@ -293,6 +295,12 @@ class Block(nn.Module):
         if stage == "mlp_sum":
             return self._after_mlp(x)
         return self.hook_resid_post(x)
+
+
+def _through(hook: HookPoint, x: Tensor) -> Tensor:
+    """``x`` through ``hook``: a copy of its own where a hook function may edit it in place (``x`` may be the
+    residual itself, or a view that expands it)."""
+    return hook(x.clone() if hook.is_hooked() else x)
 
 
 class Unembed(nn.Module):

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -25,25 +25,32 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes, position_axis
 from model.network.config import ModelConfig
-from model.network.decompose import SliceLike, apply_slice
 from model.network.generation import GenerationMethods
 from model.network.hook_methods import HookMethods
-from model.network.hook_selection import build_hooks, resolve_names
-from model.network.hooks import HookFn, HookPoint, NameOrPredicate, hook_context
+from model.network.hooks import HookPoint
 from model.network.layers import STAGES, Block, Embed, LayerNorm, PosEmbed, Unembed
 from model.network.loading import LoadingMethods
 from model.network.logits import next_token_loss
+from model.network.processing import WeightProcessing
 from model.network.splice import SAESplicing
 from model.network.token_methods import TokenMethods, TokensLike
 from model.network.tokenizer import Tokenizer
-from model.network.weights import CacheWeights, WeightMethods
+from model.network.weights import WeightMethods
 
 RETURN_TYPES = ("logits", "loss", "both", None)
 
 
-class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMethods, GenerationMethods, nn.Module):
+class MiniGPT(
+    TokenMethods,
+    WeightMethods,
+    WeightProcessing,
+    HookMethods,
+    SAESplicing,
+    LoadingMethods,
+    GenerationMethods,
+    nn.Module,
+):
     """A hookable decoder-only transformer (see :class:`~model.network.config.ModelConfig`).
 
     Hook points (shapes in brackets)::
@@ -54,12 +61,15 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         blocks.{l}.attn.hook_q / hook_k / hook_v / hook_z       [batch, pos, head, d_head]
         blocks.{l}.attn.hook_attn_scores / hook_pattern         [batch, head, q_pos, k_pos]
         blocks.{l}.attn.hook_result                             [batch, pos, head, d_model]
+        blocks.{l}.hook_attn_in / hook_q_input / hook_k_input / hook_v_input  [batch, pos, head, d_model]
+        blocks.{l}.hook_mlp_in                                  [batch, pos, d_model]
         blocks.{l}.ln2.hook_scale / hook_normalized, blocks.{l}.mlp.hook_pre / hook_post [batch, pos, d_mlp]
         ln_final.hook_scale, ln_final.hook_normalized
 
     ``model.hook_names`` lists the ones this config has (rotary adds ``attn.hook_rot_q/k``; learned and
     sinusoidal positions have ``hook_pos_embed``; attention-only blocks have no ``hook_resid_mid``/``hook_mlp_out``;
-    only ``norm="pre"`` has ``ln_final``). ``run_with_saes``/``run_with_cache_with_saes``: :mod:`model.network.splice`.
+    only ``norm="pre"`` has ``ln_final``). ``attn.hook_result``, the per-head inputs and ``hook_mlp_in`` are made only
+    when a hook or a cache asks for them. ``run_with_saes``/``run_with_cache_with_saes``: :mod:`model.network.splice`.
     """
 
     def __init__(
@@ -294,101 +304,3 @@ class MiniGPT(TokenMethods, WeightMethods, HookMethods, SAESplicing, LoadingMeth
         if isinstance(tokens, Tensor) and isinstance(logits, Tensor):
             tokens = tokens.to(logits.device)
         return next_token_loss(logits, tokens, per_token=per_token, attention_mask=attention_mask)
-
-    # ------------------------------------------------------------------ hooks
-    def resolve_hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]]) -> dict[str, tuple[HookFn, ...]]:
-        """``{hook name: (fn, ...)}`` for ``[(name_or_predicate, fn)]``; unknown names -> KeyError with suggestions."""
-        return build_hooks(fwd_hooks, self.hook_names)
-
-    def run_with_hooks(
-        self, input: Any, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any
-    ) -> Any:
-        """``forward(input, **kwargs)`` with ``fwd_hooks = [(name_or_predicate, fn), ...]`` active for this call only
-        (``bwd_hooks``, ``reset_hooks_end`` and ``clear_contexts`` are TransformerLens's and accepted as such)."""
-        hook_args = {k: kwargs.pop(k) for k in ("bwd_hooks", "reset_hooks_end", "clear_contexts") if k in kwargs}
-        with self.hooks(fwd_hooks, **hook_args):
-            return self(input, **kwargs)
-
-    def run_with_cache(
-        self,
-        input: Any,
-        names_filter: NameOrPredicate | Iterable[str] | None = None,
-        device: str | torch.device | None = None,
-        *,
-        fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
-        remove_batch_dim: bool = False,
-        return_cache_object: bool = True,
-        incl_bwd: bool = False,
-        pos_slice: SliceLike = None,
-        **kwargs: Any,
-    ) -> tuple[Any, ActivationCache]:
-        """``(forward output, ActivationCache)``.
-
-        ``names_filter``: None (every hook but the optional ones, ``attn.hook_result`` and the per-head inputs, which
-        are recorded when named or after ``set_use_attn_result(True)`` and the like), a name, a list of names, or a
-        predicate. ``device`` moves the cache.
-        ``remove_batch_dim=True`` (batch 1 only) drops the batch axis, as TransformerLens does: then
-        ``cache["pattern", 0][h]`` is head ``h`` (without it, that indexes the batch). ``return_cache_object=False``
-        gives a plain dict. Other keywords (``stop_at_layer``, ``attention_mask``, ...) go to :meth:`forward`.
-        A cache larger than ``model.max_cache_bytes`` (default 4 GiB; set it per model, ``float("inf")``
-        turns the guard off) is refused before anything runs, with a ValueError naming the estimate;
-        ``model.hook_shapes(batch, pos)`` tells what each activation costs. ``incl_bwd=True`` (TransformerLens's)
-        then runs ``backward()`` on the output, which must be a scalar (``return_type="loss"``), and caches each
-        named activation's gradient as ``name + "_grad"`` (the parameters' ``.grad`` accumulate, as in TL).
-        ``pos_slice`` keeps only those positions on each activation's position axis (a pattern's query axis), as
-        TransformerLens's ``run_with_cache`` does: the axis stays, even for an int.
-
-        Example:
-            >>> from model import MiniGPT, ModelConfig
-            >>> model = MiniGPT(ModelConfig(), seed=0)
-            >>> loss, cache = model.run_with_cache("hello", names_filter="hook_embed", incl_bwd=True,
-            ...                                    return_type="loss")
-            >>> sorted(cache.keys()), cache["hook_embed_grad"].shape
-            (['hook_embed', 'hook_embed_grad'], torch.Size([1, 6, 64]))
-        """
-        if names_filter is None:
-            names = [n for n in self.hook_names if self.in_default_cache(n)]
-        else:
-            names = resolve_names(names_filter, self.hook_names)
-        for name in ("remove_batch_dim", "return_cache_object", "incl_bwd"):
-            if not isinstance(locals()[name], bool):
-                raise TypeError(f"{name} must be True or False, got {locals()[name]!r}")
-        if incl_bwd and (kwargs.get("return_type") != "loss" or kwargs.get("loss_per_token")):
-            raise ValueError(
-                "incl_bwd=True runs backward() on the model's output, which must be one number: pass "
-                'return_type="loss" (TransformerLens assumes the same)'
-            )
-        if incl_bwd and not torch.is_grad_enabled():
-            raise ValueError("incl_bwd=True needs gradients: call run_with_cache outside torch.no_grad() and inference")
-        mask = kwargs.pop("attention_mask", None)
-        prepend_bos, padding_side = kwargs.pop("prepend_bos", True), kwargs.pop("padding_side", None)
-        tokens, mask = self._input(input, prepend_bos, padding_side, mask)
-        if remove_batch_dim and tokens.shape[0] != 1:
-            raise ValueError(f"remove_batch_dim=True needs a batch of 1, got {tokens.shape[0]} sequences")
-        shapes, size = self.hook_shapes(*tokens.shape), self.W_E.element_size()
-        check_cache_size(shapes, names * (1 + incl_bwd), size, self.max_cache_bytes, tuple(tokens.shape))  # the guard
-        store: dict[str, Tensor] = {}
-        cache_spec = (frozenset(names), store, None if device is None else check_device(device))
-        with hook_context(self._hook_owner, self.resolve_hooks(fwd_hooks), cache_spec,
-                          bwd_cache=cache_spec if incl_bwd else None):  # fmt: skip
-            out = self(tokens, attention_mask=mask, **kwargs)
-        if incl_bwd:
-            if not out.requires_grad:
-                raise ValueError(
-                    "incl_bwd=True: nothing in this forward needs a gradient (every parameter frozen?), so there is "
-                    "no backward to run; unfreeze the weights (model.requires_grad_(True))"
-                )
-            out.backward()
-        weights = CacheWeights.of(self)
-        order = [k for n in self.hook_names for k in (n, n + "_grad")]
-        pos_slice = [pos_slice] if isinstance(pos_slice, int) else pos_slice
-        kept = {k: apply_slice(store[k], pos_slice, position_axis(k)) for k in order if k in store}
-        cache = ActivationCache(kept, weights)
-        cache = cache.to(device) if device is not None else cache
-        if remove_batch_dim:
-            cache.remove_batch_dim()
-        return out, cache if return_cache_object else dict(cache.items())
-
-    def hook_shapes(self, batch: int, pos: int) -> dict[str, tuple[int, ...]]:
-        """Shape of every hook's activation for a ``[batch, pos]`` input, without running the model."""
-        return hook_shapes(self.cfg, self.hook_names, batch, pos)

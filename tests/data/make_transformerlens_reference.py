@@ -12,7 +12,8 @@ LayerNorm has gain 1 and bias 0, so that TransformerLens's folded-LayerNorm sema
 ``logit_attrs``, ``apply_ln=True`` decompositions) are the LayerNorm itself. The npz holds the HF state dict
 (``hf/<key>``), the GPT2Config (``meta`` JSON), the tokens, TransformerLens's outputs (``tl/<name>``) and their labels.
 
-Also: TransformerLens's optional inputs (``hook_attn_in``, ``hook_q/k/v_input``, ``hook_mlp_in``), cached and edited;
+Also: ``from_pretrained``'s weight processing on a GPT-2 with random LayerNorm gains and biases (``hf3/<key>``);
+TransformerLens's optional inputs (``hook_attn_in``, ``hook_q/k/v_input``, ``hook_mlp_in``), cached and edited;
 its small ``utils`` helpers, ``run_with_cache(pos_slice=...)`` and ``all_head_labels``; every
 hook's gradient of the loss by TransformerLens's backward hooks (``run_with_cache(incl_bwd=True)``,
 ``tl/grad/<hook>``); ``evals.ioi_eval`` on IOI prompts short enough for the 32-token context, tokenized by MiniGPT's
@@ -44,6 +45,8 @@ GPT2 = dict(vocab_size=64, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inn
             activation_function="gelu_new", layer_norm_epsilon=1e-5)  # fmt: skip
 ANSWER, WRONG = 20, 30
 POS_SLICES = {"last": -1, "2_5": (2, 5)}
+PROCESSED = ("W_E", "W_pos", "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O", "W_in", "b_in", "W_out", "b_out",
+             "W_U", "b_U")  # fmt: skip
 OPTIONAL_INPUTS = ("blocks.0.hook_attn_in", "blocks.1.hook_q_input", "blocks.0.hook_v_input", "blocks.1.hook_mlp_in")
 POS_SLICED = ("blocks.0.attn.hook_pattern", "blocks.1.attn.hook_q", "blocks.1.hook_resid_post", "ln_final.hook_scale")
 
@@ -60,7 +63,8 @@ def seeded_gpt2(config: dict = GPT2, seed: int = 0) -> GPT2LMHeadModel:
     return hf
 
 
-def hooked(hf: GPT2LMHeadModel) -> HookedTransformer:
+def hooked(hf: GPT2LMHeadModel, process: bool = False) -> HookedTransformer:
+    """TransformerLens's model of ``hf``: its weights as they are, or processed as ``from_pretrained`` does."""
     c = hf.config
     cfg = HookedTransformerConfig(n_layers=c.n_layer, d_model=c.n_embd, n_ctx=c.n_positions, n_heads=c.n_head,
                                   d_head=c.n_embd // c.n_head, d_mlp=c.n_inner, d_vocab=c.vocab_size, act_fn="gelu_new",
@@ -69,10 +73,10 @@ def hooked(hf: GPT2LMHeadModel) -> HookedTransformer:
     model = HookedTransformer(cfg)
     model.load_and_process_state_dict(
         convert_gpt2_weights(hf, cfg),
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
+        fold_ln=process,
+        center_writing_weights=process,
+        center_unembed=process,
+        fold_value_biases=process,
     )
     return model.eval()
 
@@ -188,9 +192,39 @@ def record_optional_inputs(model: HookedTransformer, tokens: torch.Tensor) -> di
         for other in flags:
             getattr(model, other)(other == flag)
         out[f"optional_edit/{name}"] = model.run_with_hooks(tokens, fwd_hooks=[(name, fn)])
+    grads_at = {
+        "set_use_split_qkv_input": ("blocks.0.hook_q_input", "blocks.1.hook_k_input", "blocks.1.hook_v_input"),
+        "set_use_attn_in": ("blocks.0.hook_attn_in",),
+        "set_use_hook_mlp_in": ("blocks.1.hook_mlp_in",),
+    }
+    for flag, names in grads_at.items():
+        for other in flags:
+            getattr(model, other)(other == flag)
+        model.zero_grad()
+        _, cache = model.run_with_cache(tokens, names_filter=list(names), incl_bwd=True, return_type="loss")
+        out |= {f"optional_grad/{name}": cache[name + "_grad"] for name in names}
     for flag in flags:
         getattr(model, flag)(False)
     return out
+
+
+def record_processing(tokens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """``from_pretrained``'s weight processing (fold_ln, center_writing_weights, center_unembed, fold_value_biases)
+    on a seeded GPT-2 whose LayerNorms have random gains and biases (``hf3/<key>``): the processed weights, logits
+    and an ``apply_ln_to_stack`` logit attribution."""
+    hf = seeded_gpt2(seed=3)
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if "ln_" in name:
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
+    model = hooked(hf, process=True)
+    out = {f"processed/{n}": getattr(model, n) for n in PROCESSED}
+    logits, cache = model.run_with_cache(tokens)
+    out["processed/logits"] = logits
+    stack = cache.apply_ln_to_stack(cache.decompose_resid(layer=-1, pos_slice=-1), layer=-1, pos_slice=-1)
+    out["processed/logit_attrs"] = cache.logit_attrs(stack, tokens=tokens[:, -1], pos_slice=-1)
+    weights = {f"hf3/{k}": v.detach().numpy() for k, v in hf.state_dict().items() if not k.endswith(".attn.bias")}
+    return out, weights
 
 
 def record_induction_loss() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -221,10 +255,13 @@ def main() -> None:
     helpers, names = record_utils(model, tokens)
     outputs |= {k: v.detach().numpy() for k, v in helpers.items()}
     outputs |= {k: v.detach().numpy() for k, v in record_optional_inputs(model, tokens).items()}
+    processed, processed_weights = record_processing(tokens)
+    outputs |= {k: v.detach().numpy() for k, v in processed.items()}
     induction, induction_weights = record_induction_loss()
     outputs |= induction
     arrays = {f"tl/{k}": v for k, v in outputs.items()}
     arrays |= {f"hf/{k}": v.detach().numpy() for k, v in hf.state_dict().items() if not k.endswith(".attn.bias")}
+    arrays |= processed_weights
     arrays |= {k: v.astype(np.float16) for k, v in induction_weights.items()}  # half precision: 20,100 x 8 is large
     meta = {"gpt2_config": GPT2, "labels": labels, "answer": ANSWER, "wrong": WRONG, "induction_gpt2": INDUCTION_GPT2,
             "induction_seed": INDUCTION_SEED, "induction_args": INDUCTION_ARGS, "ioi": IOI, **names,

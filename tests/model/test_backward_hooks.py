@@ -18,6 +18,7 @@ from interp.common.metrics import LogitDiff
 from model.network.cache import ActivationCache
 
 TOL = dict(atol=1e-6, rtol=1e-5)
+OPTIONAL_INPUTS = ("hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input")  # their own test below
 
 
 def reference_grads(model, tokens) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
@@ -28,7 +29,7 @@ def reference_grads(model, tokens) -> tuple[dict[str, torch.Tensor], dict[str, t
     def keep(act, hook):
         acts[hook.name] = act
 
-    names = [n for n in model.hook_names if not n.endswith("hook_scale")]
+    names = [n for n in model.hook_names if not n.endswith(("hook_scale", *OPTIONAL_INPUTS))]
     loss = model.run_with_hooks(tokens, fwd_hooks=[(n, keep) for n in names], return_type="loss")
     names = [n for n in names if acts[n].requires_grad]  # a sinusoidal position table is off the graph
     grads = torch.autograd.grad(loss, [acts[n] for n in names], allow_unused=True)
@@ -45,11 +46,12 @@ def test_cached_gradients_equal_autograd_on_every_hook(model, tokens):
     loss with respect to each activation, and the LayerNorm scales' to the gradient the formula gives them."""
     _, expected, ref_loss = reference_grads(model, tokens)
     model.zero_grad()
-    loss, cache = model.run_with_cache(tokens, names_filter=lambda name: True, incl_bwd=True, return_type="loss")
+    every = lambda name: not name.endswith(OPTIONAL_INPUTS)  # noqa: E731
+    loss, cache = model.run_with_cache(tokens, names_filter=every, incl_bwd=True, return_type="loss")
     torch.testing.assert_close(loss, ref_loss, **TOL)
     for name, grad in expected.items():
         torch.testing.assert_close(cache[name + "_grad"], grad, **TOL, msg=f"gradient at {name}")
-    off_graph = {n for n in model.hook_names if not n.endswith("hook_scale")} - set(expected)
+    off_graph = {n for n in model.hook_names if not n.endswith(("hook_scale", *OPTIONAL_INPUTS))} - set(expected)
     assert not {n + "_grad" for n in off_graph} & set(cache.keys()), "no gradient is cached off the graph, as in TL"
     for name in (n for n in model.hook_names if n.endswith("hook_scale")):
         ln = name.removesuffix(".hook_scale")
@@ -59,6 +61,25 @@ def test_cached_gradients_equal_autograd_on_every_hook(model, tokens):
         want = -(grad_out * written).sum(-1, keepdim=True) / cache[name]
         torch.testing.assert_close(cache[name + "_grad"], want, atol=1e-5, rtol=1e-4, msg=f"gradient at {name}")
     assert all(p.grad is not None for p in model.parameters()), "the parameters' gradients accumulate, as in TL"
+
+
+def test_per_head_input_gradients_sum_to_the_attention_branch(model, tokens):
+    """A gradient wanted at the per-head inputs makes every head read its own input; summed over heads (and over
+    query, key and value) it is what reaches ``resid_pre`` through the attention: the gradient at ``resid_pre``
+    less the one at the block's next residual state (an additive residual: not post-norm). ``hook_attn_in``'s is
+    the same sum."""
+    if model.cfg.norm == "post":
+        pytest.skip("post-norm: ln1 sits between resid_pre + attn_out and resid_mid")
+    names = [n for n in model.hook_names if n.endswith((*OPTIONAL_INPUTS, "hook_resid_pre", "hook_resid_mid"))]
+    names += [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
+    _, cache = model.run_with_cache(tokens, names_filter=names, incl_bwd=True, return_type="loss")
+    for layer, block in enumerate(model.blocks):
+        b = f"blocks.{layer}."
+        after = cache[b + ("hook_resid_mid_grad" if block.mlp is not None else "hook_resid_post_grad")]
+        branch = cache[b + "hook_resid_pre_grad"] - after
+        inputs = sum(cache[b + f"hook_{x}_input_grad"] for x in "qkv").sum(-2)
+        torch.testing.assert_close(inputs, branch, **TOL, msg=f"q/k/v input gradients of block {layer}")
+        torch.testing.assert_close(cache[b + "hook_attn_in_grad"].sum(-2), branch, **TOL)
 
 
 def test_a_backward_hook_sees_the_gradient_and_can_replace_it(model, tokens):

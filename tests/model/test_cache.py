@@ -27,9 +27,11 @@ def test_run_with_cache_logits_are_bit_identical(variant, tokens):
 
 
 def test_default_cache_holds_every_hook_but_hook_result(tiny_model, tokens):
-    """The default cache has every hook point except attn.hook_result, each with its documented shape."""
+    """The default cache has every hook point except the optional ones (attn.hook_result, the per-head inputs and
+    hook_mlp_in, made only when asked for), each with its documented shape."""
     _, cache = tiny_model.run_with_cache(tokens)
-    expected = [n for n in tiny_model.hook_names if not n.endswith("hook_result")]
+    optional = ("hook_result", "hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input", "hook_mlp_in")
+    expected = [n for n in tiny_model.hook_names if not n.endswith(optional)]
     assert list(cache) == expected, f"default cache keys differ: {set(cache) ^ set(expected)}"
     b, p, h, d, dh, f = *tokens.shape, 4, 32, 8, 64
     shapes = {

@@ -53,7 +53,7 @@ def test_refusal_names_estimate_limit_and_remedies(tiny_model, tokens):
         tiny_model.run_with_cache(tokens)
     message = str(err.value)
     shapes = tiny_model.hook_shapes(*tokens.shape)
-    largest = max(math.prod(s) for n, s in shapes.items() if not n.endswith("hook_result"))
+    largest = max(math.prod(s) for n, s in shapes.items() if tiny_model.in_default_cache(n))
     assert f"{n_bytes:,} bytes" in message and "1,000 bytes" in message, f"estimate or limit missing: {message}"
     assert "names_filter" in message and "smaller batch" in message, f"no remedy suggested: {message}"
     named = re.search(r"largest: ([^)]*)\)", message).group(1).split(", ")
@@ -115,7 +115,7 @@ def test_limit_is_per_model_and_scales_with_dtype(tokens):
 def test_default_limit_refuses_a_multi_gib_cache_before_allocating(tiny_model):
     """The default 4 GiB limit refuses a batch whose cache would exceed it, without running a forward."""
     shapes = tiny_model.hook_shapes(1, 16)
-    per_sequence = sum(math.prod(s) for n, s in shapes.items() if not n.endswith("hook_result")) * 4
+    per_sequence = sum(math.prod(s) for n, s in shapes.items() if tiny_model.in_default_cache(n)) * 4
     batch = 4 * 2**30 // per_sequence + 1
     tokens = torch.zeros(batch, 16, dtype=torch.long)
     fired: list[str] = []

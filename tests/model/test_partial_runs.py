@@ -41,9 +41,12 @@ def state_at(model, cache, layer: int, stage: str) -> torch.Tensor:
 def fired_after(model, layer: int, stage: str) -> set[str]:
     """The hooks the full forward fires after (and at) the state ``stage`` of ``layer``."""
     post = model.cfg.norm == "post"
-    order = ("hook_resid_pre", "attn.", "hook_attn_out", "ln1.", "hook_resid_mid", "mlp.", "hook_mlp_out", "ln2.")
+    inputs = ("hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input")  # the optional per-head inputs
+    order = ("hook_resid_pre", *inputs, "attn.", "hook_attn_out", "ln1.", "hook_resid_mid", "hook_mlp_in", "mlp.",
+             "hook_mlp_out", "ln2.")  # fmt: skip
     if not post:  # pre-norm: ln1 and ln2 come before the sublayer they feed
-        order = ("hook_resid_pre", "ln1.", "attn.", "hook_attn_out", "hook_resid_mid", "ln2.", "mlp.", "hook_mlp_out")
+        order = ("hook_resid_pre", *inputs, "ln1.", "attn.", "hook_attn_out", "hook_resid_mid", "hook_mlp_in", "ln2.",
+                 "mlp.", "hook_mlp_out")  # fmt: skip
     starts = {"resid_pre": 0, "resid_post": len(order)}  # how many of block ``layer``'s hooks come before the stage
     starts["attn_sum"] = order.index("hook_attn_out") + 1
     starts["resid_mid"] = order.index("hook_resid_mid") if not post else order.index("ln1.") + 1

@@ -1,4 +1,4 @@
-"""Bad input to interp.compat (TransformerLens's utils and patching helpers). Part of the bad-input matrix
+"""Bad input to interp.compat (TransformerLens's utils, patching and evals helpers). Part of the bad-input matrix
 (tests/interp/test_bad_input_interp.py walks interp/ and counts these rows too); see tests/bad_input_matrix.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from bad_input_matrix import Case, assert_clean_failure, build_env, params
 
 from interp.compat import evals, patching, utils
 
-P, U, E = "interp.compat.patching.", "interp.compat.utils.", "interp.compat.evals."
+P, U, E, M = "interp.compat.patching.", "interp.compat.utils.", "interp.compat.evals.", "interp.compat.mmlu."
 METRIC = lambda logits: logits[:, -1, 5].mean()  # noqa: E731
 ACT = torch.zeros(2, 6, 4, 16)
 
@@ -57,6 +57,28 @@ def _cases() -> list[Case]:
         Case(U + "test_prompt", "top_k 0", lambda e: utils.test_prompt("ab", "c", e.model, top_k=0), ValueError,
              "top_k must be a positive int, got 0"),
         *_evals_cases(),
+        *_utils_cases(),
+    ]  # fmt: skip
+
+
+def _utils_cases() -> list[Case]:
+    u = U
+    return [
+        Case(u + "to_numpy", "a dict", lambda e: utils.to_numpy({"a": 1}), ValueError, "to_numpy takes a tensor"),
+        Case(u + "get_corner", "a list", lambda e: utils.get_corner([[1, 2]]), TypeError,
+             "get_corner takes a tensor or a FactoredMatrix, got list"),
+        Case(u + "remove_batch_dim", "a number", lambda e: utils.remove_batch_dim(3.0), TypeError,
+             "remove_batch_dim takes a tensor with a leading axis, got float"),
+        Case(u + "lm_cross_entropy_loss", "token floats", lambda e: utils.lm_cross_entropy_loss(
+             torch.zeros(1, 3, 64), torch.zeros(1, 3)), TypeError, "tokens must hold integer ids"),
+        Case(u + "lm_accuracy", "logits without a batch", lambda e: utils.lm_accuracy(torch.zeros(3, 64),
+             torch.zeros(1, 3, dtype=torch.long)), TypeError, "takes logits [batch, pos, d_vocab], got shape (3, 64)"),
+        Case(u + "gelu_new", "a list", lambda e: utils.gelu_new([1.0]), TypeError, "gelu_new takes a tensor, got list"),
+        Case(u + "solu", "a number", lambda e: utils.solu(1.0), TypeError, "solu takes a tensor, got float"),
+        Case(u + "composition_scores", "a tensor", lambda e: utils.composition_scores(e.model.W_Q, e.model.OV),
+             TypeError, "composition_scores takes two FactoredMatrix"),
+        Case(u + "get_device", "an argument", lambda e: utils.get_device("cuda"), TypeError,
+             "takes 0 positional arguments but 1 was given"),
     ]  # fmt: skip
 
 
@@ -82,15 +104,15 @@ def _evals_cases() -> list[Case]:
              e.model.tokenizer, names=["Ann", "ANN"], num_samples=2)), ValueError, "tokenize alike"),
         Case(E + "evaluate_on_dataset", "no batch", lambda e: evals.evaluate_on_dataset(e.model, []), ValueError,
              "data_loader gave no batch"),
-        Case(E + "mmlu_eval", "no data= (needs the hub)", lambda e: evals.mmlu_eval(e.model), NotImplementedError,
+        Case(M + "mmlu_eval", "no data= (needs the hub)", lambda e: evals.mmlu_eval(e.model), NotImplementedError,
              "mmlu_eval reads cais/mmlu from the Hugging Face hub"),
-        Case(E + "mmlu_eval", "an unknown subject", lambda e: evals.mmlu_eval(e.model, data=[MMLU], subjects="art"),
+        Case(M + "mmlu_eval", "an unknown subject", lambda e: evals.mmlu_eval(e.model, data=[MMLU], subjects="art"),
              ValueError, "unknown MMLU subject(s) ['art']"),
-        Case(E + "mmlu_eval", "no choices", lambda e: evals.mmlu_eval(e.model, data=[{"question": "q"}]),
+        Case(M + "mmlu_eval", "no choices", lambda e: evals.mmlu_eval(e.model, data=[{"question": "q"}]),
              ValueError, "MMLU example 0 must be a mapping with the keys"),
-        Case(E + "mmlu_eval", "answer 4", lambda e: evals.mmlu_eval(e.model, data=[{**MMLU, "answer": 4}]), ValueError,
+        Case(M + "mmlu_eval", "answer 4", lambda e: evals.mmlu_eval(e.model, data=[{**MMLU, "answer": 4}]), ValueError,
              "answer 4 is not an index of its choices"),
-        Case(E + "mmlu_eval", "a prompt past the context", lambda e: evals.mmlu_eval(e.model, data=[MMLU]), ValueError,
+        Case(M + "mmlu_eval", "a prompt past the context", lambda e: evals.mmlu_eval(e.model, data=[MMLU]), ValueError,
              "an MMLU prompt of 60 tokens is longer than this model's context"),
     ]  # fmt: skip
 
