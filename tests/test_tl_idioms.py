@@ -44,6 +44,13 @@ def test_tokens_in_and_out(model):
     assert model.to_single_token("a") == model.tokenizer.encode("a")[0]
 
 
+def test_input_to_embed(model):
+    residual, tokens, shortformer, mask = model.input_to_embed(["the cat", "a dog sat"], padding_side="left")
+    assert shortformer is None and mask.shape == tokens.shape and tokens.shape[0] == 2
+    _, cache = model.run_with_cache(["the cat", "a dog sat"], padding_side="left")
+    torch.testing.assert_close(residual, cache["resid_pre", 0])
+
+
 def test_cache_indexing(model):
     _, cache = model.run_with_cache(TEXT, remove_batch_dim=True)
     assert cache["pattern", 0].shape == (model.cfg.n_heads, len(TEXT) + 1, len(TEXT) + 1)
@@ -219,3 +226,41 @@ def test_utils_helpers(model):
 def test_evals(model, induction_model):
     torch.manual_seed(0)
     assert float(evals.induction_loss(induction_model)) < 1 and float(evals.sanity_check(model)) < 5
+
+
+def test_factored_matrix_surface(model):
+    """TransformerLens's FactoredMatrix methods, each against what it must equal."""
+    ov = model.OV[1, 2]
+    assert (ov.ldim, ov.mdim, ov.rdim) == (model.cfg.d_model, model.cfg.d_head, model.cfg.d_model)
+    assert ov.pair[0] is ov.A
+    torch.testing.assert_close(ov.get_corner(3), ov.AB[:3, :3])
+    torch.testing.assert_close((ov * 2).AB, 2 * ov.AB)
+    torch.testing.assert_close((2 * ov).AB, 2 * ov.AB)
+    torch.testing.assert_close(ov.make_even().AB, ov.AB, atol=1e-6, rtol=1e-4)
+    left, right = ov.collapse_l(), ov.collapse_r()  # diag(S) V^T and U diag(S): the product's Gram matrices
+    torch.testing.assert_close(left.mT @ left, ov.AB.mT @ ov.AB, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(right @ right.mT, ov.AB @ ov.AB.mT, atol=1e-6, rtol=1e-4)
+    assert model.OV[0].unsqueeze(0).shape == (1, model.cfg.n_heads, model.cfg.d_model, model.cfg.d_model)
+    scores = model.all_composition_scores("V")
+    assert not scores[1, :, 0].any() and not scores[0, :, 0].any() and bool((scores[0, :, 1] > 0).all())
+
+
+def test_cache_head_results_and_batch_slices(model):
+    _, cache = model.run_with_cache(["the cat", "a dog!!"])
+    assert "blocks.0.attn.hook_result" not in cache
+    cache.compute_head_results()
+    torch.testing.assert_close(cache["result", 0].sum(-2) + model.b_O[0], cache["attn_out", 0], atol=1e-5, rtol=1e-5)
+    first = cache.apply_slice_to_batch_dim(0)
+    assert not first.has_batch_dim and torch.equal(first["resid_pre", 1], cache["resid_pre", 1][0])
+    assert cache.apply_slice_to_batch_dim([1])["pattern", 0].shape[0] == 1
+
+
+def test_generate_return_types_and_set_tokenizer(model):
+    tokens = model.generate("the", max_new_tokens=2, return_type="tokens", seed=0, use_past_kv_cache=True)
+    assert tokens.shape == (1, 4 + 2) and model.generate(tokens, max_new_tokens=1, return_type="str").startswith("the")
+    tokenizer = model.tokenizer
+    model.set_tokenizer(tokenizer, default_padding_side="left")
+    try:
+        assert model.tokenizer is tokenizer and model.to_tokens(["a", "bcd"])[0, 0] == tokenizer.pad_token_id
+    finally:
+        model.set_tokenizer(tokenizer)

@@ -189,6 +189,13 @@ def test_utils_pos_slice_and_labels(ref):
     close("utils.get_corner(W_Q, 2)", utils.get_corner(model.W_Q, 2), tl["utils_get_corner"])
     close("utils.gelu_new", utils.gelu_new(x), tl["utils_gelu_new"])
     close("utils.solu", utils.solu(x.view(1, 17)), tl["utils_solu"])
+    close("OV[1, 2].get_corner(3)", model.OV[1, 2].get_corner(3), tl["fm_get_corner"])
+    for mode in "QKV":
+        close(
+            f"all_composition_scores({mode!r})",
+            model.all_composition_scores(mode),
+            tl[f"all_composition_scores_{mode}"],
+        )
     for key in (k for k in tl if k.startswith("pos_slice_")):
         tag, name = key.removeprefix("pos_slice_").split("/")
         pos_slice = {"last": -1, "2_5": (2, 5)}[tag]

@@ -16,9 +16,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.weights.composition import composition_score
 from model.network.cache import ActivationCache
-from model.network.factored_matrix import FactoredMatrix
+from model.network.factored_matrix import FactoredMatrix, composition_scores  # noqa: F401 (TL's utils has it)
 from model.network.layers import ACTIVATIONS
 from model.network.logits import next_token_loss
 from model.network.minigpt import MiniGPT
@@ -248,30 +247,6 @@ def gelu_new(input: Tensor) -> Tensor:
 def solu(input: Tensor) -> Tensor:
     """SoLU (Elhage et al. 2022): ``x * softmax(x)`` over the last axis."""
     return _tensor(input, "solu", ndim=1) * torch.softmax(input, dim=-1)
-
-
-def composition_scores(left: FactoredMatrix, right: FactoredMatrix, broadcast_dims: bool = True) -> Tensor:
-    """TransformerLens's ``utils.composition_scores``: ``||L R||_F / (||L||_F ||R||_F)``, over every pair of the
-    leading axes of ``left`` and of ``right`` (``broadcast_dims``; else the leading axes broadcast together).
-    :func:`interp.weights.composition.composition_scores` gives every head pair of a model as a frame, with a
-    baseline.
-
-    Example:
-        >>> from model import ModelConfig
-        >>> model = MiniGPT(ModelConfig(), seed=0)
-        >>> composition_scores(model.OV[0], model.QK[1].T).shape  # K-composition, [head 0, head 1]
-        torch.Size([4, 4])
-    """
-    if not isinstance(left, FactoredMatrix) or not isinstance(right, FactoredMatrix):
-        raise TypeError(
-            f"composition_scores takes two FactoredMatrix (e.g. model.OV[0], model.QK[1].T), got "
-            f"{type(left).__name__} and {type(right).__name__}"
-        )
-    if broadcast_dims:
-        lead_left, lead_right = left.ndim - 2, right.ndim - 2
-        left = FactoredMatrix(*(m.reshape(*m.shape[:-2], *[1] * lead_right, *m.shape[-2:]) for m in (left.A, left.B)))
-        right = FactoredMatrix(*(m.reshape(*[1] * lead_left, *m.shape) for m in (right.A, right.B)))
-    return composition_score(left, right)
 
 
 def get_device() -> torch.device:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from model.network.cache_methods import DecompositionMethods
 from model.network.config import ModelConfig
+from model.network.decompose import SliceLike, apply_slice, head_results
 from model.network.weights import CacheWeights
 
 
@@ -186,6 +187,25 @@ class ActivationCache(DecompositionMethods, Mapping[str, Tensor]):
         device = check_device(device)
         weights = None if self.weights is None else self.weights.to(device)
         return ActivationCache({k: v.to(device) for k, v in self._acts.items()}, weights, self.has_batch_dim)
+
+    def compute_head_results(self) -> None:
+        """Record every layer's ``attn.hook_result`` (``z_h @ W_O[h]``, per head) from its ``hook_z``, in place, as
+        TransformerLens's ``compute_head_results`` does (the decompositions compute it by themselves)."""
+        if self.weights is None:
+            raise ValueError("compute_head_results needs the model's W_O: make the cache with model.run_with_cache")
+        acts = dict(self._acts)
+        for layer in range(self._n_layers()):
+            if f"blocks.{layer}.attn.hook_z" in acts:
+                acts[f"blocks.{layer}.attn.hook_result"] = head_results(acts, self.weights, layer)
+        self._acts = MappingProxyType(acts)
+
+    def apply_slice_to_batch_dim(self, batch_slice: SliceLike) -> ActivationCache:
+        """A new cache of the batch entries ``batch_slice`` picks (TransformerLens's ``Slice``: an int drops the
+        batch axis, as ``remove_batch_dim`` does)."""
+        if not self.has_batch_dim:
+            raise ValueError("this cache has no batch axis left to slice (remove_batch_dim ran)")
+        acts = {k: apply_slice(v, batch_slice, 0) for k, v in self._acts.items()}
+        return ActivationCache(acts, self.weights, has_batch_dim=not isinstance(batch_slice, int))
 
     def remove_batch_dim(self) -> ActivationCache:
         """Drop the batch axis of a batch-1 cache, **in place** (as TransformerLens does), and return the cache:

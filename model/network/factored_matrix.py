@@ -158,9 +158,70 @@ class FactoredMatrix:
         self._require_square("diag")
         return (self.A * self.B.mT).sum(-1)
 
+    # TransformerLens's remaining surface
+    ldim = property(lambda self: self.A.shape[-2], doc="``m``, the rows of the product")
+    mdim = property(lambda self: self.A.shape[-1], doc="``r``, the shared dimension (as :attr:`inner`)")
+    rdim = property(lambda self: self.B.shape[-1], doc="``n``, the columns of the product")
+    pair = property(lambda self: (self.A, self.B), doc="``(A, B)``")
+
+    def __mul__(self, scalar: float | Tensor) -> FactoredMatrix:
+        """The product times a number (or a tensor of the leading shape): ``A`` is scaled."""
+        if isinstance(scalar, Tensor) and scalar.ndim:
+            scalar = scalar[..., None, None]
+        elif not isinstance(scalar, int | float | Tensor):
+            return NotImplemented
+        return FactoredMatrix(self.A * scalar, self.B)
+
+    __rmul__ = __mul__
+
+    def unsqueeze(self, k: int) -> FactoredMatrix:
+        """A new leading axis at ``k`` (``k`` counts the leading axes; the matrix axes stay last)."""
+        return FactoredMatrix(self.A.unsqueeze(k), self.B.unsqueeze(k))
+
+    def collapse_l(self) -> Float[Tensor, "... k n"]:
+        """``diag(S) @ V^T``: the product with its left orthogonal factor ``U`` taken off."""
+        return self.S[..., :, None] * self.Vh.mT
+
+    def collapse_r(self) -> Float[Tensor, "... m k"]:
+        """``U @ diag(S)``: the product with its right orthogonal factor taken off."""
+        return self.U * self.S[..., None, :]
+
+    def make_even(self) -> FactoredMatrix:
+        """The same product as ``(U sqrt(S)) @ (sqrt(S) V^T)``: factors of equal singular values."""
+        U, S, V = self.svd()
+        return FactoredMatrix(U * S.sqrt()[..., None, :], S.sqrt()[..., :, None] * V.mT)
+
+    def get_corner(self, k: int = 3) -> Float[Tensor, "... k k"]:
+        """The top-left ``k x k`` of the product (of every leading entry), from ``k`` rows and columns only."""
+        return self.A[..., :k, :] @ self.B[..., :, :k]
+
     @property
     def eigenvalues(self) -> Tensor:
         """The ``r`` eigenvalues of ``B @ A``: the non-zero eigenvalues of ``A @ B`` (complex, square only; a
         property, as in TransformerLens)."""
         self._require_square("eigenvalues")
         return torch.linalg.eigvals(self.B @ self.A)
+
+
+def composition_scores(left: FactoredMatrix, right: FactoredMatrix, broadcast_dims: bool = True) -> Tensor:
+    """``||L R||_F / (||L||_F ||R||_F)`` (Elhage et al. 2021) over every pair of ``left``'s and ``right``'s leading
+    axes (``broadcast_dims``: ``[*left_lead, *right_lead]``; else the leading axes broadcast together), as
+    TransformerLens's ``utils.composition_scores``.
+
+    Example:
+        >>> eye = FactoredMatrix(torch.eye(4).expand(3, 4, 4), torch.eye(4))
+        >>> composition_scores(eye, eye).shape, float(composition_scores(eye, eye)[0, 0])  # 1 / sqrt(4)
+        (torch.Size([3, 3]), 0.5)
+    """
+    if not isinstance(left, FactoredMatrix) or not isinstance(right, FactoredMatrix):
+        raise TypeError(
+            f"composition_scores takes two FactoredMatrix (e.g. model.OV[0], model.QK[1].T), got "
+            f"{type(left).__name__} and {type(right).__name__}"
+        )
+    if broadcast_dims:
+        lead_left, lead_right = left.ndim - 2, right.ndim - 2
+        for _ in range(lead_right):
+            left = left.unsqueeze(lead_left)
+        for _ in range(lead_left):
+            right = right.unsqueeze(0)
+    return (left @ right).norm() / (left.norm() * right.norm())

@@ -31,7 +31,9 @@ class GenerationMethods:
         do_sample: bool = True,
         verbose: bool = False,
         prepend_bos: bool = True,
-    ) -> str | Int[Tensor, "batch pos"]:
+        use_past_kv_cache: bool = True,
+        return_type: str = "input",
+    ) -> str | list[str] | Int[Tensor, "batch pos"]:
         """Continue a prompt by sampling; ``temperature=0`` (or ``do_sample=False``) is greedy.
 
         Returns the whole text (prompt + continuation, specials left out) for a str prompt,
@@ -39,7 +41,13 @@ class GenerationMethods:
         ``stop_at_eos`` (TransformerLens's default) stops a sequence at ``eos_token_id`` (default the tokenizer's
         ``eos_token_id``, which is ``<bos>``: the character tokenizer has no other end-of-text symbol) and pads it with
         that from then on; ``verbose`` shows a progress bar (off by default here, on in TransformerLens).
+        ``return_type`` is TransformerLens's: ``"input"`` (the kind given), ``"str"`` or ``"tokens"``.
+        ``use_past_kv_cache`` is accepted and changes nothing (each step runs the window again: the same tokens).
         """
+        if return_type not in ("input", "str", "tokens"):
+            raise ValueError(f"return_type must be 'input', 'str' or 'tokens', got {return_type!r}")
+        if not isinstance(use_past_kv_cache, bool):
+            raise TypeError(f"use_past_kv_cache must be True or False, got {use_past_kv_cache!r}")
         for name, flag in (("stop_at_eos", stop_at_eos), ("do_sample", do_sample), ("verbose", verbose)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
@@ -61,8 +69,9 @@ class GenerationMethods:
             stop_token=stop,
             progress=verbose,
         )
-        if is_text:
-            return self._require_tokenizer().decode(tokens[0].tolist(), skip_special=True)
+        if return_type == "str" or (return_type == "input" and is_text):
+            texts = [self._require_tokenizer().decode(row.tolist(), skip_special=True) for row in tokens]
+            return texts[0] if len(texts) == 1 else texts
         return tokens
 
     def _last_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch d_vocab"]:

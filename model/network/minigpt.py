@@ -150,11 +150,10 @@ class MiniGPT(
             raise ValueError(f"return_type={return_type!r} is not one of {list(RETURN_TYPES)}")
         if not isinstance(loss_per_token, bool):
             raise TypeError(f"loss_per_token must be True or False, got {loss_per_token!r}")
-        tokens, mask = self._input(input, prepend_bos, padding_side, attention_mask)
         stop = None if stop_at_layer is None else self._stop_layer(stop_at_layer)
         stop = stop if stop is None or stop >= 0 else self.cfg.n_layers + stop
-        positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
-        x = self._blocks_from(self._embed(tokens, positions), 0, "resid_pre", None, mask, stop)
+        x, tokens, _, mask = self.input_to_embed(input, prepend_bos, padding_side, attention_mask)
+        x = self._blocks_from(x, 0, "resid_pre", None, mask, stop)
         if stop is not None:
             return x
         logits = self.read_out(x)
@@ -166,6 +165,28 @@ class MiniGPT(
         return loss if return_type == "loss" else (logits, loss)
 
     # ------------------------------------------------------------------ partial runs
+    def input_to_embed(
+        self,
+        input: TokensLike | list[str],
+        prepend_bos: bool = True,
+        padding_side: str | None = None,
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+    ) -> tuple[Float[Tensor, "batch pos d_model"], Int[Tensor, "batch pos"], None, Tensor | None]:
+        """TransformerLens's ``input_to_embed``: ``(residual entering block 0, tokens, None, attention mask or
+        None)`` for an input as :meth:`forward` reads it (the third, TransformerLens's shortformer position
+        embedding, is never used here).
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> model = MiniGPT(ModelConfig(), seed=0)
+            >>> residual, tokens, _, mask = model.input_to_embed(["hi", "hello"], padding_side="left")
+            >>> residual.shape, mask.tolist()[0]
+            (torch.Size([2, 6, 64]), [0, 0, 0, 1, 1, 1])
+        """
+        tokens, mask = self._input(input, prepend_bos, padding_side, attention_mask)
+        positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
+        return self._embed(tokens, positions), tokens, None, mask
+
     def embed_tokens(
         self, tokens: Int[Tensor, "batch pos"], position_ids: Int[Tensor, "batch pos"] | None = None
     ) -> Float[Tensor, "batch pos d_model"]:

@@ -265,6 +265,20 @@ class TokenMethods:
             )
         return self.tokenizer
 
+    def set_tokenizer(self, tokenizer: Tokenizer, default_padding_side: str = "right") -> None:
+        """TransformerLens's ``set_tokenizer``: read and write text with ``tokenizer`` (its vocabulary must be the
+        model's ``d_vocab``), padding batches on ``default_padding_side``."""
+        if not callable(getattr(tokenizer, "encode", None)) or not callable(getattr(tokenizer, "decode", None)):
+            raise TypeError(f"tokenizer must have encode and decode methods, got {type(tokenizer).__name__}")
+        if len(tokenizer) != self.cfg.d_vocab:
+            raise ValueError(
+                f"the tokenizer has {len(tokenizer)} tokens but this model's d_vocab is {self.cfg.d_vocab}"
+            )
+        if default_padding_side not in ("left", "right"):
+            raise ValueError(f"default_padding_side must be 'left' or 'right', got {default_padding_side!r}")
+        tokenizer.padding_side = default_padding_side
+        self.tokenizer = tokenizer
+
     def check_tokens(self, tokens: TokensLike) -> Int[Tensor, "batch pos"]:
         """Validate tokens and return them as a ``[batch, pos]`` long tensor on the model's device.
 

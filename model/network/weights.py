@@ -30,7 +30,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from model.network.config import ModelConfig
-from model.network.factored_matrix import FactoredMatrix
+from model.network.factored_matrix import FactoredMatrix, composition_scores
 from model.network.labels import component_label
 from model.network.token_ids import char_id, check_token_ids
 from model.network.tokenizer import Tokenizer
@@ -103,6 +103,24 @@ class WeightMethods:
     def OV(self) -> FactoredMatrix:
         """``W_V @ W_O`` of every head, factored: ``[layer, head, d_model, d_model]`` (the residual row reads)."""
         return FactoredMatrix(self.W_V, self.W_O)
+
+    def all_composition_scores(self, mode: str) -> Float[Tensor, "layer head layer head"]:
+        """TransformerLens's ``all_composition_scores``: how much each head's output feeds each later head's query
+        (``mode="Q"``), key (``"K"``) or value (``"V"``), as :func:`~model.network.factored_matrix.composition_scores`;
+        0 where the second head is not in a later layer. :func:`interp.weights.composition.composition_scores`
+        gives the same as a frame, with a baseline.
+
+        Example:
+            >>> from model import MiniGPT, ModelConfig
+            >>> MiniGPT(ModelConfig(), seed=0).all_composition_scores("K").shape
+            torch.Size([2, 4, 2, 4])
+        """
+        right = {"Q": self.QK, "K": self.QK.T, "V": self.OV}.get(mode)
+        if right is None:
+            raise ValueError(f"mode must be 'Q', 'K' or 'V' (the composition's reading side), got {mode!r}")
+        scores = composition_scores(self.OV, right)
+        layers = torch.arange(self.cfg.n_layers, device=scores.device)
+        return scores * (layers[:, None, None, None] < layers[None, None, :, None])
 
     def all_head_labels(self) -> list[str]:
         """``["L0H0", "L0H1", ...]``: every head, layer by layer (TransformerLens's ``all_head_labels``).

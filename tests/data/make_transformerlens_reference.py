@@ -161,7 +161,8 @@ def record_utils(model: HookedTransformer, tokens: torch.Tensor) -> tuple[dict[s
            "utils_lm_accuracy_per_token": tl_utils.lm_accuracy(logits, tokens, per_token=True).float(),
            "utils_lm_cross_entropy_loss": tl_utils.lm_cross_entropy_loss(logits, tokens, per_token=True),
            "utils_get_corner": tl_utils.get_corner(model.W_Q, 2), "utils_gelu_new": tl_utils.gelu_new(x),
-           "utils_solu": tl_utils.solu(x.view(1, 17))}  # fmt: skip
+           "utils_solu": tl_utils.solu(x.view(1, 17)), "fm_get_corner": model.OV[1, 2].get_corner(3),
+           **{f"all_composition_scores_{mode}": model.all_composition_scores(mode) for mode in "QKV"}}  # fmt: skip
     for tag, pos_slice in POS_SLICES.items():
         _, cache = model.run_with_cache(tokens, pos_slice=pos_slice)
         for name in POS_SLICED:

@@ -63,13 +63,13 @@ def test_cached_gradients_equal_autograd_on_every_hook(model, tokens):
     assert all(p.grad is not None for p in model.parameters()), "the parameters' gradients accumulate, as in TL"
 
 
-def test_per_head_input_gradients_sum_to_the_attention_branch(model, tokens):
+@pytest.mark.parametrize("variant", [v for v, c in CONFIG_VARIANTS.items() if c.get("norm") != "post"])
+def test_per_head_input_gradients_sum_to_the_attention_branch(variant, tokens):
     """A gradient wanted at the per-head inputs makes every head read its own input; summed over heads (and over
     query, key and value) it is what reaches ``resid_pre`` through the attention: the gradient at ``resid_pre``
     less the one at the block's next residual state (an additive residual: not post-norm). ``hook_attn_in``'s is
     the same sum."""
-    if model.cfg.norm == "post":
-        pytest.skip("post-norm: ln1 sits between resid_pre + attn_out and resid_mid")
+    model = make_model(**CONFIG_VARIANTS[variant])
     names = [n for n in model.hook_names if n.endswith((*OPTIONAL_INPUTS, "hook_resid_pre", "hook_resid_mid"))]
     names += [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(tokens, names_filter=names, incl_bwd=True, return_type="loss")
