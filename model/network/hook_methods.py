@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from model.network.cache import ActivationCache, check_cache_size, check_device, hook_shapes, position_axis
-from model.network.decompose import SliceLike, apply_slice
+from model.network.decompose import SliceLike, apply_slice, check_slice
 from model.network.hook_selection import build_hooks, resolve_names
 from model.network.hooks import (
     HookFn,
@@ -137,6 +137,7 @@ class HookMethods:
             )
         if incl_bwd and not torch.is_grad_enabled():
             raise ValueError("incl_bwd=True needs gradients: call run_with_cache outside torch.no_grad() and inference")
+        check_slice(pos_slice, "pos_slice")
         mask = kwargs.pop("attention_mask", None)
         prepend_bos, padding_side = kwargs.pop("prepend_bos", True), kwargs.pop("padding_side", None)
         tokens, mask = self._input(input, prepend_bos, padding_side, mask)

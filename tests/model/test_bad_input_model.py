@@ -153,6 +153,20 @@ def _method_cases() -> list[Case]:
              ValueError, "columns must be distinct token ids in 0..63"),
         Case("MiniGPT.read_out", "state of width 5", lambda e: e.model.read_out(torch.zeros(4, 5)), ValueError,
              "resid must be a [..., d_model=32] tensor, got (4, 5)"),
+        Case("MiniGPT.input_to_embed", "padding_side 'middle'", lambda e: e.model.input_to_embed(
+             "hi", padding_side="middle"), ValueError, "padding_side='middle' is not one of ['left', 'right']"),
+        Case("MiniGPT.run_with_cache", "pos_slice 'x'", lambda e: e.model.run_with_cache(e.tokens, pos_slice="x"),
+             TypeError, "pos_slice must be None, an int, a (start, stop[, step]) tuple"),
+        Case("MiniGPT.process_weights_", "center_unembed 'yes'", lambda e: e.model.process_weights_(
+             center_unembed="yes"), TypeError, "center_unembed must be True or False, got 'yes'"),
+        Case("MiniGPT.all_composition_scores", "mode 'X'", lambda e: e.model.all_composition_scores("X"),
+             ValueError, "mode must be 'Q', 'K' or 'V'"),
+        Case("MiniGPT.set_tokenizer", "an int", lambda e: e.model.set_tokenizer(3), TypeError,
+             "tokenizer must have encode and decode methods, got int"),
+        Case("MiniGPT.set_tokenizer", "padding side 'up'", lambda e: e.model.set_tokenizer(Tokenizer(), "up"),
+             ValueError, "default_padding_side must be 'left' or 'right', got 'up'"),
+        Case("HookPoint.add_hook", "dir 'back'", lambda e: e.model.blocks[0].attn.hook_z.add_hook(
+             lambda a, h: None, dir="back"), ValueError, "dir must be 'fwd' (a hook on the activation) or 'bwd'"),
         Case("MiniGPT.embed_tokens", "id 64", lambda e: e.model.embed_tokens(torch.tensor([[1, 64]])), ValueError,
              "64"),
         Case("MiniGPT.forward", "unknown return_type", lambda e: e.model(e.tokens, return_type="probs"),
@@ -231,6 +245,8 @@ def _generate_cases() -> list[Case]:
 
     return [
         Case("MiniGPT.generate", "negative max_new_tokens", gen(max_new_tokens=-1), ValueError, "max_new_tokens"),
+        Case("MiniGPT.generate", "return_type 'text'", gen(return_type="text"), ValueError,
+             "return_type must be 'input', 'str' or 'tokens', got 'text'"),
         Case("MiniGPT.generate", "float max_new_tokens", gen(max_new_tokens=2.0), ValueError, "non-negative int"),
         Case("MiniGPT.generate", "bool max_new_tokens", gen(max_new_tokens=True), ValueError, "got True"),
         Case("MiniGPT.generate", "negative temperature", gen(temperature=-1.0), ValueError, "temperature must be"),
