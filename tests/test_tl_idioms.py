@@ -6,6 +6,7 @@ in the README's TransformerLens section; they are not tested as if they ran.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import einops
 import numpy as np
@@ -264,3 +265,31 @@ def test_generate_return_types_and_set_tokenizer(model):
         assert model.tokenizer is tokenizer and model.to_tokens(["a", "bcd"])[0, 0] == tokenizer.pad_token_id
     finally:
         model.set_tokenizer(tokenizer)
+
+
+def test_arena_full_ov_circuit_indexed_on_its_matrix_axes(induction_model):
+    """ARENA's induction chapter: ``full_OV_circuit[indices, indices].AB`` on a factored ``W_E W_OV W_U``."""
+    full_ov = induction_model.W_E @ induction_model.OV[1, 0] @ induction_model.W_U
+    indices = torch.tensor([5, 7, 9, 11])
+    sub = full_ov[indices, indices]
+    torch.testing.assert_close(sub.AB, full_ov.AB[indices][:, indices], atol=1e-5, rtol=1e-5)
+    assert induction_model.OV[:, 0, [1, 2]].shape == (2, 2, induction_model.cfg.d_model)
+    with pytest.raises(IndexError, match="with a list, tensor or slice"):
+        full_ov[3, 4]
+
+
+def test_hook_ctx_is_readable_after_the_run(model):
+    """ARENA reads ``model.blocks[1].attn.hook_pattern.ctx[...]`` after ``run_with_hooks``: this thread's last
+    call's, until ``reset_hooks()``; another thread never sees it."""
+
+    def keep(pattern, hook):
+        hook.ctx["pattern"] = pattern.detach()
+
+    _, cache = model.run_with_cache(TEXT)
+    model.run_with_hooks(TEXT, fwd_hooks=[("blocks.1.attn.hook_pattern", keep)])
+    ctx = model.blocks[1].attn.hook_pattern.ctx
+    assert torch.equal(ctx["pattern"], cache["pattern", 1])
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(lambda: dict(model.blocks[1].attn.hook_pattern.ctx)).result() == {}
+    model.reset_hooks()
+    assert model.blocks[1].attn.hook_pattern.ctx == {}

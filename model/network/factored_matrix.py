@@ -137,17 +137,25 @@ class FactoredMatrix:
 
     def __getitem__(self, index: object) -> FactoredMatrix:
         """Index the leading (batch) axes, as TransformerLens does: ``model.OV[1, 2]`` is head 2 of layer 1,
-        ``model.OV[:, 0]`` head 0 of every layer."""
+        ``model.OV[:, 0]`` head 0 of every layer. One or two indices more pick rows, then columns, of the matrix
+        (lists, tensors or slices: ``full_OV[tokens, tokens]`` is ARENA's), still factored."""
         index = index if isinstance(index, tuple) else (index,)
         lead = torch.broadcast_shapes(self.A.shape[:-2], self.B.shape[:-2])
-        if len(index) > len(lead):
+        if len(index) > len(lead) + 2:
+            raise IndexError(f"a FactoredMatrix {self.shape} has {len(lead) + 2} axes, got {len(index)} indices")
+        head, rows, cols = index[: len(lead)], index[len(lead) : len(lead) + 1], index[len(lead) + 1 :]
+        if any(isinstance(i, int) for i in (*rows, *cols)):
             raise IndexError(
-                f"a FactoredMatrix {self.shape} indexes its {len(lead)} leading axes only, got {len(index)} indices; "
-                "index .AB for entries of the matrix"
+                "index the matrix axes of a FactoredMatrix with a list, tensor or slice (rows [i], not i), so it "
+                "stays a matrix; .AB[..., i, j] gives single entries"
             )
-        A = self.A.expand(*lead, *self.A.shape[-2:])
-        B = self.B.expand(*lead, *self.B.shape[-2:])
-        return FactoredMatrix(A[index], B[index])
+        A = self.A.expand(*lead, *self.A.shape[-2:])[head]
+        B = self.B.expand(*lead, *self.B.shape[-2:])[head]
+        if rows:
+            A = A[(..., _axis_index(rows[0], A.device), slice(None))]
+        if cols:
+            B = B[(..., _axis_index(cols[0], B.device))]
+        return FactoredMatrix(A, B)
 
     def _require_square(self, what: str) -> None:
         if self.shape[-1] != self.shape[-2]:
@@ -176,7 +184,13 @@ class FactoredMatrix:
 
     def unsqueeze(self, k: int) -> FactoredMatrix:
         """A new leading axis at ``k`` (``k`` counts the leading axes; the matrix axes stay last)."""
-        return FactoredMatrix(self.A.unsqueeze(k), self.B.unsqueeze(k))
+        lead = self.shape[:-2]
+        if not -len(lead) - 1 <= k <= len(lead):
+            raise IndexError(f"unsqueeze({k}): this FactoredMatrix has {len(lead)} leading axes")
+        k = k if k >= 0 else len(lead) + 1 + k
+        A = self.A.expand(*lead, *self.A.shape[-2:])
+        B = self.B.expand(*lead, *self.B.shape[-2:])
+        return FactoredMatrix(A.unsqueeze(k), B.unsqueeze(k))
 
     def collapse_l(self) -> Float[Tensor, "... k n"]:
         """``diag(S) @ V^T``: the product with its left orthogonal factor ``U`` taken off."""
@@ -201,6 +215,13 @@ class FactoredMatrix:
         property, as in TransformerLens)."""
         self._require_square("eigenvalues")
         return torch.linalg.eigvals(self.B @ self.A)
+
+
+def _axis_index(index: object, device: torch.device) -> object:
+    """A list or array index as a long tensor on ``device`` (a slice or tensor as it is)."""
+    if isinstance(index, slice):
+        return index
+    return torch.as_tensor(index, dtype=torch.long, device=device)
 
 
 def composition_scores(left: FactoredMatrix, right: FactoredMatrix, broadcast_dims: bool = True) -> Tensor:

@@ -47,6 +47,7 @@ from model.network.hooks import (
     NameOrPredicate,
     add_persistent_hook,
     check_direction,
+    clear_last_contexts,
     hook_context,
     persistent_hooks,
     reset_persistent_hooks,
@@ -217,6 +218,8 @@ class HookMethods:
         _check_flag("clear_contexts", clear_contexts)
         _check_flag("including_permanent", including_permanent)
         reset_persistent_hooks(self._hook_owner, including_permanent, clear_contexts, direction)
+        if clear_contexts:
+            clear_last_contexts(self._hook_owner)
 
     def remove_all_hook_fns(
         self, direction: str = "both", including_permanent: bool = False, level: int | None = None

@@ -228,11 +228,12 @@ class HookPoint(nn.Module):
 
     @property
     def ctx(self) -> dict:
-        """A dict for hooks to keep things in, per hook point, for the life of the current call (TransformerLens's
-        ``hook.ctx``); outside any call, and for hooks added with ``add_hook``, until ``reset_hooks``."""
+        """A dict for hooks to keep things in, per hook point (TransformerLens's ``hook.ctx``): the current call's;
+        outside a call, what the last call of this thread kept there (``model.blocks[1].attn.hook_pattern.ctx``
+        after ``run_with_hooks``), until ``model.reset_hooks()``; for hooks added with ``add_hook``, theirs."""
         state = current_state(self.owner)
         if state is None:
-            return {}
+            return _last_contexts().get(self.owner, {}).get(self.name, {})
         return state.ctx.setdefault(self.name, {})
 
     def add_hook(
@@ -356,6 +357,21 @@ def hook_context(
         yield
     finally:
         _ACTIVE.reset(token)
+        if new[owner].ctx:  # what the hooks kept in hook.ctx stays readable after the call, in this thread
+            _last_contexts()[owner] = new[owner].ctx
+
+
+def _last_contexts() -> dict[object, dict[str, dict]]:
+    """Per thread: owner token -> the ``hook.ctx`` dicts of its last call that kept something (until reset)."""
+    last = getattr(_ADDED, "last_ctx", None)
+    if last is None:
+        last = _ADDED.last_ctx = {}
+    return last
+
+
+def clear_last_contexts(owner: object) -> None:
+    """Forget the ``hook.ctx`` dicts kept from ``owner``'s last call in this thread."""
+    _last_contexts().pop(owner, None)
 
 
 def active_hook_count() -> int:

@@ -21,6 +21,7 @@ from conftest import make_model
 
 from model import FactoredMatrix, MiniGPT, ModelConfig, Tokenizer
 from model.network.cache import hook_shapes
+from model.network.factored_matrix import composition_scores
 from model.network.generation import GenerationMethods
 from model.network.loading import LoadingMethods
 from model.network.logits import next_token_loss, sample_tokens, sampling_probs
@@ -399,6 +400,12 @@ def _factored_cases() -> list[Case]:
         Case("FactoredMatrix.diag", "not square", lambda e: fm.diag(), ValueError,
              "diag needs a square matrix, this one is (3, 4)"),
         Case("FactoredMatrix.eigenvalues", "not square", lambda e: fm.eigenvalues, ValueError, "square"),
+        Case("FactoredMatrix.__getitem__", "an int on a matrix axis", lambda e: fm[0, 1], IndexError,
+             "index the matrix axes of a FactoredMatrix with a list, tensor or slice"),
+        Case("FactoredMatrix.unsqueeze", "axis 3 of 0", lambda e: fm.unsqueeze(3), IndexError,
+             "unsqueeze(3): this FactoredMatrix has 0 leading axes"),
+        Case("model.network.factored_matrix.composition_scores", "a tensor", lambda e: composition_scores(
+             e.model.W_Q, e.model.OV), TypeError, "composition_scores takes two FactoredMatrix"),
     ]  # fmt: skip
 
 
@@ -475,6 +482,7 @@ EXEMPT = {
 FUNCTIONS = {
     "model.network.logits": ("next_token_loss", "sampling_probs", "sample_tokens"),
     "model.network.cache": ("hook_shapes",),
+    "model.network.factored_matrix": ("composition_scores",),
     "model.network.token_ids": ("check_token_ids", "as_id_tensor", "prompt_ids", "char_id", "token_labels"),
     "model.storage.checkpoint": ("verify_checkpoint", "check_checkpoint_bytes"),
     "model.storage.registry": ("resolve_path", "list_checkpoints", "shipped_names"),

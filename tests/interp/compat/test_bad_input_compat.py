@@ -75,8 +75,6 @@ def _utils_cases() -> list[Case]:
              torch.zeros(1, 3, dtype=torch.long)), TypeError, "takes logits [batch, pos, d_vocab], got shape (3, 64)"),
         Case(u + "gelu_new", "a list", lambda e: utils.gelu_new([1.0]), TypeError, "gelu_new takes a tensor, got list"),
         Case(u + "solu", "a number", lambda e: utils.solu(1.0), TypeError, "solu takes a tensor, got float"),
-        Case(u + "composition_scores", "a tensor", lambda e: utils.composition_scores(e.model.W_Q, e.model.OV),
-             TypeError, "composition_scores takes two FactoredMatrix"),
         Case(u + "get_device", "an argument", lambda e: utils.get_device("cuda"), TypeError,
              "takes 0 positional arguments but 1 was given"),
     ]  # fmt: skip
