@@ -6,6 +6,7 @@ hashes, atomic writes, the GPT-2 layout) live in :mod:`model.storage`, which kno
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,8 +19,12 @@ class LoadingMethods:
     """``from_pretrained``, ``save_pretrained``, ``from_hf_gpt2`` and ``to_hf_gpt2_state_dict``."""
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str | torch.device | None = None, step: int | None = None):
+    def from_pretrained(
+        cls, name_or_path: str, device: str | torch.device | None = None, step: int | None = None, dtype: Any = None
+    ):
         """A shipped checkpoint by name (``"induction-2l"``) or path; ``step``: that snapshot of its run (``Run``).
+        A Hugging Face model folder (``config.json``, safetensors weights, ``tokenizer.json``) loads as that model,
+        with its tokenizer (:func:`model.storage.hf_folder.load_hf_folder`; ``dtype`` applies to it).
 
         Example:
             >>> from model import MiniGPT
@@ -27,8 +32,13 @@ class LoadingMethods:
             >>> model.cfg.attn_only, MiniGPT.from_pretrained("induction-2l", step=3000).provenance["steps"]
             (True, 3000)
         """
+        from model.storage.hf_folder import load_hf_folder
         from model.storage.runs import load_step
 
+        if isinstance(name_or_path, str | Path) and Path(name_or_path).is_dir():  # checkpoints are files
+            if step is not None:
+                raise ValueError("step= picks a snapshot of a MiniGPT run; a Hugging Face folder has one model")
+            return load_hf_folder(name_or_path, device, dtype)
         ckpt = load_step(name_or_path, step)
         model = cls(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
         model.load_state_dict(ckpt.state_dict)

@@ -84,7 +84,9 @@ class MiniGPT(
         self.use_attn_in = self.use_split_qkv_input = self.use_hook_mlp_in = False  # the same, for those inputs
         if tokenizer is None and cfg.d_vocab == len(Tokenizer()):
             tokenizer = Tokenizer()
-        if tokenizer is not None and len(tokenizer) != cfg.d_vocab:
+        # a Hugging Face model's vocabulary may be padded beyond its tokenizer (Pythia's), never the other way
+        padded_ok = not isinstance(tokenizer, Tokenizer) and tokenizer is not None and len(tokenizer) < cfg.d_vocab
+        if tokenizer is not None and len(tokenizer) != cfg.d_vocab and not padded_ok:
             raise ValueError(f"the tokenizer has {len(tokenizer)} symbols but cfg.d_vocab={cfg.d_vocab}")
         self.tokenizer: Tokenizer | None = tokenizer  # None for vocabularies other than the 64 symbols
         self.provenance: dict[str, Any] = {}  # how a loaded checkpoint was made (see model.checkpoint)

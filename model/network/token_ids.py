@@ -104,8 +104,9 @@ def prompt_ids(
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from None
     if len(ids) > n_ctx:
+        unit = "characters" if isinstance(tokenizer, Tokenizer) else "tokens"
         raise ValueError(
-            f"{what} has {len(ids) - 1} characters but this model reads at most {n_ctx - 1} "
+            f"{what} has {len(ids) - 1} {unit} but this model reads at most {n_ctx - 1} "
             f"(n_ctx={n_ctx}, one position goes to <bos>); shorten it"
         )
     return ids

@@ -1,0 +1,118 @@
+"""A local Hugging Face model folder as a MiniGPT: ``config.json``, the weights (``model.safetensors``, or shards
+listed in ``model.safetensors.index.json``) and the tokenizer (``tokenizer.json`` with its special-token files).
+
+Nothing is downloaded and no code from the folder runs (``trust_remote_code`` is never used). The family comes
+from ``config.json``'s ``model_type``; :data:`FAMILIES` lists those read so far, each with its converter.
+
+Example:
+    >>> import tempfile
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> folder = tempfile.mkdtemp()
+    >>> config = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=16)
+    >>> GPT2LMHeadModel(config).save_pretrained(folder)
+    >>> model = load_hf_folder(folder)
+    >>> model.cfg.n_layers, model.cfg.d_vocab, model.tokenizer is None  # no tokenizer.json in this folder
+    (1, 50, True)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from model.network.config import ModelConfig
+from model.network.hf_tokenizer import HFTokenizer
+from model.storage.hf_gpt2 import hf_gpt2_to_minigpt
+
+FAMILIES: dict[str, Callable[[dict[str, Tensor], dict], tuple[ModelConfig, dict[str, Tensor]]]] = {
+    "gpt2": hf_gpt2_to_minigpt,
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_hf_folder(
+    folder: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+) -> Any:
+    """The MiniGPT of the Hugging Face model in ``folder``, with its tokenizer when the folder has one; ``dtype``:
+    ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``."""
+    from model.network.minigpt import MiniGPT
+
+    folder = Path(folder)
+    config = read_config(folder)
+    family = config.get("model_type")
+    if family not in FAMILIES:
+        raise ValueError(
+            f"{folder}: model_type={family!r} is not a family MiniGPT Lens reads; it reads {sorted(FAMILIES)}"
+        )
+    dtype = _check_dtype(dtype)
+    cfg, state = FAMILIES[family](read_weights(folder), config)
+    tokenizer = HFTokenizer.from_folder(folder) if (folder / "tokenizer.json").is_file() else None
+    model = MiniGPT(cfg, tokenizer)
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"{folder}: the weight {name} has shape {tuple(tensor.shape)}, but config.json makes it "
+                f"{tuple(expected[name].shape)}; the weights and config.json disagree"
+            )
+    model.load_state_dict(state)
+    model.provenance = {"source": str(folder), "family": family}
+    model = model.to(dtype)
+    return model.to(device) if device is not None else model
+
+
+def read_config(folder: Path) -> dict:
+    """``config.json`` of ``folder``, or a FileNotFoundError that says what a model folder holds."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; give a Hugging Face model folder (config.json, weights)")
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{folder} has no config.json: a Hugging Face model folder holds config.json beside its weights "
+            "(write one with model.save_pretrained(folder) in transformers)"
+        )
+    config = json.loads(path.read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
+def read_weights(folder: Path) -> dict[str, Tensor]:
+    """Every tensor of the folder's safetensors file, or of the shards its index lists."""
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: the index lists shards that are not there: {missing}")
+        state: dict[str, Tensor] = {}
+        for shard in shards:
+            state.update(load_file(folder / shard))
+        return state
+    if (folder / "model.safetensors").is_file():
+        return load_file(folder / "model.safetensors")
+    pickled = sorted(p.name for p in folder.glob("*.bin"))
+    hint = (
+        f" (it has {pickled}: pickled weights, which MiniGPT Lens does not unpickle; convert them with "
+        "transformers: model.save_pretrained(folder, safe_serialization=True))"
+        if pickled
+        else ""
+    )
+    raise FileNotFoundError(f"{folder} has no model.safetensors or model.safetensors.index.json{hint}")
+
+
+def _check_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
