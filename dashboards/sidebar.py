@@ -15,6 +15,7 @@ import streamlit as st
 
 from dashboards import plots, state
 from model.network.minigpt import MiniGPT
+from model.network.tokenizer import Tokenizer
 from model.storage.registry import CHECKPOINT_DIR, SHIPPED, shipped_names
 
 SOURCE_PATH = "a .safetensors path"
@@ -73,8 +74,16 @@ def _load_choice(choice: str) -> Loaded | None:
         if not raw:
             return None
         path = Path(raw).expanduser()
+        if path.is_dir():  # a Hugging Face model folder: config.json, safetensors weights, tokenizer.json
+            stamp = "|".join(
+                state.file_stamp(p) for p in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors"))
+            )
+            return state.load_checkpoint(str(path.resolve()), stamp), f"path:{path.resolve()}:{stamp}", path.name
         if path.suffix != ".safetensors":
-            raise ValueError(f"{raw!r} does not end in .safetensors; give the weights file, not its .json")
+            raise ValueError(
+                f"{raw!r} does not end in .safetensors; give the weights file (not its .json) or a Hugging Face "
+                "model folder"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"no file at {str(path)!r}; check the path (it is read on the server)")
         stamp = state.file_stamp(path)
@@ -96,7 +105,11 @@ def _checkpoint_picker() -> tuple[Loaded, str | None]:
     about = "; ".join(f"{name}: {text}" for name, text in SHIPPED.items())
     choice = st.selectbox("Checkpoint", options, key="checkpoint_choice", help=f"Shipped checkpoints: {about}.")
     if choice == SOURCE_PATH:
-        st.text_input("Path to a .safetensors file", key="checkpoint_path", placeholder="runs/my-model.safetensors")
+        st.text_input(
+            "Path to a .safetensors file, or a Hugging Face model folder",
+            key="checkpoint_path",
+            placeholder="runs/my-model.safetensors or ~/models/gpt2",
+        )
     try:
         if choice == SOURCE_UPLOAD:
             limit = state.MAX_UPLOAD_BYTES // 2**20
@@ -132,7 +145,8 @@ def render() -> state.Selection:
         if st.session_state.get("prompt") in (None, st.session_state.get(state.PROMPT_SHOWN)):
             st.session_state["prompt"] = show.prompt  # a new model's own prompt, unless the user typed one
         st.session_state[state.PROMPT_SHOWN] = show.prompt
-        prompt = st.text_area(f"Prompt (at most {model.cfg.n_ctx - 1} characters)", key="prompt", height=80)
+        unit = "characters" if isinstance(model.tokenizer, Tokenizer) else "tokens"
+        prompt = st.text_area(f"Prompt (at most {model.cfg.n_ctx - 1} {unit})", key="prompt", height=80)
         if prompt == show.prompt:
             st.caption(f"This model's default prompt: {show.why}.")
         replace = st.checkbox(

@@ -178,8 +178,8 @@ def check_prompt(model: MiniGPT, prompt: str, replace_unknown: bool = False) -> 
     """
     if model.tokenizer is None:
         raise ValueError(
-            f"this checkpoint has no character tokenizer (d_vocab={model.cfg.d_vocab}); "
-            "pick a checkpoint trained with the 64-symbol tokenizer"
+            f"this checkpoint has no tokenizer (d_vocab={model.cfg.d_vocab}); pick a checkpoint trained with the "
+            "64-symbol tokenizer, or a Hugging Face model folder with its tokenizer.json"
         )
     unknown = "replace" if replace_unknown else "error"
     try:

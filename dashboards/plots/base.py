@@ -26,8 +26,16 @@ _SHOWN = {" ": "␣", "\n": "⏎", "\t": "⇥"}
 
 
 def display_token(token: str) -> str:
-    """A token as it is drawn: blanks made visible (``" "`` -> ``"␣"``)."""
-    return _SHOWN.get(token, token)
+    """A token as it is drawn: blanks made visible (``" "`` -> ``"␣"``, a BPE token's leading spaces too).
+
+    Example:
+        >>> display_token(" of"), display_token(" ")
+        ('␣of', '␣')
+    """
+    if token in _SHOWN:
+        return _SHOWN[token]
+    text = token.lstrip(" ")
+    return "␣" * (len(token) - len(text)) + text
 
 
 def token_chip_labels(tokens: Sequence[str]) -> list[str]:

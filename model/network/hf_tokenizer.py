@@ -2,7 +2,8 @@
 :class:`~model.network.tokenizer.Tokenizer`, so that ``to_tokens``, ``to_str_tokens``, every frame's ``*_str``
 column and the dashboard read a BPE model's text as they read ours.
 
-- ``symbols[i]`` is what token ``i`` reads as on its own, leading space included (``" the"``): the labels.
+- ``symbols[i]`` is what token ``i`` reads as on its own, leading space included (``" the"``): the labels; ids a
+  model's vocabulary has beyond the tokenizer's (padding rows) read ``<unused N>`` (:meth:`HFTokenizer.cover`).
 - The specials come from the folder's ``tokenizer_config.json`` / ``special_tokens_map.json`` (GPT-2:
   ``<|endoftext|>`` is bos, eos and unk); with no pad token the eos token pads, as TransformerLens sets it.
 - Text is not normalised, and nothing is unknown to a byte-level BPE (``unknown=`` is accepted and has no effect).
@@ -58,6 +59,11 @@ class HFTokenizer:
         self.special_ids = tuple(dict.fromkeys(i for i in ids.values() if i is not None))
         self.symbols: tuple[str, ...] = tuple(fast.decode([i], skip_special_tokens=False) for i in range(size))
         self.padding_side = "right"
+
+    def cover(self, d_vocab: int) -> None:
+        """Label the ids a model's vocabulary has beyond this tokenizer (padding rows, as Pythia's) ``<unused N>``,
+        so that every id a model can predict has a label."""
+        self.symbols += tuple(f"<unused {i}>" for i in range(len(self.symbols), d_vocab))
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> HFTokenizer:

@@ -52,7 +52,9 @@ def load_hf_folder(
     dtype = _check_dtype(dtype)
     cfg, state = FAMILIES[family](read_weights(folder), config)
     tokenizer = HFTokenizer.from_folder(folder) if (folder / "tokenizer.json").is_file() else None
-    model = MiniGPT(cfg, tokenizer)
+    model = MiniGPT(cfg, tokenizer)  # refuses a tokenizer larger than the vocabulary
+    if tokenizer is not None:
+        tokenizer.cover(cfg.d_vocab)
     expected = model.state_dict()
     for name, tensor in state.items():
         if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import APP, errors, figure_array, open_page
+from hf_folders import gpt2_folder
 from streamlit.testing.v1 import AppTest
 
 from dashboards import plots, state
@@ -303,14 +304,23 @@ def test_induction_checkpoint_heads_are_classified():
 PAGES = ["prediction", "attention", "residual", "logit_attribution", "ablation", "qk_ov", "discovery", "flow"]
 
 
-@pytest.mark.parametrize("kind", ["induction-2l", "random", "post-norm"])
+@pytest.mark.parametrize("kind", ["induction-2l", "random", "post-norm", "gpt2-folder"])
 def test_every_page_works_on_other_models(kind, tmp_path):
-    """Each page renders without an exception on an attention-only, an untrained and a post-norm model.
+    """Each page renders without an exception on an attention-only, an untrained, a post-norm model and a Hugging
+    Face GPT-2 folder with its BPE tokenizer (opened by path, its prompt read as BPE tokens).
 
     Post-norm models have no exact DLA: that page must say so with st.error instead of raising.
     """
     at = open_page()
-    if kind == "post-norm":
+    if kind == "gpt2-folder":
+        folder = gpt2_folder(tmp_path / "gpt2")
+        at.sidebar.selectbox(key="checkpoint_choice").set_value("a .safetensors path").run()
+        at.sidebar.text_input(key="checkpoint_path").input(str(folder)).run()
+        set_prompt(at, "The list of names is sorted.")
+        assert not errors(at), errors(at)
+        chips = at.sidebar.pills(key="token_chips")
+        assert any(o.endswith("`␣of`") for o in chips.options), f"the token strip shows BPE tokens: {chips.options}"
+    elif kind == "post-norm":
         path = tmp_path / "post.safetensors"
         MiniGPT(LOCKED.replace(norm="post"), seed=0).save_pretrained(str(path))
         at.sidebar.selectbox(key="checkpoint_choice").set_value("a .safetensors path").run()

@@ -65,7 +65,8 @@ def test_text_in_and_out_is_the_hugging_face_tokenizers(loaded):
     """``to_tokens`` is the Hugging Face tokenizer's ids after ``<|endoftext|>`` (TransformerLens's GPT-2
     ``prepend_bos``); labels keep their leading spaces; a batch pads with eos; decoding gives the text back."""
     model, _, tok = loaded
-    assert isinstance(model.tokenizer, HFTokenizer) and len(model.tokenizer) == BPE_VOCAB < model.cfg.d_vocab
+    assert isinstance(model.tokenizer, HFTokenizer) and len(tok) == BPE_VOCAB < model.cfg.d_vocab
+    assert model.tokenizer.symbols[BPE_VOCAB] == f"<unused {BPE_VOCAB}>" and len(model.tokenizer) == model.cfg.d_vocab
     bos = tok.convert_tokens_to_ids(ENDOFTEXT)
     for text in TEXTS:
         assert model.to_tokens(text)[0].tolist() == [bos, *tok(text)["input_ids"]]
