@@ -41,8 +41,8 @@ from interp.observe.attention import SCORE_COLUMNS, head_scores
 from interp.observe.dla import direct_logit_attribution
 from interp.reports.induction import SEG_LEN, copy_losses, probe_tokens
 from interp.weights.composition import composition_scores
+from model.network.hf_tokenizer import tokenizer_from_dict
 from model.network.minigpt import MiniGPT
-from model.network.tokenizer import Tokenizer
 from model.storage.runs import Run
 
 METRIC_GROUPS = ("losses", "head_scores", "composition", "dla", "weight_norms")
@@ -86,7 +86,7 @@ def _checked_steps(run: Run, steps: object) -> tuple[int, ...]:
 
 def _model_at(run: Run, step: int) -> MiniGPT:
     ckpt = run.checkpoint(step)
-    model = MiniGPT(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
+    model = MiniGPT(ckpt.cfg, tokenizer_from_dict(ckpt.tokenizer, ckpt.cfg.d_vocab) if ckpt.tokenizer else None)
     model.load_state_dict(ckpt.state_dict)
     return model.eval()
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.network.tokenizer import Tokenizer
+from model.network.hf_tokenizer import tokenizer_from_dict
 
 
 class LoadingMethods:
@@ -40,7 +40,7 @@ class LoadingMethods:
                 raise ValueError("step= picks a snapshot of a MiniGPT run; a Hugging Face folder has one model")
             return load_hf_folder(name_or_path, device, dtype)
         ckpt = load_step(name_or_path, step)
-        model = cls(ckpt.cfg, Tokenizer.from_dict(ckpt.tokenizer) if ckpt.tokenizer else None)
+        model = cls(ckpt.cfg, tokenizer_from_dict(ckpt.tokenizer, ckpt.cfg.d_vocab) if ckpt.tokenizer else None)
         model.load_state_dict(ckpt.state_dict)
         model.provenance = dict(ckpt.provenance)
         return model.to(device) if device is not None else model

@@ -15,7 +15,8 @@ key                type            required  allowed values
 format             str             yes       ``"minigpt-lens-checkpoint"``
 format_version     int             yes       1 .. :data:`FORMAT_VERSION`
 config             object          yes       every field of ``ModelConfig`` (:data:`CONFIG_SCHEMA`)
-tokenizer          object or null  yes       ``{"kind": "char", "symbols": [d_vocab unique str]}`` or null
+tokenizer          object or null  yes       ``{"kind": "char", "symbols": [d_vocab unique str]}``, ``{"kind": "hf",
+                                             "tokenizer_json": str, "specials": {...}}`` or null
 weights_sha256     str             yes       64 lower-case hex digits: the hash of the ``.safetensors`` file
 provenance         object          yes       any keys; the known ones typed (:data:`PROVENANCE_SCHEMA`)
 =================  ==============  ========  ==============================================================
@@ -101,13 +102,16 @@ CONFIG_SCHEMA: dict[str, Field] = {  # one entry per ModelConfig field (a test k
     "init_std": _positive_number("initialisation std"),
 }
 TOKENIZER_SCHEMA: dict[str, Field] = {
-    "kind": Field((str,), "'char' (the only tokenizer there is)", rule=lambda v: v == "char"),
-    "symbols": Field(
+    "kind": Field((str,), "'char' (MiniGPT's) or 'hf' (a Hugging Face fast tokenizer)", rule=lambda v: v in KINDS),
+    "symbols": Field(  # kind 'char'
         (list,), "a list of unique strings including <bos>, <pad>, <unk>",
         rule=lambda v: all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v)
-        and {"<bos>", "<pad>", "<unk>"} <= set(v),
+        and {"<bos>", "<pad>", "<unk>"} <= set(v), required=False,
     ),
+    "tokenizer_json": Field((str,), "the text of a tokenizer.json", required=False),  # kind 'hf'
+    "specials": Field((dict,), "an object of special tokens", required=False, extra_keys=True),  # kind 'hf'
 }  # fmt: skip
+KINDS = {"char": "symbols", "hf": "tokenizer_json"}  # each kind's required key
 _LOSS = Field((int, float, type(None)), "a number or null", required=False)
 PROVENANCE_SCHEMA: dict[str, Field] = {  # what the trainer records; any other key is kept as it is
     "command": Field((str,), "a string (the command that trained the model)", required=False),
@@ -176,7 +180,11 @@ def validate_metadata(doc: Any, where: str) -> ModelConfig:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: key 'config' is not a valid model config: {err}; {FIX}") from None
     tok = doc["tokenizer"]
-    if tok is not None and len(tok["symbols"]) != cfg.d_vocab:
+    if tok is not None and KINDS[tok["kind"]] not in tok:
+        raise ValueError(
+            f"{where}: key 'tokenizer.{KINDS[tok['kind']]}' is missing for a {tok['kind']!r} tokenizer; {FIX}"
+        )
+    if tok is not None and tok["kind"] == "char" and len(tok["symbols"]) != cfg.d_vocab:
         raise ValueError(
             f"{where}: key 'tokenizer.symbols' has {len(tok['symbols'])} symbols, expected config.d_vocab = "
             f"{cfg.d_vocab}; {FIX}"

@@ -178,3 +178,14 @@ def test_a_prompt_longer_than_the_context_is_refused(loaded):
     model, _, _ = loaded
     with pytest.raises(ValueError, match=r"the text has 600 tokens but this model reads at most 63 \(n_ctx=64"):
         model.to_tokens(" ".join(["names"] * 200))
+
+
+def test_a_loaded_folder_saves_as_a_checkpoint_with_its_tokenizer(loaded, tmp_path):
+    """``save_pretrained`` keeps the Hugging Face tokenizer in the checkpoint (kind ``"hf"``); loading it gives the
+    same tokens, labels and logits."""
+    model, _, _ = loaded
+    model.save_pretrained(str(tmp_path / "gpt2.safetensors"))
+    again = MiniGPT.from_pretrained(str(tmp_path / "gpt2.safetensors"))
+    assert isinstance(again.tokenizer, HFTokenizer) and again.tokenizer.symbols == model.tokenizer.symbols
+    tokens = again.to_tokens(TEXTS[1])
+    assert torch.equal(tokens, model.to_tokens(TEXTS[1])) and torch.equal(again(tokens), model(tokens))
