@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-MODEL_HELP = "shipped name or .safetensors path (default minigpt-text)"
+MODEL_HELP = "shipped name, .safetensors path or Hugging Face model folder (default minigpt-text)"
 
 
 def load_model(name_or_path: str, device: str | None = None):
@@ -28,7 +28,7 @@ def load_model(name_or_path: str, device: str | None = None):
 
 def _tokenizer(model, flag: str):
     if model.tokenizer is None:
-        raise ValueError(f"this checkpoint has no character tokenizer, so {flag} cannot be read")
+        raise ValueError(f"this checkpoint has no tokenizer, so {flag} cannot be read")
     return model.tokenizer
 
 

@@ -187,3 +187,19 @@ def test_ablation_commands_report_bad_input_in_one_line(tiny_ckpt, capsys, argv,
     assert main([*argv, "--model", tiny_ckpt]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_ablate_a_hugging_face_folder(tmp_path, capsys):
+    """``--model`` takes a Hugging Face model folder: its BPE tokenizer reads the prompt, the library agrees."""
+    import pandas as pd
+    from hf_folders import gpt2_folder
+
+    from interp import ablate
+    from model import MiniGPT
+
+    folder, out = gpt2_folder(tmp_path / "gpt2"), tmp_path / "ablation.csv"
+    argv = ["ablate", "--model", str(folder), "--heads", "L1H2", "--prompt", "The list of names", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    model = MiniGPT.from_pretrained(str(folder))
+    after = pd.read_csv(out).set_index("measure").loc["loss"].after
+    assert after == pytest.approx(ablate(model, model.to_tokens("The list of names"), heads="L1H2").loss, abs=1e-5)
