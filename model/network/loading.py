@@ -20,11 +20,20 @@ class LoadingMethods:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, device: str | torch.device | None = None, step: int | None = None, dtype: Any = None
+        cls,
+        name_or_path: str,
+        device: str | torch.device | None = None,
+        step: int | None = None,
+        dtype: Any = None,
+        **processing: bool,
     ):
         """A shipped checkpoint by name (``"induction-2l"``) or path; ``step``: that snapshot of its run (``Run``).
+
         A Hugging Face model folder (``config.json``, safetensors weights, ``tokenizer.json``) loads as that model,
-        with its tokenizer (:func:`model.storage.hf_folder.load_hf_folder`; ``dtype`` applies to it).
+        with its tokenizer (:func:`model.storage.hf_folder.load_hf_folder`; ``dtype`` applies to it), its weights
+        processed as TransformerLens's ``from_pretrained`` processes them (``fold_ln``, ``center_writing_weights``,
+        ``center_unembed``, ``fold_value_biases``: each True unless passed False; see ``process_weights_``).
+        :meth:`from_pretrained_no_processing` keeps them as they are. MiniGPT checkpoints load as saved.
 
         Example:
             >>> from model import MiniGPT
@@ -38,12 +47,25 @@ class LoadingMethods:
         if isinstance(name_or_path, str | Path) and Path(name_or_path).is_dir():  # checkpoints are files
             if step is not None:
                 raise ValueError("step= picks a snapshot of a MiniGPT run; a Hugging Face folder has one model")
-            return load_hf_folder(name_or_path, device, dtype)
+            model = load_hf_folder(name_or_path, device, dtype)
+            model.process_weights_(**processing)
+            return model
+        if processing:
+            raise TypeError(f"{sorted(processing)}: weight processing applies to Hugging Face folders; call "
+                            "model.process_weights_(...) on a MiniGPT checkpoint")  # fmt: skip
         ckpt = load_step(name_or_path, step)
         model = cls(ckpt.cfg, tokenizer_from_dict(ckpt.tokenizer, ckpt.cfg.d_vocab) if ckpt.tokenizer else None)
         model.load_state_dict(ckpt.state_dict)
         model.provenance = dict(ckpt.provenance)
         return model.to(device) if device is not None else model
+
+    @classmethod
+    def from_pretrained_no_processing(cls, name_or_path: str, device: str | torch.device | None = None, **kwargs: Any):
+        """:meth:`from_pretrained` with the weights as they are (TransformerLens's name)."""
+        off = dict.fromkeys(("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases"), False)
+        if isinstance(name_or_path, str | Path) and Path(name_or_path).is_dir():
+            kwargs = off | kwargs
+        return cls.from_pretrained(name_or_path, device, **kwargs)
 
     def save_pretrained(self, path: str, provenance: dict[str, Any] | None = None) -> None:
         """Write ``path`` (``.safetensors``) and the JSON beside it, atomically."""

@@ -189,3 +189,29 @@ def test_a_loaded_folder_saves_as_a_checkpoint_with_its_tokenizer(loaded, tmp_pa
     assert isinstance(again.tokenizer, HFTokenizer) and again.tokenizer.symbols == model.tokenizer.symbols
     tokens = again.to_tokens(TEXTS[1])
     assert torch.equal(tokens, model.to_tokens(TEXTS[1])) and torch.equal(again(tokens), model(tokens))
+
+
+def test_weights_are_processed_as_transformer_lens_loads_them(folder, loaded):
+    """``from_pretrained(folder)`` processes the weights as TransformerLens's ``from_pretrained`` does (LayerNorms
+    folded, writers and unembedding centred, ``b_V`` folded); ``from_pretrained_no_processing`` keeps GPT-2's own.
+    Both give the same next-token distribution (1e-4), and the processed one's logit attribution follows
+    TransformerLens's convention: the heads' and MLPs' writes through ``apply_ln_to_stack`` plus ``b_U``."""
+    from transformers import GPT2LMHeadModel
+
+    model, _, _ = loaded
+    raw = MiniGPT.from_pretrained_no_processing(str(folder))
+    hf = GPT2LMHeadModel.from_pretrained(folder)
+    torch.testing.assert_close(raw.W_E, hf.transformer.wte.weight)
+    assert not raw.cfg.tied_embed or torch.equal(raw.W_U, raw.W_E.T)
+    assert torch.equal(model.blocks[0].ln1.w, torch.ones_like(model.blocks[0].ln1.w)) and not model.cfg.tied_embed
+    tokens = model.to_tokens(TEXTS[0])
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens).log_softmax(-1), raw(tokens).log_softmax(-1), atol=1e-4, rtol=0)
+    logits, cache = model.run_with_cache(tokens)
+    answer, wrong = tokens[0, -1].item(), tokens[0, -2].item()
+    direction = model.tokens_to_residual_directions(torch.tensor(answer)) - model.tokens_to_residual_directions(wrong)
+    stack = cache.apply_ln_to_stack(cache.decompose_resid(layer=-1, pos_slice=-1), layer=-1, pos_slice=-1)
+    attributed = (stack @ direction).sum() + model.b_U[answer] - model.b_U[wrong]
+    torch.testing.assert_close(attributed, logits[0, -1, answer] - logits[0, -1, wrong], atol=1e-4, rtol=1e-4)
+    with pytest.raises(TypeError, match="fold_ln must be True or False"):
+        MiniGPT.from_pretrained(str(folder), fold_ln="yes")
