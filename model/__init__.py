@@ -20,7 +20,7 @@ Example:
 from model.lazy import lazy_exports
 
 TIERS: tuple[tuple[str, ...], ...] = (
-    ("model.lazy", "model.network.config", "model.network.tokenizer"),  # plain Python: sizes, names, symbols
+    ("model.lazy", "model.network.config", "model.network.tokenizer", "model.network.hf_tokenizer"),  # plain Python
     ("model.storage",),  # (config, state dict) <-> files; never the MiniGPT class
     ("model.network",),  # the torch modules; MiniGPT's constructors call storage
     ("model.training",),  # trains a MiniGPT; evaluations that need an analysis are passed in

@@ -41,7 +41,7 @@ from interp.observe.attention import SCORE_COLUMNS, head_scores
 from interp.observe.dla import direct_logit_attribution
 from interp.reports.induction import SEG_LEN, copy_losses, probe_tokens
 from interp.weights.composition import composition_scores
-from model.network.hf_tokenizer import tokenizer_from_dict
+from model.network.loading import tokenizer_from_dict
 from model.network.minigpt import MiniGPT
 from model.storage.runs import Run
 

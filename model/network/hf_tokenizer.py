@@ -167,12 +167,8 @@ def _token_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def tokenizer_from_dict(data: dict, d_vocab: int) -> Any:
-    """The tokenizer a checkpoint stored (``kind`` ``"char"`` or ``"hf"``), for a model of ``d_vocab`` ids."""
-    from model.network.tokenizer import Tokenizer
-
-    if isinstance(data, dict) and data.get("kind") == "hf":
-        tokenizer = HFTokenizer.from_dict(data)
-        tokenizer.cover(d_vocab)
-        return tokenizer
-    return Tokenizer.from_dict(data)
+def _token_text(value: Any) -> str | None:
+    """A special token as written in tokenizer_config.json: a string, or ``{"content": ...}``."""
+    if isinstance(value, Mapping):
+        value = value.get("content")
+    return value if isinstance(value, str) else None

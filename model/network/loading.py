@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.network.hf_tokenizer import tokenizer_from_dict
+from model.network.hf_tokenizer import HFTokenizer
+from model.network.tokenizer import Tokenizer
 
 
 class LoadingMethods:
@@ -30,7 +31,7 @@ class LoadingMethods:
         """A shipped checkpoint by name (``"induction-2l"``) or path; ``step``: that snapshot of its run (``Run``).
 
         A Hugging Face model folder (``config.json``, safetensors weights, ``tokenizer.json``) loads as that model,
-        with its tokenizer (:func:`model.storage.hf_folder.load_hf_folder`; ``dtype`` applies to it), its weights
+        with its tokenizer (:func:`model.storage.hf_folder.read_hf_folder`; ``dtype`` applies to it), its weights
         processed as TransformerLens's ``from_pretrained`` processes them (``fold_ln``, ``center_writing_weights``,
         ``center_unembed``, ``fold_value_biases``: each True unless passed False; see ``process_weights_``).
         :meth:`from_pretrained_no_processing` keeps them as they are. MiniGPT checkpoints load as saved.
@@ -41,22 +42,50 @@ class LoadingMethods:
             >>> model.cfg.attn_only, MiniGPT.from_pretrained("induction-2l", step=3000).provenance["steps"]
             (True, 3000)
         """
-        from model.storage.hf_folder import load_hf_folder
         from model.storage.runs import load_step
 
-        if isinstance(name_or_path, str | Path) and Path(name_or_path).is_dir():  # checkpoints are files
+        if _is_hf_folder(name_or_path):
             if step is not None:
                 raise ValueError("step= picks a snapshot of a MiniGPT run; a Hugging Face folder has one model")
-            model = load_hf_folder(name_or_path, device, dtype)
+            model = cls._from_hf_folder(name_or_path, device, dtype)
             model.process_weights_(**processing)
             return model
         if processing:
             raise TypeError(f"{sorted(processing)}: weight processing applies to Hugging Face folders; call "
                             "model.process_weights_(...) on a MiniGPT checkpoint")  # fmt: skip
-        ckpt = load_step(name_or_path, step)
+        try:
+            ckpt = load_step(name_or_path, step)
+        except FileNotFoundError as err:
+            if isinstance(name_or_path, str | Path) and str(name_or_path) and Path(name_or_path).is_dir():
+                raise FileNotFoundError(
+                    f"{name_or_path} is a folder without config.json, so not a Hugging Face model folder (which "
+                    f"holds config.json beside its weights); read as a MiniGPT checkpoint: {err}"
+                ) from None
+            raise
         model = cls(ckpt.cfg, tokenizer_from_dict(ckpt.tokenizer, ckpt.cfg.d_vocab) if ckpt.tokenizer else None)
         model.load_state_dict(ckpt.state_dict)
         model.provenance = dict(ckpt.provenance)
+        return model.to(device) if device is not None else model
+
+    @classmethod
+    def _from_hf_folder(cls, folder: str | Path, device: Any, dtype: Any):
+        """The model of a Hugging Face folder (:func:`model.storage.hf_folder.read_hf_folder`), weights as they are."""
+        from model.storage.hf_folder import read_hf_folder
+
+        cfg, state, tokenizer, dtype = read_hf_folder(folder, dtype)
+        model = cls(cfg, tokenizer)  # refuses a tokenizer larger than the vocabulary
+        if tokenizer is not None:
+            tokenizer.cover(cfg.d_vocab)
+        expected = model.state_dict()
+        for name, tensor in state.items():
+            if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
+                raise ValueError(
+                    f"{folder}: the weight {name} has shape {tuple(tensor.shape)}, but config.json makes it "
+                    f"{tuple(expected[name].shape)}; the weights and config.json disagree"
+                )
+        model.load_state_dict(state)
+        model.provenance = {"source": str(folder)}
+        model = model.to(dtype)
         return model.to(device) if device is not None else model
 
     @classmethod
@@ -92,3 +121,17 @@ class LoadingMethods:
         from model.storage.hf_gpt2 import minigpt_to_hf_gpt2
 
         return minigpt_to_hf_gpt2(self.cfg, self.state_dict())
+
+
+def _is_hf_folder(path: object) -> bool:
+    """A folder with a ``config.json``: a Hugging Face model (MiniGPT checkpoints and runs are files)."""
+    return isinstance(path, str | Path) and bool(str(path)) and (Path(path) / "config.json").is_file()
+
+
+def tokenizer_from_dict(data: dict, d_vocab: int) -> Tokenizer | HFTokenizer:
+    """The tokenizer a checkpoint stored (``kind`` ``"char"`` or ``"hf"``), for a model of ``d_vocab`` ids."""
+    if isinstance(data, dict) and data.get("kind") == "hf":
+        tokenizer = HFTokenizer.from_dict(data)
+        tokenizer.cover(d_vocab)
+        return tokenizer
+    return Tokenizer.from_dict(data)

@@ -10,8 +10,8 @@ Example:
     >>> folder = tempfile.mkdtemp()
     >>> config = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=16)
     >>> GPT2LMHeadModel(config).save_pretrained(folder)
-    >>> model = load_hf_folder(folder)
-    >>> model.cfg.n_layers, model.cfg.d_vocab, model.tokenizer is None  # no tokenizer.json in this folder
+    >>> cfg, state, tokenizer, dtype = read_hf_folder(folder)
+    >>> cfg.n_layers, cfg.d_vocab, tokenizer is None  # no tokenizer.json in this folder
     (1, 50, True)
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,13 +34,11 @@ FAMILIES: dict[str, Callable[[dict[str, Tensor], dict], tuple[ModelConfig, dict[
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_hf_folder(
-    folder: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
-) -> Any:
-    """The MiniGPT of the Hugging Face model in ``folder``, with its tokenizer when the folder has one; ``dtype``:
-    ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``."""
-    from model.network.minigpt import MiniGPT
-
+def read_hf_folder(
+    folder: str | Path, dtype: str | torch.dtype | None = None
+) -> tuple[ModelConfig, dict[str, Tensor], HFTokenizer | None, torch.dtype]:
+    """``(config, MiniGPT state dict, tokenizer or None, dtype)`` of the Hugging Face model in ``folder``; ``dtype``:
+    ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``. ``MiniGPT.from_pretrained(folder)`` builds the model."""
     folder = Path(folder)
     config = read_config(folder)
     family = config.get("model_type")
@@ -52,20 +49,7 @@ def load_hf_folder(
     dtype = _check_dtype(dtype)
     cfg, state = FAMILIES[family](read_weights(folder), config)
     tokenizer = HFTokenizer.from_folder(folder) if (folder / "tokenizer.json").is_file() else None
-    model = MiniGPT(cfg, tokenizer)  # refuses a tokenizer larger than the vocabulary
-    if tokenizer is not None:
-        tokenizer.cover(cfg.d_vocab)
-    expected = model.state_dict()
-    for name, tensor in state.items():
-        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
-            raise ValueError(
-                f"{folder}: the weight {name} has shape {tuple(tensor.shape)}, but config.json makes it "
-                f"{tuple(expected[name].shape)}; the weights and config.json disagree"
-            )
-    model.load_state_dict(state)
-    model.provenance = {"source": str(folder), "family": family}
-    model = model.to(dtype)
-    return model.to(device) if device is not None else model
+    return cfg, state, tokenizer, dtype
 
 
 def read_config(folder: Path) -> dict:

@@ -158,6 +158,8 @@ def _method_cases() -> list[Case]:
              "hi", padding_side="middle"), ValueError, "padding_side='middle' is not one of ['left', 'right']"),
         Case("MiniGPT.run_with_cache", "pos_slice 'x'", lambda e: e.model.run_with_cache(e.tokens, pos_slice="x"),
              TypeError, "pos_slice must be None, an int, a (start, stop[, step]) tuple"),
+        Case("MiniGPT.from_pretrained_no_processing", "no such name", lambda e: MiniGPT.from_pretrained_no_processing(
+             "no-such-model"), FileNotFoundError, "no-such-model"),
         Case("MiniGPT.process_weights_", "center_unembed 'yes'", lambda e: e.model.process_weights_(
              center_unembed="yes"), TypeError, "center_unembed must be True or False, got 'yes'"),
         Case("MiniGPT.all_composition_scores", "mode 'X'", lambda e: e.model.all_composition_scores("X"),

@@ -139,7 +139,7 @@ def _edit_config(target, **changes):
 @pytest.mark.parametrize(
     "breakage, error, phrase",
     [
-        ("no config.json", FileNotFoundError, "has no config.json: a Hugging Face model folder holds config.json"),
+        ("no config.json", FileNotFoundError, "is a folder without config.json, so not a Hugging Face model folder"),
         ("no weights", FileNotFoundError, "has no model.safetensors or model.safetensors.index.json"),
         ("pickled weights", FileNotFoundError, "pickled weights, which MiniGPT Lens does not unpickle"),
         ("another family", ValueError, "model_type='bert' is not a family MiniGPT Lens reads; it reads ['gpt2']"),
