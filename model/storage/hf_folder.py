@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from torch import Tensor
 from model.network.config import ModelConfig
 from model.network.hf_tokenizer import HFTokenizer
 from model.storage.hf_gpt2 import hf_gpt2_to_minigpt
+from model.storage.schema import read_safetensors_header
 
 FAMILIES: dict[str, Callable[[dict[str, Tensor], dict], tuple[ModelConfig, dict[str, Tensor]]]] = {
     "gpt2": hf_gpt2_to_minigpt,
@@ -47,6 +50,7 @@ def read_hf_folder(
             f"{folder}: model_type={family!r} is not a family MiniGPT Lens reads; it reads {sorted(FAMILIES)}"
         )
     dtype = _check_dtype(dtype)
+    _check_memory(folder, dtype)
     cfg, state = FAMILIES[family](read_weights(folder), config)
     tokenizer = HFTokenizer.from_folder(folder) if (folder / "tokenizer.json").is_file() else None
     return cfg, state, tokenizer, dtype
@@ -68,30 +72,63 @@ def read_config(folder: Path) -> dict:
     return config
 
 
+LOAD_PEAK = 3  # copies of the weights held at once while loading: the files' tensors, the model's, the loaded ones
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The folder's safetensors files: the shards its index lists, or ``model.safetensors``."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return [folder / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
+
+
+def available_memory() -> int:
+    """Bytes of memory this machine can give now (``MemAvailable``; the physical pages free where that is unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_memory(folder: Path, dtype: torch.dtype) -> None:
+    """Refuse, from the safetensors headers alone, a model that loading would not fit in memory."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    files = [f for f in weight_files(folder) if f.is_file()]  # a missing file is read_weights' error
+    numel = sum(math.prod(shape) for path in files for _, shape in read_safetensors_header(path).values())
+    need, free = LOAD_PEAK * numel * size, available_memory()
+    if need > free:
+        raise ValueError(
+            f"{folder}: loading it needs about {need / 2**30:.1f} GiB ({numel:,} weights in {dtype}, held "
+            f"{LOAD_PEAK} times while loading) and this machine has {free / 2**30:.1f} GiB free; use a smaller "
+            "model, dtype='bfloat16', or a machine with more memory"
+        )
+
+
 def read_weights(folder: Path) -> dict[str, Tensor]:
     """Every tensor of the folder's safetensors file, or of the shards its index lists."""
     from safetensors.torch import load_file
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        missing = [s for s in shards if not (folder / s).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder}: the index lists shards that are not there: {missing}")
-        state: dict[str, Tensor] = {}
-        for shard in shards:
-            state.update(load_file(folder / shard))
-        return state
-    if (folder / "model.safetensors").is_file():
-        return load_file(folder / "model.safetensors")
-    pickled = sorted(p.name for p in folder.glob("*.bin"))
-    hint = (
-        f" (it has {pickled}: pickled weights, which MiniGPT Lens does not unpickle; convert them with "
-        "transformers: model.save_pretrained(folder, safe_serialization=True))"
-        if pickled
-        else ""
-    )
-    raise FileNotFoundError(f"{folder} has no model.safetensors or model.safetensors.index.json{hint}")
+    files = weight_files(folder)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: the index lists shards that are not there: {missing}")
+    if not files:
+        pickled = sorted(p.name for p in folder.glob("*.bin"))
+        hint = (
+            f" (it has {pickled}: pickled weights, which MiniGPT Lens does not unpickle; convert them with "
+            "transformers: model.save_pretrained(folder, safe_serialization=True))"
+            if pickled
+            else ""
+        )
+        raise FileNotFoundError(f"{folder} has no model.safetensors or model.safetensors.index.json{hint}")
+    state: dict[str, Tensor] = {}
+    for path in files:
+        state.update(load_file(path))
+    return state
 
 
 def _check_dtype(dtype: str | torch.dtype | None) -> torch.dtype:

@@ -215,3 +215,20 @@ def test_weights_are_processed_as_transformer_lens_loads_them(folder, loaded):
     torch.testing.assert_close(attributed, logits[0, -1, answer] - logits[0, -1, wrong], atol=1e-4, rtol=1e-4)
     with pytest.raises(TypeError, match="fold_ln must be True or False"):
         MiniGPT.from_pretrained(str(folder), fold_ln="yes")
+
+
+def test_a_model_too_large_for_memory_is_refused_from_its_headers(folder, monkeypatch):
+    """With less memory free than loading needs, the folder is refused from the safetensors headers alone: no
+    tensor is read (``load_file`` is never called)."""
+    from model.storage import hf_folder
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("a tensor was read before the memory check refused the model")
+
+    monkeypatch.setattr(hf_folder, "available_memory", lambda: 10**6)
+    monkeypatch.setattr("safetensors.torch.load_file", no_read)
+    with pytest.raises(ValueError, match=r"loading it needs about 0\.0 GiB \([\d,]+ weights in torch.float32"):
+        MiniGPT.from_pretrained(str(folder))
+    assert hf_folder.available_memory() == 10**6
+    monkeypatch.undo()
+    assert hf_folder.available_memory() > 10**8, "this machine's free memory is read"
