@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from model.network.hf_tokenizer import HFTokenizer
+from model.network.parameters import uninitialized
 from model.network.tokenizer import Tokenizer
 
 
@@ -73,7 +74,8 @@ class LoadingMethods:
         from model.storage.hf_folder import read_hf_folder
 
         cfg, state, tokenizer, dtype = read_hf_folder(folder, dtype)
-        model = cls(cfg, tokenizer)  # refuses a tokenizer larger than the vocabulary
+        with uninitialized():  # the loaded tensors become the parameters: no second copy, no random draw
+            model = cls(cfg, tokenizer)  # refuses a tokenizer larger than the vocabulary
         if tokenizer is not None:
             tokenizer.cover(cfg.d_vocab)
         expected = model.state_dict()
@@ -83,7 +85,7 @@ class LoadingMethods:
                     f"{folder}: the weight {name} has shape {tuple(tensor.shape)}, but config.json makes it "
                     f"{tuple(expected[name].shape)}; the weights and config.json disagree"
                 )
-        model.load_state_dict(state)
+        model.load_state_dict({k: v.contiguous() for k, v in state.items()}, assign=True)
         model.provenance = {"source": str(folder)}
         model = model.to(dtype)
         return model.to(device) if device is not None else model
