@@ -85,7 +85,7 @@ class LoadingMethods:
                     f"{folder}: the weight {name} has shape {tuple(tensor.shape)}, but config.json makes it "
                     f"{tuple(expected[name].shape)}; the weights and config.json disagree"
                 )
-        model.load_state_dict({k: v.contiguous() for k, v in state.items()}, assign=True)
+        model.load_state_dict(state, assign=True)
         model.provenance = {"source": str(folder)}
         model = model.to(dtype)
         return model.to(device) if device is not None else model

@@ -21,6 +21,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ from model.storage.hf_gpt2 import hf_gpt2_to_minigpt
 from model.storage.schema import read_safetensors_header
 
 FAMILIES: dict[str, Callable[[dict[str, Tensor], dict], tuple[ModelConfig, dict[str, Tensor]]]] = {
-    "gpt2": hf_gpt2_to_minigpt,
+    "gpt2": partial(hf_gpt2_to_minigpt, copy=False),  # the file's tensors become the model's: no second copy
 }
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

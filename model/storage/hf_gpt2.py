@@ -62,8 +62,13 @@ _BLOCK_KEYS = (
 )
 
 
-def hf_gpt2_to_minigpt(model_or_state_dict: Any, config: Any = None) -> tuple[ModelConfig, dict[str, Tensor]]:
+def hf_gpt2_to_minigpt(
+    model_or_state_dict: Any, config: Any = None, *, copy: bool = True
+) -> tuple[ModelConfig, dict[str, Tensor]]:
     """``(ModelConfig, MiniGPT state dict)`` from a ``GPT2LMHeadModel``, a ``GPT2Model`` or a state dict.
+
+    ``copy=True`` (default) gives float32 tensors of their own; ``copy=False`` reuses the given tensors where their
+    layout allows (in their dtype), for weights just read from files that nothing else holds.
 
     ``config`` is a ``GPT2Config`` (or a dict of its fields); a model brings its own. Without one,
     sizes come from the state dict, but ``n_head`` cannot (it is not visible in the weights), so a
@@ -91,7 +96,10 @@ def hf_gpt2_to_minigpt(model_or_state_dict: Any, config: Any = None) -> tuple[Mo
         )
     sd = _strip_prefix(raw)
     cfg = _config_from(sd, config)
-    return cfg, _convert_weights(sd, cfg)
+    out = _convert_weights(sd, cfg)
+    if copy:
+        return cfg, {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+    return cfg, {k: v.detach().contiguous() for k, v in out.items()}
 
 
 def minigpt_to_hf_gpt2(cfg: ModelConfig, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -284,7 +292,7 @@ def _convert_weights(sd: dict[str, Tensor], cfg: ModelConfig) -> dict[str, Tenso
     if not cfg.tied_embed:
         out["unembed.W_U"] = sd["lm_head.weight"].T
         out["unembed.b_U"] = torch.zeros(cfg.d_vocab, dtype=sd["wte.weight"].dtype, device=sd["wte.weight"].device)
-    return {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+    return out
 
 
 def _check_shape(sd: Mapping[str, Tensor], key: str, shape: tuple[int, ...]) -> None:
