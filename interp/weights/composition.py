@@ -20,6 +20,7 @@ from torch import Tensor
 from interp.common.checks import check_model, check_seed
 from interp.weights.qk_ov import _ov, _qk
 from model.network.factored_matrix import FactoredMatrix
+from model.network.factored_matrix import composition_scores as factored_composition_scores
 from model.network.minigpt import MiniGPT
 
 
@@ -36,7 +37,7 @@ def composition_score(first: FactoredMatrix, second: FactoredMatrix) -> Tensor:
             f"composition_score takes two FactoredMatrix (e.g. ov_matrix, qk_matrix), got {type(first).__name__} "
             f"and {type(second).__name__}"
         )
-    return (first @ second).norm() / (first.norm() * second.norm())
+    return factored_composition_scores(first, second, broadcast_dims=False)
 
 
 def _pairs(src: FactoredMatrix, dst: FactoredMatrix, composition: str) -> Tensor:

@@ -47,6 +47,7 @@ from model.network.hooks import (
     NameOrPredicate,
     add_persistent_hook,
     check_direction,
+    check_hook_fn,
     clear_last_contexts,
     hook_context,
     persistent_hooks,
@@ -196,8 +197,7 @@ class HookMethods:
         check_direction(dir)
         _check_flag("is_permanent", is_permanent)
         _check_flag("prepend", prepend)
-        if not callable(hook):
-            raise TypeError(f"hook for {name!r} is {type(hook).__name__}, not a callable fn(activation, hook)")
+        check_hook_fn(hook, name)
         if not isinstance(name, str) and not callable(name):
             raise TypeError(f"name must be a hook name or a predicate on names, got {type(name).__name__}")
         names = resolve_names(name, self.hook_names)

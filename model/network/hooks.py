@@ -181,6 +181,12 @@ def any_wanted(points: Iterable[HookPoint]) -> bool:
     return any(point.is_active() for point in points)
 
 
+def check_hook_fn(hook: object, name: object) -> None:
+    """TypeError unless ``hook`` is callable (a hook function ``fn(activation, hook)`` for ``name``)."""
+    if not callable(hook):
+        raise TypeError(f"hook for {name!r} is {type(hook).__name__}, not a callable fn(activation, hook)")
+
+
 def check_direction(dir: object, both: bool = False) -> str:
     """``dir`` checked: ``"fwd"`` (hooks on activations), ``"bwd"`` (on gradients), or ``"both"`` where allowed."""
     if dir not in ("fwd", "bwd", *(("both",) if both else ())):
@@ -196,10 +202,11 @@ class HookPoint(nn.Module):
     the model that contains it) are set by the model after construction.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, copies: bool = False) -> None:
         super().__init__()
         self.name = ""
         self.owner: object = None
+        self.copies = copies  # hook functions get a copy: the activation given may be shared (a view, the residual)
 
     def __call__(self, x: Tensor) -> Tensor:  # bypasses nn.Module.__call__: no per-call overhead
         active = _ACTIVE.get()
@@ -254,8 +261,7 @@ class HookPoint(nn.Module):
             >>> model.hook_list()[0][0], model.blocks[0].attn.hook_pattern.remove_hooks(), model.hook_list()
             ('blocks.0.attn.hook_pattern', None, [])
         """
-        if not callable(hook):
-            raise TypeError(f"hook for {self.name!r} is {type(hook).__name__}, not a callable fn(activation, hook)")
+        check_hook_fn(hook, self.name)
         add_persistent_hook(self.owner, [self.name], hook, bool(is_permanent), bool(prepend), check_direction(dir))
 
     def add_perma_hook(self, hook: HookFn, dir: str = "fwd") -> None:
@@ -278,7 +284,8 @@ class HookPoint(nn.Module):
         return f"name={self.name!r}"
 
     def _fire(self, state: _HookState, x: Tensor) -> Tensor:
-        x = self._run(state.hooks.get(self.name, ()), x, "activation")
+        fns = state.hooks.get(self.name, ())
+        x = self._run(fns, x.clone() if fns and self.copies else x, "activation")
         _keep(state.caches, self.name, x)
         if self.name in state.backward and x.requires_grad:
             # a node of its own (a view), so that a later hook point's gradient hooks run before this one's, as a

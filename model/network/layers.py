@@ -193,10 +193,10 @@ class Block(nn.Module):
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         # TransformerLens's optional inputs: the residual copied for every head (attn_in), then for the query, key
         # and value of every head, before ln1; made only when a hook or cache asks for one (:meth:`attn_write`)
-        self.hook_attn_in = HookPoint()  # [batch, pos, head, d_model]
-        self.hook_q_input = HookPoint()  # [batch, pos, head, d_model]
-        self.hook_k_input = HookPoint()  # [batch, pos, head, d_model]
-        self.hook_v_input = HookPoint()  # [batch, pos, head, d_model]
+        self.hook_attn_in = HookPoint(copies=True)  # [batch, pos, head, d_model]
+        self.hook_q_input = HookPoint(copies=True)  # [batch, pos, head, d_model]
+        self.hook_k_input = HookPoint(copies=True)  # [batch, pos, head, d_model]
+        self.hook_v_input = HookPoint(copies=True)  # [batch, pos, head, d_model]
         self.ln1 = LayerNorm(cfg) if cfg.has_ln else None
         self.attn = Attention(cfg)
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
@@ -204,7 +204,7 @@ class Block(nn.Module):
         self.mlp: MLP | None = None
         if not cfg.attn_only:
             self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
-            self.hook_mlp_in = HookPoint()  # [batch, pos, d_model]: what the MLP half reads, before ln2
+            self.hook_mlp_in = HookPoint(copies=True)  # [batch, pos, d_model]: the MLP's input, before ln2
             self.ln2 = LayerNorm(cfg) if cfg.has_ln else None
             self.mlp = MLP(cfg)
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
@@ -217,8 +217,8 @@ class Block(nn.Module):
 
     def mlp_input(self, resid_mid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """What the MLP reads: ``ln2(resid_mid)`` in a pre-norm block, the residual itself otherwise (through
-        ``hook_mlp_in`` first: a copy when a hook may edit it, so the residual itself stays)."""
-        mlp_in = _through(self.hook_mlp_in, resid_mid)
+        ``hook_mlp_in`` first, whose hook functions edit a copy: the residual itself stays)."""
+        mlp_in = self.hook_mlp_in(resid_mid)
         return self.ln2(mlp_in) if self._pre_norm else mlp_in
 
     def attn_write(
@@ -234,8 +234,8 @@ class Block(nn.Module):
         if not any_wanted(self._head_inputs):
             return self.attn(self.attn_input(resid_pre), key_mask, rows)
         base = resid_pre.unsqueeze(-2).expand(*resid_pre.shape[:-1], self.cfg.n_heads, resid_pre.shape[-1])
-        attn_in = _through(self.hook_attn_in, base)
-        inputs = tuple(_through(hook, attn_in) for hook in self._head_inputs[1:])
+        attn_in = self.hook_attn_in(base)
+        inputs = tuple(hook(attn_in) for hook in self._head_inputs[1:])
         if any(hook.grad_wanted() for hook in self._head_inputs) or not all(torch.equal(x, base) for x in inputs):
             return self.attn(tuple(self.attn_input(x) for x in inputs), key_mask, rows)
         return self.attn(self.attn_input(resid_pre), key_mask, rows)
@@ -295,12 +295,6 @@ class Block(nn.Module):
         if stage == "mlp_sum":
             return self._after_mlp(x)
         return self.hook_resid_post(x)
-
-
-def _through(hook: HookPoint, x: Tensor) -> Tensor:
-    """``x`` through ``hook``: a copy of its own where a hook function may edit it in place (``x`` may be the
-    residual itself, or a view that expands it)."""
-    return hook(x.clone() if hook.is_hooked() else x)
 
 
 class Unembed(nn.Module):
