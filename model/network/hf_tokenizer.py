@@ -114,9 +114,6 @@ class HFTokenizer:
             raise TypeError(f"expected a str of text, got {type(text).__name__}")
         return text
 
-    def unknown_chars(self, text: str) -> list[tuple[int, str]]:
-        return []
-
     def encode(self, text: str, *, bos: bool = False, unknown: str = "error") -> list[int]:
         """Token ids of ``text`` (no specials added by the tokenizer); ``bos=True`` puts the bos token in front."""
         if not isinstance(text, str):
